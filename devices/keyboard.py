@@ -1,0 +1,350 @@
+"""Boot keyboard (HID 1.11 appendix B.1, usages from HID Usage Tables chapter 10).
+
+The input report is the 8-byte boot report: modifier bits, a reserved byte, and
+up to six pressed key usages.  The single output report carries the LEDs.  The
+same layout serves boot and report protocol, as on most real keyboards.
+
+    kb = Keyboard()
+    await kb.type("Hello, World!\\n")
+    await kb.press(Key.A, modifiers=Modifier.LEFT_CTRL); await kb.release_all()
+    if kb.leds & Led.CAPS_LOCK: ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Iterable
+
+from devices.hid import HidFunction, HidProtocolCode, HidSubclass
+from vusb.device import Device
+from vusb.errors import UsageError
+
+BOOT_KEYBOARD_REPORT_DESCRIPTOR = bytes.fromhex(
+    "05 01 09 06 a1 01"  # Usage Page (Generic Desktop), Usage (Keyboard), Collection (Application)
+    "05 07 19 e0 29 e7 15 00 25 01 75 01 95 08 81 02"  # modifiers: 8 x 1 bit, Input (Data,Var,Abs)
+    "95 01 75 08 81 01"  # reserved byte, Input (Const)
+    "95 05 75 01 05 08 19 01 29 05 91 02"  # 5 LEDs, Output (Data,Var,Abs)
+    "95 01 75 03 91 01"  # LED padding, Output (Const)
+    "95 06 75 08 15 00 25 65 05 07 19 00 29 65 81 00"  # 6 keys, Input (Data,Array)
+    "c0"
+)
+
+
+class Modifier(enum.IntFlag):
+    NONE = 0
+    LEFT_CTRL = 0x01
+    LEFT_SHIFT = 0x02
+    LEFT_ALT = 0x04
+    LEFT_GUI = 0x08
+    RIGHT_CTRL = 0x10
+    RIGHT_SHIFT = 0x20
+    RIGHT_ALT = 0x40
+    RIGHT_GUI = 0x80
+
+
+class Led(enum.IntFlag):
+    NONE = 0
+    NUM_LOCK = 0x01
+    CAPS_LOCK = 0x02
+    SCROLL_LOCK = 0x04
+    COMPOSE = 0x08
+    KANA = 0x10
+
+
+class Key(enum.IntEnum):
+    """Keyboard/Keypad page usages (HID Usage Tables, chapter 10)."""
+
+    A = 0x04
+    B = 0x05
+    C = 0x06
+    D = 0x07
+    E = 0x08
+    F = 0x09
+    G = 0x0A
+    H = 0x0B
+    I = 0x0C  # noqa: E741
+    J = 0x0D
+    K = 0x0E
+    L = 0x0F
+    M = 0x10
+    N = 0x11
+    O = 0x12  # noqa: E741
+    P = 0x13
+    Q = 0x14
+    R = 0x15
+    S = 0x16
+    T = 0x17
+    U = 0x18
+    V = 0x19
+    W = 0x1A
+    X = 0x1B
+    Y = 0x1C
+    Z = 0x1D
+    N1 = 0x1E
+    N2 = 0x1F
+    N3 = 0x20
+    N4 = 0x21
+    N5 = 0x22
+    N6 = 0x23
+    N7 = 0x24
+    N8 = 0x25
+    N9 = 0x26
+    N0 = 0x27
+    ENTER = 0x28
+    ESCAPE = 0x29
+    BACKSPACE = 0x2A
+    TAB = 0x2B
+    SPACE = 0x2C
+    MINUS = 0x2D
+    EQUAL = 0x2E
+    LEFT_BRACKET = 0x2F
+    RIGHT_BRACKET = 0x30
+    BACKSLASH = 0x31
+    SEMICOLON = 0x33
+    APOSTROPHE = 0x34
+    GRAVE = 0x35
+    COMMA = 0x36
+    PERIOD = 0x37
+    SLASH = 0x38
+    CAPS_LOCK = 0x39
+    F1 = 0x3A
+    F2 = 0x3B
+    F3 = 0x3C
+    F4 = 0x3D
+    F5 = 0x3E
+    F6 = 0x3F
+    F7 = 0x40
+    F8 = 0x41
+    F9 = 0x42
+    F10 = 0x43
+    F11 = 0x44
+    F12 = 0x45
+    PRINT_SCREEN = 0x46
+    SCROLL_LOCK = 0x47
+    PAUSE = 0x48
+    INSERT = 0x49
+    HOME = 0x4A
+    PAGE_UP = 0x4B
+    DELETE = 0x4C
+    END = 0x4D
+    PAGE_DOWN = 0x4E
+    RIGHT = 0x4F
+    LEFT = 0x50
+    DOWN = 0x51
+    UP = 0x52
+    NUM_LOCK = 0x53
+    KP_SLASH = 0x54
+    KP_ASTERISK = 0x55
+    KP_MINUS = 0x56
+    KP_PLUS = 0x57
+    KP_ENTER = 0x58
+    KP_1 = 0x59
+    KP_2 = 0x5A
+    KP_3 = 0x5B
+    KP_4 = 0x5C
+    KP_5 = 0x5D
+    KP_6 = 0x5E
+    KP_7 = 0x5F
+    KP_8 = 0x60
+    KP_9 = 0x61
+    KP_0 = 0x62
+    KP_PERIOD = 0x63
+    NON_US_BACKSLASH = 0x64
+    APPLICATION = 0x65
+
+
+def _us_layout() -> dict[str, tuple[Key, bool]]:
+    table: dict[str, tuple[Key, bool]] = {}
+    for i, ch in enumerate("abcdefghijklmnopqrstuvwxyz"):
+        table[ch] = (Key(Key.A + i), False)
+        table[ch.upper()] = (Key(Key.A + i), True)
+    for ch, shifted, key in zip("1234567890", "!@#$%^&*()", [Key.N1, Key.N2, Key.N3, Key.N4, Key.N5, Key.N6,
+                                                               Key.N7, Key.N8, Key.N9, Key.N0], strict=False):
+        table[ch] = (key, False)
+        table[shifted] = (key, True)
+    pairs = [("-", "_", Key.MINUS), ("=", "+", Key.EQUAL), ("[", "{", Key.LEFT_BRACKET),
+             ("]", "}", Key.RIGHT_BRACKET), ("\\", "|", Key.BACKSLASH), (";", ":", Key.SEMICOLON),
+             ("'", '"', Key.APOSTROPHE), ("`", "~", Key.GRAVE), (",", "<", Key.COMMA), (".", ">", Key.PERIOD),
+             ("/", "?", Key.SLASH)]
+    for plain, shifted, key in pairs:
+        table[plain] = (key, False)
+        table[shifted] = (key, True)
+    table[" "] = (Key.SPACE, False)
+    table["\n"] = (Key.ENTER, False)
+    table["\t"] = (Key.TAB, False)
+    table["\b"] = (Key.BACKSPACE, False)
+    table["\x1b"] = (Key.ESCAPE, False)
+    return table
+
+
+US_LAYOUT = _us_layout()
+
+
+def keys_for_text(text: str) -> list[tuple[Key, Modifier]]:
+    """The key strokes that type ``text`` on a US layout; raises for characters it cannot type."""
+    strokes = []
+    for pos, ch in enumerate(text):
+        try:
+            key, shift = US_LAYOUT[ch]
+        except KeyError:
+            raise UsageError(f"character {ch!r} at position {pos} cannot be typed on a US keyboard") from None
+        strokes.append((key, Modifier.LEFT_SHIFT if shift else Modifier.NONE))
+    return strokes
+
+
+class KeyboardFunction(HidFunction):
+    """A boot-protocol keyboard interface."""
+
+    name = "Keyboard"
+
+    def __init__(self, *, interface_name: str | None = None) -> None:
+        super().__init__(
+            BOOT_KEYBOARD_REPORT_DESCRIPTOR,
+            input_size=8,
+            subclass=HidSubclass.BOOT,
+            protocol=HidProtocolCode.KEYBOARD,
+            max_packet_size=8,
+            interface_name=interface_name,
+        )
+        self.leds = Led.NONE
+        self.modifiers = Modifier.NONE
+        self.pressed: list[int] = []
+        self._led_waiters: list[tuple[Led, asyncio.Future[Led]]] = []
+
+    def handle_output(self, report_id: int, data: bytes) -> None:
+        if not data:
+            return
+        self.leds = Led(data[-1] & 0x1F)
+        waiting = []
+        for wanted, fut in self._led_waiters:
+            if fut.done():
+                continue
+            if wanted == self.leds:
+                fut.set_result(self.leds)
+            else:
+                waiting.append((wanted, fut))
+        self._led_waiters = waiting
+
+    def on_reset(self) -> None:
+        super().on_reset()
+        self.modifiers = Modifier.NONE
+        self.pressed = []
+
+    def report(self) -> bytes:
+        keys = self.pressed[:6] if len(self.pressed) <= 6 else [1] * 6  # ErrorRollOver
+        return bytes((int(self.modifiers), 0, *keys, *([0] * (6 - len(keys)))))
+
+    async def _emit(self, timeout: float | None) -> None:
+        await self.send(self.report(), timeout)
+
+    async def press(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
+        """Press keys (and modifiers) and keep them down."""
+        self.modifiers |= modifiers
+        for key in keys:
+            if int(key) not in self.pressed:
+                self.pressed.append(int(key))
+        await self._emit(timeout)
+
+    async def release(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
+        """Release the given keys and modifiers."""
+        self.modifiers &= ~modifiers
+        for key in keys:
+            if int(key) in self.pressed:
+                self.pressed.remove(int(key))
+        await self._emit(timeout)
+
+    async def release_all(self, timeout: float | None = None) -> None:
+        self.modifiers = Modifier.NONE
+        self.pressed = []
+        await self._emit(timeout)
+
+    async def tap(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
+        """Press and release keys (a chord such as Ctrl+C)."""
+        await self.press(*keys, modifiers=modifiers, timeout=timeout)
+        await self.release(*keys, modifiers=modifiers, timeout=timeout)
+
+    async def type(self, text: str, timeout: float | None = None) -> None:
+        """Type text on a US layout; returns when the host has read every report."""
+        strokes = keys_for_text(text)
+        if self.leds & Led.CAPS_LOCK:
+            # The host applies Caps Lock to letters: invert shift so the text comes out as written.
+            strokes = [
+                (k, m ^ Modifier.LEFT_SHIFT if Key.A <= k <= Key.Z else m) for k, m in strokes
+            ]
+        futures = []
+        for key, mods in strokes:
+            futures.append(self.send_report(bytes((int(mods), 0, int(key), 0, 0, 0, 0, 0))))
+            futures.append(self.send_report(bytes(8)))
+        self.modifiers = Modifier.NONE
+        self.pressed = []
+        if futures:
+            await asyncio.wait_for(asyncio.gather(*futures), timeout)
+
+    async def wait_leds(self, leds: Led, timeout: float | None = None) -> Led:
+        """Wait until the host has set exactly these LEDs."""
+        if self.leds == leds:
+            return self.leds
+        fut: asyncio.Future[Led] = asyncio.get_running_loop().create_future()
+        self._led_waiters.append((leds, fut))
+        return await asyncio.wait_for(fut, timeout)
+
+
+class Keyboard(Device):
+    """A USB boot keyboard."""
+
+    def __init__(
+        self,
+        *,
+        vendor_id: int = 0x1209,
+        product_id: int = 0x0001,
+        device_version: int = 0x0100,
+        manufacturer: str | None = "vusb",
+        product: str | None = "Virtual Keyboard",
+        serial_number: str | None = None,
+        speed: str | int = "full",
+        **kwargs: object,
+    ) -> None:
+        self.keyboard = KeyboardFunction()
+        super().__init__(self.keyboard, vendor_id=vendor_id, product_id=product_id, device_version=device_version,
+                         manufacturer=manufacturer, product=product, serial_number=serial_number,
+                         speed=speed, **kwargs)  # type: ignore[arg-type]
+
+    async def type(self, text: str, timeout: float | None = None) -> None:
+        await self.keyboard.type(text, timeout)
+
+    async def press(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
+        await self.keyboard.press(*keys, modifiers=modifiers, timeout=timeout)
+
+    async def release(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
+        await self.keyboard.release(*keys, modifiers=modifiers, timeout=timeout)
+
+    async def release_all(self, timeout: float | None = None) -> None:
+        await self.keyboard.release_all(timeout)
+
+    async def tap(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
+        await self.keyboard.tap(*keys, modifiers=modifiers, timeout=timeout)
+
+    async def wait_leds(self, leds: Led, timeout: float | None = None) -> Led:
+        return await self.keyboard.wait_leds(leds, timeout)
+
+    @property
+    def leds(self) -> Led:
+        return self.keyboard.leds
+
+    @property
+    def protocol(self) -> int:
+        return int(self.keyboard.protocol)
+
+    @property
+    def idle(self) -> dict[int, int]:
+        return self.keyboard.idle
+
+
+def strokes_to_reports(strokes: Iterable[tuple[Key, Modifier]]) -> list[bytes]:
+    """The reports :meth:`KeyboardFunction.type` sends for these strokes (press then release each)."""
+    out = []
+    for key, mods in strokes:
+        out.append(bytes((int(mods), 0, int(key), 0, 0, 0, 0, 0)))
+        out.append(bytes(8))
+    return out

@@ -1,0 +1,43 @@
+"""vusb: virtual USB devices in Python, served over USB/IP to real kernels.
+
+The pieces, bottom up:
+
+- :mod:`vusb.descriptors` — descriptors as immutable, self-validating values;
+- :mod:`vusb.device` — the device model (functions, standard requests, state);
+- :mod:`vusb.endpoint` — per-endpoint URB queues;
+- :mod:`vusb.protocol` — the sans-IO USB/IP codec;
+- :mod:`vusb.server` / :mod:`vusb.client` — asyncio server and client;
+- :mod:`vusb.profile` — YAML profiles;
+- :mod:`vusb.harness` — a real Linux kernel under QEMU for tests.
+"""
+
+from vusb.constants import Speed, Status, TransferType
+from vusb.descriptors import (
+    BosDescriptor,
+    ConfigurationDescriptor,
+    DeviceDescriptor,
+    EndpointDescriptor,
+    InterfaceDescriptor,
+    StringDescriptor,
+)
+from vusb.device import BuildContext, Device, Function
+from vusb.errors import (
+    DescriptorError,
+    DeviceDefinitionError,
+    ProfileError,
+    ProtocolError,
+    Stall,
+    UsageError,
+    VusbError,
+)
+from vusb.server import Server
+from vusb.urb import Completion, SetupPacket, Urb
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BosDescriptor", "BuildContext", "Completion", "ConfigurationDescriptor", "DescriptorError", "Device",
+    "DeviceDefinitionError", "DeviceDescriptor", "EndpointDescriptor", "Function", "InterfaceDescriptor",
+    "ProfileError", "ProtocolError", "Server", "SetupPacket", "Speed", "Stall", "Status", "StringDescriptor",
+    "TransferType", "Urb", "UsageError", "VusbError",
+]

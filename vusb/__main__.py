@@ -1,0 +1,5 @@
+import sys
+
+from vusb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""The ``vusb`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from vusb.constants import USBIP_PORT
+from vusb.errors import VusbError
+
+log = logging.getLogger("vusb")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vusb.profile import load_profile
+    from vusb.server import Server, ServerLimits, run
+
+    profiles = [load_profile(p) for p in args.profiles]
+    devices = [p.build() for p in profiles]
+
+    async def main() -> None:
+        limits = ServerLimits(max_connections=args.max_connections)
+        server = Server(devices, host=args.host, port=args.port, limits=limits, allow_remote=args.allow_remote)
+        await server.start()
+        client_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost", "::1") else "<this-host>"
+        port_opt = f" --tcp-port {server.port}" if server.port != USBIP_PORT else ""
+        print(f"vusb: serving {len(devices)} device(s) on {args.host}:{server.port}", flush=True)
+        for profile, export in zip(profiles, server.exports, strict=False):
+            print(f"  {export.busid}  {export.device.describe():40s} ({profile.file})", flush=True)
+            print(f"      attach: usbip{port_opt} attach -r {client_host} -b {export.busid}", flush=True)
+        if client_host == "127.0.0.1":
+            print("  (a QEMU guest with user networking reaches this server as 10.0.2.2)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("vusb: shutting down", flush=True)
+        await server.close()
+
+    run(main(), use_uvloop=not args.no_uvloop)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from vusb.client import list_devices
+
+    devices = asyncio.run(list_devices(args.host, args.port))
+    if not devices:
+        print(f"{args.host}:{args.port} exports no free device")
+    for d in devices:
+        print(f"{d.busid}: {d.vendor_id:04x}:{d.product_id:04x} speed {d.speed} "
+              f"class {d.device_class:02x}/{d.device_subclass:02x}/{d.device_protocol:02x} "
+              f"({d.num_configurations} configuration(s), {d.interface_count} interface(s))")
+        for n, i in enumerate(d.interfaces):
+            print(f"    interface {n}: class {i.interface_class:02x}/{i.interface_subclass:02x}/{i.interface_protocol:02x}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from vusb.client import RemoteDevice
+    from vusb.lsusb import format_device
+
+    async def main() -> str:
+        async with await RemoteDevice.open(args.host, args.busid, args.port) as dev:
+            info = await dev.enumerate(configure=False)
+            return format_device(info, args.busid)
+
+    print(asyncio.run(main()))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from vusb.profile import load_profile
+
+    failed = 0
+    for path in args.profiles:
+        try:
+            profile = load_profile(path)
+        except VusbError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"ok: {path} ({profile.name})")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vusb", description="Virtual USB devices served over USB/IP.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve profiles as USB/IP devices")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --host (USB/IP has no authentication)")
+    p.add_argument("--max-connections", type=int, default=256)
+    p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("list", help="list the devices a USB/IP server exports")
+    p.add_argument("host", nargs="?", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=USBIP_PORT)
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("probe", help="import a device and print its descriptors like lsusb -v")
+    p.add_argument("host")
+    p.add_argument("busid")
+    p.add_argument("--port", type=int, default=USBIP_PORT)
+    p.set_defaults(func=_probe)
+
+    p = sub.add_parser("check", help="check profiles and report every error with file, line and field")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
+    p.set_defaults(func=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + (1 if args.command == "serve" else 0), 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result: int = args.func(args)
+        return result
+    except VusbError as exc:
+        print(f"vusb: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"vusb: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,910 @@
+"""USB descriptors as immutable values.
+
+Each descriptor is a frozen dataclass whose binary layout is declared once, with
+``construct``, in :mod:`vusb.layouts`.  ``to_bytes()`` builds the exact bytes and
+``parse()`` reads them back; computed fields (``bLength``, ``wTotalLength``,
+``bNumInterfaces``, ``bNumEndpoints``, ``bNumDeviceCaps``) are never given by hand.
+
+Values are checked when a descriptor is created, and again against the device
+speed when a :class:`~vusb.device.Device` is defined, so a wrong value fails in the
+program that defines it, never later when a host enumerates the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from vusb import layouts
+from vusb.constants import LANG_EN_US, DescriptorType, Speed, TransferType
+from vusb.errors import DescriptorError
+
+__all__ = [
+    "BosDescriptor",
+    "ConfigurationDescriptor",
+    "Descriptor",
+    "DeviceCapability",
+    "DeviceDescriptor",
+    "DeviceQualifierDescriptor",
+    "EndpointDescriptor",
+    "HidDescriptor",
+    "InterfaceAssociation",
+    "InterfaceDescriptor",
+    "LanguageTable",
+    "RawCapability",
+    "RawDescriptor",
+    "StringDescriptor",
+    "SuperSpeedCapability",
+    "SuperSpeedEndpointCompanion",
+    "Usb2Extension",
+    "iter_descriptors",
+    "valid_max_packet_sizes",
+]
+
+
+def _check_range(owner: str, name: str, value: int, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise DescriptorError(f"{owner}.{name} must be an integer, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise DescriptorError(f"{owner}.{name} = {value} is out of range {lo}..{hi}")
+
+
+def _u8(owner: str, name: str, value: int) -> None:
+    _check_range(owner, name, value, 0, 0xFF)
+
+
+def _u16(owner: str, name: str, value: int) -> None:
+    _check_range(owner, name, value, 0, 0xFFFF)
+
+
+def _u32(owner: str, name: str, value: int) -> None:
+    _check_range(owner, name, value, 0, 0xFFFF_FFFF)
+
+
+def _check_bcd(owner: str, name: str, value: int) -> None:
+    _u16(owner, name, value)
+    for shift in (0, 4, 8, 12):
+        if (value >> shift) & 0xF > 9:
+            raise DescriptorError(f"{owner}.{name} = 0x{value:04x} is not binary-coded decimal")
+
+
+def iter_descriptors(data: bytes, where: str = "descriptor data") -> Iterator[tuple[int, bytes]]:
+    """Split concatenated descriptors into ``(bDescriptorType, bytes)`` pairs."""
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 2:
+            raise DescriptorError(f"{where}: {len(data) - pos} stray byte(s) at offset {pos}")
+        length = data[pos]
+        if length < 2:
+            raise DescriptorError(f"{where}: bLength {length} at offset {pos} is below 2")
+        if pos + length > len(data):
+            raise DescriptorError(
+                f"{where}: descriptor at offset {pos} claims {length} bytes, only {len(data) - pos} left"
+            )
+        yield data[pos + 1], bytes(data[pos : pos + length])
+        pos += length
+
+
+class Descriptor:
+    """Common behaviour: every descriptor serializes itself."""
+
+    descriptor_type: ClassVar[int]
+
+    def to_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    def __len__(self) -> int:
+        return len(self.to_bytes())
+
+
+def _simple_build(layout: Any, dtype: int, values: dict[str, Any], trailing: bytes = b"") -> bytes:
+    body: bytes = layout.build(values) + trailing
+    return bytes((len(body) + 2, dtype)) + body
+
+
+def _simple_parse(cls_name: str, layout: Any, dtype: int, data: bytes, minimum: int) -> tuple[Any, bytes]:
+    if len(data) < 2:
+        raise DescriptorError(f"{cls_name}: {len(data)} bytes is too short for a descriptor")
+    if data[1] != dtype:
+        raise DescriptorError(f"{cls_name}: bDescriptorType is 0x{data[1]:02x}, expected 0x{dtype:02x}")
+    if data[0] < minimum or data[0] > len(data):
+        raise DescriptorError(f"{cls_name}: bLength {data[0]} is invalid (need {minimum}, have {len(data)})")
+    size = layout.sizeof()
+    parsed = layout.parse(data[2 : 2 + size])
+    return parsed, bytes(data[2 + size : data[0]])
+
+
+@dataclass(frozen=True)
+class RawDescriptor(Descriptor):
+    """Any descriptor given as its exact bytes (class-specific, vendor, unknown)."""
+
+    data: bytes
+    descriptor_type: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        data = bytes(self.data)
+        object.__setattr__(self, "data", data)
+        if len(data) < 2 or data[0] != len(data):
+            raise DescriptorError(
+                f"RawDescriptor: bLength byte is {data[0] if data else 'missing'} but the descriptor has "
+                f"{len(data)} bytes"
+            )
+
+    @property
+    def type(self) -> int:
+        return self.data[1]
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+
+def valid_max_packet_sizes(transfer: TransferType, speed: Speed) -> str:
+    """Describe the legal wMaxPacketSize values, for error messages."""
+    rules = {
+        (TransferType.CONTROL, Speed.LOW): "8",
+        (TransferType.CONTROL, Speed.FULL): "8, 16, 32 or 64",
+        (TransferType.CONTROL, Speed.HIGH): "64",
+        (TransferType.CONTROL, Speed.SUPER): "512",
+        (TransferType.BULK, Speed.LOW): "nothing (bulk is not allowed at low speed)",
+        (TransferType.BULK, Speed.FULL): "8, 16, 32 or 64",
+        (TransferType.BULK, Speed.HIGH): "512",
+        (TransferType.BULK, Speed.SUPER): "1024",
+        (TransferType.INTERRUPT, Speed.LOW): "1..8",
+        (TransferType.INTERRUPT, Speed.FULL): "1..64",
+        (TransferType.INTERRUPT, Speed.HIGH): "1..1024 (with up to 2 extra transactions)",
+        (TransferType.INTERRUPT, Speed.SUPER): "1..1024",
+        (TransferType.ISOCHRONOUS, Speed.LOW): "nothing (isochronous is not allowed at low speed)",
+        (TransferType.ISOCHRONOUS, Speed.FULL): "0..1023",
+        (TransferType.ISOCHRONOUS, Speed.HIGH): "0..1024 (with up to 2 extra transactions)",
+        (TransferType.ISOCHRONOUS, Speed.SUPER): "0..1024",
+    }
+    return rules[(transfer, speed)]
+
+
+def _max_packet_ok(transfer: TransferType, speed: Speed, wmax: int) -> bool:
+    size = wmax & 0x7FF
+    mult = (wmax >> 11) & 0x3
+    if wmax >> 13:
+        return False
+    if mult and not (speed == Speed.HIGH and transfer in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS)):
+        return False
+    if mult == 3:
+        return False
+    if transfer == TransferType.CONTROL:
+        return size in {Speed.LOW: (8,), Speed.FULL: (8, 16, 32, 64), Speed.HIGH: (64,), Speed.SUPER: (512,)}[speed]
+    if transfer == TransferType.BULK:
+        return size in {Speed.LOW: (), Speed.FULL: (8, 16, 32, 64), Speed.HIGH: (512,), Speed.SUPER: (1024,)}[speed]
+    if transfer == TransferType.INTERRUPT:
+        hi = {Speed.LOW: 8, Speed.FULL: 64, Speed.HIGH: 1024, Speed.SUPER: 1024}[speed]
+        return 1 <= size <= hi
+    hi = {Speed.LOW: -1, Speed.FULL: 1023, Speed.HIGH: 1024, Speed.SUPER: 1024}[speed]
+    return 0 <= size <= hi
+
+
+@dataclass(frozen=True)
+class SuperSpeedEndpointCompanion(Descriptor):
+    """SuperSpeed endpoint companion (USB 3.2 section 9.6.7)."""
+
+    max_burst: int = 0
+    attributes: int = 0
+    bytes_per_interval: int = 0
+    descriptor_type: ClassVar[int] = DescriptorType.SUPERSPEED_ENDPOINT_COMPANION
+
+    def __post_init__(self) -> None:
+        _check_range("SuperSpeedEndpointCompanion", "max_burst", self.max_burst, 0, 15)
+        _u8("SuperSpeedEndpointCompanion", "attributes", self.attributes)
+        _u16("SuperSpeedEndpointCompanion", "bytes_per_interval", self.bytes_per_interval)
+
+    def to_bytes(self) -> bytes:
+        return _simple_build(
+            layouts.SS_ENDPOINT_COMPANION,
+            self.descriptor_type,
+            {"bMaxBurst": self.max_burst, "bmAttributes": self.attributes, "wBytesPerInterval": self.bytes_per_interval},
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        p, _ = _simple_parse(cls.__name__, layouts.SS_ENDPOINT_COMPANION, cls.descriptor_type, data, 6)
+        return cls(p.bMaxBurst, p.bmAttributes, p.wBytesPerInterval)
+
+
+@dataclass(frozen=True)
+class EndpointDescriptor(Descriptor):
+    """Endpoint descriptor (USB 2.0 section 9.6.6).
+
+    ``address`` carries the direction in bit 7 (0x81 is EP1 IN).  ``companion`` is
+    required for SuperSpeed devices.  ``extra`` holds class-specific endpoint
+    descriptors that follow it; ``trailing`` keeps bytes of an extended endpoint
+    descriptor (audio class bRefresh/bSynchAddress) so parsing round-trips.
+    """
+
+    address: int
+    transfer_type: TransferType
+    max_packet_size: int
+    interval: int = 0
+    attributes_extra: int = 0  # bits 2..5 of bmAttributes: sync and usage types
+    companion: SuperSpeedEndpointCompanion | None = None
+    extra: tuple[Descriptor, ...] = ()
+    trailing: bytes = b""
+    descriptor_type: ClassVar[int] = DescriptorType.ENDPOINT
+
+    def __post_init__(self) -> None:
+        _u8("EndpointDescriptor", "address", self.address)
+        if self.address & 0x70:
+            raise DescriptorError(f"EndpointDescriptor.address 0x{self.address:02x} sets reserved bits 4..6")
+        if self.number == 0:
+            raise DescriptorError("EndpointDescriptor.address: endpoint 0 is the default control pipe and has no descriptor")
+        object.__setattr__(self, "transfer_type", TransferType(self.transfer_type))
+        _u16("EndpointDescriptor", "max_packet_size", self.max_packet_size)
+        _u8("EndpointDescriptor", "interval", self.interval)
+        if self.attributes_extra & ~0x3C:
+            raise DescriptorError("EndpointDescriptor.attributes_extra may only set bits 2..5 (sync/usage type)")
+        object.__setattr__(self, "extra", tuple(self.extra))
+        object.__setattr__(self, "trailing", bytes(self.trailing))
+
+    @property
+    def number(self) -> int:
+        return self.address & 0x0F
+
+    @property
+    def is_in(self) -> bool:
+        return bool(self.address & 0x80)
+
+    @property
+    def attributes(self) -> int:
+        return int(self.transfer_type) | self.attributes_extra
+
+    def validate_for_speed(self, speed: Speed, where: str) -> None:
+        if not _max_packet_ok(self.transfer_type, speed, self.max_packet_size):
+            raise DescriptorError(
+                f"{where}: wMaxPacketSize {self.max_packet_size} is illegal for a {self.transfer_type.name.lower()} "
+                f"endpoint at {speed.name.lower()} speed (allowed: {valid_max_packet_sizes(self.transfer_type, speed)})"
+            )
+        if self.transfer_type in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS):
+            if speed in (Speed.HIGH, Speed.SUPER) or self.transfer_type == TransferType.ISOCHRONOUS:
+                if not 1 <= self.interval <= 16:
+                    raise DescriptorError(
+                        f"{where}: bInterval {self.interval} must be 1..16 (2^(n-1) (micro)frames) "
+                        f"for this endpoint at {speed.name.lower()} speed"
+                    )
+            elif self.interval < 1:
+                raise DescriptorError(f"{where}: bInterval must be 1..255 ms for an interrupt endpoint")
+        if speed == Speed.SUPER and self.companion is None:
+            raise DescriptorError(f"{where}: a SuperSpeed endpoint needs a SuperSpeedEndpointCompanion")
+        if speed != Speed.SUPER and self.companion is not None:
+            raise DescriptorError(f"{where}: endpoint companion descriptors are only for SuperSpeed devices")
+
+    def to_bytes(self) -> bytes:
+        head = _simple_build(
+            layouts.ENDPOINT,
+            self.descriptor_type,
+            {
+                "bEndpointAddress": self.address,
+                "bmAttributes": self.attributes,
+                "wMaxPacketSize": self.max_packet_size,
+                "bInterval": self.interval,
+            },
+            self.trailing,
+        )
+        parts = [head]
+        if self.companion is not None:
+            parts.append(self.companion.to_bytes())
+        parts.extend(d.to_bytes() for d in self.extra)
+        return b"".join(parts)
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        """Parse the endpoint descriptor itself (companion and extras are attached by the configuration parser)."""
+        p, trailing = _simple_parse(cls.__name__, layouts.ENDPOINT, cls.descriptor_type, data, 7)
+        return cls(
+            address=p.bEndpointAddress,
+            transfer_type=TransferType(p.bmAttributes & 3),
+            max_packet_size=p.wMaxPacketSize,
+            interval=p.bInterval,
+            attributes_extra=p.bmAttributes & 0x3C,
+            trailing=trailing,
+        )
+
+
+@dataclass(frozen=True)
+class HidDescriptor(Descriptor):
+    """HID class descriptor (HID 1.11 section 6.2.1)."""
+
+    report_length: int
+    hid_version: int = 0x0111
+    country_code: int = 0
+    other: tuple[tuple[int, int], ...] = ()  # further (bDescriptorType, wDescriptorLength)
+    descriptor_type: ClassVar[int] = DescriptorType.HID
+
+    def __post_init__(self) -> None:
+        _u16("HidDescriptor", "report_length", self.report_length)
+        _check_bcd("HidDescriptor", "hid_version", self.hid_version)
+        _u8("HidDescriptor", "country_code", self.country_code)
+        object.__setattr__(self, "other", tuple(tuple(o) for o in self.other))
+
+    def to_bytes(self) -> bytes:
+        descs = [{"bDescriptorType": DescriptorType.HID_REPORT, "wDescriptorLength": self.report_length}]
+        descs += [{"bDescriptorType": t, "wDescriptorLength": n} for t, n in self.other]
+        body: bytes = layouts.HID.build(
+            {"bcdHID": self.hid_version, "bCountryCode": self.country_code, "bNumDescriptors": len(descs), "descriptors": descs}
+        )
+        return bytes((len(body) + 2, self.descriptor_type)) + body
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        if len(data) < 9 or data[1] != DescriptorType.HID or data[0] > len(data):
+            raise DescriptorError("HidDescriptor: not a HID descriptor of at least 9 bytes")
+        p = layouts.HID.parse(data[2 : data[0]])
+        descs = [(d.bDescriptorType, d.wDescriptorLength) for d in p.descriptors]
+        report = next((n for t, n in descs if t == DescriptorType.HID_REPORT), 0)
+        others = tuple((t, n) for t, n in descs if t != DescriptorType.HID_REPORT)
+        return cls(report, p.bcdHID, p.bCountryCode, others)
+
+
+@dataclass(frozen=True)
+class InterfaceDescriptor(Descriptor):
+    """One alternate setting of an interface (USB 2.0 section 9.6.5)."""
+
+    number: int
+    alternate: int = 0
+    interface_class: int = 0
+    interface_subclass: int = 0
+    interface_protocol: int = 0
+    name_index: int = 0
+    endpoints: tuple[EndpointDescriptor, ...] = ()
+    extra: tuple[Descriptor, ...] = ()  # class descriptors between interface and endpoints
+    trailing: bytes = b""
+    descriptor_type: ClassVar[int] = DescriptorType.INTERFACE
+
+    def __post_init__(self) -> None:
+        owner = "InterfaceDescriptor"
+        _u8(owner, "number", self.number)
+        _u8(owner, "alternate", self.alternate)
+        _u8(owner, "interface_class", self.interface_class)
+        _u8(owner, "interface_subclass", self.interface_subclass)
+        _u8(owner, "interface_protocol", self.interface_protocol)
+        _u8(owner, "name_index", self.name_index)
+        object.__setattr__(self, "endpoints", tuple(self.endpoints))
+        object.__setattr__(self, "extra", tuple(self.extra))
+        object.__setattr__(self, "trailing", bytes(self.trailing))
+        seen: set[int] = set()
+        for ep in self.endpoints:
+            if ep.address in seen:
+                raise DescriptorError(
+                    f"interface {self.number} alternate {self.alternate}: duplicate endpoint address 0x{ep.address:02x}"
+                )
+            seen.add(ep.address)
+        if len(self.endpoints) > 30:
+            raise DescriptorError(f"interface {self.number}: at most 30 endpoints, got {len(self.endpoints)}")
+
+    def to_bytes(self) -> bytes:
+        head = _simple_build(
+            layouts.INTERFACE,
+            self.descriptor_type,
+            {
+                "bInterfaceNumber": self.number,
+                "bAlternateSetting": self.alternate,
+                "bNumEndpoints": len(self.endpoints),
+                "bInterfaceClass": self.interface_class,
+                "bInterfaceSubClass": self.interface_subclass,
+                "bInterfaceProtocol": self.interface_protocol,
+                "iInterface": self.name_index,
+            },
+            self.trailing,
+        )
+        return head + b"".join(d.to_bytes() for d in self.extra) + b"".join(e.to_bytes() for e in self.endpoints)
+
+
+@dataclass(frozen=True)
+class InterfaceAssociation(Descriptor):
+    """Interface association descriptor (IAD, USB 2.0 ECN)."""
+
+    first_interface: int
+    interface_count: int
+    function_class: int
+    function_subclass: int = 0
+    function_protocol: int = 0
+    name_index: int = 0
+    descriptor_type: ClassVar[int] = DescriptorType.INTERFACE_ASSOCIATION
+
+    def __post_init__(self) -> None:
+        for name in ("first_interface", "function_class", "function_subclass", "function_protocol", "name_index"):
+            _u8("InterfaceAssociation", name, getattr(self, name))
+        _check_range("InterfaceAssociation", "interface_count", self.interface_count, 1, 0xFF)
+
+    def to_bytes(self) -> bytes:
+        return _simple_build(
+            layouts.INTERFACE_ASSOCIATION,
+            self.descriptor_type,
+            {
+                "bFirstInterface": self.first_interface,
+                "bInterfaceCount": self.interface_count,
+                "bFunctionClass": self.function_class,
+                "bFunctionSubClass": self.function_subclass,
+                "bFunctionProtocol": self.function_protocol,
+                "iFunction": self.name_index,
+            },
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        p, _ = _simple_parse(cls.__name__, layouts.INTERFACE_ASSOCIATION, cls.descriptor_type, data, 8)
+        return cls(p.bFirstInterface, p.bInterfaceCount, p.bFunctionClass, p.bFunctionSubClass, p.bFunctionProtocol, p.iFunction)
+
+
+@dataclass(frozen=True)
+class ConfigurationDescriptor(Descriptor):
+    """A configuration with its whole descriptor tree (USB 2.0 section 9.6.3).
+
+    ``interfaces`` lists every alternate setting of every interface.  ``wTotalLength``
+    and ``bNumInterfaces`` are computed.  ``associations`` are emitted just before
+    their first interface.  ``max_power_ma`` is in milliamperes.
+    """
+
+    value: int = 1
+    interfaces: tuple[InterfaceDescriptor, ...] = ()
+    associations: tuple[InterfaceAssociation, ...] = ()
+    self_powered: bool = False
+    remote_wakeup: bool = False
+    max_power_ma: int = 100
+    name_index: int = 0
+    extra: tuple[Descriptor, ...] = ()  # descriptors between the configuration and the first interface
+    power_unit_ma: int = 2  # 2 mA below SuperSpeed, 8 mA at SuperSpeed
+    descriptor_type: ClassVar[int] = DescriptorType.CONFIGURATION
+
+    def __post_init__(self) -> None:
+        owner = "ConfigurationDescriptor"
+        _check_range(owner, "value", self.value, 1, 0xFF)
+        _u8(owner, "name_index", self.name_index)
+        object.__setattr__(self, "interfaces", tuple(self.interfaces))
+        object.__setattr__(self, "associations", tuple(self.associations))
+        object.__setattr__(self, "extra", tuple(self.extra))
+        if self.power_unit_ma not in (2, 8):
+            raise DescriptorError(f"{owner}.power_unit_ma must be 2 or 8, got {self.power_unit_ma}")
+        if self.max_power_ma % self.power_unit_ma or not 0 <= self.max_power_ma <= 255 * self.power_unit_ma:
+            raise DescriptorError(
+                f"{owner}.max_power_ma = {self.max_power_ma} must be a multiple of {self.power_unit_ma} "
+                f"up to {255 * self.power_unit_ma}"
+            )
+        seen: set[tuple[int, int]] = set()
+        owner_of_ep: dict[int, int] = {}
+        for itf in self.interfaces:
+            key = (itf.number, itf.alternate)
+            if key in seen:
+                raise DescriptorError(f"configuration {self.value}: interface {itf.number} alternate {itf.alternate} is defined twice")
+            seen.add(key)
+            for ep in itf.endpoints:
+                other = owner_of_ep.setdefault(ep.address, itf.number)
+                if other != itf.number:
+                    raise DescriptorError(
+                        f"configuration {self.value}: endpoint address 0x{ep.address:02x} is used by interfaces "
+                        f"{other} and {itf.number}"
+                    )
+        numbers = sorted({n for n, _ in seen})
+        for n in numbers:
+            alts = sorted(a for m, a in seen if m == n)
+            if alts != list(range(len(alts))):
+                raise DescriptorError(f"configuration {self.value}: interface {n} has alternate settings {alts}, expected 0..{len(alts) - 1}")
+        for iad in self.associations:
+            span = range(iad.first_interface, iad.first_interface + iad.interface_count)
+            missing = [n for n in span if n not in numbers]
+            if missing:
+                raise DescriptorError(f"interface association starting at {iad.first_interface} names missing interfaces {missing}")
+
+    @property
+    def num_interfaces(self) -> int:
+        return len({i.number for i in self.interfaces})
+
+    @property
+    def attributes(self) -> int:
+        return 0x80 | (0x40 if self.self_powered else 0) | (0x20 if self.remote_wakeup else 0)
+
+    def interface(self, number: int, alternate: int = 0) -> InterfaceDescriptor | None:
+        for itf in self.interfaces:
+            if itf.number == number and itf.alternate == alternate:
+                return itf
+        return None
+
+    def alternates(self, number: int) -> list[InterfaceDescriptor]:
+        return [i for i in self.interfaces if i.number == number]
+
+    def _body(self) -> bytes:
+        parts: list[bytes] = [d.to_bytes() for d in self.extra]
+        iads = {a.first_interface: a for a in self.associations}
+        for itf in self.interfaces:
+            if itf.alternate == 0 and itf.number in iads:
+                parts.append(iads.pop(itf.number).to_bytes())
+            parts.append(itf.to_bytes())
+        return b"".join(parts)
+
+    def to_bytes(self, descriptor_type: int = DescriptorType.CONFIGURATION) -> bytes:
+        """Build the full tree; pass ``OTHER_SPEED_CONFIGURATION`` for that variant."""
+        body = self._body()
+        head: bytes = layouts.CONFIGURATION.build(
+            {
+                "bLength": 9,
+                "bDescriptorType": descriptor_type,
+                "wTotalLength": 9 + len(body),
+                "bNumInterfaces": self.num_interfaces,
+                "bConfigurationValue": self.value,
+                "iConfiguration": self.name_index,
+                "bmAttributes": self.attributes,
+                "bMaxPower": self.max_power_ma // self.power_unit_ma,
+            }
+        )
+        total = len(head) + len(body)
+        if total > 0xFFFF:
+            raise DescriptorError(f"configuration {self.value}: total length {total} exceeds 65535 bytes")
+        return head + body
+
+    @classmethod
+    def parse(cls, data: bytes, *, speed: Speed | None = None) -> Self:
+        """Parse a full configuration tree (as returned for GET_DESCRIPTOR(CONFIGURATION, wTotalLength))."""
+        if len(data) < 9 or data[1] not in (DescriptorType.CONFIGURATION, DescriptorType.OTHER_SPEED_CONFIGURATION):
+            raise DescriptorError("ConfigurationDescriptor: not a configuration descriptor")
+        head = layouts.CONFIGURATION.parse(data[:9])
+        if head.wTotalLength > len(data):
+            raise DescriptorError(f"ConfigurationDescriptor: wTotalLength {head.wTotalLength} but only {len(data)} bytes")
+        items = list(iter_descriptors(data[head.bLength : head.wTotalLength], "configuration"))
+        unit = 8 if speed == Speed.SUPER else 2
+        extra: list[Descriptor] = []
+        iads: list[InterfaceAssociation] = []
+        interfaces: list[InterfaceDescriptor] = []
+        cur_itf: dict[str, Any] | None = None
+        cur_eps: list[dict[str, Any]] = []
+
+        def close_interface() -> None:
+            nonlocal cur_itf, cur_eps
+            if cur_itf is None:
+                return
+            eps = tuple(
+                dataclasses.replace(e["ep"], companion=e["companion"], extra=tuple(e["extra"])) for e in cur_eps
+            )
+            interfaces.append(dataclasses.replace(cur_itf["itf"], endpoints=eps, extra=tuple(cur_itf["extra"])))
+            cur_itf, cur_eps = None, []
+
+        for dtype, raw in items:
+            if dtype == DescriptorType.INTERFACE:
+                close_interface()
+                p, trailing = _simple_parse("InterfaceDescriptor", layouts.INTERFACE, dtype, raw, 9)
+                itf = InterfaceDescriptor(
+                    p.bInterfaceNumber, p.bAlternateSetting, p.bInterfaceClass, p.bInterfaceSubClass,
+                    p.bInterfaceProtocol, p.iInterface, trailing=trailing,
+                )
+                cur_itf = {"itf": itf, "extra": []}
+            elif dtype == DescriptorType.ENDPOINT and cur_itf is not None:
+                cur_eps.append({"ep": EndpointDescriptor.parse(raw), "companion": None, "extra": []})
+            elif dtype == DescriptorType.SUPERSPEED_ENDPOINT_COMPANION and cur_eps and cur_eps[-1]["companion"] is None and not cur_eps[-1]["extra"]:
+                cur_eps[-1]["companion"] = SuperSpeedEndpointCompanion.parse(raw)
+            elif dtype == DescriptorType.INTERFACE_ASSOCIATION and len(raw) == 8:
+                close_interface()
+                iads.append(InterfaceAssociation.parse(raw))
+            else:
+                desc: Descriptor = RawDescriptor(raw)
+                if dtype == DescriptorType.HID and cur_itf is not None and not cur_eps:
+                    try:
+                        hid = HidDescriptor.parse(raw)
+                        if hid.to_bytes() == raw:
+                            desc = hid
+                    except Exception:  # noqa: BLE001 - keep unknown HID variants as raw bytes
+                        pass
+                if cur_eps:
+                    cur_eps[-1]["extra"].append(desc)
+                elif cur_itf is not None:
+                    cur_itf["extra"].append(desc)
+                else:
+                    extra.append(desc)
+        close_interface()
+        try:
+            return cls(
+                value=head.bConfigurationValue,
+                interfaces=tuple(interfaces),
+                associations=tuple(iads),
+                self_powered=bool(head.bmAttributes & 0x40),
+                remote_wakeup=bool(head.bmAttributes & 0x20),
+                max_power_ma=head.bMaxPower * unit,
+                name_index=head.iConfiguration,
+                extra=tuple(extra),
+                power_unit_ma=unit,
+            )
+        except DescriptorError as exc:
+            raise DescriptorError(f"ConfigurationDescriptor: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class DeviceDescriptor(Descriptor):
+    """Device descriptor (USB 2.0 section 9.6.1)."""
+
+    vendor_id: int
+    product_id: int
+    device_version: int = 0x0100
+    usb_version: int = 0x0200
+    device_class: int = 0
+    device_subclass: int = 0
+    device_protocol: int = 0
+    max_packet_size0: int = 64
+    manufacturer_index: int = 0
+    product_index: int = 0
+    serial_number_index: int = 0
+    num_configurations: int = 1
+    descriptor_type: ClassVar[int] = DescriptorType.DEVICE
+
+    def __post_init__(self) -> None:
+        owner = "DeviceDescriptor"
+        _u16(owner, "vendor_id", self.vendor_id)
+        _u16(owner, "product_id", self.product_id)
+        _check_bcd(owner, "device_version", self.device_version)
+        _check_bcd(owner, "usb_version", self.usb_version)
+        for name in ("device_class", "device_subclass", "device_protocol", "manufacturer_index",
+                     "product_index", "serial_number_index"):
+            _u8(owner, name, getattr(self, name))
+        _check_range(owner, "num_configurations", self.num_configurations, 1, 0xFF)
+        if self.max_packet_size0 not in (8, 16, 32, 64, 9):
+            raise DescriptorError(f"{owner}.max_packet_size0 = {self.max_packet_size0}: must be 8, 16, 32, 64 (or 9 for USB 3)")
+
+    def validate_for_speed(self, speed: Speed) -> None:
+        allowed = {Speed.LOW: (8,), Speed.FULL: (8, 16, 32, 64), Speed.HIGH: (64,), Speed.SUPER: (9,)}[speed]
+        if self.max_packet_size0 not in allowed:
+            raise DescriptorError(
+                f"DeviceDescriptor.max_packet_size0 = {self.max_packet_size0} is wrong for {speed.name.lower()} "
+                f"speed (must be {' or '.join(map(str, allowed))})"
+            )
+        if speed == Speed.SUPER and self.usb_version < 0x0300:
+            raise DescriptorError(f"DeviceDescriptor.usb_version 0x{self.usb_version:04x}: SuperSpeed needs bcdUSB >= 0x0300")
+        if speed != Speed.SUPER and self.usb_version >= 0x0300:
+            raise DescriptorError(f"DeviceDescriptor.usb_version 0x{self.usb_version:04x} is USB 3 but the speed is {speed.name.lower()}")
+        if speed == Speed.HIGH and self.usb_version < 0x0200:
+            raise DescriptorError(f"DeviceDescriptor.usb_version 0x{self.usb_version:04x}: high speed needs bcdUSB >= 0x0200")
+
+    def to_bytes(self) -> bytes:
+        return _simple_build(
+            layouts.DEVICE,
+            self.descriptor_type,
+            {
+                "bcdUSB": self.usb_version,
+                "bDeviceClass": self.device_class,
+                "bDeviceSubClass": self.device_subclass,
+                "bDeviceProtocol": self.device_protocol,
+                "bMaxPacketSize0": self.max_packet_size0,
+                "idVendor": self.vendor_id,
+                "idProduct": self.product_id,
+                "bcdDevice": self.device_version,
+                "iManufacturer": self.manufacturer_index,
+                "iProduct": self.product_index,
+                "iSerialNumber": self.serial_number_index,
+                "bNumConfigurations": self.num_configurations,
+            },
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        p, _ = _simple_parse(cls.__name__, layouts.DEVICE, cls.descriptor_type, data, 18)
+        return cls(
+            vendor_id=p.idVendor, product_id=p.idProduct, device_version=p.bcdDevice, usb_version=p.bcdUSB,
+            device_class=p.bDeviceClass, device_subclass=p.bDeviceSubClass, device_protocol=p.bDeviceProtocol,
+            max_packet_size0=p.bMaxPacketSize0, manufacturer_index=p.iManufacturer, product_index=p.iProduct,
+            serial_number_index=p.iSerialNumber, num_configurations=p.bNumConfigurations,
+        )
+
+
+@dataclass(frozen=True)
+class DeviceQualifierDescriptor(Descriptor):
+    """Device qualifier (USB 2.0 section 9.6.2): how the device would look at the other speed."""
+
+    usb_version: int = 0x0200
+    device_class: int = 0
+    device_subclass: int = 0
+    device_protocol: int = 0
+    max_packet_size0: int = 64
+    num_configurations: int = 1
+    descriptor_type: ClassVar[int] = DescriptorType.DEVICE_QUALIFIER
+
+    def __post_init__(self) -> None:
+        _check_bcd("DeviceQualifierDescriptor", "usb_version", self.usb_version)
+        for name in ("device_class", "device_subclass", "device_protocol", "num_configurations"):
+            _u8("DeviceQualifierDescriptor", name, getattr(self, name))
+        if self.max_packet_size0 not in (8, 16, 32, 64):
+            raise DescriptorError(f"DeviceQualifierDescriptor.max_packet_size0 = {self.max_packet_size0}: must be 8, 16, 32 or 64")
+
+    @classmethod
+    def for_device(cls, device: DeviceDescriptor) -> DeviceQualifierDescriptor:
+        """The usual qualifier: same identity, full-speed EP0 of 64 bytes."""
+        return DeviceQualifierDescriptor(
+            device.usb_version, device.device_class, device.device_subclass, device.device_protocol, 64,
+            device.num_configurations,
+        )
+
+    def to_bytes(self) -> bytes:
+        return _simple_build(
+            layouts.DEVICE_QUALIFIER,
+            self.descriptor_type,
+            {
+                "bcdUSB": self.usb_version,
+                "bDeviceClass": self.device_class,
+                "bDeviceSubClass": self.device_subclass,
+                "bDeviceProtocol": self.device_protocol,
+                "bMaxPacketSize0": self.max_packet_size0,
+                "bNumConfigurations": self.num_configurations,
+            },
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        p, _ = _simple_parse(cls.__name__, layouts.DEVICE_QUALIFIER, cls.descriptor_type, data, 10)
+        return cls(p.bcdUSB, p.bDeviceClass, p.bDeviceSubClass, p.bDeviceProtocol, p.bMaxPacketSize0, p.bNumConfigurations)
+
+
+@dataclass(frozen=True)
+class StringDescriptor(Descriptor):
+    """A string descriptor: text encoded as UTF-16LE, at most 126 code units."""
+
+    text: str
+    descriptor_type: ClassVar[int] = DescriptorType.STRING
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise DescriptorError(f"StringDescriptor.text must be a str, not {type(self.text).__name__}")
+        units = len(self.text.encode("utf-16-le")) // 2
+        if units > 126:
+            raise DescriptorError(
+                f"string {self.text[:20]!r}... is {units} UTF-16 code units long; a string descriptor holds at most 126"
+            )
+
+    def to_bytes(self) -> bytes:
+        body = self.text.encode("utf-16-le")
+        return bytes((len(body) + 2, self.descriptor_type)) + body
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        if len(data) < 2 or data[1] != DescriptorType.STRING or data[0] > len(data) or data[0] % 2:
+            raise DescriptorError("StringDescriptor: malformed string descriptor")
+        return cls(data[2 : data[0]].decode("utf-16-le", errors="replace"))
+
+
+@dataclass(frozen=True)
+class LanguageTable(Descriptor):
+    """String descriptor zero: the supported LANGIDs."""
+
+    languages: tuple[int, ...] = (LANG_EN_US,)
+    descriptor_type: ClassVar[int] = DescriptorType.STRING
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "languages", tuple(self.languages))
+        if not 1 <= len(self.languages) <= 126:
+            raise DescriptorError("LanguageTable: needs 1..126 language ids")
+        for lang in self.languages:
+            _u16("LanguageTable", "languages[]", lang)
+
+    def to_bytes(self) -> bytes:
+        body = b"".join(lang.to_bytes(2, "little") for lang in self.languages)
+        return bytes((len(body) + 2, self.descriptor_type)) + body
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        if len(data) < 4 or data[1] != DescriptorType.STRING or data[0] > len(data) or data[0] % 2:
+            raise DescriptorError("LanguageTable: malformed string descriptor 0")
+        return cls(tuple(int.from_bytes(data[i : i + 2], "little") for i in range(2, data[0], 2)))
+
+
+class DeviceCapability(Descriptor):
+    """A BOS device capability."""
+
+    descriptor_type: ClassVar[int] = DescriptorType.DEVICE_CAPABILITY
+    capability_type: ClassVar[int]
+
+
+@dataclass(frozen=True)
+class Usb2Extension(DeviceCapability):
+    """USB 2.0 Extension capability (type 2); bit 1 of attributes announces LPM."""
+
+    attributes: int = 0
+    capability_type: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        _u32("Usb2Extension", "attributes", self.attributes)
+
+    def to_bytes(self) -> bytes:
+        return _simple_build(layouts.USB2_EXTENSION, self.descriptor_type,
+                             {"bDevCapabilityType": 2, "bmAttributes": self.attributes})
+
+
+@dataclass(frozen=True)
+class SuperSpeedCapability(DeviceCapability):
+    """SuperSpeed USB device capability (type 3)."""
+
+    attributes: int = 0
+    speeds_supported: int = 0x000E  # full, high, super
+    functionality_support: int = 1  # lowest speed with full functionality: full
+    u1_exit_latency: int = 0x0A
+    u2_exit_latency: int = 0x07FF
+    capability_type: ClassVar[int] = 3
+
+    def __post_init__(self) -> None:
+        _u8("SuperSpeedCapability", "attributes", self.attributes)
+        _u16("SuperSpeedCapability", "speeds_supported", self.speeds_supported)
+        _u8("SuperSpeedCapability", "functionality_support", self.functionality_support)
+        _u8("SuperSpeedCapability", "u1_exit_latency", self.u1_exit_latency)
+        _u16("SuperSpeedCapability", "u2_exit_latency", self.u2_exit_latency)
+
+    def to_bytes(self) -> bytes:
+        return _simple_build(
+            layouts.SUPERSPEED_CAPABILITY,
+            self.descriptor_type,
+            {
+                "bDevCapabilityType": 3,
+                "bmAttributes": self.attributes,
+                "wSpeedsSupported": self.speeds_supported,
+                "bFunctionalitySupport": self.functionality_support,
+                "bU1DevExitLat": self.u1_exit_latency,
+                "wU2DevExitLat": self.u2_exit_latency,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class RawCapability(DeviceCapability):
+    """Any other capability, given as its bytes (bDevCapabilityType onwards is in ``data``)."""
+
+    data: bytes = b"\x00"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", bytes(self.data))
+        if not 1 <= len(self.data) <= 253:
+            raise DescriptorError("RawCapability.data must hold 1..253 bytes starting with bDevCapabilityType")
+
+    def to_bytes(self) -> bytes:
+        return bytes((len(self.data) + 2, self.descriptor_type)) + self.data
+
+
+@dataclass(frozen=True)
+class BosDescriptor(Descriptor):
+    """Binary device Object Store (USB 3.2 section 9.6.2) with its capabilities."""
+
+    capabilities: tuple[DeviceCapability, ...] = ()
+    descriptor_type: ClassVar[int] = DescriptorType.BOS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "capabilities", tuple(self.capabilities))
+        if len(self.capabilities) > 255:
+            raise DescriptorError("BosDescriptor: at most 255 capabilities")
+
+    def to_bytes(self) -> bytes:
+        body = b"".join(c.to_bytes() for c in self.capabilities)
+        head: bytes = layouts.BOS.build(
+            {"bLength": 5, "bDescriptorType": self.descriptor_type, "wTotalLength": 5 + len(body),
+             "bNumDeviceCaps": len(self.capabilities)}
+        )
+        return head + body
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        if len(data) < 5 or data[1] != DescriptorType.BOS:
+            raise DescriptorError("BosDescriptor: not a BOS descriptor")
+        head = layouts.BOS.parse(data[:5])
+        caps: list[DeviceCapability] = []
+        for dtype, raw in iter_descriptors(data[5 : head.wTotalLength], "BOS"):
+            if dtype != DescriptorType.DEVICE_CAPABILITY or len(raw) < 3:
+                raise DescriptorError(f"BosDescriptor: unexpected descriptor type 0x{dtype:02x} inside BOS")
+            cap: DeviceCapability = RawCapability(raw[2:])
+            if raw[2] == 2 and len(raw) == 7:
+                cap = Usb2Extension(int.from_bytes(raw[3:7], "little"))
+            elif raw[2] == 3 and len(raw) == 10:
+                p = layouts.SUPERSPEED_CAPABILITY.parse(raw[2:])
+                cap = SuperSpeedCapability(p.bmAttributes, p.wSpeedsSupported, p.bFunctionalitySupport, p.bU1DevExitLat, p.wU2DevExitLat)
+            caps.append(cap)
+        return cls(tuple(caps))
+
+
+def concat(descriptors: Iterable[Descriptor]) -> bytes:
+    return b"".join(d.to_bytes() for d in descriptors)
+
+
+def endpoints_of(config: ConfigurationDescriptor) -> Sequence[EndpointDescriptor]:
+    """Every endpoint of every alternate setting (the same address may appear more than once)."""
+    return [ep for itf in config.interfaces for ep in itf.endpoints]
+

@@ -1,0 +1,851 @@
+"""The device model: descriptors plus behaviour, answering the host as hardware does.
+
+A :class:`Device` is made of :class:`Function` objects (a keyboard, a disk, a serial
+port...).  Each function declares its interfaces and endpoints through a
+:class:`BuildContext`, which hands out interface numbers, endpoint addresses and
+string indices, so functions compose into one device without clashes.  A device can
+also be made straight from descriptor values (:meth:`Device.from_descriptors`), as
+the profile loader and cloning do.
+
+The device answers every standard request itself (chapter 9 of the USB 2.0
+specification and its USB 3.2 additions) and routes class and vendor requests to
+the function that owns the interface or endpoint.  A request nobody handles stalls
+(-EPIPE) and is logged with its decoded fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, Callable, Union
+
+from vusb.constants import (
+    LANG_EN_US,
+    DescriptorType,
+    Feature,
+    Recipient,
+    Request,
+    RequestType,
+    Speed,
+    Status,
+    TransferType,
+)
+from vusb.descriptors import (
+    BosDescriptor,
+    ConfigurationDescriptor,
+    DeviceDescriptor,
+    DeviceQualifierDescriptor,
+    EndpointDescriptor,
+    InterfaceAssociation,
+    InterfaceDescriptor,
+    LanguageTable,
+    StringDescriptor,
+    SuperSpeedCapability,
+    SuperSpeedEndpointCompanion,
+    Usb2Extension,
+)
+from vusb.endpoint import Endpoint, HandlerResult
+from vusb.errors import DescriptorError, DeviceDefinitionError, Stall, UsageError
+from vusb.urb import Completion, SetupPacket, Urb
+
+log = logging.getLogger("vusb.device")
+
+
+
+class NotHandled:
+    """Type of :data:`NOT_HANDLED`."""
+
+    _instance: NotHandled | None = None
+
+    def __new__(cls) -> NotHandled:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_HANDLED"
+
+
+NOT_HANDLED = NotHandled()
+"""Returned by a control handler that does not know the request (the device then stalls it)."""
+
+ControlResult = Union[bytes, bytearray, memoryview, None, NotHandled]
+"""What a control handler returns: IN data (truncated to wLength), None for OUT, or NOT_HANDLED."""
+
+ControlHandler = Callable[[SetupPacket, bytes], Union[ControlResult, Awaitable[ControlResult]]]
+
+
+class BuildContext:
+    """Hands out interface numbers, endpoint addresses and string indices while a device is assembled."""
+
+    def __init__(self, speed: Speed, strings: StringTable) -> None:
+        self.speed = speed
+        self._strings = strings
+        self._next_interface = 0
+        self._used_in: set[int] = set()
+        self._used_out: set[int] = set()
+        self.associations: list[InterfaceAssociation] = []
+
+    def interface_number(self) -> int:
+        n = self._next_interface
+        self._next_interface += 1
+        return n
+
+    def reserve_interface(self, number: int) -> int:
+        if number < self._next_interface:
+            raise DeviceDefinitionError(f"interface number {number} is already taken")
+        self._next_interface = number + 1
+        return number
+
+    def endpoint_address(self, is_in: bool, preferred: int | None = None) -> int:
+        """Next free endpoint address in that direction (or ``preferred`` if free)."""
+        used = self._used_in if is_in else self._used_out
+        if preferred is not None:
+            num = preferred & 0x0F
+            if bool(preferred & 0x80) != is_in:
+                raise DeviceDefinitionError(f"endpoint address 0x{preferred:02x} has the wrong direction bit")
+            if num in used or num == 0:
+                raise DeviceDefinitionError(f"endpoint address 0x{preferred:02x} is already used")
+            used.add(num)
+            return preferred
+        for num in range(1, 16):
+            if num not in used:
+                used.add(num)
+                return num | (0x80 if is_in else 0)
+        raise DeviceDefinitionError("no free endpoint numbers left (1..15 per direction)")
+
+    def string(self, text: str | None) -> int:
+        return self._strings.add(text)
+
+    def endpoint(
+        self,
+        is_in: bool,
+        transfer_type: TransferType,
+        *,
+        max_packet_size: int | None = None,
+        interval: int | None = None,
+        preferred: int | None = None,
+        max_burst: int = 0,
+    ) -> EndpointDescriptor:
+        """An endpoint descriptor with a fresh address and speed-appropriate defaults."""
+        address = self.endpoint_address(is_in, preferred)
+        speed = self.speed
+        if max_packet_size is None:
+            max_packet_size = {
+                TransferType.BULK: {Speed.FULL: 64, Speed.HIGH: 512, Speed.SUPER: 1024}.get(speed, 64),
+                TransferType.INTERRUPT: 8 if speed == Speed.LOW else 64,
+                TransferType.ISOCHRONOUS: 1023 if speed == Speed.FULL else 1024,
+            }[transfer_type]
+        if interval is None:
+            if transfer_type == TransferType.BULK:
+                interval = 0
+            elif speed in (Speed.HIGH, Speed.SUPER) or transfer_type == TransferType.ISOCHRONOUS:
+                interval = 4 if transfer_type == TransferType.INTERRUPT else 1
+            else:
+                interval = 10
+        companion = None
+        if speed == Speed.SUPER:
+            bpi = 0 if transfer_type == TransferType.BULK else max_packet_size * (max_burst + 1)
+            companion = SuperSpeedEndpointCompanion(max_burst, 0, bpi)
+        return EndpointDescriptor(address, transfer_type, max_packet_size, interval, companion=companion)
+
+
+class StringTable:
+    """Strings of a device, per language, indexed from 1."""
+
+    def __init__(self, languages: Sequence[int] = (LANG_EN_US,)) -> None:
+        self.languages = tuple(languages)
+        self._by_text: dict[str, int] = {}
+        self.strings: dict[int, dict[int, str]] = {lang: {} for lang in self.languages}
+
+    def add(self, text: str | None, index: int | None = None) -> int:
+        if text is None or text == "":
+            return 0
+        StringDescriptor(text)  # validates the length
+        if index is None:
+            if text in self._by_text:
+                return self._by_text[text]
+            used = set().union(*(s.keys() for s in self.strings.values()))
+            index = max(used, default=0) + 1
+            if index > 255:
+                raise DescriptorError("more than 255 strings")
+        for lang in self.languages:
+            self.strings[lang][index] = text
+        self._by_text.setdefault(text, index)
+        return index
+
+    def set(self, lang: int, index: int, text: str) -> None:
+        StringDescriptor(text)
+        if lang not in self.strings:
+            raise DescriptorError(f"language 0x{lang:04x} is not in the language table")
+        self.strings[lang][index] = text
+
+    def get(self, index: int, lang: int) -> str | None:
+        table = self.strings.get(lang) or self.strings.get(self.languages[0], {})
+        return table.get(index)
+
+
+class Function:
+    """A function of a device: its interfaces, endpoints and class behaviour.
+
+    Subclasses implement :meth:`build` (declare descriptors through the context) and
+    may override the hooks.  After the device is assembled, :attr:`device` is set and
+    :meth:`bind` is called so the function can attach endpoint handlers.
+    """
+
+    #: interface class/subclass/protocol used for an IAD when the function has several interfaces
+    function_class: tuple[int, int, int] | None = None
+    name: str | None = None
+
+    def __init__(self) -> None:
+        self.device: Device | None = None
+        self.interface_numbers: tuple[int, ...] = ()
+
+    # -- declaration
+    def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
+        raise NotImplementedError
+
+    def bind(self, device: Device) -> None:
+        """Called once the device exists; attach endpoint handlers here."""
+
+    # -- hooks
+    def on_configured(self, configured: bool) -> None:
+        """The host selected (True) or deselected (False) the configuration."""
+
+    def on_alternate(self, interface: int, alternate: int) -> None:
+        """The host switched an interface to another alternate setting."""
+
+    def on_reset(self) -> None:
+        """The connection ended or the device was reset: drop transient state."""
+
+    def on_clear_halt(self, address: int) -> None:
+        """The host cleared ENDPOINT_HALT on one of this function's endpoints."""
+
+    def get_descriptor(self, setup: SetupPacket) -> bytes | None:
+        """Class descriptors fetched with GET_DESCRIPTOR to an interface (HID report...)."""
+        return None
+
+    def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
+        """Class or vendor request addressed to one of this function's interfaces or endpoints.
+
+        Return the IN data (or None for an OUT request), raise :class:`~vusb.errors.Stall`
+        to refuse it, or return ``NOT_HANDLED``.
+        """
+        return NOT_HANDLED
+
+    # -- helpers for subclasses
+    def endpoint(self, address: int) -> Endpoint:
+        if self.device is None:
+            raise UsageError(f"{type(self).__name__} is not part of a device yet")
+        return self.device.endpoint(address)
+
+    @property
+    def configured(self) -> bool:
+        return self.device is not None and self.device.configuration_value != 0
+
+    @property
+    def attached(self) -> bool:
+        return self.device is not None and self.device.attached
+
+
+class Device:
+    """A USB device: descriptors, state, endpoints and request handling.
+
+    Most users create one from functions::
+
+        dev = Device(KeyboardFunction(), vendor_id=0x1209, product_id=0x0001,
+                     manufacturer="vusb", product="Keyboard", speed=Speed.FULL)
+    """
+
+    def __init__(
+        self,
+        *functions: Function,
+        vendor_id: int,
+        product_id: int,
+        device_version: int = 0x0100,
+        manufacturer: str | None = None,
+        product: str | None = None,
+        serial_number: str | None = None,
+        speed: Speed | str = Speed.FULL,
+        usb_version: int | None = None,
+        device_class: tuple[int, int, int] | None = None,
+        max_packet_size0: int | None = None,
+        max_power_ma: int | None = None,
+        self_powered: bool = False,
+        remote_wakeup: bool = False,
+        configuration_name: str | None = None,
+        languages: Sequence[int] = (LANG_EN_US,),
+        bos: BosDescriptor | None = None,
+    ) -> None:
+        speed = Speed.parse(speed) if isinstance(speed, str) else Speed(speed)
+        if not functions:
+            raise DeviceDefinitionError("a device needs at least one function")
+        strings = StringTable(languages)
+        manufacturer_index = strings.add(manufacturer)
+        product_index = strings.add(product)
+        serial_index = strings.add(serial_number)
+        config = self._assemble(functions, speed, strings, max_power_ma, self_powered, remote_wakeup, configuration_name)
+        multi = any(len(f.interface_numbers) > 1 for f in functions) and len(functions) > 1
+        if device_class is None:
+            device_class = (0xEF, 0x02, 0x01) if config.associations or multi else (0, 0, 0)
+        if usb_version is None:
+            usb_version = 0x0320 if speed == Speed.SUPER else 0x0200
+        if max_packet_size0 is None:
+            max_packet_size0 = {Speed.LOW: 8, Speed.FULL: 64, Speed.HIGH: 64, Speed.SUPER: 9}[speed]
+        descriptor = DeviceDescriptor(
+            vendor_id=vendor_id, product_id=product_id, device_version=device_version, usb_version=usb_version,
+            device_class=device_class[0], device_subclass=device_class[1], device_protocol=device_class[2],
+            max_packet_size0=max_packet_size0, manufacturer_index=manufacturer_index, product_index=product_index,
+            serial_number_index=serial_index, num_configurations=1,
+        )
+        if bos is None and usb_version >= 0x0201:
+            caps: list[Any] = [Usb2Extension(0x2)]
+            if speed == Speed.SUPER:
+                caps.append(SuperSpeedCapability())
+            bos = BosDescriptor(tuple(caps))
+        other_speed = None
+        if speed == Speed.HIGH:
+            # What the device would look like at full speed, from the same functions.
+            shadow_strings = StringTable(languages)
+            for idx_text in strings.strings[strings.languages[0]].items():
+                shadow_strings.add(idx_text[1], idx_text[0])
+            other_speed = self._declare(functions, Speed.FULL, shadow_strings, max_power_ma, self_powered,
+                                        remote_wakeup, configuration_name)[0]
+        self._init_state(descriptor, (config,), strings, speed, bos, other_speed)
+        self.functions: tuple[Function, ...] = tuple(functions)
+        for f in functions:
+            f.device = self
+            f.bind(self)
+
+    # ------------------------------------------------------------ construction
+    @staticmethod
+    def _declare(
+        functions: Sequence[Function],
+        speed: Speed,
+        strings: StringTable,
+        max_power_ma: int | None,
+        self_powered: bool,
+        remote_wakeup: bool,
+        configuration_name: str | None,
+    ) -> tuple[ConfigurationDescriptor, list[tuple[Function, list[InterfaceDescriptor]]]]:
+        ctx = BuildContext(speed, strings)
+        config_index = strings.add(configuration_name)
+        interfaces: list[InterfaceDescriptor] = []
+        owners: list[tuple[Function, list[InterfaceDescriptor]]] = []
+        for f in functions:
+            declared = f.build(ctx)
+            if not declared:
+                raise DeviceDefinitionError(f"{type(f).__name__} declared no interface")
+            numbers = sorted({i.number for i in declared})
+            if len(numbers) > 1 and len(functions) > 1 and f.function_class is not None:
+                cls_, sub, proto = f.function_class
+                ctx.associations.append(InterfaceAssociation(numbers[0], len(numbers), cls_, sub, proto,
+                                                             ctx.string(f.name)))
+            interfaces.extend(declared)
+            owners.append((f, declared))
+        unit = 8 if speed == Speed.SUPER else 2
+        power = max_power_ma if max_power_ma is not None else (96 if speed == Speed.SUPER else 100)
+        power -= power % unit
+        try:
+            config = ConfigurationDescriptor(
+                1, tuple(interfaces), tuple(ctx.associations), self_powered, remote_wakeup, power, config_index,
+                power_unit_ma=unit,
+            )
+        except DescriptorError as exc:
+            raise DeviceDefinitionError(str(exc)) from exc
+        return config, owners
+
+    def _assemble(
+        self,
+        functions: Sequence[Function],
+        speed: Speed,
+        strings: StringTable,
+        max_power_ma: int | None,
+        self_powered: bool,
+        remote_wakeup: bool,
+        configuration_name: str | None,
+    ) -> ConfigurationDescriptor:
+        config, owners = self._declare(functions, speed, strings, max_power_ma, self_powered, remote_wakeup,
+                                       configuration_name)
+        self._interface_owner: dict[int, Function] = {}
+        self._endpoint_owner: dict[int, Function] = {}
+        for f, declared in owners:
+            f.interface_numbers = tuple(sorted({i.number for i in declared}))
+            for itf in declared:
+                self._interface_owner[itf.number] = f
+                for ep in itf.endpoints:
+                    self._endpoint_owner[ep.address] = f
+        return config
+
+    @classmethod
+    def from_descriptors(
+        cls,
+        descriptor: DeviceDescriptor,
+        configurations: Sequence[ConfigurationDescriptor],
+        *,
+        speed: Speed | str,
+        strings: StringTable | dict[int, str] | None = None,
+        bos: BosDescriptor | None = None,
+        qualifier: DeviceQualifierDescriptor | None = None,
+        other_speed: ConfigurationDescriptor | None = None,
+        functions: Iterable[tuple[Function, Sequence[int]]] = (),
+    ) -> Device:
+        """A device from descriptor values (profiles, clones).
+
+        ``functions`` optionally attaches behaviour: each function with the interface
+        numbers it owns (its :meth:`Function.build` is not called).
+        """
+        speed = Speed.parse(speed) if isinstance(speed, str) else Speed(speed)
+        if isinstance(strings, dict):
+            table = StringTable()
+            for idx, text in strings.items():
+                table.add(text, idx)
+            strings = table
+        self = cls.__new__(cls)
+        self._interface_owner = {}
+        self._endpoint_owner = {}
+        self.functions = ()
+        self._init_state(descriptor, tuple(configurations), strings or StringTable(), speed, bos, other_speed,
+                         qualifier)
+        funcs = []
+        for f, numbers in functions:
+            f.interface_numbers = tuple(numbers)
+            for config in self.configurations:
+                for itf in config.interfaces:
+                    if itf.number in numbers:
+                        self._interface_owner[itf.number] = f
+                        for ep in itf.endpoints:
+                            self._endpoint_owner[ep.address] = f
+            funcs.append(f)
+        self.functions = tuple(funcs)
+        for f in funcs:
+            f.device = self
+            f.bind(self)
+        return self
+
+    def _init_state(
+        self,
+        descriptor: DeviceDescriptor,
+        configurations: tuple[ConfigurationDescriptor, ...],
+        strings: StringTable,
+        speed: Speed,
+        bos: BosDescriptor | None,
+        other_speed: ConfigurationDescriptor | None,
+        qualifier: DeviceQualifierDescriptor | None = None,
+    ) -> None:
+        self.speed = speed
+        self.descriptor = descriptor
+        self.configurations = configurations
+        self.strings = strings
+        self.bos = bos
+        self.other_speed_configuration = other_speed
+        self.qualifier = qualifier or (DeviceQualifierDescriptor.for_device(descriptor) if speed == Speed.HIGH else None)
+        self.vendor_handler: ControlHandler | None = None
+        self._validate()
+        self.ep0 = Endpoint(0, max_packet_size=descriptor.max_packet_size0)
+        self.ep0.handler = self._handle_control
+        self._endpoints: dict[int, Endpoint] = {0: self.ep0}
+        for config in configurations:
+            for itf in config.interfaces:
+                for ep in itf.endpoints:
+                    if ep.address not in self._endpoints:
+                        self._endpoints[ep.address] = Endpoint(ep.address, ep)
+        self.configuration_value = 0
+        self.alternates: dict[int, int] = {}
+        self.remote_wakeup_enabled = False
+        self.u1_enabled = False
+        self.u2_enabled = False
+        self.isoch_delay = 0
+        self.sel: bytes = b""
+        self.attached = False
+        self.busid: str | None = None
+        self._attach_listeners: list[Callable[[bool], None]] = []
+        self._configured_event: asyncio.Event | None = None
+
+    def _validate(self) -> None:
+        speed = self.speed
+        try:
+            self.descriptor.validate_for_speed(speed)
+        except DescriptorError as exc:
+            raise DeviceDefinitionError(str(exc)) from exc
+        if self.descriptor.num_configurations != len(self.configurations):
+            raise DeviceDefinitionError(
+                f"bNumConfigurations is {self.descriptor.num_configurations} but {len(self.configurations)} "
+                "configuration(s) are defined"
+            )
+        values = [c.value for c in self.configurations]
+        if len(set(values)) != len(values):
+            raise DeviceDefinitionError(f"configuration values {values} are not unique")
+        for config in self.configurations:
+            for itf in config.interfaces:
+                for ep in itf.endpoints:
+                    where = f"configuration {config.value} interface {itf.number} alt {itf.alternate} endpoint 0x{ep.address:02x}"
+                    try:
+                        ep.validate_for_speed(speed, where)
+                    except DescriptorError as exc:
+                        raise DeviceDefinitionError(str(exc)) from exc
+        if speed == Speed.SUPER:
+            caps = self.bos.capabilities if self.bos else ()
+            if not any(isinstance(c, SuperSpeedCapability) for c in caps) and not any(
+                getattr(c, "data", b"\x00")[:1] == b"\x03" for c in caps
+            ):
+                raise DeviceDefinitionError("a SuperSpeed device needs a BOS with the SuperSpeed USB capability")
+        if self.descriptor.usb_version >= 0x0201 and self.bos is None:
+            raise DeviceDefinitionError(
+                f"bcdUSB 0x{self.descriptor.usb_version:04x} makes hosts ask for a BOS descriptor; give one"
+            )
+
+    # ------------------------------------------------------------ accessors
+    def endpoint(self, address: int) -> Endpoint:
+        try:
+            return self._endpoints[address]
+        except KeyError:
+            raise UsageError(f"the device has no endpoint 0x{address:02x}") from None
+
+    @property
+    def endpoints(self) -> dict[int, Endpoint]:
+        return dict(self._endpoints)
+
+    @property
+    def active_configuration(self) -> ConfigurationDescriptor | None:
+        for c in self.configurations:
+            if c.value == self.configuration_value:
+                return c
+        return None
+
+    @property
+    def configured(self) -> bool:
+        return self.configuration_value != 0
+
+    def interfaces(self) -> list[InterfaceDescriptor]:
+        """Interfaces of the first configuration (alternate 0), for the USB/IP device list."""
+        config = self.configurations[0]
+        return [i for i in config.interfaces if i.alternate == 0]
+
+    def describe(self) -> str:
+        d = self.descriptor
+        product = self.strings.get(d.product_index, self.strings.languages[0]) if d.product_index else None
+        return f"{d.vendor_id:04x}:{d.product_id:04x}" + (f" {product}" if product else "")
+
+    async def wait_configured(self, timeout: float | None = None) -> None:
+        """Wait until a host has selected a configuration."""
+        if self.configured:
+            return
+        if self._configured_event is None:
+            self._configured_event = asyncio.Event()
+        await asyncio.wait_for(self._configured_event.wait(), timeout)
+
+    # ------------------------------------------------------------ lifecycle
+    def add_attach_listener(self, listener: Callable[[bool], None]) -> None:
+        self._attach_listeners.append(listener)
+
+    def attach(self) -> None:
+        """A client imported the device."""
+        if self.attached:
+            raise UsageError(f"device {self.describe()} is already attached")
+        self.reset()
+        self.attached = True
+        for listener in self._attach_listeners:
+            listener(True)
+
+    def detach(self) -> None:
+        """The client went away: drop its URBs and return to the unconfigured state."""
+        self.attached = False
+        self.reset()
+        for listener in self._attach_listeners:
+            listener(False)
+
+    def reset(self) -> None:
+        was_configured = self.configured
+        for ep in self._endpoints.values():
+            ep.reset()
+        self.configuration_value = 0
+        self.alternates = {}
+        self.remote_wakeup_enabled = False
+        self.u1_enabled = self.u2_enabled = False
+        if self._configured_event is not None:
+            self._configured_event.clear()
+        for f in self.functions:
+            if was_configured:
+                f.on_configured(False)
+            f.on_reset()
+
+    def submit(self, urb: Urb) -> None:
+        """Route a URB to its endpoint's queue."""
+        address = urb.ep | (0x80 if urb.direction == 1 else 0) if urb.ep else 0
+        ep = self._endpoints.get(address)
+        if ep is None or (address and not self._endpoint_active(address)):
+            if log.isEnabledFor(logging.WARNING):
+                log.warning("%s: URB seqnum %d for endpoint 0x%02x, which is not active; stalling",
+                            self.describe(), urb.seqnum, address)
+            urb.complete(Completion(Status.EPIPE))
+            return
+        ep.submit(urb)
+
+    def _endpoint_active(self, address: int) -> bool:
+        config = self.active_configuration
+        if config is None:
+            return False
+        for itf in config.interfaces:
+            if itf.alternate == self.alternates.get(itf.number, 0):
+                for ep in itf.endpoints:
+                    if ep.address == address:
+                        return True
+        return False
+
+    # ------------------------------------------------------------ control transfers
+    def _handle_control(self, urb: Urb) -> HandlerResult:
+        setup = urb.setup
+        if setup is None:
+            log.warning("%s: control URB seqnum %d without a setup packet; stalling", self.describe(), urb.seqnum)
+            return Completion(Status.EPIPE)
+        data = bytes(urb.data)
+        try:
+            if setup.type == RequestType.STANDARD:
+                result = self._standard(setup, data)
+                if result is NOT_HANDLED:
+                    result = self._route(setup, data)
+            else:
+                result = self._route(setup, data)
+        except Stall:
+            return Completion(Status.EPIPE)
+        if result is NOT_HANDLED:
+            log.warning("%s: unhandled request %s; stalling", self.describe(), setup.describe())
+            return Completion(Status.EPIPE)
+        if isinstance(result, Awaitable):  # type: ignore[misc]
+            return self._finish_async(setup, result)
+        return self._to_completion(setup, result)
+
+    async def _finish_async(self, setup: SetupPacket, pending: Awaitable[ControlResult]) -> Completion:
+        try:
+            result = await pending
+        except Stall:
+            return Completion(Status.EPIPE)
+        if result is NOT_HANDLED:
+            log.warning("%s: unhandled request %s; stalling", self.describe(), setup.describe())
+            return Completion(Status.EPIPE)
+        return self._to_completion(setup, result)
+
+    @staticmethod
+    def _to_completion(setup: SetupPacket, result: ControlResult) -> Completion:
+        if setup.is_in:
+            out = b"" if result is None or isinstance(result, NotHandled) else bytes(result)
+            return Completion(0, out[: setup.length])
+        return Completion(0, b"", setup.length)
+
+    def _route(self, setup: SetupPacket, data: bytes) -> Any:
+        owner: Function | None = None
+        if setup.recipient == Recipient.INTERFACE:
+            owner = self._interface_owner.get(setup.index & 0xFF)
+        elif setup.recipient == Recipient.ENDPOINT:
+            owner = self._endpoint_owner.get(setup.index & 0xFF)
+        if owner is not None:
+            if setup.type == RequestType.STANDARD and setup.request == Request.GET_DESCRIPTOR and setup.is_in:
+                desc = owner.get_descriptor(setup)
+                return NOT_HANDLED if desc is None else desc
+            result = owner.control(setup, data)
+            if result is not NOT_HANDLED:
+                return result
+        if setup.type != RequestType.STANDARD:
+            if self.vendor_handler is not None:
+                return self.vendor_handler(setup, data)
+            for f in self.functions:
+                if f is owner:
+                    continue
+                if setup.recipient == Recipient.DEVICE or owner is None:
+                    result = f.control(setup, data)
+                    if result is not NOT_HANDLED:
+                        return result
+        return NOT_HANDLED
+
+    def _standard(self, setup: SetupPacket, data: bytes) -> Any:
+        req = setup.request
+        recipient = setup.recipient
+        if req == Request.GET_DESCRIPTOR and setup.is_in:
+            if recipient == Recipient.DEVICE:
+                return self._get_descriptor(setup)
+            return NOT_HANDLED  # interface-level class descriptors go to the function
+        if req == Request.GET_STATUS and setup.is_in:
+            return self._get_status(setup)
+        if req in (Request.SET_FEATURE, Request.CLEAR_FEATURE) and not setup.is_in:
+            return self._feature(setup, req == Request.SET_FEATURE)
+        if recipient != Recipient.DEVICE:
+            if req == Request.GET_INTERFACE and setup.is_in and recipient == Recipient.INTERFACE:
+                return self._get_interface(setup)
+            if req == Request.SET_INTERFACE and not setup.is_in and recipient == Recipient.INTERFACE:
+                return self._set_interface(setup)
+            if req == Request.SYNCH_FRAME and setup.is_in and recipient == Recipient.ENDPOINT:
+                ep = self._endpoints.get(setup.index & 0xFF)
+                if ep is not None and ep.transfer_type == TransferType.ISOCHRONOUS:
+                    return b"\x00\x00"
+                raise Stall()
+            return NOT_HANDLED
+        if req == Request.SET_CONFIGURATION and not setup.is_in:
+            return self._set_configuration(setup.value & 0xFF)
+        if req == Request.GET_CONFIGURATION and setup.is_in:
+            return bytes((self.configuration_value,))
+        if req == Request.SET_ADDRESS and not setup.is_in:
+            return None  # handled by the host controller; accept if forwarded
+        if req == Request.SET_ISOCH_DELAY and not setup.is_in:
+            if self.speed != Speed.SUPER:
+                raise Stall()
+            self.isoch_delay = setup.value
+            return None
+        if req == Request.SET_SEL and not setup.is_in:
+            if self.speed != Speed.SUPER or setup.length != 6:
+                raise Stall()
+            self.sel = data
+            return None
+        return NOT_HANDLED
+
+    def _get_descriptor(self, setup: SetupPacket) -> Any:
+        dtype, index = setup.descriptor_type, setup.descriptor_index
+        if dtype == DescriptorType.DEVICE:
+            return self.descriptor.to_bytes()
+        if dtype == DescriptorType.CONFIGURATION:
+            if index >= len(self.configurations):
+                raise Stall()
+            return self.configurations[index].to_bytes()
+        if dtype == DescriptorType.STRING:
+            if index == 0:
+                return LanguageTable(self.strings.languages).to_bytes()
+            text = self.strings.get(index, setup.index)
+            if text is None:
+                raise Stall()
+            return StringDescriptor(text).to_bytes()
+        if dtype == DescriptorType.DEVICE_QUALIFIER:
+            if self.speed != Speed.HIGH or self.qualifier is None:
+                raise Stall()
+            return self.qualifier.to_bytes()
+        if dtype == DescriptorType.OTHER_SPEED_CONFIGURATION:
+            if self.speed != Speed.HIGH or self.other_speed_configuration is None or index != 0:
+                raise Stall()
+            return self.other_speed_configuration.to_bytes(DescriptorType.OTHER_SPEED_CONFIGURATION)
+        if dtype == DescriptorType.BOS:
+            if self.bos is None:
+                raise Stall()
+            return self.bos.to_bytes()
+        # Device-level class/vendor descriptors (e.g. HID report on a device recipient): ask the functions.
+        for f in self.functions:
+            desc = f.get_descriptor(setup)
+            if desc is not None:
+                return desc
+        return NOT_HANDLED
+
+    def _get_status(self, setup: SetupPacket) -> bytes:
+        if setup.length < 2 and setup.length != 0:
+            raise Stall()
+        recipient = setup.recipient
+        if recipient == Recipient.DEVICE:
+            config = self.active_configuration or self.configurations[0]
+            bits = (1 if config.self_powered else 0) | (2 if self.remote_wakeup_enabled else 0)
+            if self.speed == Speed.SUPER:
+                bits |= (4 if self.u1_enabled else 0) | (8 if self.u2_enabled else 0)
+            return bits.to_bytes(2, "little")
+        if recipient == Recipient.INTERFACE:
+            if not self.configured or (setup.index & 0xFF) not in self._interface_numbers():
+                raise Stall()
+            return b"\x00\x00"
+        if recipient == Recipient.ENDPOINT:
+            address = setup.index & 0xFF
+            if address in (0, 0x80):
+                return b"\x00\x00"
+            if not self._endpoint_active(address):
+                raise Stall()
+            return (1 if self._endpoints[address].halted else 0).to_bytes(2, "little")
+        raise Stall()
+
+    def _interface_numbers(self) -> set[int]:
+        config = self.active_configuration
+        return {i.number for i in config.interfaces} if config else set()
+
+    def _feature(self, setup: SetupPacket, on: bool) -> Any:
+        recipient, feature = setup.recipient, setup.value
+        if recipient == Recipient.DEVICE:
+            if feature == Feature.DEVICE_REMOTE_WAKEUP:
+                config = self.active_configuration or self.configurations[0]
+                if not config.remote_wakeup:
+                    raise Stall()
+                self.remote_wakeup_enabled = on
+                return None
+            if feature == Feature.TEST_MODE and on:
+                return None
+            if self.speed == Speed.SUPER and feature in (Feature.U1_ENABLE, Feature.U2_ENABLE, Feature.LTM_ENABLE):
+                if feature == Feature.U1_ENABLE:
+                    self.u1_enabled = on
+                elif feature == Feature.U2_ENABLE:
+                    self.u2_enabled = on
+                return None
+            raise Stall()
+        if recipient == Recipient.INTERFACE:
+            if feature == 0 and self.speed == Speed.SUPER and (setup.index & 0xFF) in self._interface_numbers():
+                return None  # FUNCTION_SUSPEND
+            raise Stall()
+        if recipient == Recipient.ENDPOINT and feature == Feature.ENDPOINT_HALT:
+            address = setup.index & 0xFF
+            if address in (0, 0x80):
+                return None
+            if not self._endpoint_active(address):
+                raise Stall()
+            ep = self._endpoints[address]
+            if on:
+                ep.halt()
+            else:
+                ep.clear_halt()
+                owner = self._endpoint_owner.get(address)
+                if owner is not None:
+                    owner.on_clear_halt(address)
+            return None
+        raise Stall()
+
+    def _set_configuration(self, value: int) -> None:
+        if value != 0 and not any(c.value == value for c in self.configurations):
+            raise Stall()
+        was = self.configured
+        for address, ep in self._endpoints.items():
+            if address:
+                ep.reset()
+        self.alternates = {}
+        self.configuration_value = value
+        if was:
+            for f in self.functions:
+                f.on_configured(False)
+        if value:
+            for f in self.functions:
+                f.on_configured(True)
+            if self._configured_event is not None:
+                self._configured_event.set()
+        elif self._configured_event is not None:
+            self._configured_event.clear()
+        return None
+
+    def _get_interface(self, setup: SetupPacket) -> bytes:
+        number = setup.index & 0xFF
+        if not self.configured or number not in self._interface_numbers():
+            raise Stall()
+        return bytes((self.alternates.get(number, 0),))
+
+    def _set_interface(self, setup: SetupPacket) -> None:
+        number, alt = setup.index & 0xFF, setup.value
+        config = self.active_configuration
+        if config is None or config.interface(number, alt) is None:
+            raise Stall()
+        old = config.interface(number, self.alternates.get(number, 0))
+        for itf in (old, config.interface(number, alt)):
+            if itf is None:
+                continue
+            for epd in itf.endpoints:
+                ep = self._endpoints[epd.address]
+                ep.reset()
+        self.alternates[number] = alt
+        new = config.interface(number, alt)
+        if new is not None:
+            for epd in new.endpoints:
+                ep = self._endpoints[epd.address]
+                ep.descriptor = epd
+                ep.max_packet_size = epd.max_packet_size & 0x7FF
+        owner = self._interface_owner.get(number)
+        if owner is not None:
+            owner.on_alternate(number, alt)
+        return None

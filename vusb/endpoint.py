@@ -1,0 +1,268 @@
+"""Endpoints: one queue of URBs each, processed in order, never blocking another.
+
+A handler turns a URB into a :class:`~vusb.urb.Completion`, either at once (the
+fast path: no task, no future) or by returning an awaitable.  While an awaitable
+is outstanding the endpoint holds its later URBs, exactly as a real endpoint
+works through its transfers one at a time; other endpoints are unaffected.
+
+Endpoints that only stream data use the built-in queues: :meth:`Endpoint.send`
+queues IN data (an IN URB with nothing queued waits, as a real device NAKs) and
+:meth:`Endpoint.receive` returns OUT data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable
+from typing import Callable, Union
+
+from vusb.constants import Status, TransferType
+from vusb.descriptors import EndpointDescriptor
+from vusb.errors import Stall, UsageError
+from vusb.urb import Completion, Urb, UrbState
+
+log = logging.getLogger("vusb.endpoint")
+
+HandlerResult = Union[Completion, Awaitable[Completion]]
+Handler = Callable[[Urb], HandlerResult]
+
+
+class Endpoint:
+    """One endpoint of a device and its queue of pending URBs."""
+
+    def __init__(self, address: int, descriptor: EndpointDescriptor | None = None, *, max_packet_size: int = 64) -> None:
+        self.address = address
+        self.descriptor = descriptor
+        self.max_packet_size = descriptor.max_packet_size & 0x7FF if descriptor else max_packet_size
+        self.halted = False
+        self.handler: Handler | None = None
+        self._queue: deque[Urb] = deque()
+        self._active: Urb | None = None
+        self._active_future: asyncio.Future[Completion] | None = None
+        self._in_data: deque[tuple[bytes | memoryview, asyncio.Future[None] | None]] = deque()
+        self._in_waiter: asyncio.Future[Completion] | None = None
+        self._out_data: asyncio.Queue[bytes] | None = None
+        self.on_out: Callable[[bytes | memoryview], None] | None = None
+
+    # ------------------------------------------------------------ properties
+    @property
+    def number(self) -> int:
+        return self.address & 0x0F
+
+    @property
+    def is_in(self) -> bool:
+        return bool(self.address & 0x80)
+
+    @property
+    def transfer_type(self) -> TransferType:
+        return self.descriptor.transfer_type if self.descriptor else TransferType.CONTROL
+
+    @property
+    def pending(self) -> int:
+        """URBs queued or in progress on this endpoint."""
+        return len(self._queue) + (1 if self._active is not None else 0)
+
+    def __repr__(self) -> str:
+        return f"<Endpoint 0x{self.address:02x} {self.transfer_type.name.lower()} pending={self.pending}>"
+
+    # ------------------------------------------------------------ URB path
+    def submit(self, urb: Urb) -> None:
+        urb.endpoint = self
+        if self.halted and self.address != 0:
+            urb.complete(Completion(Status.EPIPE))
+            return
+        self._queue.append(urb)
+        if self._active is None:
+            self._run()
+
+    def _run(self) -> None:
+        while self._queue and self._active is None:
+            urb = self._queue.popleft()
+            if urb.state is not UrbState.QUEUED:
+                continue
+            if self.halted and self.address != 0:
+                urb.complete(Completion(Status.EPIPE))
+                continue
+            urb.state = UrbState.ACTIVE
+            try:
+                result = self._dispatch(urb)
+            except Stall:
+                urb.complete(Completion(Status.EPIPE))
+                continue
+            except Exception:
+                log.exception("endpoint 0x%02x: handler failed on %r; answering with a stall", self.address, urb)
+                urb.complete(Completion(Status.EPIPE))
+                continue
+            if isinstance(result, Completion):
+                urb.complete(result)
+                continue
+            fut = asyncio.ensure_future(result)
+            self._active = urb
+            self._active_future = fut
+            fut.add_done_callback(self._finished)
+
+    def _finished(self, fut: asyncio.Future[Completion]) -> None:
+        urb = self._active
+        self._active = None
+        self._active_future = None
+        if urb is not None and not fut.cancelled():
+            exc = fut.exception()
+            if isinstance(exc, Stall):
+                urb.complete(Completion(Status.EPIPE))
+            elif exc is not None:
+                log.error("endpoint 0x%02x: handler failed on %r: %r; answering with a stall", self.address, urb, exc,
+                          exc_info=exc)
+                urb.complete(Completion(Status.EPIPE))
+            else:
+                urb.complete(fut.result())
+        self._run()
+
+    def _dispatch(self, urb: Urb) -> HandlerResult:
+        if self.handler is not None:
+            return self.handler(urb)
+        if self.is_in:
+            return self._take_in(urb)
+        return self._take_out(urb)
+
+    def unlink(self, urb: Urb) -> bool:
+        """Cancel ``urb`` if it has not completed; True if it was cancelled."""
+        if urb.state is UrbState.QUEUED:
+            urb.cancel()
+            try:
+                self._queue.remove(urb)
+            except ValueError:
+                pass
+            return True
+        if urb.state is UrbState.ACTIVE and urb is self._active:
+            urb.cancel()
+            fut = self._active_future
+            if fut is self._in_waiter:
+                self._in_waiter = None
+            if fut is not None:
+                fut.cancel()  # _finished runs the next URB
+            return True
+        return False
+
+    def cancel_all(self) -> None:
+        """Drop every pending URB without answering (connection gone, interface reset)."""
+        for urb in self._queue:
+            urb.cancel()
+        self._queue.clear()
+        if self._active is not None:
+            self._active.cancel()
+            fut = self._active_future
+            self._active = None
+            self._active_future = None
+            self._in_waiter = None
+            if fut is not None:
+                fut.remove_done_callback(self._finished)
+                fut.cancel()
+
+    def reset(self) -> None:
+        """Forget pending URBs, queued data and the halt (device reset / new import)."""
+        self.cancel_all()
+        self.halted = False
+        for _, done in self._in_data:
+            if done is not None and not done.done():
+                done.cancel()
+        self._in_data.clear()
+        if self._out_data is not None:
+            while not self._out_data.empty():
+                self._out_data.get_nowait()
+
+    # ------------------------------------------------------------ halt
+    def halt(self) -> None:
+        """Stall the endpoint: the current and following URBs fail with -EPIPE until cleared."""
+        if self.address == 0:
+            raise UsageError("endpoint 0 cannot be halted; raise Stall from the request handler instead")
+        self.halted = True
+        if self._active is not None:
+            urb, fut = self._active, self._active_future
+            self._active = None
+            self._active_future = None
+            self._in_waiter = None
+            if fut is not None:
+                fut.remove_done_callback(self._finished)
+                fut.cancel()
+            urb.complete(Completion(Status.EPIPE))
+        while self._queue:
+            self._queue.popleft().complete(Completion(Status.EPIPE))
+
+    def clear_halt(self) -> None:
+        self.halted = False
+        self._run()
+
+    # ------------------------------------------------------------ IN data queue
+    def send(self, data: bytes | bytearray | memoryview) -> asyncio.Future[None]:
+        """Queue one IN transfer's worth of data; the returned future is done when a URB took it.
+
+        Data longer than a waiting URB is delivered across several URBs.
+        """
+        if not self.is_in:
+            raise UsageError(f"endpoint 0x{self.address:02x} is OUT; send() is for IN endpoints")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._in_data.append((bytes(data), done))
+        self._feed_waiter()
+        return done
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue IN data without tracking delivery."""
+        if not self.is_in:
+            raise UsageError(f"endpoint 0x{self.address:02x} is OUT; send_nowait() is for IN endpoints")
+        self._in_data.append((bytes(data), None))
+        self._feed_waiter()
+
+    @property
+    def queued_in(self) -> int:
+        return len(self._in_data)
+
+    def _pop_in(self, length: int) -> Completion:
+        data, done = self._in_data[0]
+        if len(data) <= length:
+            self._in_data.popleft()
+            if done is not None and not done.done():
+                done.set_result(None)
+            return Completion(0, data)
+        # Longer than the URB: deliver whole packets now, keep the rest.
+        cut = max(length - length % self.max_packet_size, 0) or length
+        self._in_data[0] = (data[cut:], done)
+        return Completion(0, data[:cut])
+
+    def _take_in(self, urb: Urb) -> HandlerResult:
+        if self._in_data:
+            return self._pop_in(urb.length)
+        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._in_waiter = waiter
+        return waiter
+
+    def _feed_waiter(self) -> None:
+        waiter = self._in_waiter
+        if waiter is not None and not waiter.done() and self._active is not None:
+            self._in_waiter = None
+            waiter.set_result(self._pop_in(self._active.length))
+
+    # ------------------------------------------------------------ OUT data queue
+    def _take_out(self, urb: Urb) -> HandlerResult:
+        data = urb.data
+        if self.on_out is not None:
+            self.on_out(data)
+        else:
+            if self._out_data is None:
+                self._out_data = asyncio.Queue()
+            self._out_data.put_nowait(bytes(data))
+        return Completion(0, b"", len(data))
+
+    async def receive(self) -> bytes:
+        """Wait for the next OUT transfer's data (when no handler or on_out is set)."""
+        if self.is_in:
+            raise UsageError(f"endpoint 0x{self.address:02x} is IN; receive() is for OUT endpoints")
+        if self._out_data is None:
+            self._out_data = asyncio.Queue()
+        return await self._out_data.get()
+
+
+def is_awaitable(value: object) -> bool:
+    return inspect.isawaitable(value)

@@ -1,0 +1,559 @@
+"""The USB/IP protocol as a sans-IO codec.
+
+Nothing here touches a socket.  A :class:`ServerCodec` is fed the bytes a client
+sent (:meth:`~ServerCodec.receive_data`) and hands back whole messages
+(:meth:`~ServerCodec.next_event`); messages to send are turned into bytes by
+:meth:`~ServerCodec.send`.  :class:`ClientCodec` is the mirror image, used by
+:mod:`vusb.client`.  Both follow the wire rules listed in
+``docs/protocol.md``: any input version accepted and 0x0111 answered, busids
+compared up to their first NUL, exact-length framing, iso packet descriptors
+after the data, and bounded allocation (a header announcing more than the
+configured limits raises :class:`~vusb.errors.LimitExceeded` before anything is
+buffered for it).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Callable, Final, Union
+
+from vusb import layouts
+from vusb.constants import USBIP_VERSION, OpStatus
+from vusb.errors import LimitExceeded, ProtocolError
+
+OP_REQ_DEVLIST: Final = 0x8005
+OP_REP_DEVLIST: Final = 0x0005
+OP_REQ_IMPORT: Final = 0x8003
+OP_REP_IMPORT: Final = 0x0003
+
+CMD_SUBMIT: Final = 1
+CMD_UNLINK: Final = 2
+RET_SUBMIT: Final = 3
+RET_UNLINK: Final = 4
+
+HEADER_SIZE: Final = 48
+OP_HEADER_SIZE: Final = 8
+DEVICE_RECORD_SIZE: Final = 312
+ISO_PACKET_SIZE: Final = 16
+
+_SUBMIT = layouts.CMD_SUBMIT_FAST
+_RET_SUBMIT = layouts.RET_SUBMIT_FAST
+_UNLINK = layouts.CMD_UNLINK_FAST
+_RET_UNLINK = layouts.RET_UNLINK_FAST
+_OP = layouts.OP_HEADER_FAST
+_ISO = layouts.ISO_PACKET_FAST
+_ZERO8 = bytes(8)
+_ZERO24 = bytes(24)
+
+
+class _NeedData(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData.NEED_DATA
+"""Returned by ``next_event()`` when more bytes are needed for a whole message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what a peer may make the codec buffer."""
+
+    max_transfer_length: int = 64 * 1024 * 1024
+    max_iso_packets: int = 1024
+    max_devices_listed: int = 4096
+
+
+# ------------------------------------------------------------------ messages
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceInfo:
+    interface_class: int
+    interface_subclass: int
+    interface_protocol: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedDevice:
+    """The 312-byte device record plus the interface triples of REP_DEVLIST."""
+
+    busid: str
+    path: str = ""
+    busnum: int = 1
+    devnum: int = 1
+    speed: int = 2
+    vendor_id: int = 0
+    product_id: int = 0
+    device_version: int = 0
+    device_class: int = 0
+    device_subclass: int = 0
+    device_protocol: int = 0
+    configuration_value: int = 0
+    num_configurations: int = 1
+    interfaces: tuple[InterfaceInfo, ...] = ()
+    num_interfaces: int | None = None  # defaults to len(interfaces)
+
+    @property
+    def interface_count(self) -> int:
+        return len(self.interfaces) if self.num_interfaces is None else self.num_interfaces
+
+
+@dataclass(frozen=True, slots=True)
+class DevlistRequest:
+    version: int = USBIP_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class DevlistReply:
+    devices: tuple[ExportedDevice, ...] = ()
+    status: int = OpStatus.OK
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRequest:
+    busid: str
+    version: int = USBIP_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReply:
+    status: int
+    device: ExportedDevice | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IsoPacket:
+    offset: int
+    length: int
+    actual_length: int = 0
+    status: int = 0
+
+
+@dataclass(slots=True)
+class SubmitCommand:
+    seqnum: int
+    devid: int
+    direction: int  # 0 OUT, 1 IN
+    ep: int
+    transfer_flags: int
+    transfer_buffer_length: int
+    setup: bytes = _ZERO8
+    data: bytes | memoryview = b""
+    start_frame: int = 0
+    number_of_packets: int = 0
+    interval: int = 0
+    iso_packets: tuple[IsoPacket, ...] | None = None
+
+    @property
+    def is_in(self) -> bool:
+        return self.direction == 1
+
+
+@dataclass(slots=True)
+class SubmitReply:
+    seqnum: int
+    status: int = 0
+    actual_length: int = 0
+    data: bytes | memoryview = b""
+    start_frame: int = 0
+    number_of_packets: int = 0
+    error_count: int = 0
+    iso_packets: tuple[IsoPacket, ...] | None = None
+    # Echoed header fields; Linux servers send zeros here.
+    devid: int = 0
+    direction: int = 0
+    ep: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnlinkCommand:
+    seqnum: int
+    devid: int
+    unlink_seqnum: int
+    direction: int = 0
+    ep: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnlinkReply:
+    seqnum: int
+    status: int
+
+
+ServerEvent = Union[DevlistRequest, ImportRequest, SubmitCommand, UnlinkCommand]
+ClientEvent = Union[DevlistReply, ImportReply, SubmitReply, UnlinkReply]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _cstr(raw: bytes) -> str:
+    """Decode a fixed-size C string, up to the first NUL (garbage after it is ignored)."""
+    end = raw.find(b"\x00")
+    return (raw if end < 0 else raw[:end]).decode("ascii", errors="replace")
+
+
+def _fixed(text: str, size: int, what: str) -> bytes:
+    raw = text.encode("ascii")
+    if len(raw) >= size:
+        raise ValueError(f"{what} {text!r} is longer than {size - 1} bytes")
+    return raw.ljust(size, b"\x00")
+
+
+def encode_device_record(dev: ExportedDevice) -> bytes:
+    if not (0 <= dev.busnum <= 255 and 0 <= dev.devnum <= 255):
+        raise ValueError("busnum and devnum must fit in 8 bits (Linux packs them into devid)")
+    out: bytes = layouts.DEVICE_RECORD.build(
+        {
+            "path": _fixed(dev.path, 256, "path"),
+            "busid": _fixed(dev.busid, 32, "busid"),
+            "busnum": dev.busnum,
+            "devnum": dev.devnum,
+            "speed": dev.speed,
+            "idVendor": dev.vendor_id,
+            "idProduct": dev.product_id,
+            "bcdDevice": dev.device_version,
+            "bDeviceClass": dev.device_class,
+            "bDeviceSubClass": dev.device_subclass,
+            "bDeviceProtocol": dev.device_protocol,
+            "bConfigurationValue": dev.configuration_value,
+            "bNumConfigurations": dev.num_configurations,
+            "bNumInterfaces": dev.interface_count,
+        }
+    )
+    return out
+
+
+def decode_device_record(raw: bytes, interfaces: tuple[InterfaceInfo, ...] = ()) -> ExportedDevice:
+    p = layouts.DEVICE_RECORD.parse(raw)
+    return ExportedDevice(
+        busid=_cstr(p.busid), path=_cstr(p.path), busnum=p.busnum, devnum=p.devnum, speed=p.speed,
+        vendor_id=p.idVendor, product_id=p.idProduct, device_version=p.bcdDevice,
+        device_class=p.bDeviceClass, device_subclass=p.bDeviceSubClass, device_protocol=p.bDeviceProtocol,
+        configuration_value=p.bConfigurationValue, num_configurations=p.bNumConfigurations,
+        interfaces=interfaces, num_interfaces=p.bNumInterfaces,
+    )
+
+
+def _encode_interfaces(dev: ExportedDevice) -> bytes:
+    return b"".join(
+        bytes((i.interface_class, i.interface_subclass, i.interface_protocol, 0)) for i in dev.interfaces
+    )
+
+
+def _encode_iso(packets: tuple[IsoPacket, ...]) -> bytes:
+    return b"".join(_ISO.pack(p.offset, p.length, p.actual_length, p.status) for p in packets)
+
+
+def _decode_iso(raw: bytes | memoryview, count: int) -> tuple[IsoPacket, ...]:
+    return tuple(IsoPacket(*_ISO.unpack_from(raw, i * ISO_PACKET_SIZE)) for i in range(count))
+
+
+class _Buffer:
+    """A receive buffer with a read offset; compacted lazily so consuming is O(1)."""
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pos and self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        elif self._pos > 65536 and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def __len__(self) -> int:
+        return len(self._buf) - self._pos
+
+    def peek(self, n: int) -> memoryview:
+        return memoryview(self._buf)[self._pos : self._pos + n]
+
+    def take(self, n: int) -> bytes:
+        out = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += n
+        return out
+
+    def skip(self, n: int) -> None:
+        self._pos += n
+
+
+# ------------------------------------------------------------------ server side
+
+
+class Phase(enum.Enum):
+    OP = "op"
+    URB = "urb"
+    CLOSED = "closed"
+
+
+class ServerCodec:
+    """Server side of one USB/IP connection.
+
+    ``is_iso(ep, direction)`` tells the codec which endpoints are isochronous: only
+    their submits carry packet descriptors (``number_of_packets`` is garbage on
+    other URBs from some clients and is ignored).
+    """
+
+    def __init__(self, limits: Limits | None = None, is_iso: Callable[[int, int], bool] | None = None) -> None:
+        self.limits = limits or Limits()
+        self.phase = Phase.OP
+        self.is_iso = is_iso or (lambda ep, direction: False)
+        self._buf = _Buffer()
+
+    # --- input
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        self._buf.feed(data)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def next_event(self) -> ServerEvent | _NeedData:
+        if self.phase == Phase.URB:
+            return self._next_urb()
+        if self.phase == Phase.CLOSED:
+            if len(self._buf):
+                raise ProtocolError(f"{len(self._buf)} bytes received after the operation ended")
+            return NEED_DATA
+        return self._next_op()
+
+    def _next_op(self) -> ServerEvent | _NeedData:
+        buf = self._buf
+        if len(buf) < OP_HEADER_SIZE:
+            return NEED_DATA
+        version, code, _status = _OP.unpack(buf.peek(OP_HEADER_SIZE))
+        if version == 0 and code in (CMD_SUBMIT, CMD_UNLINK):
+            name = "CMD_SUBMIT" if code == CMD_SUBMIT else "CMD_UNLINK"
+            raise ProtocolError(f"{name} received before a successful OP_REQ_IMPORT")
+        if version >> 8 != 0x01:
+            raise ProtocolError(f"op header has version 0x{version:04x}; USB/IP versions are 0x01xx")
+        if code == OP_REQ_DEVLIST:
+            buf.skip(OP_HEADER_SIZE)
+            self.phase = Phase.CLOSED
+            return DevlistRequest(version)
+        if code == OP_REQ_IMPORT:
+            if len(buf) < OP_HEADER_SIZE + 32:
+                return NEED_DATA
+            buf.skip(OP_HEADER_SIZE)
+            busid = _cstr(buf.take(32))
+            return ImportRequest(busid, version)
+        raise ProtocolError(f"unknown op code 0x{code:04x} (expected REQ_DEVLIST 0x8005 or REQ_IMPORT 0x8003)")
+
+    def _next_urb(self) -> ServerEvent | _NeedData:
+        buf = self._buf
+        if len(buf) < HEADER_SIZE:
+            return NEED_DATA
+        head = buf.peek(HEADER_SIZE)
+        command = int.from_bytes(head[0:4], "big")
+        if command == CMD_SUBMIT:
+            (_, seqnum, devid, direction, ep, flags, length, start_frame, npackets, interval, setup) = _SUBMIT.unpack(head)
+            if direction > 1:
+                raise ProtocolError(f"CMD_SUBMIT seqnum {seqnum}: direction {direction} is neither 0 (OUT) nor 1 (IN)")
+            if ep > 15:
+                raise ProtocolError(f"CMD_SUBMIT seqnum {seqnum}: endpoint number {ep} is above 15")
+            if length < 0:
+                raise ProtocolError(f"CMD_SUBMIT seqnum {seqnum}: negative transfer_buffer_length {length}")
+            if length > self.limits.max_transfer_length:
+                raise LimitExceeded(
+                    f"CMD_SUBMIT seqnum {seqnum}: transfer_buffer_length {length} exceeds the limit of "
+                    f"{self.limits.max_transfer_length} bytes"
+                )
+            iso = self.is_iso(ep, direction)
+            if iso:
+                if not 0 <= npackets <= self.limits.max_iso_packets:
+                    raise LimitExceeded(
+                        f"CMD_SUBMIT seqnum {seqnum}: number_of_packets {npackets} is outside 0..{self.limits.max_iso_packets}"
+                    )
+            else:
+                npackets = 0
+            payload = length if direction == 0 else 0
+            total = HEADER_SIZE + payload + npackets * ISO_PACKET_SIZE
+            if len(buf) < total:
+                return NEED_DATA
+            buf.skip(HEADER_SIZE)
+            data = buf.take(payload) if payload else b""
+            packets = _decode_iso(buf.take(npackets * ISO_PACKET_SIZE), npackets) if iso else None
+            if packets is not None:
+                for p in packets:
+                    if p.offset + p.length > length:
+                        raise ProtocolError(
+                            f"CMD_SUBMIT seqnum {seqnum}: iso packet at offset {p.offset} length {p.length} "
+                            f"overruns the {length}-byte buffer"
+                        )
+            return SubmitCommand(seqnum, devid, direction, ep, flags, length, bytes(setup), data,
+                                 start_frame, npackets, interval, packets)
+        if command == CMD_UNLINK:
+            _, seqnum, devid, direction, ep, unlink_seqnum, _pad = _UNLINK.unpack(head)
+            buf.skip(HEADER_SIZE)
+            return UnlinkCommand(seqnum, devid, unlink_seqnum, direction, ep)
+        raise ProtocolError(f"unknown URB command 0x{command:08x} (expected CMD_SUBMIT 1 or CMD_UNLINK 2)")
+
+    # --- output
+    def send(self, event: ClientEvent) -> bytes:
+        if isinstance(event, SubmitReply):
+            return encode_ret_submit(event)
+        if isinstance(event, UnlinkReply):
+            return _RET_UNLINK.pack(RET_UNLINK, event.seqnum, 0, 0, 0, event.status, _ZERO24)
+        if isinstance(event, ImportReply):
+            if self.phase != Phase.OP:
+                raise ProtocolError("REP_IMPORT sent outside the op phase")
+            head = _OP.pack(USBIP_VERSION, OP_REP_IMPORT, event.status)
+            if event.status != OpStatus.OK or event.device is None:
+                self.phase = Phase.CLOSED
+                return head
+            self.phase = Phase.URB
+            return head + encode_device_record(event.device)
+        if isinstance(event, DevlistReply):
+            parts = [_OP.pack(USBIP_VERSION, OP_REP_DEVLIST, event.status), len(event.devices).to_bytes(4, "big")]
+            for dev in event.devices:
+                parts.append(encode_device_record(dev))
+                parts.append(_encode_interfaces(dev))
+            self.phase = Phase.CLOSED
+            return b"".join(parts)
+        raise TypeError(f"cannot send {type(event).__name__} from a server")
+
+
+def encode_ret_submit_header(reply: SubmitReply, payload_length: int) -> bytes:
+    npackets = reply.number_of_packets if reply.iso_packets is not None else 0
+    return _RET_SUBMIT.pack(
+        RET_SUBMIT, reply.seqnum, reply.devid, reply.direction, reply.ep, reply.status,
+        payload_length if reply.iso_packets is None else reply.actual_length,
+        reply.start_frame, npackets, reply.error_count, _ZERO8,
+    )
+
+
+def encode_ret_submit(reply: SubmitReply) -> bytes:
+    """RET_SUBMIT header, IN data and iso descriptors in one buffer (one write)."""
+    head = encode_ret_submit_header(reply, reply.actual_length)
+    if reply.iso_packets is not None:
+        return head + bytes(reply.data) + _encode_iso(reply.iso_packets)
+    if reply.data:
+        return head + bytes(reply.data)
+    return head
+
+
+# ------------------------------------------------------------------ client side
+
+
+@dataclass
+class _Pending:
+    direction: int
+    iso: bool
+
+
+@dataclass
+class ClientCodec:
+    """Client side of one USB/IP connection (used by :mod:`vusb.client`)."""
+
+    limits: Limits = field(default_factory=Limits)
+    phase: Phase = Phase.OP
+    _buf: _Buffer = field(default_factory=_Buffer)
+    _expect: int | None = None  # op code of the reply we wait for
+    _pending: dict[int, _Pending] = field(default_factory=dict)
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        self._buf.feed(data)
+
+    def send(self, event: DevlistRequest | ImportRequest | SubmitCommand | UnlinkCommand) -> bytes:
+        if isinstance(event, DevlistRequest):
+            self._expect = OP_REP_DEVLIST
+            return _OP.pack(event.version, OP_REQ_DEVLIST, 0)
+        if isinstance(event, ImportRequest):
+            self._expect = OP_REP_IMPORT
+            return _OP.pack(event.version, OP_REQ_IMPORT, 0) + _fixed(event.busid, 32, "busid")
+        if isinstance(event, SubmitCommand):
+            if self.phase != Phase.URB:
+                raise ProtocolError("CMD_SUBMIT before a successful import")
+            iso = event.iso_packets is not None
+            self._pending[event.seqnum] = _Pending(event.direction, iso)
+            head = _SUBMIT.pack(
+                CMD_SUBMIT, event.seqnum, event.devid, event.direction, event.ep, event.transfer_flags,
+                event.transfer_buffer_length, event.start_frame,
+                len(event.iso_packets) if event.iso_packets is not None else event.number_of_packets,
+                event.interval, event.setup,
+            )
+            body = bytes(event.data) if event.direction == 0 else b""
+            return head + body + (_encode_iso(event.iso_packets) if event.iso_packets is not None else b"")
+        if isinstance(event, UnlinkCommand):
+            return _UNLINK.pack(CMD_UNLINK, event.seqnum, event.devid, event.direction, event.ep, event.unlink_seqnum, _ZERO24)
+        raise TypeError(f"cannot send {type(event).__name__} from a client")
+
+    def next_event(self) -> ClientEvent | _NeedData:
+        buf = self._buf
+        if self.phase == Phase.URB:
+            if len(buf) < HEADER_SIZE:
+                return NEED_DATA
+            head = buf.peek(HEADER_SIZE)
+            command = int.from_bytes(head[0:4], "big")
+            if command == RET_SUBMIT:
+                (_, seqnum, devid, direction, ep, status, actual, start_frame, npackets, errors, _pad) = _RET_SUBMIT.unpack(head)
+                pend = self._pending.get(seqnum)
+                if pend is None:
+                    raise ProtocolError(f"RET_SUBMIT for unknown seqnum {seqnum}")
+                if actual < 0 or actual > self.limits.max_transfer_length:
+                    raise LimitExceeded(f"RET_SUBMIT seqnum {seqnum}: actual_length {actual} out of bounds")
+                payload = actual if pend.direction == 1 else 0
+                nisos = npackets if pend.iso and npackets > 0 else 0
+                if nisos > self.limits.max_iso_packets:
+                    raise LimitExceeded(f"RET_SUBMIT seqnum {seqnum}: {nisos} iso packets")
+                if len(buf) < HEADER_SIZE + payload + nisos * ISO_PACKET_SIZE:
+                    return NEED_DATA
+                buf.skip(HEADER_SIZE)
+                data = buf.take(payload) if payload else b""
+                packets = _decode_iso(buf.take(nisos * ISO_PACKET_SIZE), nisos) if pend.iso else None
+                del self._pending[seqnum]
+                return SubmitReply(seqnum, status, actual, data, start_frame, npackets, errors, packets, devid, direction, ep)
+            if command == RET_UNLINK:
+                _, seqnum, _devid, _dir, _ep, status, _pad = _RET_UNLINK.unpack(head)
+                buf.skip(HEADER_SIZE)
+                return UnlinkReply(seqnum, status)
+            raise ProtocolError(f"unknown URB reply 0x{command:08x}")
+        if len(buf) < OP_HEADER_SIZE:
+            return NEED_DATA
+        version, code, status = _OP.unpack(buf.peek(OP_HEADER_SIZE))
+        if version != USBIP_VERSION:
+            raise ProtocolError(f"reply version 0x{version:04x}, expected 0x{USBIP_VERSION:04x}")
+        if code != self._expect:
+            raise ProtocolError(f"unexpected op reply 0x{code:04x}")
+        if code == OP_REP_IMPORT:
+            if status != OpStatus.OK:
+                buf.skip(OP_HEADER_SIZE)
+                self.phase = Phase.CLOSED
+                return ImportReply(status)
+            if len(buf) < OP_HEADER_SIZE + DEVICE_RECORD_SIZE:
+                return NEED_DATA
+            buf.skip(OP_HEADER_SIZE)
+            dev = decode_device_record(buf.take(DEVICE_RECORD_SIZE))
+            self.phase = Phase.URB
+            return ImportReply(status, dev)
+        # OP_REP_DEVLIST: header, count, then records each followed by its interfaces
+        if len(buf) < OP_HEADER_SIZE + 4:
+            return NEED_DATA
+        view = buf.peek(len(buf))
+        count = int.from_bytes(view[8:12], "big")
+        if count > self.limits.max_devices_listed:
+            raise LimitExceeded(f"REP_DEVLIST announces {count} devices")
+        pos = 12
+        devices = []
+        for _ in range(count):
+            if len(view) < pos + DEVICE_RECORD_SIZE:
+                return NEED_DATA
+            nifs = view[pos + DEVICE_RECORD_SIZE - 1]
+            if len(view) < pos + DEVICE_RECORD_SIZE + 4 * nifs:
+                return NEED_DATA
+            ifs = tuple(
+                InterfaceInfo(view[p], view[p + 1], view[p + 2])
+                for p in range(pos + DEVICE_RECORD_SIZE, pos + DEVICE_RECORD_SIZE + 4 * nifs, 4)
+            )
+            devices.append(decode_device_record(bytes(view[pos : pos + DEVICE_RECORD_SIZE]), ifs))
+            pos += DEVICE_RECORD_SIZE + 4 * nifs
+        del view
+        buf.skip(pos)
+        self.phase = Phase.CLOSED
+        return DevlistReply(tuple(devices), status)

@@ -1,0 +1,428 @@
+"""The asyncio USB/IP server: a thin layer over :class:`vusb.protocol.ServerCodec`.
+
+Each TCP connection gets a codec and, once it imports a device, carries that
+device's URBs.  Everything a client sends that breaks the protocol closes that
+connection alone, with a log line naming the problem; the server and the other
+connections go on.  USB/IP has no authentication, so the server listens on the
+loopback address unless told otherwise, and says so loudly when it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vusb.constants import USBIP_PORT, OpStatus, Status, TransferType
+from vusb.device import Device
+from vusb.errors import ProtocolError, UsageError
+from vusb.protocol import (
+    NEED_DATA,
+    DevlistReply,
+    DevlistRequest,
+    ExportedDevice,
+    ImportReply,
+    ImportRequest,
+    InterfaceInfo,
+    Limits,
+    ServerCodec,
+    SubmitCommand,
+    SubmitReply,
+    UnlinkCommand,
+    UnlinkReply,
+    encode_ret_submit_header,
+)
+from vusb.urb import Completion, SetupPacket, Urb
+
+log = logging.getLogger("vusb.server")
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Safe defaults for what one client may ask of the server."""
+
+    max_transfer_length: int = 64 * 1024 * 1024
+    max_urbs_in_flight: int = 4096
+    max_connections: int = 256
+    write_buffer_high: int = 8 * 1024 * 1024  # stop reading from a client that does not read its replies
+
+    def codec_limits(self) -> Limits:
+        return Limits(max_transfer_length=self.max_transfer_length)
+
+
+class Export:
+    """A device as the server exports it."""
+
+    def __init__(self, device: Device, busid: str, devnum: int) -> None:
+        self.device = device
+        self.busid = busid
+        self.devnum = devnum
+        self.connection: Connection | None = None
+
+    def record(self) -> ExportedDevice:
+        d = self.device.descriptor
+        return ExportedDevice(
+            busid=self.busid,
+            path=f"/sys/devices/platform/vusb/usb1/{self.busid}",
+            busnum=1,
+            devnum=self.devnum,
+            speed=int(self.device.speed),
+            vendor_id=d.vendor_id,
+            product_id=d.product_id,
+            device_version=d.device_version,
+            device_class=d.device_class,
+            device_subclass=d.device_subclass,
+            device_protocol=d.device_protocol,
+            configuration_value=self.device.configuration_value,
+            num_configurations=d.num_configurations,
+            interfaces=tuple(
+                InterfaceInfo(i.interface_class, i.interface_subclass, i.interface_protocol)
+                for i in self.device.interfaces()
+            ),
+        )
+
+
+class Connection(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.codec = ServerCodec(server.limits.codec_limits())
+        self.transport: asyncio.Transport | None = None
+        self.export: Export | None = None
+        self.pending: dict[int, Urb] = {}
+        self.peer = "?"
+        self._paused = False
+        self._closing = False
+
+    # ------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        transport.set_write_buffer_limits(high=self.server.limits.write_buffer_high)
+        if not self.server._accept(self):
+            return
+        log.debug("connection from %s", self.peer)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        codec = self.codec
+        codec.receive_data(data)
+        try:
+            while True:
+                event = codec.next_event()
+                if event is NEED_DATA:
+                    break
+                if isinstance(event, SubmitCommand):
+                    self._submit(event)
+                elif isinstance(event, UnlinkCommand):
+                    self._unlink(event)
+                elif isinstance(event, ImportRequest):
+                    self._import(event)
+                elif isinstance(event, DevlistRequest):
+                    self._devlist()
+                if self._closing:
+                    break
+        except ProtocolError as exc:
+            log.warning("client %s: %s; closing the connection", self.peer, exc)
+            self.close()
+        except Exception:
+            log.exception("client %s: internal error while handling its request; closing the connection", self.peer)
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.server._forget(self)
+        export = self.export
+        if export is not None:
+            for urb in self.pending.values():
+                urb.cancel()
+            self.pending.clear()
+            export.connection = None
+            self.export = None
+            export.device.detach()
+            log.info("client %s released %s (%s)", self.peer, export.busid, export.device.describe())
+
+    def pause_writing(self) -> None:
+        # The client does not read its replies: stop reading its requests so memory stays bounded.
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------ op phase
+    def _devlist(self) -> None:
+        records = tuple(e.record() for e in self.server.exports if e.connection is None)
+        self._write(self.codec.send(DevlistReply(records)))
+        self.close()
+
+    def _import(self, req: ImportRequest) -> None:
+        export = self.server.find(req.busid)
+        if export is None:
+            log.info("client %s asked for unknown busid %r", self.peer, req.busid)
+            self._write(self.codec.send(ImportReply(OpStatus.NODEV)))
+            self.close()
+            return
+        if export.connection is not None:
+            log.info("client %s asked for %s, which %s holds", self.peer, req.busid, export.connection.peer)
+            self._write(self.codec.send(ImportReply(OpStatus.DEV_BUSY)))
+            self.close()
+            return
+        export.connection = self
+        self.export = export
+        export.device.attach()
+        device = export.device
+        self.codec.is_iso = lambda ep, direction: self._is_iso(device, ep, direction)
+        self._write(self.codec.send(ImportReply(OpStatus.OK, export.record())))
+        log.info("client %s imported %s (%s)", self.peer, export.busid, device.describe())
+
+    @staticmethod
+    def _is_iso(device: Device, ep: int, direction: int) -> bool:
+        if ep == 0:
+            return False
+        endpoint = device.endpoints.get(ep | (0x80 if direction else 0))
+        return endpoint is not None and endpoint.transfer_type == TransferType.ISOCHRONOUS
+
+    # ------------------------------------------------------------ URB phase
+    def _submit(self, cmd: SubmitCommand) -> None:
+        export = self.export
+        if export is None:
+            raise ProtocolError("CMD_SUBMIT before a successful OP_REQ_IMPORT")
+        if cmd.seqnum in self.pending:
+            raise ProtocolError(f"CMD_SUBMIT reuses seqnum {cmd.seqnum}, which is still pending")
+        if len(self.pending) >= self.server.limits.max_urbs_in_flight:
+            raise ProtocolError(
+                f"more than {self.server.limits.max_urbs_in_flight} URBs in flight (limit max_urbs_in_flight)"
+            )
+        setup = SetupPacket.parse(cmd.setup) if cmd.ep == 0 else None
+        urb = Urb(
+            cmd.seqnum, cmd.ep, cmd.direction, cmd.transfer_buffer_length,
+            flags=cmd.transfer_flags, setup=setup, data=cmd.data, iso_packets=cmd.iso_packets,
+            interval=cmd.interval, start_frame=cmd.start_frame, sink=self._complete,
+        )
+        if setup is not None and not setup.is_in and len(cmd.data) < setup.length:
+            # A control OUT whose data stage is shorter than wLength: answer as a device would.
+            self.pending[cmd.seqnum] = urb
+            urb.complete(Completion(Status.EPIPE))
+            return
+        self.pending[cmd.seqnum] = urb
+        export.device.submit(urb)
+
+    def _complete(self, urb: Urb, result: Completion) -> None:
+        if self.pending.pop(urb.seqnum, None) is None or self.transport is None or self._closing:
+            return
+        data: bytes | memoryview
+        if urb.direction == 1:
+            data = result.data if not isinstance(result.data, bytearray) else bytes(result.data)
+            actual = len(data)
+        else:
+            data = b""
+            actual = urb.length if result.actual_length is None else result.actual_length
+        reply = SubmitReply(urb.seqnum, result.status, actual, data,
+                            number_of_packets=len(result.iso_packets) if result.iso_packets is not None else 0,
+                            error_count=result.error_count, iso_packets=result.iso_packets)
+        if result.iso_packets is not None:
+            self.transport.write(self.codec.send(reply))
+            return
+        head = encode_ret_submit_header(reply, actual)
+        if actual and urb.direction == 1:
+            if actual <= 65536:
+                self.transport.write(head + bytes(data))
+            else:
+                self.transport.writelines((head, data))
+        else:
+            self.transport.write(head)
+
+    def _unlink(self, cmd: UnlinkCommand) -> None:
+        if self.export is None:
+            raise ProtocolError("CMD_UNLINK before a successful OP_REQ_IMPORT")
+        urb = self.pending.get(cmd.unlink_seqnum)
+        status = 0
+        if urb is not None and urb.endpoint is not None and urb.endpoint.unlink(urb):
+            del self.pending[cmd.unlink_seqnum]
+            status = Status.ECONNRESET
+        elif urb is not None and urb.endpoint is None:
+            urb.cancel()
+            del self.pending[cmd.unlink_seqnum]
+            status = Status.ECONNRESET
+        self._write(self.codec.send(UnlinkReply(cmd.seqnum, status)))
+
+    # ------------------------------------------------------------ helpers
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self.transport.close()
+
+
+class Server:
+    """Exports devices over USB/IP.
+
+    ::
+
+        async with Server([keyboard, mouse]) as server:   # busids 1-1 and 1-2
+            await server.serve_forever()
+    """
+
+    def __init__(
+        self,
+        devices: Iterable[Device] = (),
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = USBIP_PORT,
+        limits: ServerLimits | None = None,
+        allow_remote: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.limits = limits or ServerLimits()
+        self.exports: list[Export] = []
+        self.connections: set[Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        if not _is_loopback(host) and not allow_remote:
+            raise UsageError(
+                f"refusing to listen on {host!r}: USB/IP has no authentication; pass allow_remote=True "
+                "(--allow-remote on the command line) to expose devices beyond this machine"
+            )
+        for device in devices:
+            self.add(device)
+
+    # ------------------------------------------------------------ devices
+    def add(self, device: Device, busid: str | None = None) -> str:
+        """Export a device; returns its busid (``1-1``, ``1-2``, ... in order)."""
+        if any(e.device is device for e in self.exports):
+            raise UsageError(f"device {device.describe()} is already exported")
+        used = {e.devnum for e in self.exports}
+        devnum = next(n for n in range(1, 256) if n not in used) if len(used) < 255 else None
+        if devnum is None:
+            raise UsageError("at most 255 devices can be exported by one server")
+        if busid is None:
+            busid = f"1-{devnum}"
+        if self.find(busid) is not None:
+            raise UsageError(f"busid {busid} is already exported")
+        if len(busid.encode()) > 31:
+            raise UsageError(f"busid {busid!r} is longer than 31 bytes")
+        self.exports.append(Export(device, busid, devnum))
+        device.busid = busid
+        return busid
+
+    def remove(self, device_or_busid: Device | str) -> None:
+        """Stop exporting a device; a client that holds it is disconnected."""
+        for export in self.exports:
+            if export.device is device_or_busid or export.busid == device_or_busid:
+                self.exports.remove(export)
+                if export.connection is not None:
+                    export.connection.close()
+                    export.connection.connection_lost(None)
+                export.device.busid = None
+                return
+        raise UsageError(f"no exported device {device_or_busid!r}")
+
+    def find(self, busid: str) -> Export | None:
+        for export in self.exports:
+            if export.busid == busid:
+                return export
+        return None
+
+    @property
+    def devices(self) -> list[Device]:
+        return [e.device for e in self.exports]
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._server is not None:
+            raise UsageError("server already started")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Connection(self), self.host, self.port, reuse_address=True)
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        if not _is_loopback(self.host):
+            log.warning(
+                "listening on %s:%d: USB/IP has no authentication or encryption; anyone who can reach this "
+                "address can attach the devices", self.host, self.port,
+            )
+        log.info("serving %d device(s) on %s:%d", len(self.exports), self.host, self.port)
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+            conn.connection_lost(None)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ connection bookkeeping
+    def _accept(self, conn: Connection) -> bool:
+        if len(self.connections) >= self.limits.max_connections:
+            log.warning("refusing %s: already %d connections (limit max_connections)", conn.peer, len(self.connections))
+            conn.close()
+            return False
+        self.connections.add(conn)
+        return True
+
+    def _forget(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where installed, asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(coro: Any, *, use_uvloop: bool = True) -> Any:
+    """Run a coroutine on uvloop when available (the CLI's entry point)."""
+    with asyncio.Runner(loop_factory=new_event_loop if use_uvloop else None) as runner:
+        return runner.run(coro)
+
+
+async def serve(devices: Sequence[Device], host: str = DEFAULT_HOST, port: int = USBIP_PORT) -> None:
+    async with Server(devices, host=host, port=port) as server:
+        await server.serve_forever()

@@ -1,0 +1,196 @@
+"""URBs as the device model sees them, and setup packets."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Final
+
+from vusb import layouts
+from vusb.constants import URB_SHORT_NOT_OK, DescriptorType, Feature, Recipient, Request, RequestType, Status
+from vusb.protocol import IsoPacket
+
+if TYPE_CHECKING:
+    from vusb.endpoint import Endpoint
+
+_SETUP = layouts.SETUP_FAST
+
+
+@dataclass(frozen=True, slots=True)
+class SetupPacket:
+    """The 8-byte setup packet of a control transfer (USB 2.0 section 9.3)."""
+
+    request_type: int
+    request: int
+    value: int = 0
+    index: int = 0
+    length: int = 0
+
+    @classmethod
+    def parse(cls, raw: bytes | memoryview) -> SetupPacket:
+        return cls(*_SETUP.unpack(raw))
+
+    def to_bytes(self) -> bytes:
+        return _SETUP.pack(self.request_type, self.request, self.value, self.index, self.length)
+
+    @property
+    def is_in(self) -> bool:
+        return bool(self.request_type & 0x80)
+
+    @property
+    def type(self) -> RequestType:
+        return RequestType((self.request_type >> 5) & 3)
+
+    @property
+    def recipient(self) -> int:
+        return self.request_type & 0x1F
+
+    @property
+    def descriptor_type(self) -> int:
+        return self.value >> 8
+
+    @property
+    def descriptor_index(self) -> int:
+        return self.value & 0xFF
+
+    def describe(self) -> str:
+        """A human reading of the request, for logs and errors."""
+        direction = "IN" if self.is_in else "OUT"
+        rtype = self.type.name.lower()
+        try:
+            recip = Recipient(self.recipient).name.lower()
+        except ValueError:
+            recip = f"recipient {self.recipient}"
+        raw = f"[{self.to_bytes().hex(' ')}]"
+        if self.type == RequestType.STANDARD:
+            try:
+                name = Request(self.request).name
+            except ValueError:
+                name = f"request 0x{self.request:02x}"
+            if self.request in (Request.GET_DESCRIPTOR, Request.SET_DESCRIPTOR):
+                try:
+                    dname = DescriptorType(self.descriptor_type).name
+                except ValueError:
+                    dname = f"type 0x{self.descriptor_type:02x}"
+                detail = f"{dname} index {self.descriptor_index} wIndex 0x{self.index:04x}"
+            elif self.request in (Request.SET_FEATURE, Request.CLEAR_FEATURE):
+                feat = {0: "ENDPOINT_HALT" if self.recipient == Recipient.ENDPOINT else "FUNCTION_SUSPEND"}.get(self.value)
+                if feat is None:
+                    try:
+                        feat = Feature(self.value).name
+                    except ValueError:
+                        feat = f"feature {self.value}"
+                detail = f"{feat} wIndex 0x{self.index:04x}"
+            else:
+                detail = f"wValue 0x{self.value:04x} wIndex 0x{self.index:04x}"
+            return f"{direction} standard {recip} {name} {detail} wLength {self.length} {raw}"
+        return (
+            f"{direction} {rtype} {recip} request 0x{self.request:02x} wValue 0x{self.value:04x} "
+            f"wIndex 0x{self.index:04x} wLength {self.length} {raw}"
+        )
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+class UrbState(enum.Enum):
+    QUEUED = "queued"
+    ACTIVE = "active"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """How a URB ended: status, IN data, and for OUT the bytes consumed."""
+
+    status: int = 0
+    data: bytes | bytearray | memoryview = b""
+    actual_length: int | None = None  # OUT: bytes consumed (defaults to all); IN: len(data)
+    iso_packets: tuple[IsoPacket, ...] | None = None
+    error_count: int = 0
+
+
+OK: Final = Completion()
+STALL: Final = Completion(Status.EPIPE)
+
+
+class Urb:
+    """One USB request block from a host, pending until completed or cancelled."""
+
+    __slots__ = (
+        "_sink",
+        "data",
+        "direction",
+        "endpoint",
+        "ep",
+        "flags",
+        "interval",
+        "iso_packets",
+        "length",
+        "seqnum",
+        "setup",
+        "start_frame",
+        "state",
+    )
+
+    def __init__(
+        self,
+        seqnum: int,
+        ep: int,
+        direction: int,
+        length: int,
+        *,
+        flags: int = 0,
+        setup: SetupPacket | None = None,
+        data: bytes | memoryview = b"",
+        iso_packets: tuple[IsoPacket, ...] | None = None,
+        interval: int = 0,
+        start_frame: int = 0,
+        sink: Callable[[Urb, Completion], None] | None = None,
+    ) -> None:
+        self.seqnum = seqnum
+        self.ep = ep
+        self.direction = direction
+        self.length = length
+        self.flags = flags
+        self.setup = setup
+        self.data = data
+        self.iso_packets = iso_packets
+        self.interval = interval
+        self.start_frame = start_frame
+        self.state = UrbState.QUEUED
+        self.endpoint: Endpoint | None = None
+        self._sink = sink
+
+    @property
+    def is_in(self) -> bool:
+        return self.direction == 1
+
+    @property
+    def address(self) -> int:
+        return self.ep | (0x80 if self.direction == 1 and self.ep else 0)
+
+    def complete(self, result: Completion) -> None:
+        """Finish the URB; the completion is normalised to what the wire allows."""
+        if self.state in (UrbState.DONE, UrbState.CANCELLED):
+            return
+        self.state = UrbState.DONE
+        if self.direction == 1 and result.iso_packets is None:
+            data = result.data
+            if len(data) > self.length:
+                # Never send more than the host asked for: that detaches the device.
+                result = Completion(Status.EOVERFLOW if result.status == 0 else result.status, data[: self.length])
+            elif result.status == 0 and len(data) < self.length and self.flags & URB_SHORT_NOT_OK:
+                result = Completion(Status.EREMOTEIO, data)
+        if self._sink is not None:
+            self._sink(self, result)
+
+    def cancel(self) -> None:
+        """Mark the URB as unlinked: it will never be completed."""
+        if self.state is not UrbState.DONE:
+            self.state = UrbState.CANCELLED
+
+    def __repr__(self) -> str:
+        d = "IN" if self.direction else "OUT"
+        return f"<Urb seqnum={self.seqnum} ep{self.ep} {d} len={self.length} {self.state.value}>"
