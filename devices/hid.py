@@ -33,6 +33,7 @@ from vusb.errors import Stall, UsageError
 from vusb.urb import Completion, SetupPacket, Urb
 
 HID_CLASS = 0x03
+OUTPUT_BACKLOG = 1024
 
 
 class HidRequest(enum.IntEnum):
@@ -110,7 +111,7 @@ class HidFunction(Function):
         self.last_input: dict[int, bytes] = {}
         self.on_output: Callable[[int, bytes], None] | None = None
         self.on_feature: Callable[[int, bytes], None] | None = None
-        self._outputs: asyncio.Queue[tuple[int, bytes]] | None = None
+        self._outputs: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=OUTPUT_BACKLOG)
         self._reports: deque[tuple[bytes, asyncio.Future[None] | None]] = deque()
         self._waiter: asyncio.Future[Completion] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -279,16 +280,15 @@ class HidFunction(Function):
         self.handle_output(report_id, data)
         if self.on_output is not None:
             self.on_output(report_id, data)
-        if self._outputs is not None:
-            self._outputs.put_nowait((report_id, data))
+        if self._outputs.full():
+            self._outputs.get_nowait()  # nobody reads them: keep the newest OUTPUT_BACKLOG reports
+        self._outputs.put_nowait((report_id, data))
 
     def handle_output(self, report_id: int, data: bytes) -> None:
         """Subclasses interpret output reports here (keyboard LEDs)."""
 
     async def read_output(self, timeout: float | None = None) -> tuple[int, bytes]:
         """Wait for the next output report from the host: (report id, data)."""
-        if self._outputs is None:
-            self._outputs = asyncio.Queue()
         return await asyncio.wait_for(self._outputs.get(), timeout)
 
 

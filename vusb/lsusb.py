@@ -24,6 +24,8 @@ CLASS_NAMES = {
     0x10: "Audio/Video", 0xDC: "Diagnostic", 0xE0: "Wireless", 0xEF: "Miscellaneous Device",
     0xFE: "Application Specific Interface", 0xFF: "Vendor Specific Class",
 }
+SYNC_NAMES = ("None", "Asynchronous", "Adaptive", "Synchronous")
+USAGE_NAMES = ("Data", "Feedback", "Implicit feedback Data", "Reserved")
 SPEED_NAMES = {1: "1.5M (low)", 2: "12M (full)", 3: "480M (high)", 5: "5000M (super)"}
 
 
@@ -32,7 +34,7 @@ def _bcd(value: int) -> str:
 
 
 def _line(indent: int, name: str, value: object, comment: str = "") -> str:
-    text = f"{' ' * indent}{name:<20}{value!s:>6}"
+    text = f"{' ' * indent}{name:<20}{value!s:>5}"
     return f"{text} {comment}".rstrip()
 
 
@@ -127,8 +129,8 @@ def format_interface(i: InterfaceDescriptor, info: DeviceInfo) -> list[str]:
         _line(6, "bAlternateSetting", i.alternate),
         _line(6, "bNumEndpoints", len(i.endpoints)),
         _line(6, "bInterfaceClass", i.interface_class, CLASS_NAMES.get(i.interface_class, "")),
-        _line(6, "bInterfaceSubClass", i.interface_subclass),
-        _line(6, "bInterfaceProtocol", i.interface_protocol),
+        _line(6, "bInterfaceSubClass", i.interface_subclass, _subclass_name(i)),
+        _line(6, "bInterfaceProtocol", i.interface_protocol, _protocol_name(i)),
         _line(6, "iInterface", i.name_index, _string(info, i.name_index)),
     ]
     for extra in i.extra:
@@ -136,6 +138,16 @@ def format_interface(i: InterfaceDescriptor, info: DeviceInfo) -> list[str]:
     for ep in i.endpoints:
         out.extend(format_endpoint(ep))
     return out
+
+
+def _subclass_name(i: InterfaceDescriptor) -> str:
+    names = {(3, 1): "Boot Interface Subclass", (8, 6): "SCSI", (2, 2): "Abstract (modem)"}
+    return names.get((i.interface_class, i.interface_subclass), "")
+
+
+def _protocol_name(i: InterfaceDescriptor) -> str:
+    names = {(3, 1, 1): "Keyboard", (3, 1, 2): "Mouse", (8, 6, 0x50): "Bulk-Only", (2, 2, 1): "AT-commands (v.25ter)"}
+    return names.get((i.interface_class, i.interface_subclass, i.interface_protocol), "")
 
 
 def format_extra(d: Descriptor, indent: int) -> list[str]:
@@ -168,6 +180,8 @@ def format_endpoint(ep: EndpointDescriptor) -> list[str]:
         _line(8, "bEndpointAddress", f"0x{ep.address:02x}", f"EP {ep.number} {direction}"),
         _line(8, "bmAttributes", ep.attributes),
         f"          Transfer Type            {ep.transfer_type.name.capitalize() if ep.transfer_type != TransferType.ISOCHRONOUS else 'Isochronous'}",
+        f"            Synch Type               {SYNC_NAMES[(ep.attributes >> 2) & 3]}",
+        f"            Usage Type               {USAGE_NAMES[(ep.attributes >> 4) & 3]}",
         _line(8, "wMaxPacketSize", f"0x{ep.max_packet_size:04x}", f"{mult}x {size} bytes"),
         _line(8, "bInterval", ep.interval),
     ]

@@ -91,7 +91,7 @@ class LocalHost(UsbHost):
         urb, fut = self.submit(ep, direction, length, data, setup=setup, flags=flags)
         try:
             result = await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.unlink_urb(urb)
             raise
         payload = bytes(result.data)

@@ -1,0 +1,71 @@
+"""YAML profiles: the shipped ones load, and every error names file, line, column and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vusb.errors import ProfileError
+from vusb.profile import load_device, load_profile, parse_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_profiles_load(path: Path) -> None:
+    device = load_device(path)
+    assert device.descriptor.vendor_id
+
+
+def test_keyboard_profile_identity() -> None:
+    dev = load_device(ROOT / "profiles" / "keyboard.yaml")
+    assert dev.describe() == "1209:0001 Virtual Keyboard"
+    assert dev.strings.get(dev.descriptor.serial_number_index, 0x0409) == "VKB0001"
+
+
+GOOD = "identity:\n  vendor_id: 0x1209\n  product_id: 1\nfunctions:\n  - kind: keyboard\n"
+
+BROKEN = [
+    ("missing product id", "identity:\n  vendor_id: 0x1209\nfunctions:\n  - kind: keyboard\n",
+     "p.yaml:2:3: field 'identity.product_id': required field 'product_id' is missing"),
+    ("vendor id out of range", GOOD.replace("0x1209", "0x12345"),
+     "p.yaml:2:14: field 'identity.vendor_id': 74565 is out of range 0..65535"),
+    ("vendor id not a number", GOOD.replace("0x1209", "abc"),
+     "p.yaml:2:14: field 'identity.vendor_id': expected an integer (decimal or 0x hex), got 'abc'"),
+    ("unknown kind", GOOD.replace("keyboard", "keybaord"),
+     "p.yaml:5:11: field 'functions[0].kind': unknown kind 'keybaord'; expected one of:"),
+    ("unknown identity field", GOOD.replace("  product_id: 1\n", "  product_id: 1\n  colour: red\n"),
+     "p.yaml:4:3: field 'identity.colour': unknown field 'colour'"),
+    ("bad speed", GOOD.replace("  product_id: 1\n", "  product_id: 1\n  speed: warp\n"),
+     "p.yaml:4:10: field 'identity.speed': 'warp' is not one of: low, full, high, super"),
+    ("functions is not a list", "identity:\n  vendor_id: 1\n  product_id: 1\nfunctions: keyboard\n",
+     "p.yaml:4:12: field 'functions': expected a list"),
+    ("empty functions", "identity:\n  vendor_id: 1\n  product_id: 1\nfunctions: []\n",
+     "p.yaml:4:12: field 'functions': at least one function is needed"),
+    ("function without kind", "identity:\n  vendor_id: 1\n  product_id: 1\nfunctions:\n  - name: x\n",
+     "p.yaml:5:5: field 'functions[0].kind': required field 'kind' is missing"),
+    ("hid without descriptor", GOOD.replace("keyboard", "hid"),
+     "p.yaml:5:5: field 'functions[0].report_descriptor': required field 'report_descriptor' is missing"),
+    ("bad hex", GOOD.replace("kind: keyboard", "kind: hid\n    report_descriptor: zz"),
+     "p.yaml:6:24: field 'functions[0].report_descriptor': expected hexadecimal bytes"),
+    ("string too long", GOOD.replace("  product_id: 1\n", "  product_id: 1\n  product: " + "x" * 130 + "\n"),
+     "p.yaml: string 'xxxxxxxxxxxxxxxxxxxx'... is 130 UTF-16 code units long"),
+    ("invalid YAML", "identity: [\n", "p.yaml:2:1: invalid YAML"),
+    ("empty file", "", "p.yaml: the profile is empty"),
+    ("duplicate field", GOOD.replace("  product_id: 1\n", "  product_id: 1\n  product_id: 2\n"),
+     "p.yaml:4:3: field 'identity.product_id': field 'product_id' is given twice"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "message"), BROKEN, ids=[c[0] for c in BROKEN])
+def test_broken_profiles_name_file_line_and_field(case: str, text: str, message: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(text, "p.yaml")
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"missing\.yaml: cannot read the profile"):
+        load_profile(tmp_path / "missing.yaml")

@@ -1,0 +1,225 @@
+"""The sans-IO codec: bytes in, messages out; messages in, bytes out. No sockets here."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from vusb.errors import LimitExceeded, ProtocolError
+from vusb.protocol import (
+    NEED_DATA,
+    ClientCodec,
+    DevlistReply,
+    DevlistRequest,
+    ExportedDevice,
+    ImportReply,
+    ImportRequest,
+    InterfaceInfo,
+    IsoPacket,
+    Limits,
+    Phase,
+    ServerCodec,
+    SubmitCommand,
+    SubmitReply,
+    UnlinkCommand,
+    UnlinkReply,
+)
+
+KEYBOARD = ExportedDevice(busid="1-1", path="/sys/devices/platform/vusb/usb1/1-1", busnum=1, devnum=1, speed=2,
+                          vendor_id=0x1209, product_id=0x0001, device_version=0x0100,
+                          interfaces=(InterfaceInfo(3, 1, 1),))
+
+
+def imported_server(**kw: object) -> ServerCodec:
+    codec = ServerCodec(**kw)  # type: ignore[arg-type]
+    codec.receive_data(bytes.fromhex("0111 8003 00000000") + b"1-1".ljust(32, b"\0"))
+    assert isinstance(codec.next_event(), ImportRequest)
+    codec.send(ImportReply(0, KEYBOARD))
+    assert codec.phase == Phase.URB
+    return codec
+
+
+# Requests as the Linux usbip tool sends them (byte for byte, from tools/usb/usbip's layouts).
+OP_REQUESTS = [
+    ("devlist", "0111 8005 00000000", DevlistRequest(0x0111)),
+    ("import", "0111 8003 00000000" + (b"1-1".ljust(32, b"\0")).hex(), ImportRequest("1-1", 0x0111)),
+    ("import, garbage after NUL", "0111 8003 00000000" + (b"1-2\0garbage".ljust(32, b"\xff")).hex(),
+     ImportRequest("1-2", 0x0111)),
+    ("usbip 0.1.x version", "0106 8005 00000000", DevlistRequest(0x0106)),
+]
+
+
+@pytest.mark.parametrize(("case", "wire", "event"), OP_REQUESTS, ids=[c[0] for c in OP_REQUESTS])
+def test_op_requests(case: str, wire: str, event: object) -> None:
+    codec = ServerCodec()
+    codec.receive_data(bytes.fromhex(wire))
+    assert codec.next_event() == event
+
+
+def test_devlist_reply_layout() -> None:
+    raw = ServerCodec().send(DevlistReply((KEYBOARD,)))
+    assert raw[:12] == bytes.fromhex("0111 0005 00000000 00000001")
+    record = raw[12:12 + 312]
+    assert record[:len(KEYBOARD.path)] == KEYBOARD.path.encode()
+    assert record[256:259] == b"1-1"
+    busnum, devnum, speed, vid, pid, bcd = struct.unpack(">IIIHHH", record[288:306])
+    assert (busnum, devnum, speed, vid, pid, bcd) == (1, 1, 2, 0x1209, 0x0001, 0x0100)
+    assert record[306:312] == bytes([0, 0, 0, 0, 1, 1])  # class/sub/proto, config value, num configs, num interfaces
+    assert raw[324:] == bytes([3, 1, 1, 0])
+
+
+def test_import_reply_and_failure_reply() -> None:
+    ok = ServerCodec().send(ImportReply(0, KEYBOARD))
+    assert ok[:8] == bytes.fromhex("0111 0003 00000000") and len(ok) == 8 + 312
+    assert ServerCodec().send(ImportReply(4)) == bytes.fromhex("0111 0003 00000004")
+    assert ServerCodec().send(ImportReply(2)) == bytes.fromhex("0111 0003 00000002")
+
+
+def test_client_and_server_codecs_agree() -> None:
+    client, server = ClientCodec(), ServerCodec()
+    server.receive_data(client.send(ImportRequest("1-1")))
+    assert server.next_event() == ImportRequest("1-1")
+    client.receive_data(server.send(ImportReply(0, KEYBOARD)))
+    reply = client.next_event()
+    assert isinstance(reply, ImportReply) and reply.device is not None
+    assert reply.device.vendor_id == 0x1209 and reply.device.busid == "1-1"
+    cases = [
+        SubmitCommand(1, 0x10001, 1, 0, 0x200, 18, bytes.fromhex("8006000100001200")),
+        SubmitCommand(2, 0x10001, 0, 2, 0, 5, data=b"hello"),
+        SubmitCommand(3, 0x10001, 1, 1, 0x200, 8),
+    ]
+    for cmd in cases:
+        server.receive_data(client.send(cmd))
+        got = server.next_event()
+        assert isinstance(got, SubmitCommand)
+        assert (got.seqnum, got.direction, got.ep, got.transfer_buffer_length, bytes(got.data), got.setup) == (
+            cmd.seqnum, cmd.direction, cmd.ep, cmd.transfer_buffer_length, bytes(cmd.data), cmd.setup)
+    for reply_ in [SubmitReply(1, 0, 18, bytes(range(18))), SubmitReply(2, 0, 5), SubmitReply(3, -32, 0)]:
+        client.receive_data(server.send(reply_))
+        got_reply = client.next_event()
+        assert isinstance(got_reply, SubmitReply)
+        assert (got_reply.seqnum, got_reply.status, got_reply.actual_length, bytes(got_reply.data)) == (
+            reply_.seqnum, reply_.status, reply_.actual_length, bytes(reply_.data))
+    server.receive_data(client.send(UnlinkCommand(9, 0x10001, 3)))
+    assert server.next_event() == UnlinkCommand(9, 0x10001, 3)
+    client.receive_data(server.send(UnlinkReply(9, -104)))
+    assert client.next_event() == UnlinkReply(9, -104)
+
+
+def test_cmd_submit_exact_bytes() -> None:
+    # GET_DESCRIPTOR(DEVICE, 18) as Linux vhci sends it: seqnum 1, devid 0x00010002, IN, ep 0.
+    wire = bytes.fromhex(
+        "00000001 00000001 00010002 00000001 00000000"
+        "00000200 00000012 00000000 00000000 00000000"
+        "8006000100001200"
+    )
+    codec = imported_server()
+    codec.receive_data(wire)
+    cmd = codec.next_event()
+    assert isinstance(cmd, SubmitCommand)
+    assert (cmd.seqnum, cmd.devid, cmd.direction, cmd.ep, cmd.transfer_flags, cmd.transfer_buffer_length) == (
+        1, 0x00010002, 1, 0, 0x200, 18)
+    assert cmd.setup == bytes.fromhex("8006000100001200")
+
+
+def test_ret_submit_and_ret_unlink_exact_bytes() -> None:
+    codec = imported_server()
+    assert codec.send(SubmitReply(7, 0, 2, b"\x01\x00")) == bytes.fromhex(
+        "00000003 00000007 00000000 00000000 00000000"
+        "00000000 00000002 00000000 00000000 00000000 0000000000000000 0100")
+    assert codec.send(UnlinkReply(8, -104)) == bytes.fromhex(
+        "00000004 00000008 00000000 00000000 00000000 ffffff98" + "00" * 24)
+
+
+def test_messages_split_at_any_byte_boundary() -> None:
+    codec = imported_server()
+    wire = ClientCodec(phase=Phase.URB).send(SubmitCommand(5, 1, 0, 2, 0, 300, data=bytes(range(256)) + bytes(44)))
+    events = []
+    for i in range(len(wire)):
+        codec.receive_data(wire[i:i + 1])
+        ev = codec.next_event()
+        if ev is not NEED_DATA:
+            events.append(ev)
+    assert len(events) == 1 and isinstance(events[0], SubmitCommand) and events[0].data == bytes(range(256)) + bytes(44)
+
+
+def test_garbage_number_of_packets_is_ignored_on_non_iso_urbs() -> None:
+    codec = imported_server()
+    head = struct.pack(">IIIIIIiiii8s", 1, 1, 1, 1, 1, 0x200, 8, 0, -1, 0, bytes(8))
+    codec.receive_data(head)
+    ev = codec.next_event()
+    assert isinstance(ev, SubmitCommand) and ev.iso_packets is None and ev.number_of_packets == 0
+
+
+def test_iso_packets_follow_the_data() -> None:
+    codec = imported_server(is_iso=lambda ep, d: ep == 3)
+    packets = (IsoPacket(0, 100), IsoPacket(100, 100))
+    wire = ClientCodec(phase=Phase.URB).send(SubmitCommand(1, 1, 0, 3, 0, 200, data=bytes(200), iso_packets=packets))
+    codec.receive_data(wire)
+    ev = codec.next_event()
+    assert isinstance(ev, SubmitCommand) and ev.iso_packets == packets and len(ev.data) == 200
+
+
+MALFORMED = [
+    ("unknown op code", lambda c: c, "0111 1234 00000000", "unknown op code 0x1234"),
+    ("bad version", lambda c: c, "0200 8005 00000000", "version 0x0200"),
+    ("submit before import", lambda c: c, "00000001 00000001" + "00" * 40, "CMD_SUBMIT received before a successful OP_REQ_IMPORT"),
+    ("unlink before import", lambda c: c, "00000002 00000001" + "00" * 40, "CMD_UNLINK received before"),
+    ("unknown URB command", lambda c: imported_server(), "00000009" + "00" * 44, "unknown URB command 0x00000009"),
+    ("bad direction", lambda c: imported_server(), "00000001 00000001 00000000 00000005" + "00" * 32, "direction 5"),
+    ("bad endpoint", lambda c: imported_server(), "00000001 00000001 00000000 00000001 00000010" + "00" * 28,
+     "endpoint number 16"),
+    ("negative length", lambda c: imported_server(), "00000001 00000001 00000000 00000000 00000001 00000000 ffffffff" + "00" * 20,
+     "negative transfer_buffer_length"),
+]
+
+
+@pytest.mark.parametrize(("case", "prepare", "wire", "message"), MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_input_raises_protocol_error(case: str, prepare: object, wire: str, message: str) -> None:
+    codec = prepare(ServerCodec())  # type: ignore[operator]
+    codec.receive_data(bytes.fromhex(wire))
+    with pytest.raises(ProtocolError, match=message):
+        codec.next_event()
+
+
+def test_absurd_length_is_refused_before_buffering() -> None:
+    codec = imported_server(limits=Limits(max_transfer_length=1 << 20))
+    head = struct.pack(">IIIIIIiiii8s", 1, 1, 1, 0, 2, 0, 0x7FFFFFFF, 0, 0, 0, bytes(8))
+    codec.receive_data(head)
+    with pytest.raises(LimitExceeded, match="exceeds the limit of 1048576 bytes"):
+        codec.next_event()
+    assert codec.buffered == 48  # nothing was allocated for the announced payload
+
+
+def test_iso_packet_count_is_bounded() -> None:
+    codec = imported_server(is_iso=lambda ep, d: True, limits=Limits(max_iso_packets=8))
+    codec.receive_data(struct.pack(">IIIIIIiiii8s", 1, 1, 1, 1, 1, 0, 64, 0, 9, 0, bytes(8)))
+    with pytest.raises(LimitExceeded, match="number_of_packets 9"):
+        codec.next_event()
+
+
+def test_client_rejects_wrong_reply_version() -> None:
+    client = ClientCodec()
+    client.send(DevlistRequest())
+    client.receive_data(bytes.fromhex("0110 0005 00000000 00000000"))
+    with pytest.raises(ProtocolError, match="reply version 0x0110"):
+        client.next_event()
+
+
+def test_client_rejects_ret_submit_for_unknown_seqnum() -> None:
+    client = ClientCodec(phase=Phase.URB)
+    client.receive_data(struct.pack(">IIIIIiiiii8s", 3, 42, 0, 0, 0, 0, 0, 0, 0, 0, bytes(8)))
+    with pytest.raises(ProtocolError, match="unknown seqnum 42"):
+        client.next_event()
+
+
+def test_client_parses_a_devlist_with_several_devices() -> None:
+    client = ClientCodec()
+    client.send(DevlistRequest())
+    mouse = ExportedDevice(busid="1-2", devnum=2, interfaces=(InterfaceInfo(3, 1, 2),))
+    client.receive_data(ServerCodec().send(DevlistReply((KEYBOARD, mouse))))
+    reply = client.next_event()
+    assert isinstance(reply, DevlistReply)
+    assert [d.busid for d in reply.devices] == ["1-1", "1-2"]
+    assert reply.devices[1].interfaces == (InterfaceInfo(3, 1, 2),)

@@ -1,0 +1,232 @@
+"""The asyncio server over real loopback sockets: several clients, hostile input, unlink races."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+
+from devices import Keyboard, Mouse
+from vusb.client import RemoteDevice, list_devices
+from vusb.errors import ConnectionClosed, DeviceBusy, NoSuchDevice, UsageError
+from vusb.server import Server, ServerLimits
+from vusb.urb import SetupPacket
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Server, Keyboard, Mouse]]:
+    kb, mouse = Keyboard(), Mouse()
+    async with Server([kb, mouse], port=0) as server:
+        yield server, kb, mouse
+
+
+async def raw_connection(server: Server) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(HOST, server.port)
+
+
+async def imported_raw(server: Server, busid: str = "1-1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await raw_connection(server)
+    writer.write(bytes.fromhex("0111 8003 00000000") + busid.encode().ljust(32, b"\0"))
+    reply = await reader.readexactly(8 + 312)
+    assert reply[:8] == bytes.fromhex("0111 0003 00000000")
+    return reader, writer
+
+
+def submit(seqnum: int, ep: int, direction: int, length: int, setup: bytes = bytes(8), data: bytes = b"") -> bytes:
+    return struct.pack(">IIIIIIiiii8s", 1, seqnum, 0x10001, direction, ep, 0, length, 0, 0, 0, setup) + data
+
+
+def unlink(seqnum: int, target: int) -> bytes:
+    return struct.pack(">IIIIII24s", 2, seqnum, 0x10001, 0, 0, target, bytes(24))
+
+
+async def read_reply(reader: asyncio.StreamReader, in_lengths: dict[int, bool] | None = None) -> tuple[int, int, int, bytes]:
+    head = await reader.readexactly(48)
+    command, seqnum, _, _, _, status, actual = struct.unpack(">IIIIIii", head[:28])
+    data = b""
+    if command == 3 and in_lengths and in_lengths.get(seqnum) and actual > 0:
+        data = await reader.readexactly(actual)
+    return command, seqnum, status, data
+
+
+async def test_devlist_lists_devices_in_order(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, _, _ = served
+    devices = await list_devices(HOST, server.port)
+    assert [(d.busid, d.vendor_id, d.product_id) for d in devices] == [("1-1", 0x1209, 1), ("1-2", 0x1209, 2)]
+    assert devices[0].interfaces[0].interface_protocol == 1 and devices[1].interfaces[0].interface_protocol == 2
+
+
+async def test_import_unknown_busid_is_nodev(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, _, _ = served
+    with pytest.raises(NoSuchDevice, match="exports no device 9-9"):
+        await RemoteDevice.open(HOST, "9-9", server.port)
+
+
+async def test_second_import_is_dev_busy_and_in_use_devices_leave_the_list(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, _, _ = served
+    async with await RemoteDevice.open(HOST, "1-1", server.port):
+        with pytest.raises(DeviceBusy):
+            await RemoteDevice.open(HOST, "1-1", server.port)
+        assert [d.busid for d in await list_devices(HOST, server.port)] == ["1-2"]
+    await asyncio.sleep(0.05)
+    async with await RemoteDevice.open(HOST, "1-1", server.port) as again:  # released at once on disconnect
+        assert (await again.enumerate()).device.product_id == 1
+
+
+async def test_two_clients_on_two_devices_at_once(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, kb, mouse = served
+    async with await RemoteDevice.open(HOST, "1-1", server.port) as a, await RemoteDevice.open(HOST, "1-2", server.port) as b:
+        await asyncio.gather(a.enumerate(), b.enumerate())
+        typing = asyncio.create_task(kb.type("a"))
+        moving = asyncio.create_task(mouse.move(5, -3))
+        key, motion = await asyncio.gather(a.transfer_in(1, 8), b.transfer_in(1, 4))
+        assert key == bytes([0, 0, 4, 0, 0, 0, 0, 0]) and motion == bytes([0, 5, 0xFD, 0])
+        await a.transfer_in(1, 8)
+        await asyncio.gather(typing, moving)
+
+
+async def test_unlink_pending_urb_gets_econnreset_and_no_ret_submit(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, kb, _ = served
+    reader, writer = await imported_raw(server)
+    writer.write(submit(1, 0, 0, 0, bytes.fromhex("0009010000000000")))  # SET_CONFIGURATION 1
+    assert (await read_reply(reader))[:3] == (3, 1, 0)
+    writer.write(submit(2, 1, 1, 8))  # interrupt IN: pending, the keyboard has nothing to say
+    writer.write(unlink(3, 2))
+    assert await read_reply(reader) == (4, 3, -104, b"")
+    # The cancelled URB never completes even when data arrives later; the next URB gets it.
+    kb.keyboard.send_report(bytes([0, 0, 5, 0, 0, 0, 0, 0]))
+    writer.write(submit(4, 1, 1, 8))
+    assert await read_reply(reader, {4: True}) == (3, 4, 0, bytes([0, 0, 5, 0, 0, 0, 0, 0]))
+    writer.close()
+
+
+async def test_unlink_completed_urb_answers_zero_after_its_ret_submit(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, _, _ = served
+    reader, writer = await imported_raw(server)
+    writer.write(submit(1, 0, 1, 18, bytes.fromhex("8006000100001200")) + unlink(2, 1))
+    first = await read_reply(reader, {1: True})
+    second = await read_reply(reader)
+    assert first[:3] == (3, 1, 0) and len(first[3]) == 18
+    assert second == (4, 2, 0, b"")
+    writer.write(unlink(3, 999))  # unknown target: status 0, always answered
+    assert await read_reply(reader) == (4, 3, 0, b"")
+    writer.close()
+
+
+async def test_stalled_out_request_data_is_consumed(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, _, _ = served
+    reader, writer = await imported_raw(server)
+    writer.write(submit(1, 0, 0, 4, bytes.fromhex("4042000000000400"), b"abcd"))  # vendor OUT, unhandled
+    writer.write(submit(2, 0, 1, 18, bytes.fromhex("8006000100001200")))
+    assert (await read_reply(reader))[:3] == (3, 1, -32)
+    assert (await read_reply(reader, {2: True}))[:3] == (3, 2, 0)
+    writer.close()
+
+
+HOSTILE = [
+    ("garbage bytes", b"\xde\xad\xbe\xef" * 16),
+    ("unknown op code", bytes.fromhex("0111 4242 00000000")),
+    ("SUBMIT before IMPORT", submit(1, 0, 1, 18, bytes.fromhex("8006000100001200"))),
+    ("truncated header then close", bytes.fromhex("0111 80")),
+]
+
+
+@pytest.mark.parametrize(("case", "payload"), HOSTILE, ids=[c[0] for c in HOSTILE])
+async def test_hostile_input_closes_only_that_connection(
+    served: tuple[Server, Keyboard, Mouse], case: str, payload: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, _, _ = served
+    async with await RemoteDevice.open(HOST, "1-2", server.port) as bystander:
+        await bystander.enumerate()
+        reader, writer = await raw_connection(server)
+        writer.write(payload)
+        if case.startswith("truncated"):
+            writer.close()
+        else:
+            assert await asyncio.wait_for(reader.read(), 2) == b""  # the server closed it
+            writer.close()
+        assert (await bystander.get_configuration()) == 1  # the other connection is untouched
+    assert [d.busid for d in await list_devices(HOST, server.port)] == ["1-1", "1-2"]
+    if not case.startswith("truncated"):
+        assert "closing the connection" in caplog.text
+
+
+async def test_absurd_length_closes_the_connection_without_allocating(caplog: pytest.LogCaptureFixture) -> None:
+    async with Server([Keyboard()], port=0, limits=ServerLimits(max_transfer_length=1 << 20)) as server:
+        reader, writer = await imported_raw(server)
+        writer.write(submit(1, 1, 0, 0x7FFF0000))
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        assert "exceeds the limit of 1048576 bytes" in caplog.text
+        # The device was released and can be imported again.
+        async with await RemoteDevice.open(HOST, "1-1", server.port) as dev:
+            await dev.enumerate()
+
+
+async def test_client_vanishing_mid_transfer_releases_the_device(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, kb, _ = served
+    reader, writer = await imported_raw(server)
+    writer.write(submit(1, 0, 0, 0, bytes.fromhex("0009010000000000")))
+    await read_reply(reader)
+    writer.write(submit(2, 1, 1, 8))  # pending IN
+    writer.write(submit(3, 0, 0, 100, bytes.fromhex("2109000200006400"), b"x" * 10))  # OUT with data cut short
+    await asyncio.sleep(0.05)
+    writer.transport.abort()
+    await asyncio.sleep(0.05)
+    assert not kb.attached and kb.configuration_value == 0 and kb.endpoint(0x81).pending == 0
+    async with await RemoteDevice.open(HOST, "1-1", server.port) as dev:
+        assert (await dev.enumerate()).device.product_id == 1
+
+
+async def test_devices_added_and_removed_while_serving(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, kb, _ = served
+    extra = Keyboard(product_id=0x0042)
+    assert server.add(extra) == "1-3"
+    assert [d.busid for d in await list_devices(HOST, server.port)] == ["1-1", "1-2", "1-3"]
+    dev = await RemoteDevice.open(HOST, "1-1", server.port)
+    await dev.enumerate()
+    server.remove(kb)  # attached: its client is disconnected cleanly
+    with pytest.raises(ConnectionClosed):
+        await dev.get_configuration()
+    await dev.close()
+    assert not kb.attached
+    assert [d.busid for d in await list_devices(HOST, server.port)] == ["1-2", "1-3"]
+    with pytest.raises(UsageError):
+        server.remove(kb)
+
+
+async def test_max_connections_limit(caplog: pytest.LogCaptureFixture) -> None:
+    async with Server([Keyboard()], port=0, limits=ServerLimits(max_connections=1)) as server, \
+            await RemoteDevice.open(HOST, "1-1", server.port):
+        reader, writer = await raw_connection(server)
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+    assert "limit max_connections" in caplog.text
+
+
+def test_non_loopback_address_needs_explicit_permission(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(UsageError, match="no authentication"):
+        Server([Keyboard()], host="0.0.0.0")
+
+
+async def test_remote_listening_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="vusb")
+    async with Server([Keyboard()], host="0.0.0.0", port=0, allow_remote=True):
+        pass
+    assert "no authentication" in caplog.text
+
+
+async def test_slow_reader_does_not_stall_other_devices(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, _, _ = served
+    # A client that floods descriptor requests and never reads its replies.
+    _, writer = await imported_raw(server, "1-1")
+    flood = b"".join(submit(i, 0, 1, 255, bytes.fromhex("800602000000ff00")) for i in range(1, 3000))
+    writer.write(flood)
+    async with await RemoteDevice.open(HOST, "1-2", server.port) as other:
+        for _ in range(20):
+            await asyncio.wait_for(other.control(SetupPacket(0x80, 6, 0x0100, 0, 18)), 2)
+    writer.transport.abort()
