@@ -1,0 +1,57 @@
+"""Fixtures for tests that attach vusb devices to a real Linux kernel (QEMU guest).
+
+One guest per kernel boots once per test session. Under CI (``CI`` set), a missing
+prerequisite fails the tests instead of skipping them: a skipped kernel test is a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from vusb.harness import Guest, HarnessError, HarnessPrerequisiteError
+
+KERNELS = ("5.10", "6.1", "6.12")
+
+
+def _unavailable(exc: Exception) -> None:
+    message = f"real-kernel harness unavailable: {exc}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI must run the real-kernel tests; see .ci/install-deps.sh)")
+    pytest.skip(message)
+
+
+def _guest(kernel: str) -> Guest:
+    try:
+        return Guest.shared(kernel)
+    except (HarnessPrerequisiteError, HarnessError) as exc:
+        _unavailable(exc)
+        raise
+
+
+@pytest.fixture(scope="session")
+def guest() -> Iterator[Guest]:
+    """The default (6.1) guest, shared by the whole session."""
+    yield _guest("6.1")
+
+
+@pytest.fixture(scope="session", params=KERNELS, ids=[f"linux-{k}" for k in KERNELS])
+def any_guest(request: pytest.FixtureRequest) -> Iterator[Guest]:
+    """A guest for each supported kernel."""
+    yield _guest(request.param)
+
+
+@pytest.fixture
+async def clean_guest(guest: Guest) -> AsyncIterator[Guest]:
+    """The default guest, with every imported device detached after the test."""
+    yield guest
+    await detach_all(guest)
+
+
+async def detach_all(guest: Guest) -> None:
+    for port in await guest.ports():
+        await guest.detach(port.port)
+    await asyncio.sleep(0)
