@@ -11,9 +11,13 @@ import pytest
 
 from devices import Keyboard, Mouse
 from vusb.client import RemoteDevice, list_devices
+from vusb.constants import TransferType
+from vusb.descriptors import InterfaceDescriptor
+from vusb.device import BuildContext, Device, Function
 from vusb.errors import ConnectionClosed, DeviceBusy, NoSuchDevice, UsageError
+from vusb.protocol import IsoPacket
 from vusb.server import Server, ServerLimits
-from vusb.urb import SetupPacket
+from vusb.urb import Completion, SetupPacket, Urb
 
 HOST = "127.0.0.1"
 
@@ -230,3 +234,41 @@ async def test_slow_reader_does_not_stall_other_devices(served: tuple[Server, Ke
         for _ in range(20):
             await asyncio.wait_for(other.control(SetupPacket(0x80, 6, 0x0100, 0, 18)), 2)
     writer.transport.abort()
+
+
+class IsoSource(Function):
+    """An isochronous IN endpoint that fills each packet with its index."""
+
+    def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
+        self.ep = ctx.endpoint(True, TransferType.ISOCHRONOUS, max_packet_size=64, interval=1)
+        n = ctx.interface_number()
+        return [InterfaceDescriptor(n, 0, 0xFF), InterfaceDescriptor(n, 1, 0xFF, endpoints=(self.ep,))]
+
+    def bind(self, device: Device) -> None:
+        device.endpoint(self.ep.address).handler = self.fill
+
+    def fill(self, urb: Urb) -> Completion:
+        packets = urb.iso_packets or ()
+        data = b"".join(bytes([i]) * min(p.length, 10) for i, p in enumerate(packets))
+        out = []
+        offset = 0
+        for i, p in enumerate(packets):
+            n = min(p.length, 10)
+            out.append(IsoPacket(p.offset, p.length, n, 0 if i != 2 else -18))
+            offset += n
+        return Completion(0, data, iso_packets=tuple(out), error_count=1)
+
+
+async def test_isochronous_urb_round_trip() -> None:
+    dev = Device(IsoSource(), vendor_id=1, product_id=2, speed="full")
+    async with Server([dev], port=0) as server, await RemoteDevice.open(HOST, "1-1", server.port) as client:
+        await client.enumerate()
+        await client.set_interface(0, 1)
+        packets = [IsoPacket(i * 64, 64) for i in range(4)]
+        _, fut = client.submit(1, 1, 256, iso_packets=packets)
+        reply = await asyncio.wait_for(fut, 2)
+        assert reply.status == 0 and reply.actual_length == 40 and reply.error_count == 1
+        assert bytes(reply.data) == b"".join(bytes([i]) * 10 for i in range(4))  # packed without gaps
+        assert reply.iso_packets is not None
+        assert [(p.offset, p.actual_length, p.status) for p in reply.iso_packets] == [
+            (0, 10, 0), (64, 10, 0), (128, 10, -18), (192, 10, 0)]

@@ -7,41 +7,34 @@ prerequisite fails the tests instead of skipping them: a skipped kernel test is 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from vusb.harness import Guest, HarnessError, HarnessPrerequisiteError
+from vusb.harness import Guest, HarnessError
+from vusb.pytest_plugin import harness_unavailable
 
 KERNELS = ("5.10", "6.1", "6.12")
 
 
-def _unavailable(exc: Exception) -> None:
-    message = f"real-kernel harness unavailable: {exc}"
-    if os.environ.get("CI"):
-        pytest.fail(message + " (CI must run the real-kernel tests; see .ci/install-deps.sh)")
-    pytest.skip(message)
-
-
-def _guest(kernel: str) -> Guest:
+def _guest(config: pytest.Config, kernel: str) -> Guest:
     try:
         return Guest.shared(kernel)
-    except (HarnessPrerequisiteError, HarnessError) as exc:
-        _unavailable(exc)
+    except HarnessError as exc:
+        harness_unavailable(config, f"{exc} (install with: bash .ci/install-deps.sh)")
         raise
 
 
 @pytest.fixture(scope="session")
-def guest() -> Iterator[Guest]:
+def guest(request: pytest.FixtureRequest) -> Iterator[Guest]:
     """The default (6.1) guest, shared by the whole session."""
-    yield _guest("6.1")
+    yield _guest(request.config, "6.1")
 
 
 @pytest.fixture(scope="session", params=KERNELS, ids=[f"linux-{k}" for k in KERNELS])
 def any_guest(request: pytest.FixtureRequest) -> Iterator[Guest]:
     """A guest for each supported kernel."""
-    yield _guest(request.param)
+    yield _guest(request.config, request.param)
 
 
 @pytest.fixture
