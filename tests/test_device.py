@@ -225,3 +225,12 @@ async def test_short_not_ok_and_overflow_statuses() -> None:
         _, fut = host.submit(in_ep, 1, 512, flags=0x1)  # URB_SHORT_NOT_OK
         result = await fut
         assert result.status == Status.EREMOTEIO and bytes(result.data) == b"abc"
+
+
+async def test_reconfiguration_answers_pending_urbs_with_eshutdown() -> None:
+    dev = make_device()
+    async with LocalHost(dev) as host:
+        await host.set_configuration(1)
+        _, fut = host.submit(0x81, 1, 8)  # pending keyboard IN
+        await host.set_configuration(1)
+        assert (await asyncio.wait_for(fut, 1)).status == Status.ESHUTDOWN  # one answer per URB, never silence

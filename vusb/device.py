@@ -805,7 +805,7 @@ class Device:
         was = self.configured
         for address, ep in self._endpoints.items():
             if address:
-                ep.reset()
+                ep.reset(answer_pending=True)
         self.alternates = {}
         self.configuration_value = value
         if was:
@@ -836,8 +836,7 @@ class Device:
             if itf is None:
                 continue
             for epd in itf.endpoints:
-                ep = self._endpoints[epd.address]
-                ep.reset()
+                self._endpoints[epd.address].reset(answer_pending=True)
         self.alternates[number] = alt
         new = config.interface(number, alt)
         if new is not None:

@@ -161,8 +161,31 @@ class Endpoint:
                 fut.remove_done_callback(self._finished)
                 fut.cancel()
 
-    def reset(self) -> None:
-        """Forget pending URBs, queued data and the halt (device reset / new import)."""
+    def shutdown(self) -> None:
+        """Answer every pending URB with -ESHUTDOWN (the endpoint left the configuration)."""
+        pending = list(self._queue)
+        self._queue.clear()
+        if self._active is not None:
+            urb, fut = self._active, self._active_future
+            self._active = None
+            self._active_future = None
+            self._in_waiter = None
+            if fut is not None:
+                fut.remove_done_callback(self._finished)
+                fut.cancel()
+            pending.insert(0, urb)
+        for urb in pending:
+            urb.complete(Completion(Status.ESHUTDOWN))
+
+    def reset(self, *, answer_pending: bool = False) -> None:
+        """Forget pending URBs, queued data and the halt.
+
+        A vanished client's URBs are dropped silently; with ``answer_pending`` (the
+        host reconfigured the device) each pending URB is answered -ESHUTDOWN so the
+        host gets exactly one answer per URB.
+        """
+        if answer_pending:
+            self.shutdown()
         self.cancel_all()
         self.halted = False
         for _, done in self._in_data:

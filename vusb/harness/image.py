@@ -132,10 +132,12 @@ MODULES: tuple[ModuleSpec, ...] = (
     ModuleSpec("sg"),
     ModuleSpec("sr_mod"),
     ModuleSpec("isofs"),
+    ModuleSpec("loop"),
     ModuleSpec("vfat", True),
     ModuleSpec("nls_cp437", True),
     ModuleSpec("nls_iso8859_1", True),
     ModuleSpec("nls_utf8"),
+    ModuleSpec("nls_ascii"),  # Debian's default FAT iocharset
     # Serial and communication classes.
     ModuleSpec("cdc_acm", True),
     ModuleSpec("usbserial"),
@@ -389,13 +391,7 @@ def _debian_version_key(version: str) -> tuple[Any, ...]:
             while j < len(s) and not s[j].isdigit():
                 j += 1
             alpha = s[i:j]
-            out.append(
-                tuple(
-                    (-1 if c == "~" else (ord(c) if c.isalpha() else ord(c) + 256))
-                    for c in alpha
-                )
-                + (0,)
-            )
+            out.append((*(-1 if c == "~" else ord(c) if c.isalpha() else ord(c) + 256 for c in alpha), 0))
             k = j
             while k < len(s) and s[k].isdigit():
                 k += 1
@@ -841,6 +837,18 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
     if tools.mkfs_fat is not None:
         cpio.add_symlink("usr/sbin/mkfs.vfat", "mkfs.fat")
         cpio.add_symlink("usr/sbin/mkfs.msdos", "mkfs.fat")
+        # mkfs.fat converts labels with iconv (codepage 850): without these
+        # glibc modules it falls back with a warning on stderr.
+        for lib_guest, lib_host in libs.items():
+            if os.path.basename(lib_guest).startswith("libc.so"):
+                gconv = lib_host.parent / "gconv"
+                for name in ("IBM850.so", "IBM437.so", "gconv-modules", "gconv-modules.cache"):
+                    if (gconv / name).is_file():
+                        cpio.add_file(str(gconv / name), (gconv / name).read_bytes(), 0o644)
+                if (gconv / "gconv-modules.d").is_dir():
+                    for conf in sorted((gconv / "gconv-modules.d").iterdir()):
+                        if conf.is_file():
+                            cpio.add_file(str(conf), conf.read_bytes())
     else:
         cpio.add_file("usr/sbin/mkfs.vfat", b'#!/bin/sh\nexec /bin/busybox mkdosfs "$@"\n', 0o755)
     for ids in (Path("/usr/share/misc/usb.ids"), Path("/usr/share/hwdata/usb.ids"),
