@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from devices.cdc_acm import register_profile_kinds as _register_cdc_acm
 from devices.hid import HidFunction
 from devices.keyboard import KeyboardFunction
 from devices.mouse import MouseFunction
+from devices.storage import register_profile_kinds as _register_storage
 from vusb.device import Function
 from vusb.profile import Field, Located, ProfileContext, register_kind
 
@@ -65,3 +67,6 @@ register_kind(
     _hid,
     "generic HID device with any report descriptor",
 )
+
+_register_cdc_acm()
+_register_storage()

@@ -234,3 +234,16 @@ async def test_reconfiguration_answers_pending_urbs_with_eshutdown() -> None:
         _, fut = host.submit(0x81, 1, 8)  # pending keyboard IN
         await host.set_configuration(1)
         assert (await asyncio.wait_for(fut, 1)).status == Status.ESHUTDOWN  # one answer per URB, never silence
+
+
+async def test_unlink_of_a_urb_completed_in_the_same_loop_turn_delivers_its_data() -> None:
+    dev = make_device()
+    async with LocalHost(dev) as host:
+        await host.set_configuration(1)
+        urb, fut = host.submit(0x81, 1, 8)
+        await asyncio.sleep(0)
+        kb = dev.functions[0]
+        assert isinstance(kb, KeyboardFunction)
+        kb.send_report(bytes([0, 0, 4, 0, 0, 0, 0, 0]))  # completes the waiting future...
+        assert not host.unlink_urb(urb)  # ...so the unlink comes too late and must not lose it
+        assert bytes((await fut).data) == bytes([0, 0, 4, 0, 0, 0, 0, 0])

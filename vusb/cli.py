@@ -25,6 +25,10 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         limits = ServerLimits(max_connections=args.max_connections)
         server = Server(devices, host=args.host, port=args.port, limits=limits, allow_remote=args.allow_remote)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before the banner: a user may press Ctrl-C at once
+            loop.add_signal_handler(sig, stop.set)
         await server.start()
         client_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost", "::1") else "<this-host>"
         port_opt = f" --tcp-port {server.port}" if server.port != USBIP_PORT else ""
@@ -34,13 +38,11 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"      attach: usbip{port_opt} attach -r {client_host} -b {export.busid}", flush=True)
         if client_host == "127.0.0.1":
             print("  (a QEMU guest with user networking reaches this server as 10.0.2.2)", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         print("vusb: shutting down", flush=True)
         await server.close()
+        for device in devices:
+            await device.aclose()  # flushes disk images, stops serial backends
 
     run(main(), use_uvloop=not args.no_uvloop)
     return 0

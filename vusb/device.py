@@ -16,6 +16,7 @@ the function that owns the interface or endpoint.  A request nobody handles stal
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Callable, Union
@@ -221,6 +222,10 @@ class Function:
 
     def on_clear_halt(self, address: int) -> None:
         """The host cleared ENDPOINT_HALT on one of this function's endpoints."""
+
+    def close(self) -> Awaitable[None] | None:
+        """Release what the function holds (files, sockets, backends); may be a coroutine."""
+        return None
 
     def get_descriptor(self, setup: SetupPacket) -> bytes | None:
         """Class descriptors fetched with GET_DESCRIPTOR to an interface (HID report...)."""
@@ -537,6 +542,20 @@ class Device:
         await asyncio.wait_for(self._configured_event.wait(), timeout)
 
     # ------------------------------------------------------------ lifecycle
+    async def aclose(self) -> None:
+        """Release every function's resources (flush and close disk images, stop backends)."""
+        for f in self.functions:
+            result = f.close()
+            if result is not None:
+                await result
+
+    def close_unstarted(self) -> None:
+        """Release a device that was built but never served (synchronous resources only)."""
+        for f in self.functions:
+            result = f.close()
+            if inspect.iscoroutine(result):
+                result.close()  # an async backend that never started holds nothing
+
     def add_attach_listener(self, listener: Callable[[bool], None]) -> None:
         self._attach_listeners.append(listener)
 

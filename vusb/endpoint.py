@@ -137,8 +137,14 @@ class Endpoint:
                 pass
             return True
         if urb.state is UrbState.ACTIVE and urb is self._active:
-            urb.cancel()
             fut = self._active_future
+            if fut is not None and fut.done() and not fut.cancelled():
+                # Completed in this loop turn but not yet delivered: deliver it now, so its
+                # RET_SUBMIT precedes the RET_UNLINK (status 0) and no data is lost.
+                fut.remove_done_callback(self._finished)
+                self._finished(fut)
+                return False
+            urb.cancel()
             if fut is self._in_waiter:
                 self._in_waiter = None
             if fut is not None:

@@ -275,8 +275,9 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
         options = read_mapping(ctx, fnode, fpath, kind.fields, allow_extra=("kind",))
         functions.append((kind, options))
     profile = Profile(file, identity, functions, ctx)
-    # Build once now so that every definition error shows up at load time, with the file named.
-    profile.build()
+    # Build once now so that every definition error shows up at load time, with the file named;
+    # the trial device is closed at once so it holds no file open.
+    profile.build().close_unstarted()
     return profile
 
 

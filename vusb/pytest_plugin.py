@@ -81,7 +81,7 @@ def harness_unavailable(config: pytest.Config, reason: str) -> None:
 @pytest.fixture(scope="session")
 def vusb_guest(request: pytest.FixtureRequest) -> Iterator[object]:
     from vusb.harness import DEFAULT_KERNEL, Guest, HarnessError
-    from vusb.harness.local import LocalHost as LocalVhci
+    from vusb.harness.local import LocalVhci
 
     config = request.config
     target = config.getoption("--vusb-target") or os.environ.get("VUSB_HARNESS_TARGET", "qemu")

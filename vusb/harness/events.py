@@ -84,7 +84,7 @@ def keys_to_text(events: list[InputEvent]) -> str:
             continue
         if ev.value != 1 or ev.code not in _ROWS:
             continue
-        plain, shifted = _ROWS[ev.code]
+        plain, shifted = _ROWS[ev.code][0], _ROWS[ev.code][1]
         upper = shift > 0
         if plain.isalpha() and caps:
             upper = not upper

@@ -1,0 +1,73 @@
+"""The ``cdc-acm`` function kind of YAML profiles.
+
+::
+
+    functions:
+      - kind: cdc-acm
+        backend: pty            # loopback (default), pty, tcp or none
+        pty_link: /tmp/vusb-tty # pty only: a fixed name for the pseudo-terminal
+      - kind: cdc-acm
+        backend: tcp
+        tcp_host: 127.0.0.1
+        tcp_port: 4000
+        tcp_listen: false       # true: wait for a client instead of connecting
+"""
+
+from __future__ import annotations
+
+from devices.cdc_acm.backends import LoopbackBackend, NullBackend, PtyBackend, SerialBackend, TcpBackend
+from devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction
+from devices.cdc_acm.spec import AcmProtocol
+from vusb.device import Function
+from vusb.profile import Field, Located, ProfileContext, register_kind
+
+BACKENDS = ("loopback", "pty", "tcp", "none")
+
+FIELDS: dict[str, Field] = {
+    "backend": Field("choice", False, "loopback", choices=BACKENDS,
+                     help="loopback: echo; pty: a pseudo-terminal on the server; tcp: a TCP bridge; "
+                          "none: nothing reads (the host's writes wait once the buffer is full)"),
+    "pty_link": Field("str", False, None, help="pty: make this symbolic link to the pseudo-terminal"),
+    "tcp_host": Field("str", False, None, help="tcp: address to connect to (or listen on); default 127.0.0.1"),
+    "tcp_port": Field("int", False, None, 0, 0xFFFF, help="tcp: port to connect to (or listen on; 0: any)"),
+    "tcp_listen": Field("bool", False, None, help="tcp: listen for one client instead of connecting"),
+    "protocol": Field("int", False, int(AcmProtocol.AT_V250), 0, 0xFF,
+                      help="bInterfaceProtocol of the communications interface (1: AT commands, 0: none)"),
+    "buffer_size": Field("int", False, DEFAULT_BUFFER_SIZE, 64, 1 << 30,
+                         help="bytes buffered in each direction before the sender waits"),
+    "interface_name": Field("str", False, None, help="iInterface string of the communications interface"),
+}
+
+
+def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+    kind = o["backend"].value
+    given = {name for name, loc in o.items() if loc.value is not None and name.startswith(("tcp_", "pty_"))}
+    for name in sorted(given):
+        wanted = "tcp" if name.startswith("tcp_") else "pty"
+        if kind != wanted:
+            loc = o[name]
+            raise ctx.error(loc.node, loc.path, f"{name} only applies to backend: {wanted} (this port uses {kind})")
+    backend: SerialBackend
+    if kind == "loopback":
+        backend = LoopbackBackend()
+    elif kind == "none":
+        backend = NullBackend()
+    elif kind == "pty":
+        link = o["pty_link"].value
+        backend = PtyBackend(ctx.resolve(link) if link is not None else None)
+    else:
+        listen = bool(o["tcp_listen"].value)
+        port = o["tcp_port"].value
+        if port is None:
+            raise ctx.error(o["backend"].node, o["tcp_port"].path, "backend: tcp needs tcp_port")
+        if port == 0 and not listen:
+            loc = o["tcp_port"]
+            raise ctx.error(loc.node, loc.path, "port 0 only makes sense with tcp_listen: true")
+        backend = TcpBackend(o["tcp_host"].value or "127.0.0.1", port, listen=listen)
+    return CdcAcmFunction(backend, protocol=o["protocol"].value, buffer_size=o["buffer_size"].value,
+                          interface_name=o["interface_name"].value)
+
+
+def register_profile_kinds() -> None:
+    """Make ``kind: cdc-acm`` available to profiles."""
+    register_kind("cdc-acm", FIELDS, _build, "USB serial port (CDC ACM): loopback, pty or TCP bridge")
