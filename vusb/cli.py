@@ -91,6 +91,12 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from vusb.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vusb", description="Virtual USB devices served over USB/IP.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
@@ -117,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=USBIP_PORT)
     p.set_defaults(func=_probe)
 
+    p = sub.add_parser("bench", help="measure the server (round trips, URB rate, storage, memory) beside the machine's limits")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options for the benchmark (--quick, --profile, ...)")
+    p.set_defaults(func=_bench)
+
     p = sub.add_parser("check", help="check profiles and report every error with file, line and field")
     p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
     p.set_defaults(func=_check)
@@ -125,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.bench_args = [*args.bench_args, *extra]
     level = logging.WARNING - 10 * min(args.verbose + (1 if args.command == "serve" else 0), 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -101,6 +101,10 @@ class Descriptor:
     def __len__(self) -> int:
         return len(self.to_bytes())
 
+    def __bool__(self) -> bool:
+        # A descriptor is always truthy; without this, `if descriptor` would serialize it via __len__.
+        return True
+
 
 def _simple_build(layout: Any, dtype: int, values: dict[str, Any], trailing: bytes = b"") -> bytes:
     body: bytes = layout.build(values) + trailing

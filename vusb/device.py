@@ -448,6 +448,15 @@ class Device:
         self.qualifier = qualifier or (DeviceQualifierDescriptor.for_device(descriptor) if speed == Speed.HIGH else None)
         self.vendor_handler: ControlHandler | None = None
         self._validate()
+        # Descriptors are immutable: serialize them once, not on every GET_DESCRIPTOR.
+        self._device_bytes = descriptor.to_bytes()
+        self._config_bytes = [c.to_bytes() for c in configurations]
+        self._bos_bytes = bos.to_bytes() if bos is not None else None
+        self._qualifier_bytes = self.qualifier.to_bytes() if self.qualifier is not None else None
+        self._other_speed_bytes = (
+            other_speed.to_bytes(DescriptorType.OTHER_SPEED_CONFIGURATION) if other_speed is not None else None
+        )
+        self._string_bytes: dict[tuple[int, int], bytes] = {}
         self.ep0 = Endpoint(0, max_packet_size=descriptor.max_packet_size0)
         self.ep0.handler = self._handle_control
         self._endpoints: dict[int, Endpoint] = {0: self.ep0}
@@ -456,6 +465,10 @@ class Device:
                 for ep in itf.endpoints:
                     if ep.address not in self._endpoints:
                         self._endpoints[ep.address] = Endpoint(ep.address, ep)
+        self.iso_addresses = frozenset(
+            a for a, ep in self._endpoints.items() if a and ep.transfer_type == TransferType.ISOCHRONOUS
+        )
+        self._active_endpoints: frozenset[int] = frozenset()
         self.configuration_value = 0
         self.alternates: dict[int, int] = {}
         self.remote_wakeup_enabled = False
@@ -581,6 +594,7 @@ class Device:
             ep.reset()
         self.configuration_value = 0
         self.alternates = {}
+        self._active_endpoints = frozenset()
         self.remote_wakeup_enabled = False
         self.u1_enabled = self.u2_enabled = False
         if self._configured_event is not None:
@@ -603,15 +617,17 @@ class Device:
         ep.submit(urb)
 
     def _endpoint_active(self, address: int) -> bool:
+        return address in self._active_endpoints
+
+    def _update_active_endpoints(self) -> None:
+        """Recompute which endpoints the current configuration and alternate settings enable."""
         config = self.active_configuration
-        if config is None:
-            return False
-        for itf in config.interfaces:
-            if itf.alternate == self.alternates.get(itf.number, 0):
-                for ep in itf.endpoints:
-                    if ep.address == address:
-                        return True
-        return False
+        active: set[int] = set()
+        if config is not None:
+            for itf in config.interfaces:
+                if itf.alternate == self.alternates.get(itf.number, 0):
+                    active.update(ep.address for ep in itf.endpoints)
+        self._active_endpoints = frozenset(active)
 
     # ------------------------------------------------------------ control transfers
     def _handle_control(self, urb: Urb) -> HandlerResult:
@@ -721,36 +737,46 @@ class Device:
     def _get_descriptor(self, setup: SetupPacket) -> Any:
         dtype, index = setup.descriptor_type, setup.descriptor_index
         if dtype == DescriptorType.DEVICE:
-            return self.descriptor.to_bytes()
+            return self._device_bytes
         if dtype == DescriptorType.CONFIGURATION:
-            if index >= len(self.configurations):
+            if index >= len(self._config_bytes):
                 raise Stall()
-            return self.configurations[index].to_bytes()
+            return self._config_bytes[index]
         if dtype == DescriptorType.STRING:
-            if index == 0:
-                return LanguageTable(self.strings.languages).to_bytes()
-            text = self.strings.get(index, setup.index)
-            if text is None:
-                raise Stall()
-            return StringDescriptor(text).to_bytes()
+            return self._string(index, setup.index)
         if dtype == DescriptorType.DEVICE_QUALIFIER:
-            if self.speed != Speed.HIGH or self.qualifier is None:
+            if self.speed != Speed.HIGH or self._qualifier_bytes is None:
                 raise Stall()
-            return self.qualifier.to_bytes()
+            return self._qualifier_bytes
         if dtype == DescriptorType.OTHER_SPEED_CONFIGURATION:
-            if self.speed != Speed.HIGH or self.other_speed_configuration is None or index != 0:
+            if self.speed != Speed.HIGH or self._other_speed_bytes is None or index != 0:
                 raise Stall()
-            return self.other_speed_configuration.to_bytes(DescriptorType.OTHER_SPEED_CONFIGURATION)
+            return self._other_speed_bytes
         if dtype == DescriptorType.BOS:
-            if self.bos is None:
+            if self._bos_bytes is None:
                 raise Stall()
-            return self.bos.to_bytes()
+            return self._bos_bytes
         # Device-level class/vendor descriptors (e.g. HID report on a device recipient): ask the functions.
         for f in self.functions:
             desc = f.get_descriptor(setup)
             if desc is not None:
                 return desc
         return NOT_HANDLED
+
+    def _string(self, index: int, lang: int) -> bytes:
+        key = (index, lang)
+        cached = self._string_bytes.get(key)
+        if cached is None:
+            if index == 0:
+                cached = LanguageTable(self.strings.languages).to_bytes()
+            else:
+                text = self.strings.get(index, lang)
+                if text is None:
+                    raise Stall()
+                cached = StringDescriptor(text).to_bytes()
+            if len(self._string_bytes) < 1024:  # bounded: hosts choose the language id
+                self._string_bytes[key] = cached
+        return cached
 
     def _get_status(self, setup: SetupPacket) -> bytes:
         if setup.length < 2 and setup.length != 0:
@@ -827,6 +853,7 @@ class Device:
                 ep.reset(answer_pending=True)
         self.alternates = {}
         self.configuration_value = value
+        self._update_active_endpoints()
         if was:
             for f in self.functions:
                 f.on_configured(False)
@@ -857,6 +884,7 @@ class Device:
             for epd in itf.endpoints:
                 self._endpoints[epd.address].reset(answer_pending=True)
         self.alternates[number] = alt
+        self._update_active_endpoints()
         new = config.interface(number, alt)
         if new is not None:
             for epd in new.endpoints:

@@ -36,7 +36,7 @@ class Endpoint:
     def __init__(self, address: int, descriptor: EndpointDescriptor | None = None, *, max_packet_size: int = 64) -> None:
         self.address = address
         self.descriptor = descriptor
-        self.max_packet_size = descriptor.max_packet_size & 0x7FF if descriptor else max_packet_size
+        self.max_packet_size = descriptor.max_packet_size & 0x7FF if descriptor is not None else max_packet_size
         self.halted = False
         self.handler: Handler | None = None
         self._queue: deque[Urb] = deque()
@@ -58,7 +58,7 @@ class Endpoint:
 
     @property
     def transfer_type(self) -> TransferType:
-        return self.descriptor.transfer_type if self.descriptor else TransferType.CONTROL
+        return self.descriptor.transfer_type if self.descriptor is not None else TransferType.CONTROL
 
     @property
     def pending(self) -> int:

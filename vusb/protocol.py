@@ -275,7 +275,8 @@ class _Buffer:
         return memoryview(self._buf)[self._pos : self._pos + n]
 
     def take(self, n: int) -> bytes:
-        out = bytes(self._buf[self._pos : self._pos + n])
+        with memoryview(self._buf) as view:  # one copy, not two
+            out = bytes(view[self._pos : self._pos + n])
         self._pos += n
         return out
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from vusb.constants import USBIP_PORT, OpStatus, Status, TransferType
+from vusb.constants import USBIP_PORT, OpStatus, Status
 from vusb.device import Device
 from vusb.errors import ProtocolError, UsageError
 from vusb.protocol import (
@@ -100,6 +100,7 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self._paused = False
         self._closing = False
+        self._batch: list[bytes | memoryview] | None = None  # replies gathered during one data_received
 
     # ------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -121,6 +122,7 @@ class Connection(asyncio.Protocol):
             return
         codec = self.codec
         codec.receive_data(data)
+        self._batch = []
         try:
             while True:
                 event = codec.next_event()
@@ -142,6 +144,10 @@ class Connection(asyncio.Protocol):
         except Exception:
             log.exception("client %s: internal error while handling its request; closing the connection", self.peer)
             self.close()
+        finally:
+            batch, self._batch = self._batch, None
+            if batch and self.transport is not None and not self.transport.is_closing():
+                self.transport.writelines(batch)  # one send for every reply this read produced
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -189,16 +195,10 @@ class Connection(asyncio.Protocol):
         self.export = export
         export.device.attach()
         device = export.device
-        self.codec.is_iso = lambda ep, direction: self._is_iso(device, ep, direction)
+        iso = device.iso_addresses
+        self.codec.is_iso = lambda ep, direction: bool(iso) and (ep | (0x80 if direction else 0)) in iso
         self._write(self.codec.send(ImportReply(OpStatus.OK, export.record())))
         log.info("client %s imported %s (%s)", self.peer, export.busid, device.describe())
-
-    @staticmethod
-    def _is_iso(device: Device, ep: int, direction: int) -> bool:
-        if ep == 0:
-            return False
-        endpoint = device.endpoints.get(ep | (0x80 if direction else 0))
-        return endpoint is not None and endpoint.transfer_type == TransferType.ISOCHRONOUS
 
     # ------------------------------------------------------------ URB phase
     def _submit(self, cmd: SubmitCommand) -> None:
@@ -238,17 +238,17 @@ class Connection(asyncio.Protocol):
         reply = SubmitReply(urb.seqnum, result.status, actual, data,
                             number_of_packets=len(result.iso_packets) if result.iso_packets is not None else 0,
                             error_count=result.error_count, iso_packets=result.iso_packets)
+        batch = self._batch
         if result.iso_packets is not None:
-            self.transport.write(self.codec.send(reply))
-            return
-        head = encode_ret_submit_header(reply, actual)
-        if actual and urb.direction == 1:
-            if actual <= 65536:
-                self.transport.write(head + bytes(data))
-            else:
-                self.transport.writelines((head, data))
+            parts: tuple[bytes | memoryview, ...] = (self.codec.send(reply),)
+        elif actual and urb.direction == 1:
+            parts = (encode_ret_submit_header(reply, actual), data)
         else:
-            self.transport.write(head)
+            parts = (encode_ret_submit_header(reply, actual),)
+        if batch is not None:
+            batch.extend(parts)
+        else:
+            self.transport.writelines(parts)
 
     def _unlink(self, cmd: UnlinkCommand) -> None:
         if self.export is None:
@@ -267,10 +267,16 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------ helpers
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self._closing:
-            self.transport.write(data)
+            if self._batch is not None:
+                self._batch.append(data)  # keeps replies in order with batched RET_SUBMITs
+            else:
+                self.transport.write(data)
 
     def close(self) -> None:
         if self.transport is not None and not self._closing:
+            if self._batch:
+                self.transport.writelines(self._batch)  # replies already due go out before the close
+                self._batch.clear()
             self._closing = True
             self.transport.close()
 

@@ -103,7 +103,7 @@ class MassStorage(Device):
         block_size: int = 512,
         removable: bool = True,
         vendor_id: int = 0x1209,
-        product_id: int = 0x0004,
+        product_id: int = 0x0005,
         device_version: int = 0x0100,
         manufacturer: str | None = "vusb",
         product: str | None = "Virtual Flash Drive",

@@ -1,0 +1,364 @@
+"""Mass-storage throughput: sequential SCSI READ(10)/WRITE(10) over USB/IP on loopback.
+
+    python -m benchmarks.bench_storage [--quick]
+
+A :class:`devices.storage.MassStorage` disk is served by a vusb server in its own process;
+this process drives it through the library's asyncio client (:class:`vusb.client.RemoteDevice`,
+on uvloop) the way Linux usb-storage does: per command a 31-byte CBW on bulk OUT, one data URB of
+the whole transfer length on bulk IN or OUT, then the 13-byte CSW on bulk IN, one command at a time.
+Commands move 120 KiB (usb-storage's default max_sectors of 240) or 1 MiB.  The disk is a memory
+store or an image file (in the page cache: this measures vusb, not the disk), filled once before
+the timed runs.  Figures are data bytes per second (1 MB = 10**6 bytes), beside the loopback TCP
+copy rate measured in the same run (in slices alternating with the disk runs).
+
+A second memory disk is driven by the raw blocking client of benchmarks.common (no event loop,
+no copies on the client side) as a reference: the difference is what the library client costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from benchmarks.common import (
+    HOST,
+    MB,
+    BenchConfig,
+    CpuMeter,
+    MachineLimits,
+    RawClient,
+    Row,
+    Section,
+    ServerProcess,
+    Tally,
+    format_table,
+    machine_description,
+    profile_report,
+    verdict,
+)
+from vusb.client import RemoteDevice
+from vusb.constants import DescriptorType, Request, TransferType
+from vusb.descriptors import ConfigurationDescriptor
+from vusb.device import Device
+from vusb.urb import SetupPacket
+
+CBW = struct.Struct("<IIIBBB16s")  # Bulk-Only Transport 1.0, section 5.1
+CSW = struct.Struct("<IIIB")  # section 5.2
+CBW_SIGNATURE = 0x43425355
+CSW_SIGNATURE = 0x53425355
+READ_10 = 0x28
+WRITE_10 = 0x2A
+TEST_UNIT_READY = 0x00
+REQUEST_SENSE = 0x03
+READ_CAPACITY_10 = 0x25
+KIB = 1024
+GET_DESCRIPTOR = int(Request.GET_DESCRIPTOR)
+SET_CONFIGURATION = int(Request.SET_CONFIGURATION)
+CONFIGURATION_DESCRIPTOR = int(DescriptorType.CONFIGURATION)
+SIZES = (120 * KIB, 1024 * KIB)
+SMALL_TARGET_MBPS = 400.0
+LARGE_TARGET_FRACTION = 0.5
+
+
+def storage_unavailable() -> str | None:
+    """Why the storage benchmark cannot run, or None when devices.storage offers what it needs."""
+    try:
+        import devices.storage as storage
+    except ImportError as exc:
+        return f"devices.storage cannot be imported ({exc})"
+    missing = [name for name in ("MassStorage", "MassStorageFunction") if not hasattr(storage, name)]
+    return f"devices.storage lacks {', '.join(missing)}" if missing else None
+
+
+def memory_disk(size: int) -> Device:
+    from devices.storage import MassStorage
+
+    disk: Device = MassStorage(memory=True, size=size)
+    return disk
+
+
+def image_disk(path: str, size: int) -> Device:
+    from devices.storage import MassStorage
+
+    disk: Device = MassStorage(path, size=size)
+    return disk
+
+
+class BulkPipes(Protocol):
+    """What Bulk-Only Transport needs from a host: bulk IN and OUT transfers (RemoteDevice has them)."""
+
+    async def transfer_in(self, ep: int, length: int) -> bytes | memoryview: ...
+
+    async def transfer_out(self, ep: int, data: bytes) -> int: ...
+
+
+class RawBulk:
+    """Bulk transfers through the blocking :class:`RawClient` behind the async interface of BulkPipes.
+
+    The calls block the event loop, on purpose: nothing else runs, so this measures the server with a
+    client that costs almost nothing (a reference for what the library's client adds)."""
+
+    def __init__(self, client: RawClient) -> None:
+        self.client = client
+
+    async def transfer_in(self, ep: int, length: int) -> bytes | memoryview:
+        """A view of the client's receive buffer (valid until the next transfer): the client copies nothing."""
+        status, data = self.client.transfer(ep & 0x0F, 1, length, copy=False)
+        if status != 0:
+            raise RuntimeError(f"bulk IN 0x{ep:02x} failed with status {status}")
+        return data
+
+    async def transfer_out(self, ep: int, data: bytes) -> int:
+        status, _ = self.client.transfer(ep & 0x0F, 0, len(data), data=data)
+        if status != 0:
+            raise RuntimeError(f"bulk OUT 0x{ep:02x} failed with status {status}")
+        return len(data)
+
+
+class BotHost:
+    """The host side of Bulk-Only Transport (queue depth 1) over a :class:`RemoteDevice` or a :class:`RawBulk`."""
+
+    def __init__(self, dev: BulkPipes, ep_in: int, ep_out: int) -> None:
+        self.dev = dev
+        self.ep_in = ep_in
+        self.ep_out = ep_out
+        self.tag = 0
+
+    async def command(self, cdb: bytes, length: int = 0, *, data_in: bool = True,
+                      data: bytes = b"") -> tuple[int, bytes | memoryview]:
+        """One command: CBW, data stage, CSW.  Returns (CSW status, IN data)."""
+        self.tag = (self.tag + 1) & 0xFFFFFFFF
+        cbw = CBW.pack(CBW_SIGNATURE, self.tag, length, 0x80 if data_in else 0, 0, len(cdb), cdb)
+        await self.dev.transfer_out(self.ep_out, cbw)
+        payload: bytes | memoryview = b""
+        if length and data_in:
+            payload = await self.dev.transfer_in(self.ep_in, length)
+        elif length:
+            await self.dev.transfer_out(self.ep_out, data)
+        raw = await self.dev.transfer_in(self.ep_in, CSW.size)
+        signature, tag, residue, status = CSW.unpack(raw)
+        if signature != CSW_SIGNATURE or tag != self.tag:
+            raise RuntimeError(f"bad CSW {raw.hex()} for tag {self.tag:08x}")
+        if status == 0 and residue != 0:
+            raise RuntimeError(f"command {cdb[0]:02x}h left a residue of {residue} bytes")
+        return status, payload
+
+    async def ready(self) -> None:
+        """TEST UNIT READY until the unit stops reporting a unit attention (REQUEST SENSE clears it)."""
+        for _ in range(5):
+            status, _ = await self.command(bytes([TEST_UNIT_READY, 0, 0, 0, 0, 0]))
+            if status == 0:
+                return
+            await self.command(bytes([REQUEST_SENSE, 0, 0, 0, 18, 0]), 18)
+        raise RuntimeError("the disk never became ready")
+
+    async def capacity(self) -> tuple[int, int]:
+        """(blocks, block size) from READ CAPACITY(10)."""
+        status, raw = await self.command(bytes([READ_CAPACITY_10]) + bytes(9), 8)
+        if status != 0 or len(raw) != 8:
+            raise RuntimeError("READ CAPACITY(10) failed")
+        last, block = struct.unpack(">II", raw)
+        return last + 1, block
+
+    async def rw10(self, write: bool, lba: int, blocks: int, block_size: int, data: bytes = b"") -> bytes | memoryview:
+        cdb = struct.pack(">BBIBHB", WRITE_10 if write else READ_10, 0, lba, 0, blocks, 0)
+        status, payload = await self.command(cdb, blocks * block_size, data_in=not write, data=data)
+        if status != 0:
+            raise RuntimeError(f"{'WRITE' if write else 'READ'}(10) at LBA {lba} x {blocks} failed")
+        return payload
+
+
+Run = tuple[int, bool]  # (bytes per command, write?)
+ALL_RUNS: tuple[Run, ...] = tuple((size, write) for size in SIZES for write in (True, False))
+
+
+def _label(size: int, write: bool) -> str:
+    kib = size // KIB
+    return f"{'write' if write else 'read'} {f'{kib // 1024} MiB' if kib >= 1024 else f'{kib} KiB'}/command"
+
+
+@dataclass
+class Disk:
+    """A served disk and the host's view of it."""
+
+    name: str
+    server: ServerProcess
+    bot: BotHost
+    blocks: int
+    block: int
+
+
+def _bulk_endpoints(config: ConfigurationDescriptor) -> tuple[int, int]:
+    eps = [ep for itf in config.interfaces for ep in itf.endpoints if ep.transfer_type == TransferType.BULK]
+    return (next(ep.address for ep in eps if ep.address & 0x80), next(ep.address for ep in eps if not ep.address & 0x80))
+
+
+async def _library_host(stack: contextlib.AsyncExitStack, server: ServerProcess, busid: str) -> BotHost:
+    dev = await stack.enter_async_context(await RemoteDevice.open(HOST, busid, port=server.port))
+    info = await dev.enumerate()
+    return BotHost(dev, *_bulk_endpoints(info.configurations[0]))
+
+
+def _raw_host(stack: contextlib.AsyncExitStack, server: ServerProcess, busid: str) -> BotHost:
+    client = RawClient(server.port, busid)
+    stack.callback(client.close)
+    head = client.control(SetupPacket(0x80, GET_DESCRIPTOR, CONFIGURATION_DESCRIPTOR << 8, 0, 9))
+    full = client.control(SetupPacket(0x80, GET_DESCRIPTOR, CONFIGURATION_DESCRIPTOR << 8, 0,
+                                      int.from_bytes(head[2:4], "little")))
+    config = ConfigurationDescriptor.parse(full)
+    client.control(SetupPacket(0x00, SET_CONFIGURATION, config.value, 0, 0))
+    return BotHost(RawBulk(client), *_bulk_endpoints(config))
+
+
+async def _prepare(name: str, server: ServerProcess, bot: BotHost, pattern: bytes) -> Disk:
+    """Wait until ready, read the capacity and fill the disk once (not timed)."""
+    await bot.ready()
+    blocks, block = await bot.capacity()
+    per = len(pattern) // block
+    for lba in range(0, blocks - per + 1, per):  # allocation and page cache out of the timed runs
+        await bot.rw10(True, lba, per, block, pattern)
+    if await bot.rw10(False, 0, per, block) != pattern:
+        raise RuntimeError(f"{name}: the disk did not read back what was written")
+    return Disk(name, server, bot, blocks, block)
+
+
+async def _sequential(disk: Disk, size: int, write: bool, seconds: float, pattern: bytes, tally: Tally) -> None:
+    """Sequential READ(10) or WRITE(10) of ``size`` bytes per command for ``seconds``, credited to ``tally``."""
+    per = size // disk.block
+    data = pattern[:size] if write else b""
+    lba = 0
+    commands = 0
+    meter = CpuMeter(disk.server.pid)
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while commands == 0 or time.perf_counter() < deadline:
+        if lba + per > disk.blocks:
+            lba = 0
+        payload = await disk.bot.rw10(write, lba, per, disk.block, data)
+        if not write and len(payload) != size:
+            raise RuntimeError(f"READ(10) returned {len(payload)} bytes instead of {size}")
+        commands += 1
+        lba += per
+    meter.add_to(tally, commands * size, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A disk to measure: its name in the table, its server, the busid, and which client drives it."""
+
+    name: str
+    server: ServerProcess
+    busid: str = "1-1"
+    raw: bool = False
+
+
+async def _drive(targets: Sequence[Target], cfg: BenchConfig, runs: Sequence[Run],
+                 limits: MachineLimits | None, rounds: int) -> dict[tuple[str, int, bool], Tally]:
+    """Every run on every disk, in ``rounds`` slices; a slice of the TCP copy limit opens each round."""
+    pattern = os.urandom(max(SIZES))
+    tallies = {(t.name, size, write): Tally() for t in targets for size, write in runs}
+    async with contextlib.AsyncExitStack() as stack:
+        disks = []
+        for t in targets:
+            bot = _raw_host(stack, t.server, t.busid) if t.raw else await _library_host(stack, t.server, t.busid)
+            disks.append(await _prepare(t.name, t.server, bot, pattern))
+        for _ in range(rounds):
+            if limits is not None:
+                limits.measure_copy(cfg.copy_seconds / rounds)  # blocking on purpose: nothing else runs meanwhile
+            for disk in disks:
+                for size, write in runs:
+                    await _sequential(disk, size, write, cfg.storage_seconds / rounds, pattern,
+                                      tallies[(disk.name, size, write)])
+    return tallies
+
+
+def storage_section(cfg: BenchConfig, limits: MachineLimits) -> Section:
+    """Mass-storage throughput, interleaved with the TCP copy limit (fills ``limits.copy``)."""
+    from vusb.server import run
+
+    section = Section("mass storage, sequential, CBW/data/CSW per command, library asyncio client (uvloop)")
+    reason = storage_unavailable()
+    if reason is not None:
+        for _ in range(cfg.rounds):
+            limits.measure_copy(cfg.copy_seconds / cfg.rounds)
+        section.rows.append(Row("mass storage", "not measured", "", "", "", "n/a"))
+        section.notes.append(reason)
+        return section
+    with tempfile.TemporaryDirectory(prefix="vusb-bench-") as tmp, contextlib.ExitStack() as stack:
+        memory = stack.enter_context(ServerProcess(functools.partial(memory_disk, cfg.storage_disk_bytes), count=2))
+        image = stack.enter_context(ServerProcess(
+            functools.partial(image_disk, os.path.join(tmp, "disk.img"), cfg.storage_disk_bytes)))
+        targets = [Target("memory", memory), Target("image file", image),
+                   Target("memory, raw client (reference)", memory, "1-2", raw=True)]
+        tallies: dict[tuple[str, int, bool], Tally] = run(_drive(targets, cfg, ALL_RUNS, limits, cfg.rounds),
+                                                          use_uvloop=True)
+    copy = limits.copy_mbps
+    for (name, size, write), tally in tallies.items():
+        mbps = tally.rate / MB
+        target, ok = "", ""
+        judged = not write and not name.endswith("(reference)")
+        if judged and size == max(SIZES):
+            target = f">= {LARGE_TARGET_FRACTION:.0%} of TCP copy"
+            ok = verdict(mbps >= LARGE_TARGET_FRACTION * copy)
+        elif judged:
+            target = f">= {SMALL_TARGET_MBPS:.0f} MB/s"
+            ok = verdict(mbps >= SMALL_TARGET_MBPS)
+        section.rows.append(Row(f"{_label(size, write)}, {name}", f"{mbps:,.0f} MB/s ({tally.cpu})",
+                                f"{copy:,.0f} MB/s", f"{100 * mbps / copy:.0f}%", target, ok))
+    section.notes.append(f"disk {cfg.storage_disk_bytes // (1024 * 1024)} MiB, filled before timing; the image file "
+                         "lives in the page cache; one command in flight, as Linux usb-storage")
+    section.notes.append("raw client (reference): the same commands from a blocking socket with no event loop, to "
+                         "separate the server's cost from the library client's; targets are judged on the library client")
+    return section
+
+
+def profile_storage(cfg: BenchConfig, top: int = 15) -> list[str]:
+    """cProfile of the server serving a memory disk to the raw client: reads of each size, 1 MiB writes."""
+    from vusb.server import run
+
+    if storage_unavailable() is not None:
+        return []
+    out: list[str] = []
+    for size, write in ((min(SIZES), False), (max(SIZES), False), (max(SIZES), True)):
+        server = ServerProcess(functools.partial(memory_disk, cfg.storage_disk_bytes), profile=True)
+        try:
+            with server:
+                tallies: dict[tuple[str, int, bool], Tally] = run(
+                    _drive([Target("memory", server, raw=True)], cfg, [(size, write)], None, 1), use_uvloop=True)
+            stats = server.profile_stats()
+        finally:
+            server.discard_profile()
+        mbps = tallies[("memory", size, write)].rate / MB
+        out.append(f"--- server profile: mass storage {_label(size, write)}, memory disk, raw client "
+                   f"({mbps:,.0f} MB/s, under cProfile; includes filling the disk) ---")
+        out.extend(profile_report(stats, top) if stats is not None else ["(no profile data)"])
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_storage",
+                                     description="Benchmark vusb mass storage over USB/IP on loopback.")
+    parser.add_argument("--quick", action="store_true", help="tiny iteration counts (smoke test)")
+    args = parser.parse_args(argv)
+    cfg = BenchConfig.quick_config() if args.quick else BenchConfig()
+    limits = MachineLimits()
+    print(f"machine: {machine_description()}\n", flush=True)
+    section = storage_section(cfg, limits)
+    copy_only = limits.section()
+    copy_only.rows = copy_only.rows[:1]
+    print(format_table([copy_only, section]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,111 @@
+"""The benchmark scripts run end to end with tiny iteration counts.
+
+These tests prove the scripts work (servers start, clients speak the protocol, the table
+prints); they assert nothing about speed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # benchmarks/ is not installed with the package: import it from the checkout
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import bench_server, bench_storage  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    BenchConfig,
+    Latency,
+    MachineLimits,
+    Row,
+    Section,
+    ServerProcess,
+    bench_device,
+    format_table,
+    keyboard_device,
+    percentile,
+)
+
+QUICK = BenchConfig.quick_config()
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([7], 99) == 7
+    lat = Latency.from_ns([1000, 2000, 3000])
+    assert lat.p50_us == 2.0 and lat.samples == 3
+
+
+def test_table_aligns_columns() -> None:
+    text = format_table([Section("s", [Row("a", "1 MB/s", "2 MB/s", "50%", "t", "PASS")], ["n"])])
+    lines = text.splitlines()
+    assert lines[2] == "[s]" and "note: n" in lines[-1]
+    assert lines[3].index("1 MB/s") == lines[0].index("result")
+
+
+def test_sections_fill_the_machine_limits() -> None:
+    limits = MachineLimits()
+    control = bench_server.control_section(QUICK, limits)
+    urbs = bench_server.urb_section(QUICK, limits)
+    limits.measure_copy(QUICK.copy_seconds)
+    assert limits.copy_mbps > 0 and limits.pipelined_rate > 0
+    assert limits.ping_pong.samples == limits.free_ping_pong.samples == QUICK.rtt_iterations
+    assert len(control.rows) == 5 and all(r.result.startswith("p50") for r in control.rows)
+    assert len(urbs.rows) == 4 and all("URB/s" in r.result for r in urbs.rows)
+
+
+@pytest.mark.parametrize("use_uvloop", [True, False], ids=["uvloop", "asyncio"])
+def test_control_round_trip(use_uvloop: bool) -> None:
+    with ServerProcess(keyboard_device, use_uvloop=use_uvloop) as server:
+        assert bench_server.control_rtt_raw(server.port, QUICK).samples == QUICK.rtt_iterations
+        samples = bench_server.library_control_samples(server.port, "1-1", 5, 1, client_uvloop=use_uvloop)
+        assert len(samples) == 5
+
+
+def test_small_urb_rate() -> None:
+    with ServerProcess(bench_device) as server:
+        for direction in (1, 0):
+            rate, _cpu = bench_server.urb_rate_raw(server.port, QUICK, direction, server.pid)
+            assert rate > 0
+
+
+def test_profile_reports_server_functions() -> None:
+    lines = bench_server.profile_hot_paths(QUICK, top=5, storage=False)
+    assert sum(line.startswith("--- server profile") for line in lines) == 3
+    assert any("vusb/server.py" in line for line in lines)
+
+
+def test_memory_section() -> None:
+    section = bench_server.memory_section(QUICK)
+    assert [r.name for r in section.rows] == [f"{n} device(s)" for n in QUICK.memory_counts]
+
+
+def test_storage_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    if bench_storage.storage_unavailable() is not None:
+        pytest.skip(f"no mass-storage device: {bench_storage.storage_unavailable()}")
+    assert bench_storage.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "read 1 MiB/command, memory" in out and "write 120 KiB/command, image file" in out
+
+
+def test_vusb_bench_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from vusb.bench import main
+
+    assert main(["--quick", "--no-storage"]) == 0
+    out = capsys.readouterr().out
+    for title in ("machine limit", "control round trip", "small bulk URBs", "server memory"):
+        assert title in out
+    assert "PASS" in out or "MISS" in out
+
+
+def test_module_entry_point() -> None:
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_server", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "control round trip" in result.stdout and "mass storage" in result.stdout
