@@ -1,14 +1,18 @@
 """Build and cache the guest images used by :mod:`vusb.harness`.
 
-A guest image is a Debian kernel (``vmlinuz``) plus a gzip-compressed
-initramfs holding busybox, ``usbip`` with its shared libraries, a FAT
-formatter and the kernel modules a USB/IP client needs.  Images are built
-once per kernel selection and format version and cached on disk:
+A guest image is a Debian kernel plus an initramfs (an uncompressed cpio
+archive) holding busybox, ``usbip`` with its shared libraries, a FAT
+formatter and the kernel modules a USB/IP client needs.  When the kernel's
+bzImage payload can be decompressed with the standard library (xz, gzip)
+and has a PVH entry point, the uncompressed ``vmlinux`` is kept too and
+booted directly: under TCG that saves a few seconds per boot.
+
+Images are built once per kernel selection and format version and cached:
 
 * cache directory: the ``cache_dir`` argument, else ``$VUSB_GUEST_CACHE``,
   else ``$XDG_CACHE_HOME/vusb/guest``, else ``~/.cache/vusb/guest``;
 * one sub-directory per image, e.g. ``linux-6.1-v1``, holding ``vmlinuz``,
-  ``initrd.cpio.gz`` and ``image.json``.
+  maybe ``vmlinux``, ``initrd.cpio`` and ``image.json``.
 
 Builds take a file lock (two processes building the same image wait for
 each other) and happen in a temporary directory that is renamed into place
@@ -34,6 +38,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -42,6 +47,7 @@ __all__ = [
     "DEFAULT_KERNEL",
     "FORMAT_VERSION",
     "KERNELS",
+    "MODULES",
     "CpioWriter",
     "GuestImage",
     "HarnessError",
@@ -50,8 +56,10 @@ __all__ = [
     "check_build_prerequisites",
     "default_cache_dir",
     "ensure_image",
+    "extract_vmlinux",
     "find_cached_image",
     "find_qemu",
+    "iter_cached_images",
 ]
 
 #: Bump whenever the content of a built image changes (module list, files).
@@ -184,11 +192,21 @@ class GuestImage:
 
     @property
     def vmlinuz(self) -> Path:
+        """The kernel as Debian ships it (a compressed bzImage)."""
         return self.directory / "vmlinuz"
 
     @property
+    def kernel_image(self) -> Path:
+        """What QEMU boots: the uncompressed ``vmlinux`` (PVH entry) when the
+        build could extract it, which saves seconds of in-guest kernel
+        decompression under TCG; otherwise the bzImage."""
+        vmlinux = self.directory / "vmlinux"
+        return vmlinux if vmlinux.is_file() else self.vmlinuz
+
+    @property
     def initrd(self) -> Path:
-        return self.directory / "initrd.cpio.gz"
+        """The base initramfs (an uncompressed cpio archive)."""
+        return self.directory / "initrd.cpio"
 
     @classmethod
     def load(cls, directory: Path) -> GuestImage:
@@ -206,7 +224,7 @@ class GuestImage:
             load_paths=tuple(str(p) for p in meta["load_paths"]),
             build_seconds=float(meta["build_seconds"]),
         )
-        if not image.vmlinuz.is_file() or not image.initrd.is_file():
+        if not image.kernel_image.is_file() or not image.initrd.is_file():
             raise ValueError(f"incomplete image in {directory}")
         return image
 
@@ -250,6 +268,8 @@ def find_qemu() -> str:
     """Path of ``qemu-system-x86_64`` or a :class:`HarnessPrerequisiteError`."""
     env = os.environ.get("VUSB_QEMU")
     if env:
+        if not os.access(env, os.X_OK):
+            raise HarnessPrerequisiteError(f"VUSB_QEMU={env} is not an executable program")
         return env
     path = _which("qemu-system-x86_64")
     if path is None:
@@ -384,21 +404,21 @@ def _debian_version_key(version: str) -> tuple[Any, ...]:
     """Sort key implementing Debian's version ordering (epoch:upstream-revision)."""
 
     def part_key(s: str) -> tuple[Any, ...]:
+        # Alternating non-digit and digit parts; "~" sorts before everything,
+        # even the end of the string, and letters sort before other symbols.
         out: list[Any] = []
         i = 0
-        while i < len(s) or not out:
+        while i < len(s):
             j = i
             while j < len(s) and not s[j].isdigit():
                 j += 1
-            alpha = s[i:j]
-            out.append((*(-1 if c == "~" else ord(c) if c.isalpha() else ord(c) + 256 for c in alpha), 0))
+            out.append((*(-1 if c == "~" else ord(c) if c.isalpha() else ord(c) + 256 for c in s[i:j]), 0))
             k = j
             while k < len(s) and s[k].isdigit():
                 k += 1
             out.append(int(s[j:k] or "0"))
             i = k
-            if i >= len(s):
-                break
+        out += [(0,), 0]
         return tuple(out)
 
     epoch = 0
@@ -722,6 +742,57 @@ def _busybox_applets(busybox: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+# Kernel image
+
+
+def _has_pvh_note(elf: bytes) -> bool:
+    """Whether a 64-bit ELF kernel has the Xen PVH entry note QEMU boots from."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2:
+        return False
+    phoff = int.from_bytes(elf[32:40], "little")
+    phentsize = int.from_bytes(elf[54:56], "little")
+    phnum = int.from_bytes(elf[56:58], "little")
+    for i in range(phnum):
+        ph = elf[phoff + i * phentsize : phoff + (i + 1) * phentsize]
+        if int.from_bytes(ph[0:4], "little") != 4:  # PT_NOTE
+            continue
+        pos = int.from_bytes(ph[8:16], "little")
+        end = pos + int.from_bytes(ph[32:40], "little")
+        while pos + 12 <= end:
+            namesz = int.from_bytes(elf[pos : pos + 4], "little")
+            descsz = int.from_bytes(elf[pos + 4 : pos + 8], "little")
+            ntype = int.from_bytes(elf[pos + 8 : pos + 12], "little")
+            name = elf[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen" and ntype == 18:  # XEN_ELFNOTE_PHYS32_ENTRY
+                return True
+            pos += 12 + ((namesz + 3) & ~3) + ((descsz + 3) & ~3)
+    return False
+
+
+def extract_vmlinux(bzimage: bytes) -> bytes | None:
+    """The uncompressed ELF kernel inside an x86 bzImage, if it can boot via PVH.
+
+    Handles xz and gzip payloads (Python's standard library); returns None
+    for other compressions or kernels without a PVH entry point.
+    """
+    if bzimage[0x202:0x206] != b"HdrS" or int.from_bytes(bzimage[0x206:0x208], "little") < 0x208:
+        return None
+    setup_sects = bzimage[0x1F1] or 4
+    start = (setup_sects + 1) * 512 + int.from_bytes(bzimage[0x248:0x24C], "little")
+    payload = bzimage[start : start + int.from_bytes(bzimage[0x24C:0x250], "little")]
+    try:
+        if payload.startswith(b"\xfd7zXZ\x00"):
+            out = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+        elif payload.startswith(b"\x1f\x8b"):
+            out = zlib.decompressobj(wbits=31).decompress(payload)
+        else:
+            return None
+    except (lzma.LZMAError, zlib.error):
+        return None
+    return out if _has_pvh_note(out) else None
+
+
+# ---------------------------------------------------------------------------
 # Build
 
 
@@ -861,9 +932,13 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
         cpio.add_file(str(path.relative_to(stage)), path.read_bytes())
     cpio.close()
 
-    with gzip.open(dest / "initrd.cpio.gz", "wb", compresslevel=6) as gz:
-        gz.write(buf.getvalue())
+    # Uncompressed: the guest would spend about a second gunzipping it under TCG.
+    (dest / "initrd.cpio").write_bytes(buf.getvalue())
     shutil.copyfile(vmlinuz, dest / "vmlinuz")
+    log("extracting vmlinux")
+    elf = extract_vmlinux(vmlinuz.read_bytes())
+    if elf is not None:
+        (dest / "vmlinux").write_bytes(elf)
     shutil.rmtree(work)
     meta = {
         "format": FORMAT_VERSION,
@@ -873,6 +948,7 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
         "package_version": version,
         "suite": series.suite,
         "mirror": apt.mirror,
+        "boots": "vmlinux (PVH)" if elf is not None else "vmlinuz",
         "modules": found + builtins,
         "builtin_modules": builtins,
         "load_paths": load_paths,

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Install the Debian packages the real-kernel harness (vusb.harness) needs.
+# Idempotent: packages already installed are left alone. Needs root (or sudo).
+#
+#   qemu-system-x86        boots the guest kernel (TCG; no KVM needed)
+#   busybox-static         the guest's userland
+#   usbip                  /usr/sbin/usbip, copied into the guest
+#   kmod                   depmod, to index the guest's kernel modules
+#   dosfstools             mkfs.fat, copied into the guest
+#   cpio xz-utils          handy for inspecting images (the harness needs neither)
+#   debian-archive-keyring verifies the Debian kernel packages
+#   ca-certificates        for https mirrors
+set -eu
+
+PACKAGES="qemu-system-x86 busybox-static usbip kmod dosfstools cpio xz-utils debian-archive-keyring ca-certificates"
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+fi
+
+missing=
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "harness dependencies already installed"
+    exit 0
+fi
+
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+# shellcheck disable=SC2086
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
