@@ -180,9 +180,15 @@ class RemoteDevice(UsbHost):
         setup: SetupPacket | None = None,
         flags: int = 0,
         iso_packets: Sequence[IsoPacket] | None = None,
-        interval: int = 0,
+        interval: int | None = None,
     ) -> tuple[int, asyncio.Future[SubmitReply]]:
-        """Send CMD_SUBMIT; returns its seqnum and a future for the RET_SUBMIT."""
+        """Send CMD_SUBMIT; returns its seqnum and a future for the RET_SUBMIT.
+
+        ``interval`` defaults to what a Linux host would use for the endpoint (see
+        :meth:`interval_for`); Linux servers refuse interrupt URBs with interval 0.
+        """
+        if interval is None:
+            interval = 0 if ep & 0x0F == 0 else self.interval_for((ep & 0x0F) | (0x80 if direction else 0))
         if self._closed_exc is not None:
             raise ConnectionClosed(str(self._closed_exc))
         seqnum = next(self._seq)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
-from vusb.constants import DescriptorType, Request, Speed, Status
+from vusb.constants import DescriptorType, Request, Speed, Status, TransferType
 from vusb.descriptors import (
     BosDescriptor,
     ConfigurationDescriptor,
@@ -56,6 +56,15 @@ class UsbHost(abc.ABC):
     """Request helpers over an abstract URB runner."""
 
     speed: int = 2
+    endpoint_intervals: dict[int, int] = {}
+
+    def interval_for(self, address: int) -> int:
+        """The URB interval a Linux host uses for an endpoint: (micro)frames from bInterval.
+
+        Linux rejects interrupt and isochronous URBs whose interval is 0, so unknown
+        endpoints get 1.
+        """
+        return self.endpoint_intervals.get(address, 1)
 
     @abc.abstractmethod
     async def _run(self, ep: int, direction: int, length: int, data: bytes, setup: SetupPacket | None,
@@ -160,6 +169,14 @@ class UsbHost(abc.ABC):
                             await self.get_descriptor(DescriptorType.STRING, index, 255, lang)).text
                     except Stall:
                         pass
+        if info.configurations:
+            intervals = {}
+            for itf in info.configurations[0].interfaces:
+                for ep in itf.endpoints:
+                    if ep.transfer_type in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS) and ep.interval:
+                        fast = self.speed >= 3 or ep.transfer_type == TransferType.ISOCHRONOUS
+                        intervals[ep.address] = 1 << (ep.interval - 1) if fast else ep.interval
+            self.endpoint_intervals = intervals
         if configure and info.configurations:
             await self.set_configuration(info.configurations[0].value)
         return info

@@ -690,8 +690,10 @@ class _GuestCore:
     """Everything that runs on the guest's private loop."""
 
     def __init__(self, image: GuestImage, *, memory_mb: int, console_loglevel: int,
-                 qemu_args: Sequence[str], grace: float) -> None:
+                 qemu_args: Sequence[str], grace: float,
+                 host_forwards: Sequence[tuple[int, int]] = ()) -> None:
         self.image = image
+        self.host_forwards = list(host_forwards)
         self.memory_mb = memory_mb
         self.console_loglevel = console_loglevel
         self.qemu_args = list(qemu_args)
@@ -728,7 +730,9 @@ class _GuestCore:
             "-chardev", f"socket,id=agent,path={sock}",
             "-device", "virtio-serial-pci,id=vser0",
             "-device", f"virtserialport,bus=vser0.0,chardev=agent,name={_AGENT_PORT_NAME}",
-            "-netdev", "user,id=n0", "-device", "e1000,netdev=n0,romfile=",
+            "-netdev", "user,id=n0" + "".join(
+                f",hostfwd=tcp:127.0.0.1:{host}-:{guest}" for host, guest in self.host_forwards),
+            "-device", "e1000,netdev=n0,romfile=",
             *self.qemu_args,
         ]
         setpriv = shutil.which("setpriv")
@@ -1082,6 +1086,7 @@ class Guest(UsbTarget):
         console_loglevel: int = 7,
         qemu_args: Sequence[str] = (),
         command_grace: float = 15.0,
+        host_forwards: Sequence[tuple[int, int]] = (),
     ) -> _GuestStarter:
         """Build the image if needed (first use: about a minute), boot, wait for the agent.
 
@@ -1092,11 +1097,14 @@ class Guest(UsbTarget):
           console log after boot (7: everything except debug).
         * `command_grace`: extra seconds the host waits for a command beyond
           its own timeout before declaring the guest unresponsive.
+        * `host_forwards`: (host port, guest port) pairs: the host's
+          127.0.0.1:host port reaches the guest's TCP guest port (e.g. a
+          usbipd running in the guest).
         """
 
         async def go() -> Guest:
             future = cls._start_future(kernel, cache_dir, memory_mb, boot_timeout,
-                                       console_loglevel, qemu_args, command_grace)
+                                       console_loglevel, qemu_args, command_grace, host_forwards)
             return await asyncio.wrap_future(future)
 
         return _GuestStarter(go)
@@ -1112,15 +1120,17 @@ class Guest(UsbTarget):
         console_loglevel: int = 7,
         qemu_args: Sequence[str] = (),
         command_grace: float = 15.0,
+        host_forwards: Sequence[tuple[int, int]] = (),
     ) -> Guest:
         """Blocking :meth:`start`; the returned guest works from any event loop."""
         return cls._start_future(kernel, cache_dir, memory_mb, boot_timeout, console_loglevel,
-                                 qemu_args, command_grace).result()
+                                 qemu_args, command_grace, host_forwards).result()
 
     @classmethod
     def _start_future(cls, kernel: str, cache_dir: str | os.PathLike[str] | None, memory_mb: int,
                       boot_timeout: float, console_loglevel: int, qemu_args: Sequence[str],
-                      command_grace: float) -> concurrent.futures.Future[Guest]:
+                      command_grace: float,
+                      host_forwards: Sequence[tuple[int, int]] = ()) -> concurrent.futures.Future[Guest]:
         find_qemu()  # fail fast, before any build
         thread = _LoopThread(f"vusb-guest-{kernel}")
 
@@ -1131,7 +1141,7 @@ class Guest(UsbTarget):
                     None, lambda: ensure_image(kernel, cache_dir, log=logger.info)
                 )
                 core = _GuestCore(image, memory_mb=memory_mb, console_loglevel=console_loglevel,
-                                  qemu_args=qemu_args, grace=command_grace)
+                                  qemu_args=qemu_args, grace=command_grace, host_forwards=host_forwards)
                 await core.boot(boot_timeout)  # shuts QEMU down itself on failure
             except BaseException:
                 loop.call_soon(loop.stop)  # ends the thread once this task is done

@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: Bump whenever the content of a built image changes (module list, files).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: The kernel used when none is named.
 DEFAULT_KERNEL = "6.1"
@@ -124,6 +124,10 @@ MODULES: tuple[ModuleSpec, ...] = (
     ModuleSpec("usbip_core", True),
     ModuleSpec("vhci_hcd", True),
     ModuleSpec("usbmon"),
+    # USB/IP server side (usbipd + usbip-host), for interoperability tests against Linux usbipd
+    # with an emulated host controller (qemu-xhci) carrying QEMU's own USB devices.
+    ModuleSpec("usbip_host"),
+    ModuleSpec("xhci_pci"),
     # HID and input.
     ModuleSpec("evdev", True),
     ModuleSpec("usbhid", True),
@@ -305,6 +309,7 @@ def _elf_interpreter(path: Path) -> str | None:
 class _HostTools:
     busybox: Path
     usbip: Path
+    usbipd: Path | None
     mkfs_fat: Path | None
     depmod: str
     apt_get: str
@@ -364,6 +369,7 @@ def check_build_prerequisites() -> _HostTools:
     return _HostTools(
         busybox=busybox,
         usbip=usbip,
+        usbipd=Path(usbipd_path).resolve() if (usbipd_path := _which("usbipd")) else None,
         mkfs_fat=Path(mkfs).resolve() if mkfs else None,
         depmod=depmod,
         apt_get=tools["apt-get"],
@@ -885,7 +891,7 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
     cpio.add_chardev("dev/ttyS0", 4, 64)
     # busybox and its applets
     cpio.add_file("bin/busybox", tools.busybox.read_bytes(), 0o755)
-    own = {"usr/sbin/usbip", "usr/sbin/mkfs.fat", "usr/sbin/mkfs.vfat", "usr/sbin/mkfs.msdos",
+    own = {"usr/sbin/usbip", "usr/sbin/usbipd", "usr/sbin/mkfs.fat", "usr/sbin/mkfs.vfat", "usr/sbin/mkfs.msdos",
            "sbin/mkfs.vfat", "init"}
     for applet in _busybox_applets(tools.busybox):
         applet = applet.strip("/")
@@ -896,6 +902,8 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
     cpio.add_symlink("init", "bin/busybox")
     # usbip and a FAT formatter, with their shared libraries
     binaries: list[tuple[str, Path]] = [("usr/sbin/usbip", tools.usbip)]
+    if tools.usbipd is not None:
+        binaries.append(("usr/sbin/usbipd", tools.usbipd))
     if tools.mkfs_fat is not None:
         binaries.append(("usr/sbin/mkfs.fat", tools.mkfs_fat))
     libs: dict[str, Path] = {}
