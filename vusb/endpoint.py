@@ -152,36 +152,37 @@ class Endpoint:
             return True
         return False
 
+    def _drop_active(self) -> Urb | None:
+        """Detach the URB in progress from its handler (cancelled, never finished by it)."""
+        urb, fut = self._active, self._active_future
+        self._active = None
+        self._active_future = None
+        self._in_waiter = None
+        if fut is not None:
+            fut.remove_done_callback(self._finished)
+            fut.cancel()
+        return urb
+
+    def _fail_pending(self, status: int) -> None:
+        """Answer the URB in progress and every queued one with ``status``, in order."""
+        active = self._drop_active()
+        pending = ([active] if active is not None else []) + list(self._queue)
+        self._queue.clear()
+        for urb in pending:
+            urb.complete(Completion(status))
+
     def cancel_all(self) -> None:
         """Drop every pending URB without answering (connection gone, interface reset)."""
         for urb in self._queue:
             urb.cancel()
         self._queue.clear()
-        if self._active is not None:
-            self._active.cancel()
-            fut = self._active_future
-            self._active = None
-            self._active_future = None
-            self._in_waiter = None
-            if fut is not None:
-                fut.remove_done_callback(self._finished)
-                fut.cancel()
+        active = self._drop_active()
+        if active is not None:
+            active.cancel()
 
     def shutdown(self) -> None:
         """Answer every pending URB with -ESHUTDOWN (the endpoint left the configuration)."""
-        pending = list(self._queue)
-        self._queue.clear()
-        if self._active is not None:
-            urb, fut = self._active, self._active_future
-            self._active = None
-            self._active_future = None
-            self._in_waiter = None
-            if fut is not None:
-                fut.remove_done_callback(self._finished)
-                fut.cancel()
-            pending.insert(0, urb)
-        for urb in pending:
-            urb.complete(Completion(Status.ESHUTDOWN))
+        self._fail_pending(Status.ESHUTDOWN)
 
     def reset(self, *, answer_pending: bool = False) -> None:
         """Forget pending URBs, queued data and the halt.
@@ -208,17 +209,7 @@ class Endpoint:
         if self.address == 0:
             raise UsageError("endpoint 0 cannot be halted; raise Stall from the request handler instead")
         self.halted = True
-        if self._active is not None:
-            urb, fut = self._active, self._active_future
-            self._active = None
-            self._active_future = None
-            self._in_waiter = None
-            if fut is not None:
-                fut.remove_done_callback(self._finished)
-                fut.cancel()
-            urb.complete(Completion(Status.EPIPE))
-        while self._queue:
-            self._queue.popleft().complete(Completion(Status.EPIPE))
+        self._fail_pending(Status.EPIPE)
 
     def clear_halt(self) -> None:
         self.halted = False
