@@ -17,9 +17,15 @@ from vusb.pytest_plugin import harness_unavailable
 KERNELS = ("5.10", "6.1", "6.12")
 
 
+_STARTED: list[Guest] = []
+
+
 def _guest(config: pytest.Config, kernel: str) -> Guest:
     try:
-        return Guest.shared(kernel)
+        guest = Guest.shared(kernel)
+        if guest not in _STARTED:
+            _STARTED.append(guest)
+        return guest
     except HarnessError as exc:
         harness_unavailable(config, f"{exc} (install with: bash .ci/install-deps.sh)")
         raise
@@ -48,3 +54,12 @@ async def detach_all(guest: Guest) -> None:
     for port in await guest.ports():
         await guest.detach(port.port)
     await asyncio.sleep(0)
+
+
+@pytest.fixture(autouse=True)
+async def _detach_leftovers() -> AsyncIterator[None]:
+    """Whatever a test leaves attached (a failure half-way) is detached before the next test."""
+    yield
+    for guest in _STARTED:
+        if guest.is_running:
+            await detach_all(guest)

@@ -74,15 +74,15 @@ PATTERNS = [  # (offset, size) in bytes, 512-aligned as block I/O is
 ]
 
 
-async def test_raw_patterns_verified_on_both_sides(clean_guest: Guest, server: Server, tmp_path: Path) -> None:
+async def test_raw_patterns_verified_on_both_sides(any_guest: Guest, server: Server, tmp_path: Path) -> None:
     image = tmp_path / "raw.img"
     disk = MassStorage(str(image), size=64 * MiB)
-    port, sd = await attach_disk(clean_guest, server, disk)
+    port, sd = await attach_disk(any_guest, server, disk)
     rng = random.Random(11)
     for offset, size in PATTERNS:
         data = rng.randbytes(size)
-        await clean_guest.write_file("/tmp/pat.bin", data)
-        await clean_guest.run(f"dd if=/tmp/pat.bin of=/dev/{sd} bs=512 seek={offset // 512} conv=fsync 2>/dev/null",
+        await any_guest.write_file("/tmp/pat.bin", data)
+        await any_guest.run(f"dd if=/tmp/pat.bin of=/dev/{sd} bs=512 seek={offset // 512} conv=fsync 2>/dev/null",
                               timeout=120, check=True)
         with open(image, "rb") as f:  # acknowledged writes are in the file
             f.seek(offset)
@@ -95,32 +95,45 @@ async def test_raw_patterns_verified_on_both_sides(clean_guest: Guest, server: S
             os.pwrite(fd, data, offset)
         finally:
             os.close(fd)
-        await clean_guest.run("echo 3 > /proc/sys/vm/drop_caches", check=True)
-        got = await clean_guest.run(f"dd if=/dev/{sd} bs=512 skip={offset // 512} count={size // 512} 2>/dev/null",
+        await any_guest.run("echo 3 > /proc/sys/vm/drop_caches", check=True)
+        got = await any_guest.run(f"dd if=/dev/{sd} bs=512 skip={offset // 512} count={size // 512} 2>/dev/null",
                                     timeout=120, check=True)
         assert got.stdout_bytes == data, f"guest read differs at {offset}+{size}"
-    await detach(clean_guest, server, port, disk)
+    await detach(any_guest, server, port, disk)
     disk.close()
 
 
-async def test_read_only_disk_refuses_writes(clean_guest: Guest, server: Server, tmp_path: Path) -> None:
+async def test_read_only_disk_refuses_writes(any_guest: Guest, server: Server, tmp_path: Path) -> None:
     image = tmp_path / "ro.img"
     image.write_bytes(b"\xAA" * (8 * MiB))
     disk = MassStorage(str(image), read_only=True)
-    port, sd = await attach_disk(clean_guest, server, disk)
-    assert (await clean_guest.run(f"cat /sys/block/{sd}/ro", check=True)).stdout.strip() == "1"
-    result = await clean_guest.run(f"dd if=/dev/zero of=/dev/{sd} bs=512 count=1 conv=fsync", timeout=60)
+    port, sd = await attach_disk(any_guest, server, disk)
+    assert (await any_guest.run(f"cat /sys/block/{sd}/ro", check=True)).stdout.strip() == "1"
+    result = await any_guest.run(f"dd if=/dev/zero of=/dev/{sd} bs=512 count=1 conv=fsync", timeout=60)
     assert result.returncode != 0
     assert image.read_bytes() == b"\xAA" * (8 * MiB)
-    await detach(clean_guest, server, port, disk)
+    await detach(any_guest, server, port, disk)
     disk.close()
 
 
-async def test_eject_on_the_host_shows_no_medium_in_the_guest(clean_guest: Guest, server: Server) -> None:
+async def test_eject_on_the_host_shows_no_medium_in_the_guest(any_guest: Guest, server: Server) -> None:
     disk = MassStorage(memory=True, size=16 * MiB)
-    port, sd = await attach_disk(clean_guest, server, disk)
+    port, sd = await attach_disk(any_guest, server, disk)
     disk.eject()
-    await clean_guest.wait_for(
+    await any_guest.wait_for(
         f"! dd if=/dev/{sd} of=/dev/null bs=512 count=1 iflag=direct 2>/tmp/err; grep -qi 'medium' /tmp/err "
         f"|| [ \"$(cat /sys/block/{sd}/size)\" = 0 ]", timeout=60)
-    await detach(clean_guest, server, port, disk)
+    await detach(any_guest, server, port, disk)
+
+
+async def test_superspeed_disk_enumerates_at_5000_mbps(any_guest: Guest, server: Server) -> None:
+    disk = MassStorage(memory=True, size=16 * MiB, speed="super")
+    port, sd = await attach_disk(any_guest, server, disk)
+    devdir = await any_guest.wait_for_usb_device(0x1209, disk.descriptor.product_id, timeout=60)
+    assert (await any_guest.run(f"cat {devdir}/speed", check=True)).stdout.strip() == "5000"
+    data = random.Random(3).randbytes(MiB)
+    await any_guest.write_file("/tmp/ss.bin", data)
+    await any_guest.run(f"dd if=/tmp/ss.bin of=/dev/{sd} bs=1M oflag=direct 2>/dev/null", timeout=120, check=True)
+    got = await any_guest.run(f"dd if=/dev/{sd} bs=1M count=1 iflag=direct 2>/dev/null", timeout=120, check=True)
+    assert got.stdout_bytes == data
+    await detach(any_guest, server, port, disk)
