@@ -23,8 +23,10 @@ def _serve(args: argparse.Namespace) -> int:
     devices = [p.build() for p in profiles]
 
     async def main() -> None:
-        limits = ServerLimits(max_connections=args.max_connections)
-        server = Server(devices, host=args.host, port=args.port, limits=limits, allow_remote=args.allow_remote)
+        limits = ServerLimits(max_connections=args.max_connections, max_transfer_length=args.max_transfer,
+                              max_urbs_in_flight=args.max_urbs)
+        server = Server(devices, host=args.host, port=args.port, limits=limits, allow_remote=args.allow_remote,
+                        allowed_clients=args.allow_client or None, capture=args.capture)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # before the banner: a user may press Ctrl-C at once
@@ -88,7 +90,28 @@ def _check(args: argparse.Namespace) -> int:
             failed += 1
         else:
             print(f"ok: {path} ({profile.name})")
+            if profile.descriptors is not None:
+                for note in profile.descriptors.notes:
+                    print(f"note: {path}: {note}")
     return 1 if failed else 0
+
+
+def _clone(args: argparse.Namespace) -> int:
+    from vusb.clone import clone
+
+    result = clone(args.source, args.input, address=args.address, speed=args.speed)
+    text = result.to_yaml()
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+        desc = result.descriptor
+        print(f"vusb: wrote {args.output} ({desc.vendor_id:04x}:{desc.product_id:04x}, "
+              f"{len(result.configurations)} configuration(s))", file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -108,7 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (USB/IP has no authentication)")
-    p.add_argument("--max-connections", type=int, default=256)
+    p.add_argument("--allow-client", action="append", metavar="ADDR[/PREFIX]",
+                   help="only accept clients from these addresses or networks (repeatable)")
+    p.add_argument("--max-connections", type=int, default=256, help="connections at once (default 256)")
+    p.add_argument("--max-transfer", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                   help="largest transfer a client may ask for (default 64 MiB)")
+    p.add_argument("--max-urbs", type=int, default=4096, help="URBs in flight per connection (default 4096)")
+    p.add_argument("--capture", metavar="FILE.pcap",
+                   help="write the USB/IP traffic as a pcap (Wireshark: -d tcp.port==PORT,usbip)")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     p.set_defaults(func=_serve)
 
@@ -127,9 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options for the benchmark (--quick, --profile, ...)")
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("check", help="check profiles and report every error with file, line and field")
-    p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
-    p.set_defaults(func=_check)
+    for name in ("validate", "check"):
+        p = sub.add_parser(name, help="check profiles and report every error with file, line, column and field"
+                           + (" (alias of validate)" if name == "check" else ""))
+        p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
+        p.set_defaults(func=_check)
+
+    p = sub.add_parser("clone", help="make a raw-descriptor profile from lsusb -v text, sysfs or a usbmon capture")
+    p.add_argument("input", metavar="INPUT", help="lsusb -v text file, sysfs device folder or descriptors file, "
+                   "or pcap/pcapng file")
+    p.add_argument("--from", dest="source", required=True, choices=("lsusb", "sysfs", "pcap"),
+                   help="what INPUT is")
+    p.add_argument("--address", help="which device: its address (N or BUS:N) in a capture or lsusb text")
+    p.add_argument("--speed", choices=("low", "full", "high", "super"),
+                   help="the speed to serve at (default: what the source says, else a guess)")
+    p.add_argument("-o", "--output", metavar="OUT.yaml", help="write the profile here (default: standard output)")
+    p.set_defaults(func=_clone)
     return parser
 
 

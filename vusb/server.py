@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from vusb.capture import Capture, Stream
 from vusb.constants import USBIP_PORT, OpStatus, Status
 from vusb.device import Device
 from vusb.errors import ProtocolError, UsageError
@@ -101,6 +102,7 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._closing = False
         self._batch: list[bytes | memoryview] | None = None  # replies gathered during one data_received
+        self._capture: Stream | None = None
 
     # ------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,11 +117,16 @@ class Connection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=self.server.limits.write_buffer_high)
         if not self.server._accept(self):
             return
+        if self.server.capture is not None and isinstance(peer, tuple):
+            local = transport.get_extra_info("sockname")
+            self._capture = self.server.capture.stream((peer[0], peer[1]), (local[0], local[1]))
         log.debug("connection from %s", self.peer)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        if self._capture is not None:
+            self._capture.client_data(data)
         codec = self.codec
         codec.receive_data(data)
         self._batch = []
@@ -147,10 +154,12 @@ class Connection(asyncio.Protocol):
         finally:
             batch, self._batch = self._batch, None
             if batch and self.transport is not None and not self.transport.is_closing():
-                self.transport.writelines(batch)  # one send for every reply this read produced
+                self._send(batch)  # one send for every reply this read produced
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._capture is not None:
+            self._capture.close()
         self.server._forget(self)
         export = self.export
         if export is not None:
@@ -248,7 +257,7 @@ class Connection(asyncio.Protocol):
         if batch is not None:
             batch.extend(parts)
         else:
-            self.transport.writelines(parts)
+            self._send(parts)
 
     def _unlink(self, cmd: UnlinkCommand) -> None:
         if self.export is None:
@@ -270,15 +279,25 @@ class Connection(asyncio.Protocol):
             if self._batch is not None:
                 self._batch.append(data)  # keeps replies in order with batched RET_SUBMITs
             else:
-                self.transport.write(data)
+                self._send((data,))
 
     def close(self) -> None:
         if self.transport is not None and not self._closing:
             if self._batch:
-                self.transport.writelines(self._batch)  # replies already due go out before the close
+                self._send(self._batch)  # replies already due go out before the close
                 self._batch.clear()
             self._closing = True
             self.transport.close()
+            if self._capture is not None:
+                self._capture.close()
+
+    def _send(self, parts: Sequence[bytes | memoryview]) -> None:
+        """The one place bytes leave for the client (and the capture, when on)."""
+        assert self.transport is not None
+        if self._capture is not None:
+            for part in parts:
+                self._capture.server_data(part)
+        self.transport.writelines(parts)
 
 
 class Server:
@@ -298,12 +317,22 @@ class Server:
         port: int = USBIP_PORT,
         limits: ServerLimits | None = None,
         allow_remote: bool = False,
+        allowed_clients: Iterable[str] | None = None,
+        capture: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.limits = limits or ServerLimits()
         self.exports: list[Export] = []
         self.connections: set[Connection] = set()
+        try:
+            self.allowed_clients = (
+                None if allowed_clients is None
+                else [ipaddress.ip_network(c, strict=False) for c in allowed_clients]
+            )
+        except ValueError as exc:
+            raise UsageError(f"allowed client list: {exc}") from None
+        self.capture: Capture | None = Capture(capture) if capture else None
         self._server: asyncio.base_events.Server | None = None
         if not _is_loopback(host) and not allow_remote:
             raise UsageError(
@@ -384,6 +413,8 @@ class Server:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self.capture is not None:
+            self.capture.close()
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -394,6 +425,10 @@ class Server:
 
     # ------------------------------------------------------------ connection bookkeeping
     def _accept(self, conn: Connection) -> bool:
+        if self.allowed_clients is not None and not self._allowed(conn.peer):
+            log.warning("refusing %s: not in the allowed client list", conn.peer)
+            conn.close()
+            return False
         if len(self.connections) >= self.limits.max_connections:
             log.warning("refusing %s: already %d connections (limit max_connections)", conn.peer, len(self.connections))
             conn.close()
@@ -403,6 +438,18 @@ class Server:
 
     def _forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        if self.capture is not None:
+            self.capture.flush()
+
+    def _allowed(self, peer: str) -> bool:
+        host = peer.rsplit(":", 1)[0].strip("[]")
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.allowed_clients or ())
 
 
 def _is_loopback(host: str) -> bool:
