@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs (the real-kernel harness: QEMU, busybox,
-# usbip, cpio, kmod, xz, dosfstools). Idempotent; run as root (or with sudo available).
+# Install the Debian packages the test suite needs: the real-kernel harness (QEMU,
+# busybox, usbip, ...; see install-harness-deps.sh) and tshark, which checks that
+# captures decode. Idempotent; run as root (or with sudo available).
 set -euo pipefail
 here="$(dirname "$0")"
-if [ -x "$here/install-harness-deps.sh" ] || [ -f "$here/install-harness-deps.sh" ]; then
-    bash "$here/install-harness-deps.sh"
-else
+bash "$here/install-harness-deps.sh"
+if ! command -v tshark >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -q
-    $SUDO apt-get install -y -q qemu-system-x86 busybox-static usbip cpio kmod xz-utils dosfstools
+    $SUDO apt-get install -y -q tshark
 fi
