@@ -27,8 +27,16 @@ from typing import Any
 
 import yaml
 
-from vusb.constants import Speed
-from vusb.device import Device, Function
+from vusb.constants import Speed, TransferType
+from vusb.descriptors import (
+    BosDescriptor,
+    ConfigurationDescriptor,
+    DeviceDescriptor,
+    DeviceQualifierDescriptor,
+    InterfaceDescriptor,
+    StringDescriptor,
+)
+from vusb.device import Device, Function, StringTable
 from vusb.errors import ProfileError, VusbError
 
 Node = yaml.Node
@@ -191,8 +199,25 @@ IDENTITY_FIELDS: dict[str, Field] = {
 }
 
 TOP_FIELDS: dict[str, Field] = {
-    "identity": Field("map", True),
-    "functions": Field("list", True),
+    "identity": Field("map", False),
+    "functions": Field("list", False),
+    "descriptors": Field("map", False),
+}
+
+#: identity fields of a raw-descriptor profile: all optional, and each must agree with the descriptors
+RAW_IDENTITY_FIELDS: dict[str, Field] = {
+    name: dataclasses.replace(spec, required=False, default=None) for name, spec in IDENTITY_FIELDS.items()
+}
+
+DESCRIPTOR_FIELDS: dict[str, Field] = {
+    "device": Field("hex", True, help="the 18-byte device descriptor"),
+    "configurations": Field("list", True, help="each full configuration descriptor (wTotalLength bytes)"),
+    "bos": Field("hex", False, None, help="the BOS descriptor with its capabilities"),
+    "qualifier": Field("hex", False, None, help="the device qualifier (high-speed devices)"),
+    "strings": Field("map", False, None, help="index -> text, or language id -> {index -> text}"),
+    "report_descriptors": Field("map", False, None, help="HID interface number -> report descriptor hex"),
+    "fix_report_lengths": Field("bool", False, False,
+                                help="rewrite wDescriptorLength in HID descriptors to match the report served"),
 }
 
 
@@ -204,8 +229,11 @@ class Profile:
     identity: dict[str, Any]
     functions: list[tuple[Kind, dict[str, Located]]]
     context: ProfileContext
+    descriptors: RawDescriptors | None = None
 
     def build(self) -> Device:
+        if self.descriptors is not None:
+            return self.descriptors.build(self)
         built = []
         for kind, options in self.functions:
             try:
@@ -254,10 +282,27 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
     if root is None:
         raise ProfileError("the profile is empty; it needs 'identity' and 'functions'", file=file)
     top = read_mapping(ctx, root, "", TOP_FIELDS)
-    ident_values = read_mapping(ctx, top["identity"].value, "identity", IDENTITY_FIELDS)
-    identity = {k: v.value for k, v in ident_values.items()}
+    raw_node = top["descriptors"].value
+    for key in ("identity", "functions"):
+        if raw_node is None and top[key].value is None:
+            raise ctx.error(root, key, f"required field {key!r} is missing")
+    ident_node = top["identity"].value
+    if raw_node is not None:
+        ident_values = read_mapping(ctx, ident_node, "identity", RAW_IDENTITY_FIELDS) if ident_node is not None else {}
+        descriptors = _read_descriptors(ctx, raw_node, ident_values)
+        identity = {k: v.value for k, v in ident_values.items()}
+        identity["speed"] = descriptors.speed.name.lower()
+        for key, value in descriptors.identity().items():
+            if identity.get(key) is None:
+                identity[key] = value
+    else:
+        descriptors = None
+        ident_values = read_mapping(ctx, ident_node, "identity", IDENTITY_FIELDS)
+        identity = {k: v.value for k, v in ident_values.items()}
     funcs_node = top["functions"].value
-    if not funcs_node.value:
+    if funcs_node is None:
+        funcs_node = yaml.SequenceNode("tag:yaml.org,2002:seq", [])
+    elif not funcs_node.value and descriptors is None:
         raise ctx.error(funcs_node, "functions", "at least one function is needed (for example '- kind: keyboard')")
     available = kinds()
     functions = []
@@ -272,9 +317,13 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
         kind = available.get(kind_name)
         if kind is None:
             raise ctx.error(kind_node, f"{fpath}.kind", f"unknown kind {kind_name!r}; expected one of: {', '.join(sorted(available))}")
-        options = read_mapping(ctx, fnode, fpath, kind.fields, allow_extra=("kind",))
+        if descriptors is not None:
+            descriptors.attach.append(_read_interfaces(ctx, fnode, fpath, descriptors))
+            options = read_mapping(ctx, fnode, fpath, kind.fields, allow_extra=("kind", "interface"))
+        else:
+            options = read_mapping(ctx, fnode, fpath, kind.fields, allow_extra=("kind",))
         functions.append((kind, options))
-    profile = Profile(file, identity, functions, ctx)
+    profile = Profile(file, identity, functions, ctx, descriptors)
     # Build once now so that every definition error shows up at load time, with the file named;
     # the trial device is closed at once so it holds no file open.
     profile.build().close_unstarted()
@@ -288,3 +337,364 @@ def load_device(path: str | Path) -> Device:
 
 def replace_identity(profile: Profile, **changes: Any) -> Profile:
     return dataclasses.replace(profile, identity={**profile.identity, **changes})
+
+
+# ------------------------------------------------------------ raw-descriptor profiles
+
+_HID_CLASS = 0x03
+_DEFAULT_LANGUAGE = 0x0409
+
+
+def _int_key(ctx: ProfileContext, node: Node, path: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(str(node.value), 0)
+    except ValueError:
+        raise ctx.error(node, path, f"expected {what} (an integer {low}..{high}), got {node.value!r}") from None
+    if not low <= value <= high:
+        raise ctx.error(node, path, f"{what} {value} is out of range {low}..{high}")
+    return value
+
+
+def _hex_node(ctx: ProfileContext, node: Node, path: str) -> bytes:
+    value: bytes = _scalar(ctx, node, path, Field("hex"))
+    return value
+
+
+@dataclass
+class RawDescriptors:
+    """The ``descriptors`` section of a profile: bytes served as they are."""
+
+    context: ProfileContext
+    node: Node
+    speed: Speed
+    device_bytes: bytes
+    device: DeviceDescriptor
+    configuration_bytes: list[tuple[bytes, Node]]
+    configurations: list[ConfigurationDescriptor]
+    bos: BosDescriptor | None
+    qualifier: DeviceQualifierDescriptor | None
+    languages: tuple[int, ...]
+    strings: dict[int, dict[int, str]]
+    reports: dict[int, tuple[bytes, Node]]
+    fix_report_lengths: bool
+    attach: list[tuple[tuple[int, ...], Node, str]] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def string(self, index: int) -> str | None:
+        if not index or not self.languages:
+            return None
+        return self.strings[self.languages[0]].get(index)
+
+    def identity(self) -> dict[str, Any]:
+        d = self.device
+        first = self.configurations[0]
+        return {
+            "vendor_id": d.vendor_id, "product_id": d.product_id, "device_version": d.device_version,
+            "manufacturer": self.string(d.manufacturer_index), "product": self.string(d.product_index),
+            "serial_number": self.string(d.serial_number_index), "max_power_ma": first.max_power_ma,
+            "self_powered": first.self_powered, "remote_wakeup": first.remote_wakeup,
+        }
+
+    def hid_interfaces(self) -> dict[int, InterfaceDescriptor]:
+        """HID interfaces (alternate 0) of every configuration, by number."""
+        out: dict[int, InterfaceDescriptor] = {}
+        for config in self.configurations:
+            for itf in config.interfaces:
+                if itf.interface_class == _HID_CLASS and itf.alternate == 0:
+                    out.setdefault(itf.number, itf)
+        return out
+
+    def build(self, profile: Profile) -> Device:
+        from devices.hid import HidFunction
+
+        ctx = self.context
+        self.notes = []
+        functions: list[tuple[HidFunction, tuple[int, ...], Node, str]] = []
+        for (kind, options), (numbers, fnode, fpath) in zip(profile.functions, self.attach, strict=True):
+            try:
+                func = kind.build(ctx, options)
+            except ProfileError:
+                raise
+            except VusbError as exc:
+                raise ctx.error(fnode, fpath, str(exc)) from exc
+            if not isinstance(func, HidFunction):
+                raise ctx.error(fnode, f"{fpath}.kind", f"kind {kind.name!r} cannot be attached to raw descriptors; "
+                                "HID kinds can (hid, keyboard, mouse), other interfaces stall class requests")
+            functions.append((func, numbers, fnode, fpath))
+        claimed = {n for _, numbers, _, _ in functions for n in numbers}
+        hid = self.hid_interfaces()
+        served: dict[int, tuple[int, Node, str]] = {}  # interface -> (report length, node, path) for the check
+        for func, numbers, fnode, fpath in functions:
+            served[numbers[0]] = (len(func.report_descriptor), fnode, fpath)
+        auto: list[tuple[int, bytes, int]] = []
+        for number, itf in sorted(hid.items()):
+            if number in claimed:
+                continue
+            report = self.reports.get(number)
+            if report is not None:
+                auto.append((number, report[0], 0))
+                served[number] = (len(report[0]), report[1], f"descriptors.report_descriptors.{number}")
+                continue
+            default = _boot_default(itf)
+            if default is None:
+                self.notes.append(f"interface {number}: HID without a report descriptor; GET_DESCRIPTOR(REPORT) "
+                                  "stalls (give descriptors.report_descriptors)")
+                continue
+            name, data, size = default
+            declared = _declared_report_length(self.configuration_bytes, number)
+            if declared not in (None, len(data)) and not self.fix_report_lengths:
+                self.notes.append(
+                    f"interface {number}: the boot {name} default report descriptor is {len(data)} bytes but "
+                    f"wDescriptorLength is {declared}; not served (set descriptors.fix_report_lengths: true)")
+                continue
+            auto.append((number, data, size))
+            served[number] = (len(data), self.node, f"descriptors.report_descriptors.{number}")
+        config_bytes = []
+        for raw, cnode in self.configuration_bytes:
+            patched = bytearray(raw)
+            for number, (length, node, path) in served.items():
+                for offset, declared in _hid_length_offsets(raw, number):
+                    if declared == length:
+                        continue
+                    if not self.fix_report_lengths:
+                        raise ctx.error(node, path, f"the report descriptor is {length} bytes but interface {number}'s "
+                                        f"HID descriptor says wDescriptorLength {declared}; give a report descriptor "
+                                        "of that length or set descriptors.fix_report_lengths: true")
+                    patched[offset:offset + 2] = length.to_bytes(2, "little")
+            config_bytes.append((bytes(patched), cnode))
+        configurations = [_parse_configuration(ctx, raw, cnode, f"descriptors.configurations[{i}]", self.speed)
+                          for i, (raw, cnode) in enumerate(config_bytes)]
+        attached: list[tuple[Function, tuple[int, ...]]] = []
+        for func, numbers, fnode, fpath in functions:
+            _bind_hid(ctx, func, numbers, configurations, fnode, fpath)
+            attached.append((func, numbers))
+        for number, data, size in auto:
+            itf = hid[number]
+            in_ep = next((e for e in itf.endpoints if e.is_in), None)
+            func = HidFunction(data, input_size=size or max(1, (in_ep.max_packet_size & 0x7FF) if in_ep else 8),
+                               subclass=itf.interface_subclass, protocol=itf.interface_protocol)
+            _bind_hid(ctx, func, (number,), configurations, self.node, f"descriptors.report_descriptors.{number}")
+            attached.append((func, (number,)))
+        table = StringTable(self.languages or (_DEFAULT_LANGUAGE,))
+        for lang, entries in self.strings.items():
+            for index, text in entries.items():
+                table.set(lang, index, text)
+        try:
+            return Device.from_descriptors(self.device, configurations, speed=self.speed, strings=table, bos=self.bos,
+                                           qualifier=self.qualifier, functions=attached)
+        except VusbError as exc:
+            raise ctx.error(self.node, "descriptors", str(exc)) from exc
+
+
+def _boot_default(itf: InterfaceDescriptor) -> tuple[str, bytes, int] | None:
+    if itf.interface_subclass != 1:
+        return None
+    if itf.interface_protocol == 1:
+        from devices.keyboard import BOOT_KEYBOARD_REPORT_DESCRIPTOR
+
+        return "keyboard", BOOT_KEYBOARD_REPORT_DESCRIPTOR, 8
+    if itf.interface_protocol == 2:
+        from devices.mouse import BOOT_MOUSE_REPORT_DESCRIPTOR
+
+        return "mouse", BOOT_MOUSE_REPORT_DESCRIPTOR, 4
+    return None
+
+
+def _hid_length_offsets(config: bytes, number: int) -> list[tuple[int, int]]:
+    """Where interface ``number``'s HID descriptors give the report length: (offset, wDescriptorLength)."""
+    out: list[tuple[int, int]] = []
+    current = -1
+    pos = config[0] if config else 0
+    while pos + 2 <= len(config):
+        length, dtype = config[pos], config[pos + 1]
+        if length < 2 or pos + length > len(config):
+            break
+        if dtype == 0x04 and length >= 3:
+            current = config[pos + 2]
+        elif dtype == 0x21 and current == number and length >= 9:
+            for k in range(config[pos + 5]):
+                at = pos + 6 + 3 * k
+                if at + 3 <= pos + length and config[at] == 0x22:
+                    out.append((at + 1, int.from_bytes(config[at + 1:at + 3], "little")))
+        pos += length
+    return out
+
+
+def _declared_report_length(configs: Sequence[tuple[bytes, Node]], number: int) -> int | None:
+    for raw, _ in configs:
+        found = _hid_length_offsets(raw, number)
+        if found:
+            return found[0][1]
+    return None
+
+
+def _parse_configuration(ctx: ProfileContext, raw: bytes, node: Node, path: str, speed: Speed) -> ConfigurationDescriptor:
+    try:
+        config = ConfigurationDescriptor.parse(raw, speed=speed)
+    except VusbError as exc:
+        raise ctx.error(node, path, str(exc)) from exc
+    _same_bytes(ctx, node, path, raw, config.to_bytes(), "configuration")
+    return config
+
+
+def _same_bytes(ctx: ProfileContext, node: Node, path: str, given: bytes, rebuilt: bytes, what: str) -> None:
+    if given == rebuilt:
+        return
+    at = next((i for i, (a, b) in enumerate(zip(given, rebuilt, strict=False)) if a != b), min(len(given), len(rebuilt)))
+    raise ctx.error(node, path, f"this {what} cannot be served byte for byte: {len(given)} bytes given, vusb would send "
+                    f"{len(rebuilt)}, first difference at byte {at} (check lengths, bmAttributes bit 7 and counts)")
+
+
+def _bind_hid(ctx: ProfileContext, func: Any, numbers: tuple[int, ...], configurations: Sequence[ConfigurationDescriptor],
+              node: Node, path: str) -> None:
+    number = numbers[0]
+    itfs = [i for c in configurations for i in c.interfaces if i.number == number]
+    if not itfs:
+        raise ctx.error(node, path, f"interface {number} is not in the configurations")
+    itf = itfs[0]
+    if itf.interface_class != _HID_CLASS:
+        raise ctx.error(node, path, f"interface {number} has class 0x{itf.interface_class:02x}, not HID (0x03)")
+    eps = [e for i in itfs for e in i.endpoints if e.transfer_type == TransferType.INTERRUPT]
+    in_ep = next((e for e in eps if e.is_in), None)
+    if in_ep is None:
+        raise ctx.error(node, path, f"interface {number} has no interrupt IN endpoint")
+    out_ep = next((e for e in eps if not e.is_in), None)
+    func.interface_number = number
+    func.in_address = in_ep.address
+    func.out_address = out_ep.address if out_ep is not None else None
+    func.subclass = itf.interface_subclass
+    func.protocol_code = itf.interface_protocol
+
+
+def _read_interfaces(ctx: ProfileContext, fnode: Node, fpath: str, raw: RawDescriptors) -> tuple[tuple[int, ...], Node, str]:
+    node = next((v for k, v in fnode.value if k.value == "interface"), None)
+    path = f"{fpath}.interface"
+    if node is None:
+        raise ctx.error(fnode, path, "required field 'interface' is missing: the interface number this function "
+                        "answers for in the descriptors")
+    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    numbers = tuple(_int_key(ctx, n, path, 0, 255, "an interface number") for n in items)
+    if not numbers:
+        raise ctx.error(node, path, "expected at least one interface number")
+    known = {i.number for c in raw.configurations for i in c.interfaces}
+    for n, item in zip(numbers, items, strict=True):
+        if n not in known:
+            raise ctx.error(item, path, f"interface {n} is not in the configurations (they have {sorted(known)})")
+    taken = {x for nums, _, _ in raw.attach for x in nums}
+    if taken & set(numbers):
+        raise ctx.error(node, path, f"interface {sorted(taken & set(numbers))[0]} already has a function")
+    return numbers, fnode, fpath
+
+
+def _read_strings(ctx: ProfileContext, node: Node | None) -> tuple[tuple[int, ...], dict[int, dict[int, str]]]:
+    if node is None:
+        return (), {}
+    path = "descriptors.strings"
+    per_language = [isinstance(v, yaml.MappingNode) for _, v in node.value]
+    if any(per_language) and not all(per_language):
+        raise ctx.error(node, path, "give either index -> text, or language id -> {index -> text}, not both")
+
+    def entries(mapping: Node, where: str) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for k, v in mapping.value:
+            index = _int_key(ctx, k, f"{where}.{k.value}", 1, 255, "a string index")
+            if not isinstance(v, yaml.ScalarNode):
+                raise ctx.error(v, f"{where}.{index}", "expected the string's text")
+            text = str(v.value)
+            try:
+                StringDescriptor(text)
+            except VusbError as exc:
+                raise ctx.error(v, f"{where}.{index}", str(exc)) from exc
+            out[index] = text
+        return out
+
+    if node.value and all(per_language):
+        table = {}
+        for k, v in node.value:
+            lang = _int_key(ctx, k, f"{path}.{k.value}", 0, 0xFFFF, "a language id")
+            table[lang] = entries(v, f"{path}.0x{lang:04x}")
+        return tuple(table), table
+    return (_DEFAULT_LANGUAGE,), {_DEFAULT_LANGUAGE: entries(node, path)}
+
+
+def _guess_speed(device: DeviceDescriptor, qualifier: bool) -> Speed:
+    if device.max_packet_size0 == 9 or device.usb_version >= 0x0300:
+        return Speed.SUPER
+    return Speed.HIGH if qualifier else Speed.FULL
+
+
+_AGREE = {
+    "vendor_id": ("idVendor", "descriptors.device"), "product_id": ("idProduct", "descriptors.device"),
+    "device_version": ("bcdDevice", "descriptors.device"), "manufacturer": ("iManufacturer", "descriptors.strings"),
+    "product": ("iProduct", "descriptors.strings"), "serial_number": ("iSerialNumber", "descriptors.strings"),
+    "max_power_ma": ("bMaxPower", "descriptors.configurations[0]"),
+    "self_powered": ("bmAttributes", "descriptors.configurations[0]"),
+    "remote_wakeup": ("bmAttributes", "descriptors.configurations[0]"),
+}
+
+
+def _show(value: Any) -> str:
+    return f"0x{value:04x}" if isinstance(value, int) and not isinstance(value, bool) else repr(value)
+
+
+def _read_descriptors(ctx: ProfileContext, node: Node, identity: dict[str, Located]) -> RawDescriptors:
+    values = read_mapping(ctx, node, "descriptors", DESCRIPTOR_FIELDS)
+    dev_loc = values["device"]
+    try:
+        device = DeviceDescriptor.parse(dev_loc.value)
+    except VusbError as exc:
+        raise ctx.error(dev_loc.node, dev_loc.path, str(exc)) from exc
+    _same_bytes(ctx, dev_loc.node, dev_loc.path, dev_loc.value, device.to_bytes(), "device descriptor")
+    qual_loc = values["qualifier"]
+    qualifier = None
+    if qual_loc.value is not None:
+        try:
+            qualifier = DeviceQualifierDescriptor.parse(qual_loc.value)
+        except VusbError as exc:
+            raise ctx.error(qual_loc.node, qual_loc.path, str(exc)) from exc
+        _same_bytes(ctx, qual_loc.node, qual_loc.path, qual_loc.value, qualifier.to_bytes(), "device qualifier")
+    speed_loc = identity.get("speed")
+    speed = Speed.parse(speed_loc.value) if speed_loc is not None and speed_loc.value is not None else (
+        _guess_speed(device, qualifier is not None))
+    configs_node = values["configurations"].value
+    if not configs_node.value:
+        raise ctx.error(configs_node, "descriptors.configurations", "at least one configuration is needed")
+    config_bytes = [(_hex_node(ctx, n, f"descriptors.configurations[{i}]"), n) for i, n in enumerate(configs_node.value)]
+    configurations = [_parse_configuration(ctx, raw, n, f"descriptors.configurations[{i}]", speed)
+                      for i, (raw, n) in enumerate(config_bytes)]
+    bos_loc = values["bos"]
+    bos = None
+    if bos_loc.value is not None:
+        try:
+            bos = BosDescriptor.parse(bos_loc.value)
+        except VusbError as exc:
+            raise ctx.error(bos_loc.node, bos_loc.path, str(exc)) from exc
+        _same_bytes(ctx, bos_loc.node, bos_loc.path, bos_loc.value, bos.to_bytes(), "BOS descriptor")
+    languages, strings = _read_strings(ctx, values["strings"].value)
+    reports: dict[int, tuple[bytes, Node]] = {}
+    rnode = values["report_descriptors"].value
+    hid_numbers: set[int] = set()
+    for config in configurations:
+        hid_numbers.update(i.number for i in config.interfaces if i.interface_class == _HID_CLASS)
+    if rnode is not None:
+        for k, v in rnode.value:
+            where = f"descriptors.report_descriptors.{k.value}"
+            number = _int_key(ctx, k, where, 0, 255, "an interface number")
+            if number not in hid_numbers:
+                raise ctx.error(k, where, f"interface {number} is not a HID interface (HID interfaces: {sorted(hid_numbers)})")
+            data = _hex_node(ctx, v, where)
+            if not data:
+                raise ctx.error(v, where, "the report descriptor is empty")
+            reports[number] = (data, v)
+    raw = RawDescriptors(ctx, node, speed, dev_loc.value, device, config_bytes, configurations, bos, qualifier,
+                         languages, strings, reports, bool(values["fix_report_lengths"].value))
+    # identity fields are optional; when given they must say what the descriptors say
+    actual = raw.identity()
+    for key, loc in identity.items():
+        if key == "speed" or loc.value is None:
+            continue
+        if loc.value != actual[key]:
+            field_name, where = _AGREE[key]
+            raise ctx.error(loc.node, loc.path, f"{_show(loc.value)} disagrees with {field_name} ({_show(actual[key])}) in "
+                            f"{where}; give the same value or leave the field out")
+    return raw
