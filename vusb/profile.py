@@ -441,7 +441,7 @@ class RawDescriptors:
                                   "stalls (give descriptors.report_descriptors)")
                 continue
             name, data, size = default
-            declared = _declared_report_length(self.configuration_bytes, number)
+            declared = _declared_report_length([raw for raw, _ in self.configuration_bytes], number)
             if declared not in (None, len(data)) and not self.fix_report_lengths:
                 self.notes.append(
                     f"interface {number}: the boot {name} default report descriptor is {len(data)} bytes but "
@@ -520,8 +520,8 @@ def _hid_length_offsets(config: bytes, number: int) -> list[tuple[int, int]]:
     return out
 
 
-def _declared_report_length(configs: Sequence[tuple[bytes, Node]], number: int) -> int | None:
-    for raw, _ in configs:
+def _declared_report_length(configs: Sequence[bytes], number: int) -> int | None:
+    for raw in configs:
         found = _hid_length_offsets(raw, number)
         if found:
             return found[0][1]
