@@ -247,3 +247,38 @@ async def test_unlink_of_a_urb_completed_in_the_same_loop_turn_delivers_its_data
         kb.send_report(bytes([0, 0, 4, 0, 0, 0, 0, 0]))  # completes the waiting future...
         assert not host.unlink_urb(urb)  # ...so the unlink comes too late and must not lose it
         assert bytes((await fut).data) == bytes([0, 0, 4, 0, 0, 0, 0, 0])
+
+
+async def test_a_detached_handler_future_never_completes_the_next_urb() -> None:
+    # Found by tests/test_robustness.py: a done callback asyncio had already scheduled
+    # finished whichever URB was active next, duplicating one report and losing another.
+    dev = make_device()
+    kb = dev.functions[0]
+    assert isinstance(kb, KeyboardFunction)
+    async with LocalHost(dev) as host:
+        await host.set_configuration(1)
+        a, fa = host.submit(0x81, 1, 8)
+        b, fb = host.submit(0x81, 1, 8)
+        await asyncio.sleep(0)
+        kb.send_report(bytes([0, 0, 4, 0, 0, 0, 0, 0]))
+        assert not host.unlink_urb(a)  # completed in this loop turn: delivered, not cancelled
+        await asyncio.sleep(0)
+        assert not fb.done()  # b still waits; it does not get report 4 a second time
+        kb.send_report(bytes([0, 0, 5, 0, 0, 0, 0, 0]))
+        assert bytes((await fa).data)[2] == 4 and bytes((await asyncio.wait_for(fb, 1)).data)[2] == 5
+
+
+async def test_urb_after_unlink_and_reconfiguration_in_one_turn_is_answered() -> None:
+    dev = make_device()
+    kb = dev.functions[0]
+    assert isinstance(kb, KeyboardFunction)
+    async with LocalHost(dev) as host:
+        await host.set_configuration(1)
+        a, _ = host.submit(0x81, 1, 8)
+        await asyncio.sleep(0)
+        assert host.unlink_urb(a)
+        host.submit(0, 0, 0, setup=SetupPacket(0x00, 9, 1, 0, 0))  # SET_CONFIGURATION in the same turn
+        _, fb = host.submit(0x81, 1, 8)
+        await asyncio.sleep(0)
+        kb.send_report(bytes(8))
+        assert (await asyncio.wait_for(fb, 1)).status == 0

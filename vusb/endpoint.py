@@ -105,6 +105,10 @@ class Endpoint:
             fut.add_done_callback(self._finished)
 
     def _finished(self, fut: asyncio.Future[Completion]) -> None:
+        if fut is not self._active_future:
+            # A callback asyncio had already scheduled for a future that unlink, halt or
+            # shutdown has since detached: it must not finish whatever URB is active now.
+            return
         urb = self._active
         self._active = None
         self._active_future = None
