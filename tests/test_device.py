@@ -258,7 +258,7 @@ async def test_a_detached_handler_future_never_completes_the_next_urb() -> None:
     async with LocalHost(dev) as host:
         await host.set_configuration(1)
         a, fa = host.submit(0x81, 1, 8)
-        b, fb = host.submit(0x81, 1, 8)
+        _, fb = host.submit(0x81, 1, 8)
         await asyncio.sleep(0)
         kb.send_report(bytes([0, 0, 4, 0, 0, 0, 0, 0]))
         assert not host.unlink_urb(a)  # completed in this loop turn: delivered, not cancelled
