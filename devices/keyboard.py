@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterable
 
 from devices.hid import HidFunction, HidProtocolCode, HidSubclass
 from vusb.device import Device
@@ -339,12 +338,3 @@ class Keyboard(Device):
     @property
     def idle(self) -> dict[int, int]:
         return self.keyboard.idle
-
-
-def strokes_to_reports(strokes: Iterable[tuple[Key, Modifier]]) -> list[bytes]:
-    """The reports :meth:`KeyboardFunction.type` sends for these strokes (press then release each)."""
-    out = []
-    for key, mods in strokes:
-        out.append(bytes((int(mods), 0, int(key), 0, 0, 0, 0, 0)))
-        out.append(bytes(8))
-    return out

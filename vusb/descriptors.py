@@ -13,7 +13,7 @@ program that defines it, never later when a host enumerates the device.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -902,13 +902,3 @@ class BosDescriptor(Descriptor):
                 cap = SuperSpeedCapability(p.bmAttributes, p.wSpeedsSupported, p.bFunctionalitySupport, p.bU1DevExitLat, p.wU2DevExitLat)
             caps.append(cap)
         return cls(tuple(caps))
-
-
-def concat(descriptors: Iterable[Descriptor]) -> bytes:
-    return b"".join(d.to_bytes() for d in descriptors)
-
-
-def endpoints_of(config: ConfigurationDescriptor) -> Sequence[EndpointDescriptor]:
-    """Every endpoint of every alternate setting (the same address may appear more than once)."""
-    return [ep for itf in config.interfaces for ep in itf.endpoints]
-

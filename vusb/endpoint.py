@@ -13,7 +13,6 @@ queues IN data (an IN URB with nothing queued waits, as a real device NAKs) and
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable
@@ -286,7 +285,3 @@ class Endpoint:
         if self._out_data is None:
             self._out_data = asyncio.Queue()
         return await self._out_data.get()
-
-
-def is_awaitable(value: object) -> bool:
-    return inspect.isawaitable(value)

@@ -335,10 +335,6 @@ def load_device(path: str | Path) -> Device:
     return load_profile(path).build()
 
 
-def replace_identity(profile: Profile, **changes: Any) -> Profile:
-    return dataclasses.replace(profile, identity={**profile.identity, **changes})
-
-
 # ------------------------------------------------------------ raw-descriptor profiles
 
 _HID_CLASS = 0x03
