@@ -114,6 +114,13 @@ def _clone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    from vusb.schema import schema_json
+
+    sys.stdout.write(schema_json())
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from vusb.bench import main as bench_main
 
@@ -152,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("busid")
     p.add_argument("--port", type=int, default=USBIP_PORT)
     p.set_defaults(func=_probe)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the profile format")
+    p.set_defaults(func=_schema)
 
     p = sub.add_parser("bench", help="measure the server (round trips, URB rate, storage, memory) beside the machine's limits")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options for the benchmark (--quick, --profile, ...)")
