@@ -197,7 +197,13 @@ class KeyboardFunction(HidFunction):
 
     name = "Keyboard"
 
-    def __init__(self, *, interface_name: str | None = None) -> None:
+    def __init__(self, *, interface_name: str | None = None, type_on_attach: str | None = None,
+                 type_delay: float = 1.0) -> None:
+        if type_on_attach:
+            keys_for_text(type_on_attach)  # refuse untypable text when defined, not when attached
+        self.type_on_attach = type_on_attach
+        self.type_delay = type_delay
+        self._typing: asyncio.Task[None] | None = None
         super().__init__(
             BOOT_KEYBOARD_REPORT_DESCRIPTOR,
             input_size=8,
@@ -226,9 +232,23 @@ class KeyboardFunction(HidFunction):
         self._led_waiters = waiting
 
     def on_reset(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
         super().on_reset()
         self.modifiers = Modifier.NONE
         self.pressed = []
+
+    def on_configured(self, configured: bool) -> None:
+        if configured and self.type_on_attach and self._typing is None:
+            self._typing = asyncio.get_running_loop().create_task(self._type_after_attach(self.type_on_attach))
+
+    async def _type_after_attach(self, text: str) -> None:
+        await asyncio.sleep(self.type_delay)  # give the host's driver time to bind and start polling
+        try:
+            await self.type(text)
+        except UsageError:
+            pass  # the host detached while typing; the text is typed again on the next attach
 
     def report(self) -> bytes:
         keys = self.pressed[:6] if len(self.pressed) <= 6 else [1] * 6  # ErrorRollOver

@@ -8,11 +8,17 @@ from devices.keyboard import KeyboardFunction
 from devices.mouse import MouseFunction
 from devices.storage import register_profile_kinds as _register_storage
 from vusb.device import Function
+from vusb.errors import UsageError
 from vusb.profile import Field, Located, ProfileContext, register_kind
 
 
 def _keyboard(ctx: ProfileContext, o: dict[str, Located]) -> Function:
-    return KeyboardFunction(interface_name=o["interface_name"].value)
+    text = o["type_on_attach"].value
+    try:
+        return KeyboardFunction(interface_name=o["interface_name"].value, type_on_attach=text,
+                                type_delay=o["type_delay"].value)
+    except UsageError as exc:
+        raise ctx.error(o["type_on_attach"].node, o["type_on_attach"].path, str(exc)) from None
 
 
 def _mouse(ctx: ProfileContext, o: dict[str, Located]) -> Function:
@@ -51,7 +57,16 @@ def _hid(ctx: ProfileContext, o: dict[str, Located]) -> Function:
 
 NAME = Field("str", False, None, help="iInterface string")
 
-register_kind("keyboard", {"interface_name": NAME}, _keyboard, "boot keyboard (HID)")
+register_kind(
+    "keyboard",
+    {
+        "interface_name": NAME,
+        "type_on_attach": Field("str", False, None, help="text typed (US layout) each time a host configures the device"),
+        "type_delay": Field("float", False, 1.0, help="seconds between configuration and typing (default 1)"),
+    },
+    _keyboard,
+    "boot keyboard (HID)",
+)
 register_kind("mouse", {"interface_name": NAME}, _mouse, "boot mouse with wheel (HID)")
 register_kind(
     "hid",

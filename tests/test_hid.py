@@ -179,3 +179,23 @@ async def test_pending_send_fails_cleanly_when_host_detaches() -> None:
     host.detach()
     with pytest.raises(UsageError, match="detached"):
         await typing
+
+
+async def test_keyboard_types_given_text_after_each_attach() -> None:
+    from devices import KeyboardFunction
+    from vusb.device import Device
+
+    kb = KeyboardFunction(type_on_attach="hi\n", type_delay=0.01)
+    dev = Device(kb, vendor_id=0x1209, product_id=0x0001)
+    for _ in range(2):
+        async with LocalHost(dev) as host:
+            await host.enumerate()
+            reports = await read_reports(host, 0x81, 8, 6)
+            assert [r[2] for r in reports[::2]] == [Key.H, Key.I, Key.ENTER]
+
+
+def test_untypable_text_on_attach_is_refused_at_definition() -> None:
+    from devices import KeyboardFunction
+
+    with pytest.raises(UsageError, match="cannot be typed"):
+        KeyboardFunction(type_on_attach="naïve")

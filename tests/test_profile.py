@@ -69,3 +69,9 @@ def test_broken_profiles_name_file_line_and_field(case: str, text: str, message:
 def test_unreadable_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match=r"missing\.yaml: cannot read the profile"):
         load_profile(tmp_path / "missing.yaml")
+
+
+def test_untypable_type_on_attach_names_the_field() -> None:
+    text = GOOD.replace("kind: keyboard", "kind: keyboard\n    type_on_attach: \"ça\"")
+    with pytest.raises(ProfileError, match=r"p\.yaml:6:21: field 'functions\[0\]\.type_on_attach': character 'ç'"):
+        parse_profile(text, "p.yaml")
