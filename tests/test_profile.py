@@ -75,3 +75,34 @@ def test_untypable_type_on_attach_names_the_field() -> None:
     text = GOOD.replace("kind: keyboard", "kind: keyboard\n    type_on_attach: \"ça\"")
     with pytest.raises(ProfileError, match=r"p\.yaml:6:21: field 'functions\[0\]\.type_on_attach': character 'ç'"):
         parse_profile(text, "p.yaml")
+
+
+ESCAPES = [
+    ("parent folder", "../outside.img"),
+    ("absolute path", "/tmp/vusb-outside-test.img"),
+]
+
+
+@pytest.mark.parametrize(("case", "image"), ESCAPES, ids=[c[0] for c in ESCAPES])
+def test_profile_paths_cannot_leave_the_profile_folder_unless_allowed(case: str, image: str, tmp_path: Path) -> None:
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    profile = folder / "disk.yaml"
+    profile.write_text("identity: {vendor_id: 0x1209, product_id: 5, speed: high}\n"
+                       f"functions:\n  - kind: mass-storage\n    image: {image}\n    size: 1MiB\n")
+    with pytest.raises(ProfileError, match=r"disk\.yaml:4:12: field 'functions\[0\]\.image': path .* leaves the profile's folder"):
+        load_profile(profile)
+    target = (folder / image).resolve()
+    assert not target.exists()  # nothing was created outside
+    load_profile(profile, allow_outside_paths=True).build().close_unstarted()
+    assert target.exists()
+    target.unlink()
+
+
+def test_paths_inside_the_folder_are_fine(tmp_path: Path) -> None:
+    (tmp_path / "disks").mkdir()
+    profile = tmp_path / "disk.yaml"
+    profile.write_text("identity: {vendor_id: 0x1209, product_id: 5, speed: high}\n"
+                       "functions:\n  - kind: mass-storage\n    image: disks/d.img\n    size: 1MiB\n")
+    load_profile(profile).build().close_unstarted()
+    assert (tmp_path / "disks" / "d.img").stat().st_size == 1 << 20

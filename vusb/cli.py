@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     from vusb.profile import load_profile
     from vusb.server import Server, ServerLimits, run
 
-    profiles = [load_profile(p) for p in args.profiles]
+    profiles = [load_profile(p, allow_outside_paths=args.allow_outside_paths) for p in args.profiles]
     devices = [p.build() for p in profiles]
 
     async def main() -> None:
@@ -84,7 +84,7 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.profiles:
         try:
-            profile = load_profile(path)
+            profile = load_profile(path, allow_outside_paths=args.allow_outside_paths)
         except VusbError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve profiles as USB/IP devices")
     p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let profiles use files outside their own folder (disk images, pty links)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
     p.add_argument("--allow-remote", action="store_true",
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help="check profiles and report every error with file, line, column and field"
                            + (" (alias of validate)" if name == "check" else ""))
         p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
+        p.add_argument("--allow-outside-paths", action="store_true",
+                       help="let profiles use files outside their own folder (disk images, pty links)")
         p.set_defaults(func=_check)
 
     p = sub.add_parser("clone", help="make a raw-descriptor profile from lsusb -v text, sysfs or a usbmon capture")

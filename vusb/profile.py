@@ -20,6 +20,7 @@ documented in ``docs/profiles.md``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,18 +68,36 @@ class Located:
 class ProfileContext:
     """Where a profile is, for errors and for resolving relative paths."""
 
-    def __init__(self, file: str, base_dir: Path) -> None:
+    def __init__(self, file: str, base_dir: Path, *, allow_outside_paths: bool = False) -> None:
         self.file = file
         self.base_dir = base_dir
+        self.allow_outside_paths = allow_outside_paths
 
     def error(self, node: Node | None, path: str, message: str) -> ProfileError:
         line = node.start_mark.line + 1 if node is not None else None
         column = node.start_mark.column + 1 if node is not None else None
         return ProfileError(message, file=self.file, line=line, column=column, field=path or None)
 
-    def resolve(self, value: str) -> Path:
+    def resolve(self, value: str, where: Located | None = None) -> Path:
+        """A path from the profile, relative to its folder, which it may not leave unless allowed.
+
+        A profile from elsewhere must not make the server create, overwrite or expose
+        files outside the profile's own folder (disk images, pty links).
+        """
         p = Path(value)
-        return p if p.is_absolute() else self.base_dir / p
+        full = p if p.is_absolute() else self.base_dir / p
+        if not self.allow_outside_paths:
+            base = self.base_dir.resolve()
+            # Resolve the folders, not the final name: a pty link the server made there
+            # points into /dev/pts, and that is not an escape.
+            lexical = Path(os.path.normpath(full))
+            if not (lexical.parent.resolve() / lexical.name).is_relative_to(base) or lexical.name == "..":
+                message = (f"path {value!r} leaves the profile's folder {base}; allow it with "
+                           "--allow-outside-paths (load_profile(..., allow_outside_paths=True))")
+                if where is not None:
+                    raise self.error(where.node, where.path, message)
+                raise ProfileError(message, file=self.file)
+        return full
 
 
 def _scalar(ctx: ProfileContext, node: Node, path: str, spec: Field) -> Any:
@@ -255,7 +274,7 @@ class Profile:
         return str(self.identity.get("product") or Path(self.file).stem)
 
 
-def load_profile(path: str | Path) -> Profile:
+def load_profile(path: str | Path, *, allow_outside_paths: bool = False) -> Profile:
     """Read and check a profile file; raises :class:`ProfileError` naming what is wrong and where."""
     path = Path(path)
     try:
@@ -264,11 +283,12 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileError(f"cannot read the profile: {exc.strerror or exc}", file=str(path)) from exc
     except UnicodeDecodeError as exc:
         raise ProfileError(f"the profile is not UTF-8 text: {exc.reason} at byte {exc.start}", file=str(path)) from exc
-    return parse_profile(text, str(path), path.resolve().parent)
+    return parse_profile(text, str(path), path.resolve().parent, allow_outside_paths=allow_outside_paths)
 
 
-def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = None) -> Profile:
-    ctx = ProfileContext(file, base_dir or Path.cwd())
+def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = None, *,
+                  allow_outside_paths: bool = False) -> Profile:
+    ctx = ProfileContext(file, base_dir or Path.cwd(), allow_outside_paths=allow_outside_paths)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

@@ -54,7 +54,7 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         backend = NullBackend()
     elif kind == "pty":
         link = o["pty_link"].value
-        backend = PtyBackend(ctx.resolve(link) if link is not None else None)
+        backend = PtyBackend(ctx.resolve(link, o["pty_link"]) if link is not None else None)
     else:
         listen = bool(o["tcp_listen"].value)
         port = o["tcp_port"].value

@@ -80,7 +80,7 @@ def _lun(ctx: ProfileContext, o: dict[str, Located], path: str) -> LogicalUnit:
     if overlay_text is not None:
         lowered = str(overlay_text).strip().lower()
         overlay = True if lowered in ("memory", "true", "yes", "on") else \
-            None if lowered in ("false", "no", "off") else str(ctx.resolve(str(overlay_text)))
+            None if lowered in ("false", "no", "off") else str(ctx.resolve(str(overlay_text), o["overlay"]))
     image = o["image"].value
     store: BackingStore | None = None
     if empty:
@@ -94,7 +94,7 @@ def _lun(ctx: ProfileContext, o: dict[str, Located], path: str) -> LogicalUnit:
         if memory and size is None and image is None:
             raise ctx.error(where, f"{path}.size" if path else "size", "a memory disk needs a size")
         try:
-            store = open_store(str(ctx.resolve(image)) if image is not None else None, size=size,
+            store = open_store(str(ctx.resolve(image, o["image"])) if image is not None else None, size=size,
                                read_only=read_only, memory=memory, overlay=overlay)
         except (UsageError, OSError) as exc:
             raise ctx.error(where, o["image"].path, str(exc)) from None
