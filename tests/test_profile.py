@@ -106,3 +106,51 @@ def test_paths_inside_the_folder_are_fine(tmp_path: Path) -> None:
                        "functions:\n  - kind: mass-storage\n    image: disks/d.img\n    size: 1MiB\n")
     load_profile(profile).build().close_unstarted()
     assert (tmp_path / "disks" / "d.img").stat().st_size == 1 << 20
+
+
+CANNED = GOOD + """control:
+  - request_type: 0xC0
+    request: 0x01
+    reply: "de ad be ef"
+  - request_type: 0xC0
+    request: 0x02
+    value: 7
+    stall: true
+  - request_type: 0x40
+    request: 0x03
+"""
+
+
+async def test_canned_control_responses() -> None:
+    from vusb.errors import Stall
+    from vusb.testing import LocalHost
+    from vusb.urb import SetupPacket
+
+    device = parse_profile(CANNED, "p.yaml").build()
+    async with LocalHost(device) as host:
+        assert await host.control(SetupPacket(0xC0, 0x01, 0, 0, 2)) == b"\xde\xad"  # cut to wLength
+        with pytest.raises(Stall):
+            await host.control(SetupPacket(0xC0, 0x02, 7, 0, 4))
+        with pytest.raises(Stall):  # value 8 matches no entry: unhandled, stalls
+            await host.control(SetupPacket(0xC0, 0x02, 8, 0, 4))
+        assert await host.control(SetupPacket(0x40, 0x03, 0, 0, 3), b"abc") == b""
+
+
+CANNED_ERRORS = [
+    ("standard request", "  - request_type: 0x80\n    request: 6\n",
+     "p.yaml:7:19: field 'control[0].request_type': 0x80 is not a class (0x20) or vendor (0x40) request; "
+     "standard requests are answered by the device itself"),
+    ("standard request in range", "  - request_type: 0x82\n    request: 0\n",
+     "p.yaml:7:19: field 'control[0].request_type': 0x82 is not a class (0x20) or vendor (0x40) request"),
+    ("reply on OUT", "  - request_type: 0x40\n    request: 1\n    reply: '01'\n",
+     "p.yaml:9:12: field 'control[0].reply': a reply is IN data"),
+    ("reply and stall", "  - request_type: 0xC0\n    request: 1\n    reply: '01'\n    stall: true\n",
+     "p.yaml:10:12: field 'control[0].stall': give either a reply or stall: true"),
+]
+
+
+@pytest.mark.parametrize(("case", "entry", "message"), CANNED_ERRORS, ids=[c[0] for c in CANNED_ERRORS])
+def test_canned_control_errors(case: str, entry: str, message: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(GOOD + "control:\n" + entry, "p.yaml")
+    assert str(info.value).startswith(message), str(info.value)

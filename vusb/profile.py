@@ -37,8 +37,9 @@ from vusb.descriptors import (
     InterfaceDescriptor,
     StringDescriptor,
 )
-from vusb.device import Device, Function, StringTable
-from vusb.errors import ProfileError, VusbError
+from vusb.device import NOT_HANDLED, ControlResult, Device, Function, StringTable
+from vusb.errors import ProfileError, Stall, VusbError
+from vusb.urb import SetupPacket
 
 Node = yaml.Node
 
@@ -221,7 +222,71 @@ TOP_FIELDS: dict[str, Field] = {
     "identity": Field("map", False),
     "functions": Field("list", False),
     "descriptors": Field("map", False),
+    "control": Field("list", False, help="canned answers to class and vendor control requests"),
 }
+
+CONTROL_FIELDS: dict[str, Field] = {
+    "request_type": Field("int", True, low=0x20, high=0xFF,
+                          help="bmRequestType: direction | type (class 0x20, vendor 0x40) | recipient"),
+    "request": Field("int", True, low=0, high=0xFF, help="bRequest"),
+    "value": Field("int", False, None, 0, 0xFFFF, help="wValue to match (any when omitted)"),
+    "index": Field("int", False, None, 0, 0xFFFF, help="wIndex to match (any when omitted)"),
+    "reply": Field("hex", False, None, help="IN data (cut to wLength)"),
+    "stall": Field("bool", False, False, help="answer with a stall"),
+}
+
+
+@dataclass(frozen=True)
+class CannedRequest:
+    """One ``control:`` entry: a class or vendor request and its answer."""
+
+    request_type: int
+    request: int
+    value: int | None
+    index: int | None
+    reply: bytes | None
+    stall: bool
+
+    def matches(self, setup: SetupPacket) -> bool:
+        return (setup.request_type == self.request_type and setup.request == self.request
+                and (self.value is None or setup.value == self.value)
+                and (self.index is None or setup.index == self.index))
+
+
+def _read_control(ctx: ProfileContext, node: Node) -> list[CannedRequest]:
+    entries = []
+    for i, item in enumerate(node.value):
+        path = f"control[{i}]"
+        o = read_mapping(ctx, item, path, CONTROL_FIELDS)
+        rtype = o["request_type"].value
+        if (rtype >> 5) & 3 not in (1, 2):
+            raise ctx.error(o["request_type"].node, o["request_type"].path,
+                            f"0x{rtype:02x} is not a class (0x20) or vendor (0x40) request; standard requests "
+                            "are answered by the device itself")
+        is_in = bool(rtype & 0x80)
+        reply, stall = o["reply"].value, o["stall"].value
+        if reply is not None and not is_in:
+            raise ctx.error(o["reply"].node, o["reply"].path,
+                            "a reply is IN data, but this request_type is host-to-device (bit 7 clear)")
+        if reply is not None and stall:
+            raise ctx.error(o["stall"].node, o["stall"].path, "give either a reply or stall: true, not both")
+        entries.append(CannedRequest(rtype, o["request"].value, o["value"].value, o["index"].value,
+                                     reply if reply is not None else (b"" if is_in and not stall else None), stall))
+    return entries
+
+
+def canned_handler(entries: list[CannedRequest]) -> Callable[[SetupPacket, bytes], ControlResult]:
+    """A device-level handler answering class/vendor requests from a profile's ``control:`` list."""
+
+    def handle(setup: SetupPacket, data: bytes) -> ControlResult:
+        for entry in entries:
+            if entry.matches(setup):
+                if entry.stall:
+                    raise Stall()
+                return entry.reply
+        return NOT_HANDLED
+
+    return handle
 
 #: identity fields of a raw-descriptor profile: all optional, and each must agree with the descriptors
 RAW_IDENTITY_FIELDS: dict[str, Field] = {
@@ -249,8 +314,15 @@ class Profile:
     functions: list[tuple[Kind, dict[str, Located]]]
     context: ProfileContext
     descriptors: RawDescriptors | None = None
+    control: list[CannedRequest] = dataclasses.field(default_factory=list)
 
     def build(self) -> Device:
+        device = self._build()
+        if self.control:
+            device.vendor_handler = canned_handler(self.control)
+        return device
+
+    def _build(self) -> Device:
         if self.descriptors is not None:
             return self.descriptors.build(self)
         built = []
@@ -343,7 +415,9 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
         else:
             options = read_mapping(ctx, fnode, fpath, kind.fields, allow_extra=("kind",))
         functions.append((kind, options))
-    profile = Profile(file, identity, functions, ctx, descriptors)
+    control_node = top["control"].value
+    control = _read_control(ctx, control_node) if control_node is not None else []
+    profile = Profile(file, identity, functions, ctx, descriptors, control)
     # Build once now so that every definition error shows up at load time, with the file named;
     # the trial device is closed at once so it holds no file open.
     profile.build().close_unstarted()

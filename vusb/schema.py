@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from vusb.profile import DESCRIPTOR_FIELDS, IDENTITY_FIELDS, RAW_IDENTITY_FIELDS, Field, kinds
+from vusb.profile import CONTROL_FIELDS, DESCRIPTOR_FIELDS, IDENTITY_FIELDS, RAW_IDENTITY_FIELDS, Field, kinds
 
 SCHEMA_ID = "https://vusb.invalid/profile.schema.json"
 _INT_TEXT = r"^(0[xX][0-9a-fA-F]+|[0-9]+)$"
@@ -91,6 +91,8 @@ def profile_schema() -> dict[str, Any]:
             "identity": {"anyOf": [_mapping(IDENTITY_FIELDS), _mapping(RAW_IDENTITY_FIELDS, required=[])]},
             "functions": {"type": "array", "items": {"oneOf": functions}},
             "descriptors": descriptors,
+            "control": {"type": "array", "items": _mapping(CONTROL_FIELDS),
+                        "description": "canned answers to class and vendor control requests"},
         },
         "additionalProperties": False,
         "anyOf": [
