@@ -793,3 +793,41 @@ async def test_profile_tcp_and_pty(tmp_path: Path) -> None:
     assert (tmp_path / "ttyP").is_symlink()
     for f in (tcp, pty):
         await f.close()
+
+
+ANSWERING = PROFILE_HEAD + """    backend: answers
+    echo: false
+    unmatched: "ERROR\\r\\n"
+    answers:
+      - match: "AT"
+        reply: "OK\\r\\n"
+      - match: "AT\\\\+NAME=(\\\\w+)"
+        reply: "HELLO \\\\1\\r\\nOK\\r\\n"
+"""
+
+
+async def test_answering_serial_port_replies_to_matching_lines() -> None:
+    register_profile_kinds()
+    device = parse_profile(ANSWERING, "p.yaml").build()
+    acm = device.functions[0]
+    assert isinstance(acm, CdcAcmFunction)
+    async with LocalHost(device) as host:  # the backend starts when a host attaches
+        await host.enumerate()
+        await host.transfer_out(acm.out_address, b"AT\r\nAT+NAME=vusb\rATX\n")
+        got = b""
+        while got.count(b"\r\n") < 4:
+            got += await host.transfer_in(acm.in_address, 64, timeout=2)
+    await acm.close()
+    assert got == b"OK\r\nHELLO vusb\r\nOK\r\nERROR\r\n"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("    backend: answers\n", "backend: answers needs an answers list"),
+    ("    backend: answers\n    answers:\n      - match: \"(\"\n        reply: x\n", "invalid regular expression"),
+    ("    backend: answers\n    answers:\n      - match: \"a\"\n        reply: \"\\\\2\"\n", "invalid reply template"),
+    ("    backend: loopback\n    echo: true\n", "echo only applies to backend: answers"),
+])
+def test_answering_serial_port_profile_errors(extra: str, message: str) -> None:
+    register_profile_kinds()
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(PROFILE_HEAD + extra, "p.yaml")

@@ -41,6 +41,7 @@ ring, framing, parity and overrun error.
 """
 
 from devices.cdc_acm.backends import (
+    AnswerBackend,
     BackendSpec,
     LoopbackBackend,
     NullBackend,
@@ -77,6 +78,7 @@ __all__ = [
     "AcmCapability",
     "AcmDescriptor",
     "AcmProtocol",
+    "AnswerBackend",
     "BackendSpec",
     "ByteFifo",
     "CallManagementCapability",

@@ -21,10 +21,12 @@ import asyncio
 import errno
 import logging
 import os
+import re
 import socket
 import termios
 import tty
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Union
 
@@ -130,6 +132,88 @@ class LoopbackBackend(SerialBackend):
                 dst.put(src.get(n))
         finally:
             self._busy = False
+
+
+class AnswerBackend(SerialBackend):
+    """Answers lines from the host that match patterns, like a scripted modem or instrument.
+
+    Each line (ended by CR or LF) is tried against the rules in order; the first regular
+    expression that matches (``re.fullmatch`` on the line without its terminator) sends
+    its reply, with ``\\1``-style group references expanded. Lines that match nothing get
+    ``unmatched`` if given. With ``echo`` the host's bytes are echoed first, as a modem
+    in command mode does. Lines longer than ``max_line`` bytes are discarded.
+    """
+
+    kind = "answers"
+
+    def __init__(self, rules: Sequence[tuple[str, str]], *, unmatched: str | None = None, echo: bool = False,
+                 max_line: int = 4096) -> None:
+        super().__init__()
+        self.rules = [(re.compile(pattern.encode("latin-1")), reply.encode("latin-1")) for pattern, reply in rules]
+        self.unmatched = unmatched.encode("latin-1") if unmatched is not None else None
+        self.echo = echo
+        self.max_line = max_line
+        self._line = bytearray()
+        self._out = bytearray()
+        self._overlong = False
+        self._busy = False
+
+    def start(self) -> None:
+        port = self.acm
+        port.from_host.add_data_listener(self._on_data)
+        port.to_host.add_room_listener(self._flush)
+        self._on_data()
+
+    async def close(self) -> None:
+        if self.port is not None:
+            self.port.from_host.remove_listener(self._on_data)
+            self.port.to_host.remove_listener(self._flush)
+
+    def answer(self, line: bytes) -> bytes | None:
+        """The reply to one line (without its terminator), or None."""
+        for pattern, reply in self.rules:
+            match = pattern.fullmatch(line)
+            if match is not None:
+                return match.expand(reply)
+        return self.unmatched
+
+    def _on_data(self) -> None:
+        # Moving bytes can call the listeners again (an IN URB takes them at once, a held
+        # OUT URB is released): the outer call's loop picks that up.
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            src, dst = self.acm.from_host, self.acm.to_host
+            while True:
+                while len(src) and len(self._out) < self.max_line * 4:  # a slow host holds the sender back
+                    self._consume(src.get(len(src)))
+                n = min(len(self._out), dst.room)
+                if n <= 0:
+                    break
+                chunk = bytes(self._out[:n])
+                del self._out[:n]
+                dst.put(chunk)
+        finally:
+            self._busy = False
+
+    _flush = _on_data
+
+    def _consume(self, data: bytes) -> None:
+        if self.echo:
+            self._out += data
+        for byte in data:
+            if byte in (0x0A, 0x0D):
+                if self._line and not self._overlong:
+                    reply = self.answer(bytes(self._line))
+                    if reply:
+                        self._out += reply
+                self._line.clear()
+                self._overlong = False
+            elif len(self._line) < self.max_line:
+                self._line.append(byte)
+            else:
+                self._overlong = True
 
 
 # ------------------------------------------------------------------ pseudo-terminal

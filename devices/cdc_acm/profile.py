@@ -15,13 +15,15 @@
 
 from __future__ import annotations
 
-from devices.cdc_acm.backends import LoopbackBackend, NullBackend, PtyBackend, SerialBackend, TcpBackend
+import re
+
+from devices.cdc_acm.backends import AnswerBackend, LoopbackBackend, NullBackend, PtyBackend, SerialBackend, TcpBackend
 from devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction
 from devices.cdc_acm.spec import AcmProtocol
 from vusb.device import Function
-from vusb.profile import Field, Located, ProfileContext, register_kind
+from vusb.profile import Field, Located, ProfileContext, read_mapping, register_kind
 
-BACKENDS = ("loopback", "pty", "tcp", "none")
+BACKENDS = ("loopback", "pty", "tcp", "answers", "none")
 
 FIELDS: dict[str, Field] = {
     "backend": Field("choice", False, "loopback", choices=BACKENDS,
@@ -36,14 +38,24 @@ FIELDS: dict[str, Field] = {
     "buffer_size": Field("int", False, DEFAULT_BUFFER_SIZE, 64, 1 << 30,
                          help="bytes buffered in each direction before the sender waits"),
     "interface_name": Field("str", False, None, help="iInterface string of the communications interface"),
+    "answers": Field("list", False, None, help="answers: each {match: regex, reply: text} for a whole line"),
+    "unmatched": Field("str", False, None, help="answers: reply to a line that matches no rule"),
+    "echo": Field("bool", False, None, help="answers: echo the host's bytes first, like a modem"),
+}
+
+ANSWER_FIELDS: dict[str, Field] = {
+    "match": Field("str", True, help="regular expression matched against the whole line (without CR/LF)"),
+    "reply": Field("str", True, help="text sent back; \\1 and \\g<name> insert groups"),
 }
 
 
 def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     kind = o["backend"].value
-    given = {name for name, loc in o.items() if loc.value is not None and name.startswith(("tcp_", "pty_"))}
+    owners = {"answers": "answers", "unmatched": "answers", "echo": "answers"}
+    given = {name for name, loc in o.items()
+             if loc.value is not None and (name.startswith(("tcp_", "pty_")) or name in owners)}
     for name in sorted(given):
-        wanted = "tcp" if name.startswith("tcp_") else "pty"
+        wanted = owners.get(name) or ("tcp" if name.startswith("tcp_") else "pty")
         if kind != wanted:
             loc = o[name]
             raise ctx.error(loc.node, loc.path, f"{name} only applies to backend: {wanted} (this port uses {kind})")
@@ -52,6 +64,8 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         backend = LoopbackBackend()
     elif kind == "none":
         backend = NullBackend()
+    elif kind == "answers":
+        backend = _answers(ctx, o)
     elif kind == "pty":
         link = o["pty_link"].value
         backend = PtyBackend(ctx.resolve(link, o["pty_link"]) if link is not None else None)
@@ -66,6 +80,26 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         backend = TcpBackend(o["tcp_host"].value or "127.0.0.1", port, listen=listen)
     return CdcAcmFunction(backend, protocol=o["protocol"].value, buffer_size=o["buffer_size"].value,
                           interface_name=o["interface_name"].value)
+
+
+def _answers(ctx: ProfileContext, o: dict[str, Located]) -> SerialBackend:
+    loc = o["answers"]
+    if loc.value is None:
+        raise ctx.error(o["backend"].node, loc.path, "backend: answers needs an answers list of {match, reply}")
+    rules = []
+    for i, item in enumerate(loc.value.value):
+        rule = read_mapping(ctx, item, f"{loc.path}[{i}]", ANSWER_FIELDS)
+        pattern, reply = rule["match"].value, rule["reply"].value
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ctx.error(rule["match"].node, rule["match"].path, f"invalid regular expression: {exc}") from None
+        try:
+            compiled.sub(reply, "")  # parses the reply template against the pattern's groups
+        except re.error as exc:
+            raise ctx.error(rule["reply"].node, rule["reply"].path, f"invalid reply template: {exc}") from None
+        rules.append((pattern, reply))
+    return AnswerBackend(rules, unmatched=o["unmatched"].value, echo=bool(o["echo"].value))
 
 
 def register_profile_kinds() -> None:
