@@ -32,6 +32,16 @@ def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):  # before the banner: a user may press Ctrl-C at once
             loop.add_signal_handler(sig, stop.set)
         await server.start()
+        control = None
+        if not args.no_control:
+            from vusb.control import ControlServer
+
+            control = ControlServer(server, args.control)  # None: default_socket_path(server.port)
+            try:
+                await control.start()
+            except BaseException:
+                await server.close()
+                raise
         client_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost", "::1") else "<this-host>"
         port_opt = f" --tcp-port {server.port}" if server.port != USBIP_PORT else ""
         print(f"vusb: serving {len(devices)} device(s) on {args.host}:{server.port}", flush=True)
@@ -40,14 +50,24 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"      attach: usbip{port_opt} attach -r {client_host} -b {export.busid}", flush=True)
         if client_host == "127.0.0.1":
             print("  (a QEMU guest with user networking reaches this server as 10.0.2.2)", flush=True)
+        if control is not None:
+            print(f"  control: {control.path}  (vusb ctl --socket {control.path} list)", flush=True)
         await stop.wait()
         print("vusb: shutting down", flush=True)
+        if control is not None:
+            await control.close()
         await server.close()
         for device in devices:
             await device.aclose()  # flushes disk images, stops serial backends
 
     run(main(), use_uvloop=not args.no_uvloop)
     return 0
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    from vusb.control import ctl_main
+
+    return ctl_main(args.socket, args.port, [*args.ctl_args, *(["--json"] if args.json else [])])
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -149,7 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capture", metavar="FILE.pcap",
                    help="write the USB/IP traffic as a pcap (Wireshark: -d tcp.port==PORT,usbip)")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
+    p.add_argument("--control", metavar="PATH",
+                   help="control socket for `vusb ctl` (default $XDG_RUNTIME_DIR/vusb/PORT.sock, "
+                   "else /tmp/vusb-UID/PORT.sock)")
+    p.add_argument("--no-control", action="store_true", help="do not open the control socket")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("ctl", help="drive the devices of a running `vusb serve` (type, move, eject, unplug...)",
+                       description="Send one command to the control socket of a running `vusb serve`: "
+                       "list, type, press, release, tap, move, click, press-button, release-button, scroll, "
+                       "eject, insert, serial-write, serial-read, unplug, plug. "
+                       "`vusb ctl COMMAND --help` shows a command's arguments.")
+    p.add_argument("--socket", metavar="PATH", help="the control socket (default: the one of --port)")
+    p.add_argument("--port", type=int, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
+    p.add_argument("--json", action="store_true", help="print the reply object as JSON")
+    p.add_argument("ctl_args", nargs=argparse.REMAINDER, metavar="COMMAND ARGS...")
+    p.set_defaults(func=_ctl)
 
     p = sub.add_parser("list", help="list the devices a USB/IP server exports")
     p.add_argument("host", nargs="?", default="127.0.0.1")
