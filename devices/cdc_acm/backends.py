@@ -97,10 +97,13 @@ class NullBackend(SerialBackend):
     reads_host_data = False
 
 
-class LoopbackBackend(SerialBackend):
-    """Echo: every byte from the host is sent back to it, in order, with backpressure."""
+class PumpedBackend(SerialBackend):
+    """A backend that moves bytes whenever the host sends data or makes room.
 
-    kind = "loopback"
+    Subclasses implement :meth:`_move`. Moving bytes calls the listeners again (an IN
+    URB takes them at once, a held OUT URB is released): the outer call's loop picks
+    that up, so nested calls return at once.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -118,23 +121,33 @@ class LoopbackBackend(SerialBackend):
             self.port.to_host.remove_listener(self._pump)
 
     def _pump(self) -> None:
-        # Moving bytes calls the listeners again (an IN URB takes them, a held OUT URB is
-        # released): the outer call's loop picks that up, so nested calls return at once.
         if self._busy:
             return
         self._busy = True
         try:
-            src, dst = self.acm.from_host, self.acm.to_host
-            while True:
-                n = min(len(src), dst.room)
-                if n <= 0:
-                    break
-                dst.put(src.get(n))
+            self._move()
         finally:
             self._busy = False
 
+    def _move(self) -> None:
+        raise NotImplementedError
 
-class AnswerBackend(SerialBackend):
+
+class LoopbackBackend(PumpedBackend):
+    """Echo: every byte from the host is sent back to it, in order, with backpressure."""
+
+    kind = "loopback"
+
+    def _move(self) -> None:
+        src, dst = self.acm.from_host, self.acm.to_host
+        while True:
+            n = min(len(src), dst.room)
+            if n <= 0:
+                break
+            dst.put(src.get(n))
+
+
+class AnswerBackend(PumpedBackend):
     """Answers lines from the host that match patterns, like a scripted modem or instrument.
 
     Each line (ended by CR or LF) is tried against the rules in order; the first regular
@@ -156,18 +169,6 @@ class AnswerBackend(SerialBackend):
         self._line = bytearray()
         self._out = bytearray()
         self._overlong = False
-        self._busy = False
-
-    def start(self) -> None:
-        port = self.acm
-        port.from_host.add_data_listener(self._on_data)
-        port.to_host.add_room_listener(self._flush)
-        self._on_data()
-
-    async def close(self) -> None:
-        if self.port is not None:
-            self.port.from_host.remove_listener(self._on_data)
-            self.port.to_host.remove_listener(self._flush)
 
     def answer(self, line: bytes) -> bytes | None:
         """The reply to one line (without its terminator), or None."""
@@ -177,27 +178,17 @@ class AnswerBackend(SerialBackend):
                 return match.expand(reply)
         return self.unmatched
 
-    def _on_data(self) -> None:
-        # Moving bytes can call the listeners again (an IN URB takes them at once, a held
-        # OUT URB is released): the outer call's loop picks that up.
-        if self._busy:
-            return
-        self._busy = True
-        try:
-            src, dst = self.acm.from_host, self.acm.to_host
-            while True:
-                while len(src) and len(self._out) < self.max_line * 4:  # a slow host holds the sender back
-                    self._consume(src.get(len(src)))
-                n = min(len(self._out), dst.room)
-                if n <= 0:
-                    break
-                chunk = bytes(self._out[:n])
-                del self._out[:n]
-                dst.put(chunk)
-        finally:
-            self._busy = False
-
-    _flush = _on_data
+    def _move(self) -> None:
+        src, dst = self.acm.from_host, self.acm.to_host
+        while True:
+            while len(src) and len(self._out) < self.max_line * 4:  # a slow host holds the sender back
+                self._consume(src.get(len(src)))
+            n = min(len(self._out), dst.room)
+            if n <= 0:
+                break
+            chunk = bytes(self._out[:n])
+            del self._out[:n]
+            dst.put(chunk)
 
     def _consume(self, data: bytes) -> None:
         if self.echo:
