@@ -745,12 +745,16 @@ def test_memory_store_is_sparse_and_copy_on_write_chunks() -> None:
 
 
 @pytest.mark.parametrize(("store", "cdb", "data_in", "sense"), [
-    pytest.param(FaultyStore(MiB, write_error=errno.ENOSPC), rw10(0x2A, 0, 8), False, (MEDIUM_ERROR, 0x0C, 0),
-                 id="ENOSPC on write"),
+    pytest.param(FaultyStore(MiB, write_error=errno.ENOSPC), rw10(0x2A, 0, 8), False, (DATA_PROTECT, 0x27, 7),
+                 id="full file system: space allocation failed"),
+    pytest.param(FaultyStore(MiB, write_error=errno.EFBIG), rw10(0x2A, 0, 8), False, (DATA_PROTECT, 0x27, 7),
+                 id="file size limit: space allocation failed"),
     pytest.param(FaultyStore(MiB, write_error=errno.EIO), rw10(0x2A, 8, 8), False, (MEDIUM_ERROR, 0x0C, 0),
                  id="EIO on write"),
-    pytest.param(FaultyStore(MiB, write_error=errno.EROFS), rw16(0x8A, 8, 8), False, (MEDIUM_ERROR, 0x0C, 0),
-                 id="unwritable"),
+    pytest.param(FaultyStore(MiB, write_error=errno.EROFS), rw16(0x8A, 8, 8), False, (DATA_PROTECT, 0x27, 0),
+                 id="read-only file system: write protected"),
+    pytest.param(FaultyStore(MiB, write_error=errno.EACCES), rw10(0x2A, 8, 8), False, (DATA_PROTECT, 0x27, 0),
+                 id="permission lost: write protected"),
     pytest.param(FaultyStore(MiB, read_error=errno.EIO), rw10(0x28, 0, 8), True, (MEDIUM_ERROR, 0x11, 0),
                  id="EIO on read"),
     pytest.param(FaultyStore(MiB, read_error=errno.EIO), rw10(0x2F, 0, 8, flags=0x02), False,
@@ -758,7 +762,7 @@ def test_memory_store_is_sparse_and_copy_on_write_chunks() -> None:
     pytest.param(FaultyStore(MiB, flush_error=errno.EIO), SYNCHRONIZE_CACHE_10, True, (MEDIUM_ERROR, 0x0C, 0),
                  id="EIO on fsync"),
 ])
-async def test_io_errors_become_medium_errors(store: BackingStore, cdb: bytes, data_in: bool,
+async def test_io_errors_become_scsi_errors(store: BackingStore, cdb: bytes, data_in: bool,
                                               sense: tuple[int, int, int]) -> None:
     length = 0 if cdb[0] == 0x35 else 4096
     async with attached(MassStorage(store)) as bot:
@@ -783,7 +787,7 @@ async def test_io_error_in_the_middle_of_a_transfer() -> None:
         # Writing: the rest of the data is taken and dropped.
         await bot.send_cbw(rw10(0x2A, 0, 16), 8192, data_in=False)
         await bot.host.transfer_out(bot.bulk_out, b"A" * 4096)
-        store.write_error = errno.ENOSPC
+        store.write_error = errno.EIO
         await bot.host.transfer_out(bot.bulk_out, b"B" * 4096)
         csw, _ = await bot.read_csw()
         assert (csw.status, csw.residue) == (1, 4096)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,9 @@ SAVING_PARAMETERS_NOT_SUPPORTED = Sense(SenseKey.ILLEGAL_REQUEST, 0x39, 0x00, "S
 MEDIUM_REMOVAL_PREVENTED = Sense(SenseKey.ILLEGAL_REQUEST, 0x53, 0x02, "MEDIUM REMOVAL PREVENTED")
 NOT_READY_TO_READY_CHANGE = Sense(SenseKey.UNIT_ATTENTION, 0x28, 0x00, "NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED")
 WRITE_PROTECTED = Sense(SenseKey.DATA_PROTECT, 0x27, 0x00, "WRITE PROTECTED")
+# SBC-3's thin-provisioning answer when the space behind the medium runs out; Linux
+# turns it into ENOSPC for the writer instead of a generic I/O error.
+SPACE_ALLOCATION_FAILED = Sense(SenseKey.DATA_PROTECT, 0x27, 0x07, "SPACE ALLOCATION FAILED WRITE PROTECT")
 MISCOMPARE_DURING_VERIFY = Sense(SenseKey.MISCOMPARE, 0x1D, 0x00, "MISCOMPARE DURING VERIFY OPERATION")
 
 
@@ -245,7 +249,20 @@ class WriteBlocks(Command):
         except OSError as exc:
             log.warning("write of %d bytes at %d to %s failed: %s", len(data), self.start + offset,
                         self.store.describe(), exc)
-            raise CheckCondition(WRITE_ERROR) from exc
+            raise CheckCondition(write_failure_sense(exc)) from exc
+
+
+def write_failure_sense(exc: OSError) -> Sense:
+    """The sense a real disk would give for a failed write of the backing store.
+
+    A full file system (or a file size limit) is a thin-provisioned LUN out of space; a
+    store that became read-only is write-protected; anything else is a medium error.
+    """
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return SPACE_ALLOCATION_FAILED
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return WRITE_PROTECTED
+    return WRITE_ERROR
 
 
 class CompareBlocks(Command):
