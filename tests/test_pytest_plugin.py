@@ -46,3 +46,33 @@ def test_kernel_fixture_skips_without_harness_outside_ci(pytester: pytest.Pytest
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*real-kernel harness unavailable*"])
+
+
+PROFILE_TESTS = '''
+import pytest
+from vusb.errors import ProfileError
+
+async def test_profile_beside_the_test(vusb_host):
+    host = vusb_host("mouse.yaml")
+    info = await host.enumerate()
+    assert info.device.product_id == 0x0002
+
+async def test_profile_from_rootdir(vusb_host):  # not beside the test: found in the rootdir
+    host = vusb_host("profiles/mouse.yaml")
+    assert (await host.enumerate()).device.product_id == 0x0002
+
+def test_missing_profile_names_where_it_looked(vusb_host):
+    with pytest.raises(ProfileError, match="profile not found; looked in .*sub.*nope.yaml"):
+        vusb_host("nope.yaml")
+'''
+
+
+def test_fixtures_take_profile_paths(pytester: pytest.Pytester) -> None:
+    mouse = "identity: {vendor_id: 0x1209, product_id: 0x0002}\nfunctions:\n  - kind: mouse\n"
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.mkdir("profiles").joinpath("mouse.yaml").write_text(mouse)
+    sub = pytester.mkdir("sub")
+    sub.joinpath("mouse.yaml").write_text(mouse)
+    sub.joinpath("test_profiles.py").write_text(PROFILE_TESTS)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)

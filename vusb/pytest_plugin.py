@@ -12,9 +12,12 @@ Fixtures:
     The real-kernel target (a QEMU guest booted once per session, or the local
     vhci-hcd with ``--vusb-target=local``).  Kernel: ``--vusb-kernel`` or ``$VUSB_KERNEL``.
 ``vusb_attach``
-    ``attached = await vusb_attach(device)`` serves the device, attaches it to the
-    guest, waits for what its driver creates (``attached.node``: /dev/input/eventN,
+    ``attached = await vusb_attach(device)`` serves the device (or a YAML profile
+    given by path), attaches it to the guest, waits for what its driver creates (``attached.node``: /dev/input/eventN,
     /dev/sdX, /dev/ttyACMn) and detaches it after the test.
+
+``vusb_host`` and ``vusb_attach`` take a :class:`~vusb.device.Device` or the path of a
+profile; a relative path is looked up beside the test file, then in pytest's rootdir.
 
 When the harness cannot run (QEMU missing...), kernel fixtures skip the test, or fail
 it with ``--vusb-require-kernel`` or when ``$CI`` is set: in CI a skipped kernel test
@@ -27,6 +30,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +38,40 @@ from vusb.device import Device
 from vusb.server import Server
 from vusb.testing import LocalHost
 
-__all__ = ["Attached"]
+__all__ = ["Attached", "DeviceOrProfile", "load_device"]
+
+try:  # async fixtures that work in pytest-asyncio's strict mode as well as in auto mode
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - without pytest-asyncio no async test can run anyway
+    async_fixture = pytest.fixture  # type: ignore[assignment]
+
+#: What the fixtures accept: a device object, or the path of a YAML profile.
+DeviceOrProfile = Device | str | os.PathLike[str]
+
+
+def load_device(what: DeviceOrProfile, *, search: tuple[Path, ...] = ()) -> Device:
+    """A device object as is, or a fresh device built from the profile at a path.
+
+    A relative path is tried in each folder of ``search`` in turn; :class:`ProfileError`
+    names the folders tried when the profile is in none of them.
+    """
+    if isinstance(what, Device):
+        return what
+    from vusb.errors import ProfileError
+    from vusb.profile import load_profile
+
+    path = Path(what)
+    if not path.is_absolute():
+        tried = [folder / path for folder in search] or [path]
+        found = next((p for p in tried if p.is_file()), None)
+        if found is None:
+            raise ProfileError(f"profile not found; looked in {', '.join(str(p) for p in tried)}", file=str(what))
+        path = found
+    return load_profile(path).build()
+
+
+def _search_path(request: pytest.FixtureRequest) -> tuple[Path, ...]:
+    return (request.path.parent, request.config.rootpath)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,17 +87,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kernel: the test attaches devices to a real Linux kernel")
 
 
-@pytest.fixture
+@async_fixture
 async def vusb_server() -> AsyncIterator[Server]:
     async with Server([], port=0) as server:
         yield server
 
 
-@pytest.fixture
-def vusb_host() -> Iterator[Callable[[Device], LocalHost]]:
+@async_fixture
+async def vusb_host(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[DeviceOrProfile], LocalHost]]:
     hosts: list[LocalHost] = []
+    built: list[Device] = []  # devices made from profiles belong to the fixture
+    search = _search_path(request)
 
-    def make(device: Device) -> LocalHost:
+    def make(what: DeviceOrProfile) -> LocalHost:
+        device = load_device(what, search=search)
+        if device is not what:
+            built.append(device)
         host = LocalHost(device)
         host.attach()
         hosts.append(host)
@@ -69,6 +111,8 @@ def vusb_host() -> Iterator[Callable[[Device], LocalHost]]:
     yield make
     for host in hosts:
         host.detach()
+    for device in built:
+        await device.aclose()
 
 
 def harness_unavailable(config: pytest.Config, reason: str) -> None:
@@ -107,15 +151,21 @@ class Attached:
     sysfs: str
 
 
-@pytest.fixture
-async def vusb_attach(vusb_guest: object, vusb_server: Server) -> AsyncIterator[Callable[..., Awaitable[Attached]]]:
+@async_fixture
+async def vusb_attach(vusb_guest: object, vusb_server: Server,
+                      request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Awaitable[Attached]]]:
     from vusb.harness import UsbTarget
 
     guest = vusb_guest
     assert isinstance(guest, UsbTarget)
     attached: list[Attached] = []
+    built: list[Device] = []  # devices made from profiles belong to the fixture
+    search = _search_path(request)
 
-    async def attach(device: Device, *, wait_node: bool = True, timeout: float = 60.0) -> Attached:
+    async def attach(what: DeviceOrProfile, *, wait_node: bool = True, timeout: float = 60.0) -> Attached:
+        device = load_device(what, search=search)
+        if device is not what:
+            built.append(device)
         busid = vusb_server.add(device)
         port = await guest.attach(None, vusb_server.port, busid, timeout=timeout)
         d = device.descriptor
@@ -131,6 +181,8 @@ async def vusb_attach(vusb_guest: object, vusb_server: Server) -> AsyncIterator[
             await guest.detach(item.port)
         except Exception:  # noqa: BLE001 - a device the test removed is already gone
             pass
+    for device in built:
+        await device.aclose()
 
 
 async def wait_for_node(guest: object, device: Device, sysfs: str, timeout: float) -> str | None:
