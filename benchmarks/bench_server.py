@@ -12,7 +12,9 @@ What is measured (each server runs in its own process, on an ephemeral loopback 
 - small bulk URBs per second with many in flight (a benchmark-only device whose bulk IN always has
   8 bytes ready and whose bulk OUT consumes everything);
 - server memory per idle exported device (RSS delta and tracemalloc, 1/10/100 keyboards);
-- mass-storage throughput (benchmarks.bench_storage) when devices.storage exists.
+- the URB header codecs: construct against the compiled struct codecs (benchmarks.bench_codec);
+- mass-storage throughput (benchmarks.bench_storage) when devices.storage exists, beside the same
+  command pattern between two plain Python processes.
 """
 
 from __future__ import annotations
@@ -359,12 +361,17 @@ def run_all(cfg: BenchConfig, *, storage: bool = True, profile: bool = False, to
     sections.append(urb_section(cfg, limits))
     progress("server memory")
     sections.append(memory_section(cfg))
+    from benchmarks.bench_codec import codec_section
+
+    progress("URB header codecs")
+    sections.append(codec_section(200 if cfg.quick else 100_000))
     if storage:
         from benchmarks.bench_storage import storage_section
 
         progress("mass storage")
         try:
-            sections.append(storage_section(cfg, limits))  # measures the TCP copy limit between its slices
+            storage_rows, storage_floor = storage_section(cfg, limits)  # measures the TCP copy between its slices
+            sections += [storage_floor, storage_rows]
         except (RuntimeError, TypeError, ValueError, OSError) as exc:  # devices.storage is young: report, go on
             sections.append(Section("mass storage", [Row("mass storage", "failed", verdict="n/a")],
                                     [f"{type(exc).__name__}: {exc}"]))

@@ -42,7 +42,10 @@ from benchmarks.common import (
     Tally,
     format_table,
     machine_description,
+    one_cpu,
+    pinned,
     profile_report,
+    storage_pattern,
     verdict,
 )
 from vusb.client import RemoteDevice
@@ -94,9 +97,9 @@ def image_disk(path: str, size: int) -> Device:
 
 
 class BulkPipes(Protocol):
-    """What Bulk-Only Transport needs from a host: bulk IN and OUT transfers (RemoteDevice has them)."""
+    """What Bulk-Only Transport needs from a host: bulk IN into a buffer, bulk OUT (RemoteDevice has them)."""
 
-    async def transfer_in(self, ep: int, length: int) -> bytes | memoryview: ...
+    async def transfer_in_into(self, ep: int, buffer: memoryview) -> int: ...
 
     async def transfer_out(self, ep: int, data: bytes) -> int: ...
 
@@ -110,12 +113,12 @@ class RawBulk:
     def __init__(self, client: RawClient) -> None:
         self.client = client
 
-    async def transfer_in(self, ep: int, length: int) -> bytes | memoryview:
-        """A view of the client's receive buffer (valid until the next transfer): the client copies nothing."""
-        status, data = self.client.transfer(ep & 0x0F, 1, length, copy=False)
+    async def transfer_in_into(self, ep: int, buffer: memoryview) -> int:
+        """IN data received straight into ``buffer``: the client copies nothing."""
+        status, data = self.client.transfer(ep & 0x0F, 1, len(buffer), into=buffer)
         if status != 0:
             raise RuntimeError(f"bulk IN 0x{ep:02x} failed with status {status}")
-        return data
+        return len(data)
 
     async def transfer_out(self, ep: int, data: bytes) -> int:
         status, _ = self.client.transfer(ep & 0x0F, 0, len(data), data=data)
@@ -132,19 +135,25 @@ class BotHost:
         self.ep_in = ep_in
         self.ep_out = ep_out
         self.tag = 0
+        self._data = memoryview(bytearray(max(SIZES)))  # IN data lands here (as the kernel's DMA buffer)
+        self._csw = memoryview(bytearray(CSW.size))
 
     async def command(self, cdb: bytes, length: int = 0, *, data_in: bool = True,
                       data: bytes = b"") -> tuple[int, bytes | memoryview]:
-        """One command: CBW, data stage, CSW.  Returns (CSW status, IN data)."""
+        """One command: CBW, data stage, CSW.  Returns (CSW status, IN data: a view valid until the next command)."""
         self.tag = (self.tag + 1) & 0xFFFFFFFF
         cbw = CBW.pack(CBW_SIGNATURE, self.tag, length, 0x80 if data_in else 0, 0, len(cdb), cdb)
         await self.dev.transfer_out(self.ep_out, cbw)
         payload: bytes | memoryview = b""
         if length and data_in:
-            payload = await self.dev.transfer_in(self.ep_in, length)
+            if length > len(self._data):
+                self._data = memoryview(bytearray(length))
+            payload = self._data[: await self.dev.transfer_in_into(self.ep_in, self._data[:length])]
         elif length:
             await self.dev.transfer_out(self.ep_out, data)
-        raw = await self.dev.transfer_in(self.ep_in, CSW.size)
+        raw = self._csw[: await self.dev.transfer_in_into(self.ep_in, self._csw)]
+        if len(raw) != CSW.size:
+            raise RuntimeError(f"CSW of {len(raw)} bytes for tag {self.tag:08x}")
         signature, tag, residue, status = CSW.unpack(raw)
         if signature != CSW_SIGNATURE or tag != self.tag:
             raise RuntimeError(f"bad CSW {raw.hex()} for tag {self.tag:08x}")
@@ -259,11 +268,34 @@ class Target:
     server: ServerProcess
     busid: str = "1-1"
     raw: bool = False
+    cpus: frozenset[int] | None = None  # the client runs pinned to these while driving this disk (and the server)
+
+
+@dataclass
+class Floors:
+    """The plain-socket storage pattern (:func:`benchmarks.common.storage_pattern`), per size, not pinned and
+    pinned to one CPU: measured in the same slices as the TCP copy."""
+
+    free: dict[int, Tally]
+    pinned: dict[int, Tally]
+
+    @classmethod
+    def empty(cls) -> Floors:
+        return cls({size: Tally() for size in SIZES}, {size: Tally() for size in SIZES})
+
+    def measure(self, seconds: float) -> None:
+        for size in SIZES:
+            for tallies, cpus in ((self.free, None), (self.pinned, one_cpu())):
+                units, elapsed = storage_pattern(size, seconds, cpus)
+                tallies[size].units += units
+                tallies[size].seconds += elapsed
 
 
 async def _drive(targets: Sequence[Target], cfg: BenchConfig, runs: Sequence[Run],
-                 limits: MachineLimits | None, rounds: int) -> dict[tuple[str, int, bool], Tally]:
-    """Every run on every disk, in ``rounds`` slices; a slice of the TCP copy limit opens each round."""
+                 limits: MachineLimits | None, rounds: int,
+                 floors: Floors | None = None) -> dict[tuple[str, int, bool], Tally]:
+    """Every run on every disk, in ``rounds`` slices; a slice of the TCP copy limit (and of the plain-socket
+    storage pattern) opens each round."""
     pattern = os.urandom(max(SIZES))
     tallies = {(t.name, size, write): Tally() for t in targets for size, write in runs}
     async with contextlib.AsyncExitStack() as stack:
@@ -274,38 +306,59 @@ async def _drive(targets: Sequence[Target], cfg: BenchConfig, runs: Sequence[Run
         for _ in range(rounds):
             if limits is not None:
                 limits.measure_copy(cfg.copy_seconds / rounds)  # blocking on purpose: nothing else runs meanwhile
-            for disk in disks:
-                for size, write in runs:
-                    await _sequential(disk, size, write, cfg.storage_seconds / rounds, pattern,
-                                      tallies[(disk.name, size, write)])
+            if floors is not None:
+                floors.measure(cfg.copy_seconds / rounds / 4)
+            for t, disk in zip(targets, disks, strict=True):
+                with pinned(t.cpus):
+                    for size, write in runs:
+                        await _sequential(disk, size, write, cfg.storage_seconds / rounds, pattern,
+                                          tallies[(disk.name, size, write)])
     return tallies
 
 
-def storage_section(cfg: BenchConfig, limits: MachineLimits) -> Section:
-    """Mass-storage throughput, interleaved with the TCP copy limit (fills ``limits.copy``)."""
+def storage_section(cfg: BenchConfig, limits: MachineLimits) -> tuple[Section, Section]:
+    """Mass-storage throughput, interleaved with the TCP copy limit (fills ``limits.copy``); and the same
+    command pattern between plain sockets, the floor for any Python server on this machine."""
     from vusb.server import run
 
     section = Section("mass storage, sequential, CBW/data/CSW per command, library asyncio client (uvloop)")
+    floor_section = Section("storage pattern between two plain Python processes (no vusb): the most a Python "
+                            "server can do here")
     reason = storage_unavailable()
     if reason is not None:
         for _ in range(cfg.rounds):
             limits.measure_copy(cfg.copy_seconds / cfg.rounds)
         section.rows.append(Row("mass storage", "not measured", "", "", "", "n/a"))
         section.notes.append(reason)
-        return section
+        return section, floor_section
+    cpu = one_cpu()
+    floors = Floors.empty()
     with tempfile.TemporaryDirectory(prefix="vusb-bench-") as tmp, contextlib.ExitStack() as stack:
-        memory = stack.enter_context(ServerProcess(functools.partial(memory_disk, cfg.storage_disk_bytes), count=2))
+        disk = functools.partial(memory_disk, cfg.storage_disk_bytes)
+        memory = stack.enter_context(ServerProcess(disk, count=2))
         image = stack.enter_context(ServerProcess(
             functools.partial(image_disk, os.path.join(tmp, "disk.img"), cfg.storage_disk_bytes)))
+        on_asyncio = stack.enter_context(ServerProcess(disk, use_uvloop=False))
         targets = [Target("memory", memory), Target("image file", image),
+                   Target("memory, server on asyncio", on_asyncio),
                    Target("memory, raw client (reference)", memory, "1-2", raw=True)]
-        tallies: dict[tuple[str, int, bool], Tally] = run(_drive(targets, cfg, ALL_RUNS, limits, cfg.rounds),
-                                                          use_uvloop=True)
+        if cpu is not None:
+            targets.append(Target("memory, pinned to one CPU", stack.enter_context(ServerProcess(disk, cpus=cpu)),
+                                  cpus=cpu))
+        tallies: dict[tuple[str, int, bool], Tally] = run(
+            _drive(targets, cfg, ALL_RUNS, limits, cfg.rounds, floors), use_uvloop=True)
     copy = limits.copy_mbps
+    for size in SIZES:
+        for label, tally in (("not pinned", floors.free[size]), (f"pinned to {_cpu_name(cpu)}", floors.pinned[size])):
+            mbps = tally.rate / MB
+            floor_section.rows.append(Row(f"{_label(size, False)}, {label}", f"{mbps:,.0f} MB/s",
+                                          f"{copy:,.0f} MB/s", f"{100 * mbps / copy:.0f}%"))
+    floor_section.notes.append("READ pattern (79/48, 48/48+data, 48/61 bytes), blocking sockets, one command at a "
+                               "time; measured in the slices of the TCP copy")
     for (name, size, write), tally in tallies.items():
         mbps = tally.rate / MB
         target, ok = "", ""
-        judged = not write and not name.endswith("(reference)")
+        judged = not write and (name in ("memory", "image file") or name.endswith("pinned to one CPU"))
         if judged and size == max(SIZES):
             target = f">= {LARGE_TARGET_FRACTION:.0%} of TCP copy"
             ok = verdict(mbps >= LARGE_TARGET_FRACTION * copy)
@@ -318,7 +371,15 @@ def storage_section(cfg: BenchConfig, limits: MachineLimits) -> Section:
                          "lives in the page cache; one command in flight, as Linux usb-storage")
     section.notes.append("raw client (reference): the same commands from a blocking socket with no event loop, to "
                          "separate the server's cost from the library client's; targets are judged on the library client")
-    return section
+    section.notes.append("pinned to one CPU: client and server share one CPU, so no command waits for a cross-CPU "
+                         "wake-up (as the control round trip rows); the other rows let the scheduler place them")
+    section.notes.append("IN data lands in the client's buffer (RemoteDevice.transfer_in_into), as a kernel host "
+                         "receives it into the URB's buffer")
+    return section, floor_section
+
+
+def _cpu_name(cpus: frozenset[int] | None) -> str:
+    return f"CPU {min(cpus)}" if cpus else "one CPU"
 
 
 def profile_storage(cfg: BenchConfig, top: int = 15) -> list[str]:
@@ -352,10 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = BenchConfig.quick_config() if args.quick else BenchConfig()
     limits = MachineLimits()
     print(f"machine: {machine_description()}\n", flush=True)
-    section = storage_section(cfg, limits)
+    section, floor = storage_section(cfg, limits)
     copy_only = limits.section()
     copy_only.rows = copy_only.rows[:1]
-    print(format_table([copy_only, section]), flush=True)
+    print(format_table([copy_only, floor, section]), flush=True)
     return 0
 
 

@@ -567,6 +567,57 @@ def tcp_copy(seconds: float) -> tuple[int, float]:
     return total, elapsed
 
 
+def _pattern_child(conn: multiprocessing.connection.Connection, port: int, size: int,
+                   cpus: frozenset[int] | None) -> None:
+    """The device side of :func:`storage_pattern`: answers CBW, data IN and CSW requests with canned bytes."""
+    set_affinity(cpus)
+    sock = connect(port)
+    view = memoryview(bytearray(HEADER + 64))
+    head, data, csw = bytes(HEADER), bytes(size), bytes(HEADER + 13)
+    try:
+        while True:
+            recv_exact(sock, view, HEADER + 31)
+            sock.sendall(head)
+            recv_exact(sock, view, HEADER)
+            send_parts(sock, (head, data))
+            recv_exact(sock, view, HEADER)
+            sock.sendall(csw)
+    except (ConnectionError, OSError):
+        pass
+    sock.close()
+    conn.send(("done",))
+
+
+def storage_pattern(size: int, seconds: float, cpus: frozenset[int] | None = None) -> tuple[int, float]:
+    """The message pattern of one mass-storage READ between two plain Python processes, with no vusb in it:
+    a 79-byte request and a 48-byte reply (CBW), a 48-byte request and a ``size``-byte reply plus header (data),
+    a 48-byte request and a 61-byte reply (CSW), one command at a time, blocking sockets on both sides.
+    Returns (data bytes, seconds): the most any USB/IP server in Python can do for this pattern here."""
+    srv = listener()
+    port = srv.getsockname()[1]
+    view = memoryview(bytearray(HEADER + size))
+    cbw, request = bytes(HEADER + 31), bytes(HEADER)
+    with pinned(cpus), child(_pattern_child, port, size, cpus) as conn:
+        sock, _ = srv.accept()
+        srv.close()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        commands = 0
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while commands == 0 or time.perf_counter() < deadline:
+            sock.sendall(cbw)
+            recv_exact(sock, view, HEADER)
+            sock.sendall(request)
+            recv_exact(sock, view, HEADER + size)
+            sock.sendall(request)
+            recv_exact(sock, view, HEADER + 13)
+            commands += 1
+        elapsed = time.perf_counter() - t0
+        sock.close()
+        _expect(conn, "storage pattern peer")
+    return commands * size, elapsed
+
+
 def _echo_child(conn: multiprocessing.connection.Connection, port: int, request_size: int, reply_size: int,
                 cpus: frozenset[int] | None) -> None:
     """Answer every ``request_size``-byte message with ``reply_size`` bytes, batching replies per read."""
@@ -701,10 +752,11 @@ class RawClient:
         return SUBMIT_HEADER.pack(1, seqnum, self.devid, direction, ep, flags, length, 0, 0, 0, setup) + data
 
     def transfer(self, ep: int, direction: int, length: int, setup: bytes = bytes(8),
-                 data: bytes = b"", *, copy: bool = True) -> tuple[int, bytes | memoryview]:
+                 data: bytes = b"", *, copy: bool = True, into: memoryview | None = None) -> tuple[int, bytes | memoryview]:
         """One URB at queue depth 1; returns (status, IN data).  OUT data goes out with its header in one
         ``sendmsg`` (no concatenation); IN data is received into a reused buffer and copied once, or not at
-        all with ``copy=False`` (a view of the buffer, valid until the next transfer)."""
+        all with ``copy=False`` (a view of the buffer, valid until the next transfer), or straight into
+        ``into`` (a view of it is returned)."""
         self.seq += 1
         head = self.submit_bytes(self.seq, ep, direction, length if direction else len(data), setup)
         if data:
@@ -715,7 +767,12 @@ class RawClient:
         fields = _RET.unpack_from(self._small)
         status, actual = fields[5], fields[6]
         payload: bytes | memoryview = b""
-        if direction and 0 < actual <= SMALL_PAYLOAD:
+        if direction and into is not None and actual > 0:
+            if actual > len(into):
+                raise RuntimeError(f"RET_SUBMIT of {actual} bytes for a {len(into)}-byte buffer")
+            recv_exact(self.sock, into, actual)
+            payload = into[:actual]
+        elif direction and 0 < actual <= SMALL_PAYLOAD:
             recv_exact(self.sock, self._small_view, actual)
             payload = bytes(self._small_view[:actual])
         elif direction and actual > 0:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks/ is not installed with the package: import it from the checkout
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_server, bench_storage  # noqa: E402
+from benchmarks import bench_codec, bench_server, bench_storage  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     BenchConfig,
     Latency,
@@ -92,6 +92,14 @@ def test_storage_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_storage.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "read 1 MiB/command, memory" in out and "write 120 KiB/command, image file" in out
+    for row in ("memory, server on asyncio", "memory, raw client (reference)", "read 1 MiB/command, not pinned"):
+        assert row in out
+
+
+def test_codec_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_codec.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "CMD_SUBMIT parse, construct Struct" in out and "compiled struct" in out
 
 
 def test_vusb_bench_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,7 +107,7 @@ def test_vusb_bench_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None
 
     assert main(["--quick", "--no-storage"]) == 0
     out = capsys.readouterr().out
-    for title in ("machine limit", "control round trip", "small bulk URBs", "server memory"):
+    for title in ("machine limit", "control round trip", "small bulk URBs", "server memory", "URB header codecs"):
         assert title in out
     assert "PASS" in out or "MISS" in out
 

@@ -223,3 +223,122 @@ def test_client_parses_a_devlist_with_several_devices() -> None:
     assert isinstance(reply, DevlistReply)
     assert [d.busid for d in reply.devices] == ["1-1", "1-2"]
     assert reply.devices[1].interfaces == (InterfaceInfo(3, 1, 2),)
+
+
+# ---------------------------------------------------------------- zero-copy input (get_buffer / buffer_updated)
+
+
+def receive_in_place(codec: ServerCodec | ClientCodec, wire: bytes, step: int) -> None:
+    """Deliver ``wire`` the way the event loop does: into the codec's own buffers, ``step`` bytes per read."""
+    pos = 0
+    while pos < len(wire):
+        view = codec.get_buffer(-1)
+        n = min(step, len(view), len(wire) - pos)
+        view[:n] = wire[pos : pos + n]
+        del view
+        codec.buffer_updated(n)
+        pos += n
+
+
+def out_submit(seqnum: int, data: bytes, iso: tuple[IsoPacket, ...] | None = None) -> bytes:
+    client = ClientCodec(phase=Phase.URB)
+    return client.send(SubmitCommand(seqnum, 0x10001, 0, 2, 0, len(data), data=data, iso_packets=iso))
+
+
+BIG = bytes(range(256)) * 1024  # 256 KiB: received in place
+SMALL = b"\x5a" * 1000  # copied out of the receive buffer as bytes
+
+IN_PLACE = [
+    # (case, payload, iso packets, bytes per read)
+    ("large payload, one read", BIG, None, 1 << 20),
+    ("large payload, reads of 1000 bytes", BIG, None, 1000),
+    ("large payload, 48-byte reads", BIG[: 20 * 1024], None, 48),
+    ("large iso payload with descriptors after it", BIG, (IsoPacket(0, 1024), IsoPacket(1024, 4096)), 7000),
+    ("small payload", SMALL, None, 100),
+]
+
+
+@pytest.mark.parametrize(("case", "payload", "iso", "step"), IN_PLACE, ids=[c[0] for c in IN_PLACE])
+def test_out_payload_received_in_place_arrives_whole(case: str, payload: bytes, iso: tuple[IsoPacket, ...] | None,
+                                                     step: int) -> None:
+    codec = imported_server(is_iso=lambda ep, d: iso is not None)
+    receive_in_place(codec, out_submit(7, payload, iso) + out_submit(8, b"tail"), step)
+    first, second = codec.next_event(), codec.next_event()
+    assert isinstance(first, SubmitCommand) and isinstance(second, SubmitCommand)
+    assert (first.seqnum, bytes(first.data), first.iso_packets) == (7, payload, iso)
+    assert (second.seqnum, second.data) == (8, b"tail")
+    assert codec.next_event() is NEED_DATA and codec.buffered == 0
+    if len(payload) >= 16 * 1024:  # a view of the codec's payload buffer, which the device may not change
+        assert isinstance(first.data, memoryview) and first.data.readonly
+    else:
+        assert isinstance(first.data, bytes)
+
+
+def test_payload_buffer_is_reused_only_once_nobody_holds_it() -> None:
+    codec = imported_server()
+    receive_in_place(codec, out_submit(1, BIG), 65536)
+    first = codec.next_event()
+    assert isinstance(first, SubmitCommand) and isinstance(first.data, memoryview)
+    held = first.data[1000:]  # a device keeps a slice of the data
+    del first
+    receive_in_place(codec, out_submit(2, BIG[::-1]), 65536)  # still held: a new buffer, the slice unchanged
+    second = codec.next_event()
+    assert isinstance(second, SubmitCommand) and isinstance(second.data, memoryview)
+    assert second.data.obj is not held.obj and bytes(held) == BIG[1000:] and bytes(second.data) == BIG[::-1]
+    buffer = id(second.data.obj)  # an id: a reference would hold the buffer
+    del second, held
+    receive_in_place(codec, out_submit(3, BIG), 65536)  # nothing holds the last one: reused, no allocation
+    third = codec.next_event()
+    assert isinstance(third, SubmitCommand) and isinstance(third.data, memoryview)
+    assert id(third.data.obj) == buffer and bytes(third.data) == BIG
+
+
+def test_client_receives_in_data_straight_into_the_callers_buffer() -> None:
+    server, client = imported_server(), ClientCodec(phase=Phase.URB)
+    target = bytearray(4096)
+    client.send_vectored(SubmitCommand(5, 1, 1, 1, 0x200, 4096), into=target)
+    client.send_vectored(SubmitCommand(6, 1, 1, 1, 0x200, 64))
+    wire = server.send(SubmitReply(5, 0, 3000, BIG[:3000])) + server.send(SubmitReply(6, 0, 2, b"ok"))
+    receive_in_place(client, wire, 1500)
+    first, second = client.next_event(), client.next_event()
+    assert isinstance(first, SubmitReply) and isinstance(second, SubmitReply)
+    assert isinstance(first.data, memoryview) and first.data.obj is target and len(first.data) == 3000
+    assert target[:3000] == BIG[:3000] and second.data == b"ok"
+
+
+CLIENT_BUFFER_MISUSE = [
+    # (case, command, buffer, error)
+    ("buffer smaller than the transfer", SubmitCommand(1, 1, 1, 1, 0, 100), bytearray(99), "smaller than"),
+    ("buffer for an OUT transfer", SubmitCommand(1, 1, 0, 1, 0, 4, data=b"abcd"), bytearray(4), "only for IN"),
+    ("read-only buffer", SubmitCommand(1, 1, 1, 1, 0, 4), memoryview(bytes(4)), "read-only"),
+]
+
+
+@pytest.mark.parametrize(("case", "command", "buffer", "error"), CLIENT_BUFFER_MISUSE,
+                         ids=[c[0] for c in CLIENT_BUFFER_MISUSE])
+def test_client_refuses_unusable_receive_buffers(case: str, command: SubmitCommand, buffer: bytearray | memoryview,
+                                                 error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        ClientCodec(phase=Phase.URB).send_vectored(command, into=buffer)
+
+
+def test_client_refuses_more_in_data_than_its_buffer_holds() -> None:
+    client = ClientCodec(phase=Phase.URB)
+    client.send_vectored(SubmitCommand(5, 1, 1, 1, 0x200, 8), into=bytearray(8))
+    client.receive_data(ServerCodec().send(SubmitReply(5, 0, 9, bytes(9))))
+    with pytest.raises(ProtocolError, match="actual_length 9 is more than the 8 bytes asked for"):
+        client.next_event()
+
+
+def test_out_data_is_a_separate_piece_of_the_vectored_submit() -> None:
+    client = ClientCodec(phase=Phase.URB)
+    payload = memoryview(BIG)
+    parts = client.send_vectored(SubmitCommand(1, 1, 0, 2, 0, len(BIG), data=payload))
+    assert len(parts) == 2 and len(parts[0]) == 48 and parts[1] is payload  # not copied
+
+
+def test_buffer_updated_beyond_the_buffer_is_refused() -> None:
+    codec = imported_server()
+    size = len(codec.get_buffer(-1))
+    with pytest.raises(ValueError, match=f"{size + 1} bytes reported in a {size}-byte buffer"):
+        codec.buffer_updated(size + 1)

@@ -14,7 +14,7 @@ from vusb.client import RemoteDevice, list_devices
 from vusb.constants import TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import BuildContext, Device, Function
-from vusb.errors import ConnectionClosed, DeviceBusy, NoSuchDevice, UsageError
+from vusb.errors import ConnectionClosed, DeviceBusy, NoSuchDevice, Stall, UsageError
 from vusb.protocol import IsoPacket
 from vusb.server import Server, ServerLimits
 from vusb.urb import Completion, SetupPacket, Urb
@@ -272,3 +272,63 @@ async def test_isochronous_urb_round_trip() -> None:
         assert reply.iso_packets is not None
         assert [(p.offset, p.actual_length, p.status) for p in reply.iso_packets] == [
             (0, 10, 0), (64, 10, 0), (128, 10, -18), (192, 10, 0)]
+
+
+class Loopback(Function):
+    """A bulk OUT endpoint that records what each URB's data was, and a bulk IN endpoint that sends the last OUT
+    data back (as the device got it: a view, when the server received it in place)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[tuple[type, bool, bytes]] = []  # (type of urb.data, read-only, content)
+        self.last: bytes | memoryview = b""
+
+    def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
+        self.in_ep = ctx.endpoint(True, TransferType.BULK)
+        self.out_ep = ctx.endpoint(False, TransferType.BULK)
+        return [InterfaceDescriptor(ctx.interface_number(), 0, 0xFF, endpoints=(self.in_ep, self.out_ep))]
+
+    def bind(self, device: Device) -> None:
+        device.endpoint(self.out_ep.address).handler = self.take
+        device.endpoint(self.in_ep.address).handler = self.give
+
+    def take(self, urb: Urb) -> Completion:
+        data = urb.data
+        self.received.append((type(data), isinstance(data, memoryview) and data.readonly, bytes(data)))
+        self.last = data  # kept past the completion: the server must not reuse its buffer under it
+        return Completion(0, b"", len(data))
+
+    def give(self, urb: Urb) -> Completion:
+        return Completion(0, self.last[: urb.length])
+
+
+BULK_SIZES = [("small", 512), ("just under in-place", 16 * 1024 - 1), ("in place", 16 * 1024), ("1 MiB", 1 << 20)]
+
+
+@pytest.mark.parametrize(("case", "size"), BULK_SIZES, ids=[c[0] for c in BULK_SIZES])
+async def test_bulk_data_crosses_the_server_intact(case: str, size: int) -> None:
+    loop_fn = Loopback()
+    dev = Device(loop_fn, vendor_id=1, product_id=2, speed="high")
+    payloads = [bytes([i]) * size for i in (1, 2)]
+    async with Server([dev], port=0) as server, await RemoteDevice.open(HOST, "1-1", server.port) as client:
+        await client.enumerate()
+        for payload in payloads:
+            assert await client.transfer_out(loop_fn.out_ep.address, payload) == size
+            into = bytearray(size + 10)
+            assert await client.transfer_in_into(loop_fn.in_ep.address, into) == size  # what the device kept
+            assert into[:size] == payload
+            assert await client.transfer_in(loop_fn.in_ep.address, size) == payload
+    in_place = size >= 16 * 1024
+    assert [(t, ro) for t, ro, _ in loop_fn.received] == [(memoryview, True) if in_place else (bytes, False)] * 2
+    assert [content for _, _, content in loop_fn.received] == payloads
+
+
+async def test_transfer_in_into_raises_on_stall_and_times_out_with_unlink(served: tuple[Server, Keyboard, Mouse]) -> None:
+    server, _, _ = served
+    async with await RemoteDevice.open(HOST, "1-1", server.port) as client:
+        await client.enumerate()
+        with pytest.raises(TimeoutError):  # the keyboard has no report to send: the URB is unlinked
+            await client.transfer_in_into(0x81, bytearray(8), timeout=0.05)
+        assert await client.get_configuration() == 1  # the connection goes on
+        with pytest.raises(Stall):
+            await client.transfer_in_into(0x85, bytearray(8))  # no such endpoint: the server stalls it

@@ -741,6 +741,60 @@ def test_memory_store_is_sparse_and_copy_on_write_chunks() -> None:
         over.write(200 * 1024 - 2, b"1234")  # past the end
 
 
+CONTENT = bytes(range(251)) * 1200  # about 294 KiB: five 64 KiB chunks, the last one partial
+
+
+def _stores(tmp_path: Path) -> dict[str, BackingStore]:
+    """One store of each kind holding CONTENT at 0 and zeros (never written) after it, up to 512 KiB."""
+    size = 512 * 1024
+    image_path = tmp_path / "disk.img"
+    image_path.write_bytes(CONTENT + bytes(size - len(CONTENT)))
+    base = MemoryStore(size)
+    base.write(0, CONTENT[:100_000])
+    memory_over, side_over = OverlayStore(base, close_base=False), OverlayStore(base, tmp_path / "side", close_base=False)
+    for over in (memory_over, side_over):
+        over.write(100_000, CONTENT[100_000:])  # the rest lives in the overlay, partly over the base's chunks
+    memory = MemoryStore(size)
+    memory.write(0, CONTENT)
+    return {"image file": ImageFile(image_path), "memory": memory, "overlay in memory": memory_over,
+            "overlay in a side file": side_over}
+
+
+READ_SPANS = [
+    # (case, offset, length)
+    ("inside one chunk", 1000, 3000),
+    ("across chunk boundaries", 60_000, 200_000),
+    ("written and never-written chunks", 250_000, 200_000),
+    ("never written", 400_000, 100_000),
+    ("whole disk", 0, 512 * 1024),
+]
+
+
+@pytest.mark.parametrize(("case", "offset", "length"), READ_SPANS, ids=[c[0] for c in READ_SPANS])
+def test_read_and_readinto_agree_on_every_store(tmp_path: Path, case: str, offset: int, length: int) -> None:
+    expected = (CONTENT + bytes(512 * 1024 - len(CONTENT)))[offset : offset + length]
+    for name, store in _stores(tmp_path).items():
+        data = store.read(offset, length)
+        assert isinstance(data, bytes) and data == expected, name  # bytes: a later write cannot change it
+        target = bytearray(b"\xee" * (length + 2))
+        store.readinto(offset, memoryview(target)[1 : length + 1])
+        assert target[1:-1] == expected and target[0] == target[-1] == 0xEE, name  # nothing outside written
+        store.write(offset, b"\x01" * length)  # the bytes returned earlier stay what they were
+        assert data == expected, name
+        store.close()
+
+
+def test_image_readinto_past_the_end_of_a_shrunk_file_reads_zeros(tmp_path: Path) -> None:
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"\xab" * 8192)
+    store = ImageFile(path)
+    os.truncate(path, 4096)
+    target = bytearray(b"\xee" * 8192)
+    store.readinto(0, target)
+    assert target == b"\xab" * 4096 + bytes(4096)
+    store.close()
+
+
 # ------------------------------------------------------------------ I/O errors
 
 

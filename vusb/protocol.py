@@ -15,8 +15,10 @@ buffered for it).
 from __future__ import annotations
 
 import enum
+import struct
+import sys
 from dataclasses import dataclass, field
-from typing import Callable, Final, Union
+from typing import Any, Callable, Final, Union
 
 from vusb import layouts
 from vusb.constants import USBIP_VERSION, OpStatus
@@ -250,29 +252,116 @@ def _decode_iso(raw: bytes | memoryview, count: int) -> tuple[IsoPacket, ...]:
     return tuple(IsoPacket(*_ISO.unpack_from(raw, i * ISO_PACKET_SIZE)) for i in range(count))
 
 
-class _Buffer:
-    """A receive buffer with a read offset; compacted lazily so consuming is O(1)."""
+_READ_SIZE: Final = 64 * 1024
+"""Room offered to the socket for headers and small messages (``get_buffer``)."""
+_MIN_ROOM: Final = 16 * 1024
+_DIRECT_MIN: Final = 16 * 1024
+"""Payloads from this size are received in place, into a buffer of their own, and handed out as views."""
+_FIRST_FILL: Final = 32 * 1024
+"""A fresh payload buffer starts this big (or twice what has arrived) and doubles as data comes."""
+_SPARE_REFS: Final = 3  # the spare's references while nobody else holds it: attribute, local, getrefcount's argument
 
-    __slots__ = ("_buf", "_pos")
+
+class _Buffer:
+    """The bytes received and not yet consumed.
+
+    Two places: a reusable bytearray holding unread bytes (headers, small messages),
+    and at most one payload being *filled* in place.  A codec that meets a header
+    announcing a large payload calls :meth:`start_fill`: the payload's bytes already
+    here move into its own buffer and the following ones are received straight into
+    it (:meth:`writable`/:meth:`commit`, or copied there by :meth:`feed`).  A fresh
+    payload buffer grows with what arrives (a header alone never allocates what it
+    announces); the last one is kept and reused for the next payload once nobody
+    holds a view of it any more (CPython's reference count says so).
+    """
+
+    __slots__ = ("_buf", "_end", "_fill", "_got", "_need", "_pos", "_spare")
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._pos = 0
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        elif self._pos > 65536 and self._pos * 2 > len(self._buf):
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        self._pos = 0  # unread bytes are _buf[_pos:_end]
+        self._end = 0
+        self._fill: bytearray | memoryview | None = None  # the payload being received, _got of _need bytes
+        self._got = 0
+        self._need = 0
+        self._spare: bytearray | None = None
 
     def __len__(self) -> int:
-        return len(self._buf) - self._pos
+        """Bytes held: unread plus those of the payload being filled."""
+        return self._end - self._pos + self._got
+
+    @property
+    def unread(self) -> int:
+        """Unread bytes outside the payload being filled."""
+        return self._end - self._pos
+
+    # ------------------------------------------------------------ unread bytes
+    def _room(self, n: int) -> None:
+        """Make room for ``n`` more bytes after the unread ones (compacting or growing the array)."""
+        if self._pos == self._end:
+            self._pos = self._end = 0
+        buf = self._buf
+        if len(buf) - self._end >= n:
+            return
+        unread = self._end - self._pos
+        if len(buf) >= unread + n:
+            with memoryview(buf) as view:  # overlapping move (memmove)
+                view[:unread] = view[self._pos : self._end]
+        else:
+            grown = bytearray(max(unread + n, 2 * len(buf)))
+            with memoryview(grown) as dst, memoryview(buf) as src:
+                dst[:unread] = src[self._pos : self._end]
+            self._buf = grown
+        self._pos, self._end = 0, unread
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Copy received bytes in (into the payload being filled first)."""
+        with memoryview(data) as raw:
+            view = raw.cast("B") if raw.format != "B" or raw.ndim != 1 else raw
+            if self._fill is not None and self._got < self._need:
+                k = min(len(view), self._need - self._got)
+                self._grow(self._got + k)
+                with memoryview(self._fill) as fill:
+                    fill[self._got : self._got + k] = view[:k]
+                self._got += k
+                view = view[k:]
+            n = len(view)
+            if n:
+                self._room(n)
+                with memoryview(self._buf) as dst:
+                    dst[self._end : self._end + n] = view
+                self._end += n
+
+    def writable(self) -> memoryview:
+        """Where the next received bytes go, for ``recv_into``-style reads; then :meth:`commit`."""
+        if self._fill is not None and self._got < self._need:
+            self._grow(self._got + 1)
+            # Never past the payload: a reused spare can be longer, and what follows is the next header.
+            return memoryview(self._fill)[self._got : self._need]
+        if len(self._buf) < _READ_SIZE:
+            self._room(_READ_SIZE - self._end + self._pos)
+        else:
+            self._room(_MIN_ROOM)
+        return memoryview(self._buf)[self._end :]
+
+    def commit(self, n: int) -> None:
+        """``n`` bytes were written at the start of the last :meth:`writable` buffer."""
+        if self._fill is not None and self._got < self._need:
+            room = min(len(self._fill), self._need) - self._got
+            if not 0 <= n <= room:
+                raise ValueError(f"{n} bytes reported in a {room}-byte buffer")
+            self._got += n
+        else:
+            if not 0 <= n <= len(self._buf) - self._end:
+                raise ValueError(f"{n} bytes reported in a {len(self._buf) - self._end}-byte buffer")
+            self._end += n
 
     def peek(self, n: int) -> memoryview:
         return memoryview(self._buf)[self._pos : self._pos + n]
+
+    def unpack(self, layout: struct.Struct) -> tuple[Any, ...]:
+        """The unread bytes at the front read with ``layout`` (the caller checked they are there)."""
+        return layout.unpack_from(self._buf, self._pos)
 
     def take(self, n: int) -> bytes:
         with memoryview(self._buf) as view:  # one copy, not two
@@ -283,8 +372,76 @@ class _Buffer:
     def skip(self, n: int) -> None:
         self._pos += n
 
+    # ------------------------------------------------------------ payloads received in place
+    @property
+    def filling(self) -> bool:
+        """A payload is being received and is not complete yet."""
+        return self._fill is not None and self._got < self._need
+
+    def start_fill(self, need: int, into: memoryview | None = None) -> None:
+        """Receive the next ``need`` bytes in place: into ``into`` (the caller's buffer, at least ``need``
+        bytes), or into a buffer of the codec's own; bytes already unread move there now."""
+        if into is not None:
+            self._fill = into
+        else:
+            spare = self._spare
+            if spare is not None and len(spare) >= need and sys.getrefcount(spare) <= _SPARE_REFS:
+                self._fill = spare
+            else:
+                self._spare = None
+                del spare
+                self._fill = bytearray(min(need, max(_FIRST_FILL, 2 * self.unread)))
+        self._need = need
+        self._got = 0
+        k = min(self.unread, need)
+        if k:
+            with memoryview(self._fill) as fill, memoryview(self._buf) as src:
+                fill[:k] = src[self._pos : self._pos + k]
+            self._pos += k
+            self._got = k
+
+    def _grow(self, size: int) -> None:
+        """Let the payload buffer hold at least ``size`` bytes (doubling, never past the payload)."""
+        fill = self._fill
+        assert fill is not None
+        if len(fill) >= size:
+            return
+        assert isinstance(fill, bytearray)  # the caller's buffers are whole from the start
+        grown = bytearray(min(self._need, max(size, 2 * len(fill))))
+        with memoryview(grown) as dst, memoryview(fill) as src:
+            dst[: self._got] = src[: self._got]
+        self._fill = grown
+
+    def finish_fill(self) -> memoryview:
+        """The completed payload: a read-only view of the codec's buffer, or the view of the caller's."""
+        fill, need = self._fill, self._need
+        assert fill is not None and self._got == need
+        self._fill, self._got, self._need = None, 0, 0
+        if isinstance(fill, bytearray):
+            self._spare = fill
+            with memoryview(fill) as whole:
+                return whole[:need].toreadonly()
+        return fill[:need]
+
 
 # ------------------------------------------------------------------ server side
+
+
+@dataclass(frozen=True, slots=True)
+class _SubmitHead:
+    """A parsed CMD_SUBMIT header waiting for its payload."""
+
+    seqnum: int
+    devid: int
+    direction: int
+    ep: int
+    flags: int
+    length: int
+    setup: bytes
+    start_frame: int
+    npackets: int
+    interval: int
+    iso: bool
 
 
 class Phase(enum.Enum):
@@ -306,27 +463,43 @@ class ServerCodec:
         self.phase = Phase.OP
         self.is_iso = is_iso or (lambda ep, direction: False)
         self._buf = _Buffer()
+        self._submit: _SubmitHead | None = None  # a CMD_SUBMIT whose large payload is being received
 
     # --- input
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes from the client (copied in)."""
         self._buf.feed(data)
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Zero-copy input: a buffer to receive the next bytes into, then :meth:`buffer_updated`.
+
+        While a large OUT payload is arriving this is that payload's own buffer, which the
+        CMD_SUBMIT event then carries as a read-only view: no copy between the socket and
+        the device.  ``sizehint`` is ignored (the codec knows what it expects).
+        """
+        return self._buf.writable()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were received at the start of the last :meth:`get_buffer` buffer."""
+        self._buf.commit(nbytes)
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        """Bytes received and not yet turned into events (a parsed header waiting for its payload included)."""
+        return len(self._buf) + (HEADER_SIZE if self._submit is not None else 0)
 
     def next_event(self) -> ServerEvent | _NeedData:
         if self.phase == Phase.URB:
             return self._next_urb()
         if self.phase == Phase.CLOSED:
-            if len(self._buf):
-                raise ProtocolError(f"{len(self._buf)} bytes received after the operation ended")
+            if self._buf.unread:
+                raise ProtocolError(f"{self._buf.unread} bytes received after the operation ended")
             return NEED_DATA
         return self._next_op()
 
     def _next_op(self) -> ServerEvent | _NeedData:
         buf = self._buf
-        if len(buf) < OP_HEADER_SIZE:
+        if buf.unread < OP_HEADER_SIZE:
             return NEED_DATA
         version, code, _status = _OP.unpack(buf.peek(OP_HEADER_SIZE))
         if version == 0 and code in (CMD_SUBMIT, CMD_UNLINK):
@@ -339,7 +512,7 @@ class ServerCodec:
             self.phase = Phase.CLOSED
             return DevlistRequest(version)
         if code == OP_REQ_IMPORT:
-            if len(buf) < OP_HEADER_SIZE + 32:
+            if buf.unread < OP_HEADER_SIZE + 32:
                 return NEED_DATA
             buf.skip(OP_HEADER_SIZE)
             busid = _cstr(buf.take(32))
@@ -348,12 +521,14 @@ class ServerCodec:
 
     def _next_urb(self) -> ServerEvent | _NeedData:
         buf = self._buf
-        if len(buf) < HEADER_SIZE:
+        if self._submit is not None:
+            return self._finish_submit(self._submit)
+        if buf.unread < HEADER_SIZE:
             return NEED_DATA
-        head = buf.peek(HEADER_SIZE)
-        command = int.from_bytes(head[0:4], "big")
+        # One unpack for the common case; any 48 bytes read as a CMD_SUBMIT header.
+        (command, seqnum, devid, direction, ep, flags, length, start_frame, npackets, interval,
+         setup) = buf.unpack(_SUBMIT)
         if command == CMD_SUBMIT:
-            (_, seqnum, devid, direction, ep, flags, length, start_frame, npackets, interval, setup) = _SUBMIT.unpack(head)
             if direction > 1:
                 raise ProtocolError(f"CMD_SUBMIT seqnum {seqnum}: direction {direction} is neither 0 (OUT) nor 1 (IN)")
             if ep > 15:
@@ -374,26 +549,46 @@ class ServerCodec:
             else:
                 npackets = 0
             payload = length if direction == 0 else 0
+            if payload >= _DIRECT_MIN:  # received in place: see get_buffer
+                buf.skip(HEADER_SIZE)
+                buf.start_fill(payload)
+                self._submit = _SubmitHead(seqnum, devid, direction, ep, flags, length, bytes(setup), start_frame,
+                                           npackets, interval, iso)
+                return self._finish_submit(self._submit)
             total = HEADER_SIZE + payload + npackets * ISO_PACKET_SIZE
-            if len(buf) < total:
+            if buf.unread < total:
                 return NEED_DATA
             buf.skip(HEADER_SIZE)
             data = buf.take(payload) if payload else b""
-            packets = _decode_iso(buf.take(npackets * ISO_PACKET_SIZE), npackets) if iso else None
-            if packets is not None:
-                for p in packets:
-                    if p.offset + p.length > length:
-                        raise ProtocolError(
-                            f"CMD_SUBMIT seqnum {seqnum}: iso packet at offset {p.offset} length {p.length} "
-                            f"overruns the {length}-byte buffer"
-                        )
+            packets = self._iso_packets(seqnum, length, npackets) if iso else None
             return SubmitCommand(seqnum, devid, direction, ep, flags, length, bytes(setup), data,
                                  start_frame, npackets, interval, packets)
         if command == CMD_UNLINK:
-            _, seqnum, devid, direction, ep, unlink_seqnum, _pad = _UNLINK.unpack(head)
+            _, seqnum, devid, direction, ep, unlink_seqnum, _pad = buf.unpack(_UNLINK)
             buf.skip(HEADER_SIZE)
             return UnlinkCommand(seqnum, devid, unlink_seqnum, direction, ep)
         raise ProtocolError(f"unknown URB command 0x{command:08x} (expected CMD_SUBMIT 1 or CMD_UNLINK 2)")
+
+    def _finish_submit(self, h: _SubmitHead) -> SubmitCommand | _NeedData:
+        """The CMD_SUBMIT whose payload is received in place, once the payload and its iso descriptors are here."""
+        buf = self._buf
+        if buf.filling or buf.unread < h.npackets * ISO_PACKET_SIZE:
+            return NEED_DATA
+        self._submit = None
+        data = buf.finish_fill()
+        packets = self._iso_packets(h.seqnum, h.length, h.npackets) if h.iso else None
+        return SubmitCommand(h.seqnum, h.devid, h.direction, h.ep, h.flags, h.length, h.setup, data,
+                             h.start_frame, h.npackets, h.interval, packets)
+
+    def _iso_packets(self, seqnum: int, length: int, npackets: int) -> tuple[IsoPacket, ...]:
+        packets = _decode_iso(self._buf.take(npackets * ISO_PACKET_SIZE), npackets)
+        for p in packets:
+            if p.offset + p.length > length:
+                raise ProtocolError(
+                    f"CMD_SUBMIT seqnum {seqnum}: iso packet at offset {p.offset} length {p.length} "
+                    f"overruns the {length}-byte buffer"
+                )
+        return packets
 
     # --- output
     def send(self, event: ClientEvent) -> bytes:
@@ -418,6 +613,11 @@ class ServerCodec:
             self.phase = Phase.CLOSED
             return b"".join(parts)
         raise TypeError(f"cannot send {type(event).__name__} from a server")
+
+
+def ret_submit_header(seqnum: int, status: int, actual_length: int, error_count: int = 0) -> bytes:
+    """The RET_SUBMIT header of a non-isochronous URB (the server's hot path: no message object)."""
+    return _RET_SUBMIT.pack(RET_SUBMIT, seqnum, 0, 0, 0, status, actual_length, 0, 0, error_count, _ZERO8)
 
 
 def encode_ret_submit_header(reply: SubmitReply, payload_length: int) -> bytes:
@@ -446,20 +646,86 @@ def encode_ret_submit(reply: SubmitReply) -> bytes:
 class _Pending:
     direction: int
     iso: bool
+    into: memoryview | None = None  # where the IN data goes (the caller's buffer), if given
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplyHead:
+    """A parsed RET_SUBMIT header waiting for its IN data."""
+
+    seqnum: int
+    devid: int
+    direction: int
+    ep: int
+    status: int
+    actual: int
+    start_frame: int
+    npackets: int
+    errors: int
+    nisos: int
+    iso: bool
 
 
 @dataclass
 class ClientCodec:
-    """Client side of one USB/IP connection (used by :mod:`vusb.client`)."""
+    """Client side of one USB/IP connection (used by :mod:`vusb.client`).
+
+    IN data of a URB submitted with ``into`` (see :meth:`send_vectored`) is received
+    straight into that buffer when the codec is fed through :meth:`get_buffer` /
+    :meth:`buffer_updated`; large IN data without one arrives in a buffer of the
+    codec's own.  Either way the RET_SUBMIT event carries a view, not a copy.
+    """
 
     limits: Limits = field(default_factory=Limits)
     phase: Phase = Phase.OP
     _buf: _Buffer = field(default_factory=_Buffer)
     _expect: int | None = None  # op code of the reply we wait for
     _pending: dict[int, _Pending] = field(default_factory=dict)
+    _reply: _ReplyHead | None = None  # a RET_SUBMIT whose IN data is being received in place
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes from the server (copied in)."""
         self._buf.feed(data)
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Zero-copy input: a buffer to receive the next bytes into, then :meth:`buffer_updated`."""
+        return self._buf.writable()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were received at the start of the last :meth:`get_buffer` buffer."""
+        self._buf.commit(nbytes)
+
+    def send_vectored(self, event: SubmitCommand, *,
+                      into: bytearray | memoryview | None = None) -> tuple[bytes | memoryview, ...]:
+        """CMD_SUBMIT as separate pieces (header, OUT data, iso descriptors) for one vectored write: the OUT
+        data is not copied.  ``into``: a writable buffer of at least ``transfer_buffer_length`` bytes that
+        receives the IN data (the RET_SUBMIT then carries a view of it)."""
+        if self.phase != Phase.URB:
+            raise ProtocolError("CMD_SUBMIT before a successful import")
+        target: memoryview | None = None
+        if into is not None:
+            target = memoryview(into).cast("B")
+            if target.readonly:
+                raise ValueError("the buffer for IN data is read-only")
+            if event.direction != 1:
+                raise ValueError(f"CMD_SUBMIT seqnum {event.seqnum}: a receive buffer is only for IN transfers")
+            if len(target) < event.transfer_buffer_length:
+                raise ValueError(f"CMD_SUBMIT seqnum {event.seqnum}: the {len(target)}-byte buffer is smaller than "
+                                 f"transfer_buffer_length {event.transfer_buffer_length}")
+        iso = event.iso_packets is not None
+        head = _SUBMIT.pack(
+            CMD_SUBMIT, event.seqnum, event.devid, event.direction, event.ep, event.transfer_flags,
+            event.transfer_buffer_length, event.start_frame,
+            len(event.iso_packets) if event.iso_packets is not None else event.number_of_packets,
+            event.interval, event.setup,
+        )
+        self._pending[event.seqnum] = _Pending(event.direction, iso, target)
+        parts: tuple[bytes | memoryview, ...] = (head,)
+        if event.direction == 0 and len(event.data):
+            parts += (event.data,)
+        if event.iso_packets is not None and event.iso_packets:
+            parts += (_encode_iso(event.iso_packets),)
+        return parts
 
     def send(self, event: DevlistRequest | ImportRequest | SubmitCommand | UnlinkCommand) -> bytes:
         if isinstance(event, DevlistRequest):
@@ -469,18 +735,7 @@ class ClientCodec:
             self._expect = OP_REP_IMPORT
             return _OP.pack(event.version, OP_REQ_IMPORT, 0) + _fixed(event.busid, 32, "busid")
         if isinstance(event, SubmitCommand):
-            if self.phase != Phase.URB:
-                raise ProtocolError("CMD_SUBMIT before a successful import")
-            iso = event.iso_packets is not None
-            self._pending[event.seqnum] = _Pending(event.direction, iso)
-            head = _SUBMIT.pack(
-                CMD_SUBMIT, event.seqnum, event.devid, event.direction, event.ep, event.transfer_flags,
-                event.transfer_buffer_length, event.start_frame,
-                len(event.iso_packets) if event.iso_packets is not None else event.number_of_packets,
-                event.interval, event.setup,
-            )
-            body = bytes(event.data) if event.direction == 0 else b""
-            return head + body + (_encode_iso(event.iso_packets) if event.iso_packets is not None else b"")
+            return b"".join(self.send_vectored(event))
         if isinstance(event, UnlinkCommand):
             return _UNLINK.pack(CMD_UNLINK, event.seqnum, event.devid, event.direction, event.ep, event.unlink_seqnum, _ZERO24)
         raise TypeError(f"cannot send {type(event).__name__} from a client")
@@ -488,12 +743,13 @@ class ClientCodec:
     def next_event(self) -> ClientEvent | _NeedData:
         buf = self._buf
         if self.phase == Phase.URB:
-            if len(buf) < HEADER_SIZE:
+            if self._reply is not None:
+                return self._finish_reply(self._reply)
+            if buf.unread < HEADER_SIZE:
                 return NEED_DATA
-            head = buf.peek(HEADER_SIZE)
-            command = int.from_bytes(head[0:4], "big")
+            (command, seqnum, devid, direction, ep, status, actual, start_frame, npackets, errors,
+             _pad) = buf.unpack(_RET_SUBMIT)
             if command == RET_SUBMIT:
-                (_, seqnum, devid, direction, ep, status, actual, start_frame, npackets, errors, _pad) = _RET_SUBMIT.unpack(head)
                 pend = self._pending.get(seqnum)
                 if pend is None:
                     raise ProtocolError(f"RET_SUBMIT for unknown seqnum {seqnum}")
@@ -503,7 +759,16 @@ class ClientCodec:
                 nisos = npackets if pend.iso and npackets > 0 else 0
                 if nisos > self.limits.max_iso_packets:
                     raise LimitExceeded(f"RET_SUBMIT seqnum {seqnum}: {nisos} iso packets")
-                if len(buf) < HEADER_SIZE + payload + nisos * ISO_PACKET_SIZE:
+                if pend.into is not None and payload > len(pend.into):
+                    raise ProtocolError(f"RET_SUBMIT seqnum {seqnum}: actual_length {actual} is more than the "
+                                        f"{len(pend.into)} bytes asked for")
+                if payload and (pend.into is not None or payload >= _DIRECT_MIN):  # received in place
+                    buf.skip(HEADER_SIZE)
+                    buf.start_fill(payload, pend.into)
+                    self._reply = _ReplyHead(seqnum, devid, direction, ep, status, actual, start_frame, npackets,
+                                             errors, nisos, pend.iso)
+                    return self._finish_reply(self._reply)
+                if buf.unread < HEADER_SIZE + payload + nisos * ISO_PACKET_SIZE:
                     return NEED_DATA
                 buf.skip(HEADER_SIZE)
                 data = buf.take(payload) if payload else b""
@@ -511,11 +776,11 @@ class ClientCodec:
                 del self._pending[seqnum]
                 return SubmitReply(seqnum, status, actual, data, start_frame, npackets, errors, packets, devid, direction, ep)
             if command == RET_UNLINK:
-                _, seqnum, _devid, _dir, _ep, status, _pad = _RET_UNLINK.unpack(head)
+                _, seqnum, _devid, _dir, _ep, status, _pad = buf.unpack(_RET_UNLINK)
                 buf.skip(HEADER_SIZE)
                 return UnlinkReply(seqnum, status)
             raise ProtocolError(f"unknown URB reply 0x{command:08x}")
-        if len(buf) < OP_HEADER_SIZE:
+        if buf.unread < OP_HEADER_SIZE:
             return NEED_DATA
         version, code, status = _OP.unpack(buf.peek(OP_HEADER_SIZE))
         if version != USBIP_VERSION:
@@ -527,16 +792,16 @@ class ClientCodec:
                 buf.skip(OP_HEADER_SIZE)
                 self.phase = Phase.CLOSED
                 return ImportReply(status)
-            if len(buf) < OP_HEADER_SIZE + DEVICE_RECORD_SIZE:
+            if buf.unread < OP_HEADER_SIZE + DEVICE_RECORD_SIZE:
                 return NEED_DATA
             buf.skip(OP_HEADER_SIZE)
             dev = decode_device_record(buf.take(DEVICE_RECORD_SIZE))
             self.phase = Phase.URB
             return ImportReply(status, dev)
         # OP_REP_DEVLIST: header, count, then records each followed by its interfaces
-        if len(buf) < OP_HEADER_SIZE + 4:
+        if buf.unread < OP_HEADER_SIZE + 4:
             return NEED_DATA
-        view = buf.peek(len(buf))
+        view = buf.peek(buf.unread)
         count = int.from_bytes(view[8:12], "big")
         if count > self.limits.max_devices_listed:
             raise LimitExceeded(f"REP_DEVLIST announces {count} devices")
@@ -558,3 +823,15 @@ class ClientCodec:
         buf.skip(pos)
         self.phase = Phase.CLOSED
         return DevlistReply(tuple(devices), status)
+
+    def _finish_reply(self, h: _ReplyHead) -> SubmitReply | _NeedData:
+        """The RET_SUBMIT whose IN data is received in place, once the data and its iso descriptors are here."""
+        buf = self._buf
+        if buf.filling or buf.unread < h.nisos * ISO_PACKET_SIZE:
+            return NEED_DATA
+        self._reply = None
+        data = buf.finish_fill()
+        packets = _decode_iso(buf.take(h.nisos * ISO_PACKET_SIZE), h.nisos) if h.iso else None
+        del self._pending[h.seqnum]
+        return SubmitReply(h.seqnum, h.status, h.actual, data, h.start_frame, h.npackets, h.errors, packets,
+                           h.devid, h.direction, h.ep)

@@ -35,7 +35,7 @@ from vusb.protocol import (
     SubmitReply,
     UnlinkCommand,
     UnlinkReply,
-    encode_ret_submit_header,
+    ret_submit_header,
 )
 from vusb.urb import Completion, SetupPacket, Urb
 
@@ -89,8 +89,13 @@ class Export:
         )
 
 
-class Connection(asyncio.Protocol):
-    """One client connection."""
+class Connection(asyncio.BufferedProtocol):
+    """One client connection.
+
+    The event loop receives straight into the codec's buffers (``get_buffer`` /
+    ``buffer_updated``): a large OUT payload lands in a buffer of its own and reaches
+    the device as a read-only view, with no copy in between.
+    """
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -101,8 +106,9 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self._paused = False
         self._closing = False
-        self._batch: list[bytes | memoryview] | None = None  # replies gathered during one data_received
+        self._batch: list[bytes | memoryview] | None = None  # replies gathered during one read
         self._capture: Stream | None = None
+        self._lent: memoryview | None = None  # the last get_buffer() view, kept only while capturing
 
     # ------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -122,13 +128,33 @@ class Connection(asyncio.Protocol):
             self._capture = self.server.capture.stream((peer[0], peer[1]), (local[0], local[1]))
         log.debug("connection from %s", self.peer)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        view = self.codec.get_buffer(sizehint)
+        if self._capture is not None:
+            self._lent = view
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._closing:
+            return
+        self.codec.buffer_updated(nbytes)
+        if self._capture is not None and self._lent is not None:
+            self._capture.client_data(bytes(self._lent[:nbytes]))
+        self._lent = None  # a view kept would pin the payload buffer (see protocol._Buffer)
+        self._process()
+
     def data_received(self, data: bytes) -> None:
+        """Bytes from the client, copied into the codec (the event loop uses the buffered methods above)."""
         if self._closing:
             return
         if self._capture is not None:
             self._capture.client_data(data)
+        self.codec.receive_data(data)
+        self._process()
+
+    def _process(self) -> None:
+        """Handle every whole message received; the replies they produce leave in one write."""
         codec = self.codec
-        codec.receive_data(data)
         self._batch = []
         try:
             while True:
@@ -244,16 +270,15 @@ class Connection(asyncio.Protocol):
         else:
             data = b""
             actual = urb.length if result.actual_length is None else result.actual_length
-        reply = SubmitReply(urb.seqnum, result.status, actual, data,
-                            number_of_packets=len(result.iso_packets) if result.iso_packets is not None else 0,
-                            error_count=result.error_count, iso_packets=result.iso_packets)
         batch = self._batch
         if result.iso_packets is not None:
+            reply = SubmitReply(urb.seqnum, result.status, actual, data, number_of_packets=len(result.iso_packets),
+                                error_count=result.error_count, iso_packets=result.iso_packets)
             parts: tuple[bytes | memoryview, ...] = (self.codec.send(reply),)
-        elif actual and urb.direction == 1:
-            parts = (encode_ret_submit_header(reply, actual), data)
+        elif actual and urb.direction == 1:  # header and data leave in one vectored write, data not copied
+            parts = (ret_submit_header(urb.seqnum, result.status, actual, result.error_count), data)
         else:
-            parts = (encode_ret_submit_header(reply, actual),)
+            parts = (ret_submit_header(urb.seqnum, result.status, actual, result.error_count),)
         if batch is not None:
             batch.extend(parts)
         else:

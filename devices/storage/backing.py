@@ -97,6 +97,13 @@ class BackingStore(abc.ABC):
     def write(self, offset: int, data: Buffer) -> None:
         """Store ``data`` at ``offset`` (all of it, or raise :class:`OSError`)."""
 
+    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
+        """Fill ``buffer`` with the bytes from ``offset`` (one copy; stores override this to skip the
+        intermediate object :meth:`read` makes)."""
+        with memoryview(buffer) as view:
+            view = view.cast("B")
+            view[:] = self.read(offset, len(view))
+
     def flush(self) -> None:  # noqa: B027  (stores without a cache have nothing to flush)
         """Make every write so far durable.  May run in a worker thread."""
 
@@ -192,6 +199,19 @@ class ImageFile(BackingStore):
             got += len(more)
         return b"".join(parts)
 
+    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
+        """``os.preadv`` straight into ``buffer``: the page cache is copied once, into the caller's memory."""
+        fd = self.fd
+        with memoryview(buffer) as whole:
+            view = whole.cast("B")
+            got = 0
+            while got < len(view):
+                n = os.preadv(fd, [view[got:]], offset + got)
+                if n == 0:  # past the end of a file that shrank: zeros
+                    view[got:] = bytes(len(view) - got)
+                    break
+                got += n
+
     def write(self, offset: int, data: Buffer) -> None:
         view = memoryview(data).cast("B")
         self._check_write(offset, len(view))
@@ -250,11 +270,13 @@ class _Chunks:
     def has(self, index: int) -> bool:
         return index in self.chunks
 
-    def get(self, index: int, start: int, length: int) -> bytes:
-        return bytes(memoryview(self.chunks[index])[start : start + length])
+    def get(self, index: int, start: int, length: int) -> memoryview:
+        """A view of the chunk, not a copy: the caller copies it (once) before the chunk can change."""
+        return memoryview(self.chunks[index])[start : start + length]
 
     def put(self, index: int, start: int, data: memoryview) -> None:
-        self.chunks[index][start : start + len(data)] = data
+        with memoryview(self.chunks[index]) as chunk:
+            chunk[start : start + len(data)] = data
 
     def create(self, index: int, content: Buffer) -> None:
         self.chunks[index] = bytearray(content)
@@ -283,6 +305,16 @@ class _SideFile:
     def get(self, index: int, start: int, length: int) -> bytes:
         data = os.pread(self.fd, length, index * CHUNK_SIZE + start)
         return data if len(data) == length else data + bytes(length - len(data))
+
+    def getinto(self, index: int, start: int, view: memoryview) -> None:
+        offset = index * CHUNK_SIZE + start
+        got = 0
+        while got < len(view):
+            n = os.preadv(self.fd, [view[got:]], offset + got)
+            if n == 0:
+                view[got:] = bytes(len(view) - got)
+                return
+            got += n
 
     def _pwrite(self, offset: int, data: Buffer) -> None:
         view = memoryview(data).cast("B")
@@ -329,6 +361,7 @@ def _chunk_length(index: int, size: int) -> int:
 
 
 def _layered_read(layer: _Layer, offset: int, length: int, below: Callable[[int, int], Buffer]) -> bytes:
+    """The bytes at [offset, offset+length): memory chunks are views until the one final copy (a join)."""
     parts: list[Buffer] = []
     gap_start = gap_len = 0  # consecutive chunks missing from the layer are read from below at once
     for index, start, n in _spans(offset, length):
@@ -346,6 +379,29 @@ def _layered_read(layer: _Layer, offset: int, length: int, below: Callable[[int,
     if len(parts) == 1 and isinstance(parts[0], bytes):
         return parts[0]
     return b"".join(parts)
+
+
+def _layered_readinto(layer: _Layer, offset: int, view: memoryview,
+                      below: Callable[[int, memoryview], None]) -> None:
+    """Fill ``view`` with the bytes at ``offset``: every byte is copied once, from its chunk or from below."""
+    pos = 0
+    gap_start = gap_pos = gap_len = 0
+    for index, start, n in _spans(offset, len(view)):
+        if layer.has(index):
+            if gap_len:
+                below(gap_start, view[gap_pos : gap_pos + gap_len])
+                gap_len = 0
+            if isinstance(layer, _Chunks):
+                view[pos : pos + n] = layer.get(index, start, n)
+            else:
+                layer.getinto(index, start, view[pos : pos + n])
+        else:
+            if not gap_len:
+                gap_start, gap_pos = index * CHUNK_SIZE + start, pos
+            gap_len += n
+        pos += n
+    if gap_len:
+        below(gap_start, view[gap_pos : gap_pos + gap_len])
 
 
 def _layered_write(layer: _Layer, offset: int, data: Buffer, below: Callable[[int, int], Buffer]) -> None:
@@ -366,8 +422,15 @@ def _layered_write(layer: _Layer, offset: int, data: Buffer, below: Callable[[in
             layer.create(index, content)
 
 
-def _zeros(offset: int, length: int) -> bytes:
-    return bytes(length)
+_ZERO_CHUNK = bytes(CHUNK_SIZE)
+
+
+def _zeros(offset: int, length: int) -> Buffer:
+    return memoryview(_ZERO_CHUNK)[:length] if length <= CHUNK_SIZE else bytes(length)
+
+
+def _zero_fill(offset: int, view: memoryview) -> None:
+    view[:] = b"\x00" * len(view) if len(view) > CHUNK_SIZE else memoryview(_ZERO_CHUNK)[: len(view)]
 
 
 class MemoryStore(BackingStore):
@@ -393,6 +456,10 @@ class MemoryStore(BackingStore):
 
     def read(self, offset: int, length: int) -> bytes:
         return _layered_read(self._chunks, offset, length, _zeros)
+
+    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
+        with memoryview(buffer) as whole:
+            _layered_readinto(self._chunks, offset, whole.cast("B"), _zero_fill)
 
     def write(self, offset: int, data: Buffer) -> None:
         self._check_write(offset, len(data))
@@ -435,6 +502,10 @@ class OverlayStore(BackingStore):
 
     def read(self, offset: int, length: int) -> bytes:
         return _layered_read(self._layer, offset, length, self.base.read)
+
+    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
+        with memoryview(buffer) as whole:
+            _layered_readinto(self._layer, offset, whole.cast("B"), self.base.readinto)
 
     def write(self, offset: int, data: Buffer) -> None:
         self._check_write(offset, len(data))
