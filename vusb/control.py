@@ -47,6 +47,9 @@ from devices.storage.bot import MassStorageFunction
 from vusb.constants import USBIP_PORT
 from vusb.device import Device, Function
 from vusb.errors import UsageError, VusbError
+from vusb.faults import KINDS as FAULT_KINDS
+from vusb.faults import Fault
+from vusb.profile import FAULT_FIELDS
 from vusb.server import Server
 
 log = logging.getLogger("vusb.control")
@@ -263,6 +266,7 @@ class ControlServer:
             "release-button": self._release_button, "scroll": self._scroll, "eject": self._eject,
             "insert": self._insert, "serial-write": self._serial_write, "serial-read": self._serial_read,
             "unplug": self._unplug, "plug": self._plug,
+            "fault-add": self._fault_add, "fault-list": self._fault_list, "fault-clear": self._fault_clear,
         }
 
     @property
@@ -657,6 +661,56 @@ class ControlServer:
         return {"busid": busid}
 
 
+    # ------------------------------------------------------------ faults
+    async def _fault_add(self, req: _Request) -> dict[str, Any]:
+        busid, device = self._device(req)
+        spec = req.get("fault", dict, required=True)
+        rule = device.faults.add(fault_from_fields(spec))
+        return {"busid": busid, "index": len(device.faults) - 1, "rule": repr(rule)}
+
+    async def _fault_list(self, req: _Request) -> dict[str, Any]:
+        busid, device = self._device(req)
+        return {"busid": busid, "faults": [
+            {"index": i, "kind": rule.kind, "rule": repr(rule), "matched": rule.matched, "fired": rule.fired,
+             "exhausted": rule.exhausted}
+            for i, rule in enumerate(device.faults)]}
+
+    async def _fault_clear(self, req: _Request) -> dict[str, Any]:
+        busid, device = self._device(req)
+        index = req.get("index", int)
+        rules = list(device.faults)
+        if index is None:
+            device.faults.clear()
+            return {"busid": busid, "removed": len(rules)}
+        if not 0 <= index < len(rules):
+            raise ControlError(f"device {busid} has {len(rules)} fault rule(s); no rule {index}")
+        device.faults.remove(rules[index])
+        return {"busid": busid, "removed": 1}
+
+
+def fault_from_fields(spec: dict[str, Any]) -> Fault:
+    """A fault rule from a JSON object with the fields of a profile's ``faults:`` entry."""
+    kind = spec.get("kind")
+    if not isinstance(kind, str) or kind not in FAULT_FIELDS:
+        raise ControlError(f"fault: 'kind' must be one of: {', '.join(FAULT_FIELDS)}; got {kind!r}")
+    fields = FAULT_FIELDS[kind]
+    unknown = sorted(set(spec) - set(fields) - {"kind"})
+    if unknown:
+        raise ControlError(f"fault: unknown field {unknown[0]!r} for kind {kind!r}; expected one of: "
+                           f"{', '.join(sorted(fields))}")
+    options = {k: v for k, v in spec.items() if k != "kind"}
+    if "data" in options:
+        text = options["data"]
+        try:
+            options["data"] = bytes.fromhex(str(text).replace(":", " "))
+        except ValueError:
+            raise ControlError(f"fault: field 'data' must be hexadecimal bytes such as '05 01', not {text!r}") from None
+    try:
+        return FAULT_KINDS[kind](**options)
+    except UsageError as exc:
+        raise ControlError(f"fault: {exc}") from None
+
+
 def _encode(reply: dict[str, Any]) -> bytes:
     return json.dumps(reply, ensure_ascii=False).encode("utf-8") + b"\n"
 
@@ -768,6 +822,12 @@ def _ctl_parser() -> argparse.ArgumentParser:
     p.add_argument("--line", action="store_true", help="up to and including a newline")
     for name, help_text in (("unplug", "stop exporting (disconnects its client)"), ("plug", "export again")):
         command(name, help_text, function=False, timeout=False)
+    p = command("fault-add", "add a fault rule: KIND FIELD=VALUE... (docs/faults.md)", function=False, timeout=False)
+    p.add_argument("kind", help=", ".join(FAULT_FIELDS))
+    p.add_argument("fields", nargs="*", metavar="FIELD=VALUE", help="e.g. endpoint=0x81 count=1")
+    command("fault-list", "the fault rules and how often they fired", function=False, timeout=False)
+    command("fault-clear", "remove every fault rule, or the one at INDEX", function=False, timeout=False).add_argument(
+        "index", type=int, nargs="?")
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -802,7 +862,29 @@ def build_request(argv: Sequence[str]) -> tuple[dict[str, Any], bool]:
             body["data"] = unescape(args.data)
     elif cmd == "serial-read" and args.line:
         body["line"] = True
+    elif cmd == "fault-add":
+        body["fault"] = {"kind": args.kind, **dict(_field_value(item) for item in args.fields)}
+    elif cmd == "fault-clear" and args.index is not None:
+        body["index"] = args.index
     return body, as_json
+
+
+def _field_value(item: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` of ``vusb ctl fault-add``: integers (0x hex too), numbers, true/false, else text."""
+    name, sep, text = item.partition("=")
+    if not sep or not name:
+        raise UsageError(f"fault field {item!r} is not FIELD=VALUE (for example endpoint=0x81)")
+    if name == "data":
+        return name, text  # hexadecimal bytes stay text
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return name, lowered == "true"
+    for convert in (lambda t: int(t, 0), float):
+        try:
+            return name, convert(text)
+        except ValueError:
+            pass
+    return name, text
 
 
 def format_reply(body: dict[str, Any], reply: dict[str, Any]) -> str:
@@ -819,6 +901,10 @@ def format_reply(body: dict[str, Any], reply: dict[str, Any]) -> str:
         return "\n".join(lines) if lines else "no devices"
     if body["cmd"] == "serial-read":
         return str(reply.get("data", ""))
+    if body["cmd"] == "fault-list":
+        lines = [f"{f['index']}: {f['rule']}  matched {f['matched']} fired {f['fired']}"
+                 + (" (spent)" if f["exhausted"] else "") for f in reply.get("faults", [])]
+        return "\n".join(lines) if lines else "no fault rules"
     details = {k: v for k, v in reply.items() if k not in ("id", "ok")}
     return "ok" + "".join(f" {k}={v}" for k, v in details.items())
 

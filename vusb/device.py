@@ -48,6 +48,7 @@ from vusb.descriptors import (
 )
 from vusb.endpoint import Endpoint, HandlerResult
 from vusb.errors import DescriptorError, DeviceDefinitionError, Stall, UsageError
+from vusb.faults import FaultSet, is_get_descriptor
 from vusb.urb import Completion, SetupPacket, Urb
 
 log = logging.getLogger("vusb.device")
@@ -480,6 +481,10 @@ class Device:
         self.busid: str | None = None
         self._attach_listeners: list[Callable[[bool], None]] = []
         self._configured_event: asyncio.Event | None = None
+        self.disconnect_handler: Callable[[], None] | None = None
+        """Set by the server while a client holds the device: drops that client's connection."""
+        self.faults = FaultSet(self)
+        """Fault rules that make the device misbehave on purpose (:mod:`vusb.faults`)."""
 
     def _validate(self) -> None:
         speed = self.speed
@@ -581,6 +586,20 @@ class Device:
         for listener in self._attach_listeners:
             listener(True)
 
+    def disconnect(self) -> None:
+        """The device vanishes from the bus: its client's connection is dropped (a cable pulled).
+
+        Served by a :class:`~vusb.server.Server`, the device can be imported again at once;
+        without a server the device is simply detached.  Nothing happens if it is not attached.
+        """
+        if not self.attached:
+            return
+        log.info("%s: disconnecting from its client", self.describe())
+        if self.disconnect_handler is not None:
+            self.disconnect_handler()
+        else:
+            self.detach()
+
     def detach(self) -> None:
         """The client went away: drop its URBs and return to the unconfigured state."""
         self.attached = False
@@ -648,6 +667,8 @@ class Device:
         if result is NOT_HANDLED:
             log.warning("%s: unhandled request %s; stalling", self.describe(), setup.describe())
             return Completion(Status.EPIPE)
+        if self.faults.descriptor_rules and isinstance(result, (bytes, bytearray)) and is_get_descriptor(setup):
+            result = self.faults.patch_descriptor(setup, bytes(result))
         if isinstance(result, Awaitable):  # type: ignore[misc]
             return self._finish_async(setup, result)
         return self._to_completion(setup, result)

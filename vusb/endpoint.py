@@ -16,12 +16,15 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 from vusb.constants import Status, TransferType
 from vusb.descriptors import EndpointDescriptor
 from vusb.errors import Stall, UsageError
 from vusb.urb import Completion, Urb, UrbState
+
+if TYPE_CHECKING:
+    from vusb.faults import FaultSet
 
 log = logging.getLogger("vusb.endpoint")
 
@@ -45,6 +48,10 @@ class Endpoint:
         self._in_waiter: asyncio.Future[Completion] | None = None
         self._out_data: asyncio.Queue[bytes] | None = None
         self.on_out: Callable[[bytes | memoryview], None] | None = None
+        self.faults: FaultSet | None = None
+        """The device's fault rules while some can act on this endpoint (see :mod:`vusb.faults`), else None."""
+        self.halts_cleared = 0
+        """Times the host cleared a halt of this endpoint (CLEAR_FEATURE(ENDPOINT_HALT)), for tests."""
 
     # ------------------------------------------------------------ properties
     @property
@@ -87,7 +94,7 @@ class Endpoint:
                 continue
             urb.state = UrbState.ACTIVE
             try:
-                result = self._dispatch(urb)
+                result = self._dispatch(urb) if self.faults is None else self.faults.dispatch(self, urb)
             except Stall:
                 urb.complete(Completion(Status.EPIPE))
                 continue
@@ -216,6 +223,7 @@ class Endpoint:
 
     def clear_halt(self) -> None:
         self.halted = False
+        self.halts_cleared += 1
         self._run()
 
     # ------------------------------------------------------------ IN data queue

@@ -39,6 +39,8 @@ from vusb.descriptors import (
 )
 from vusb.device import NOT_HANDLED, ControlResult, Device, Function, StringTable
 from vusb.errors import ProfileError, Stall, VusbError
+from vusb.faults import DESCRIPTOR_TYPES, SENSE_KEYS, Fault
+from vusb.faults import KINDS as FAULT_KINDS
 from vusb.urb import SetupPacket
 
 Node = yaml.Node
@@ -119,6 +121,8 @@ def _scalar(ctx: ProfileContext, node: Node, path: str, spec: Field) -> Any:
                 raise ctx.error(node, path, f"expected an integer (decimal or 0x hex), got {node.value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ctx.error(node, path, f"expected an integer (decimal or 0x hex), got {node.value!r}")
+        if spec.high is None and spec.low is not None and value < spec.low:
+            raise ctx.error(node, path, f"{value} is less than {spec.low}")
         if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
             raise ctx.error(node, path, f"{value} is out of range {spec.low}..{spec.high}"
                             + (f" (0x{spec.low:x}..0x{spec.high:x})" if spec.high and spec.high > 255 else ""))
@@ -223,6 +227,7 @@ TOP_FIELDS: dict[str, Field] = {
     "functions": Field("list", False),
     "descriptors": Field("map", False),
     "control": Field("list", False, help="canned answers to class and vendor control requests"),
+    "faults": Field("list", False, help="fault rules: make the device misbehave on purpose (docs/faults.md)"),
 }
 
 CONTROL_FIELDS: dict[str, Field] = {
@@ -288,6 +293,119 @@ def canned_handler(entries: list[CannedRequest]) -> Callable[[SetupPacket, bytes
 
     return handle
 
+# ------------------------------------------------------------------ faults
+
+FAULT_FIRING_FIELDS: dict[str, Field] = {
+    "count": Field("int", False, None, 1, None, help="fire at most this many times (default: every time)"),
+    "after": Field("int", False, 0, 0, None, help="let this many matches pass before firing"),
+    "after_bytes": Field("int", False, 0, 0, None, help="let this many bytes pass through matched URBs first"),
+    "probability": Field("float", False, 1.0, help="fire with this probability, 0 < p <= 1 (default 1)"),
+    "seed": Field("int", False, 0, 0, None, help="seed of the random generator of probability (default 0)"),
+}
+
+FAULT_MATCH_FIELDS: dict[str, Field] = {
+    "endpoint": Field("int", False, None, 0, 0xFF, help="endpoint address (0x81: IN 1, 0x02: OUT 2, 0: control)"),
+    "request_type": Field("int", False, None, 0, 0xFF, help="control transfers: bmRequestType to match"),
+    "request": Field("int", False, None, 0, 0xFF, help="control transfers: bRequest to match"),
+    "value": Field("int", False, None, 0, 0xFFFF, help="control transfers: wValue to match"),
+    "index": Field("int", False, None, 0, 0xFFFF, help="control transfers: wIndex to match"),
+    "min_length": Field("int", False, 0, 0, None, help="only URBs with a buffer of at least this many bytes"),
+    **FAULT_FIRING_FIELDS,
+}
+
+FAULT_FIELDS: dict[str, dict[str, Field]] = {
+    "stall": {**FAULT_MATCH_FIELDS,
+              "halt": Field("bool", False, True, help="bulk/interrupt: stay halted until the host clears it "
+                                                      "(default true)")},
+    "delay": {**FAULT_MATCH_FIELDS,
+              "seconds": Field("float", True, help="how late the URB is handled")},
+    "drop": dict(FAULT_MATCH_FIELDS),
+    "disconnect": dict(FAULT_MATCH_FIELDS),
+    "short": {**FAULT_MATCH_FIELDS,
+              "length": Field("int", True, None, 0, None, help="bytes answered (IN) or consumed (OUT) at most")},
+    "babble": dict(FAULT_MATCH_FIELDS),
+    "corrupt-descriptor": {
+        "type": Field("str", True, help="descriptor type: device, configuration, string, device_qualifier, "
+                                        "other_speed_configuration, bos, hid_report, or a number"),
+        "index": Field("int", False, None, 0, 0xFF, help="descriptor index (default: any)"),
+        "offset": Field("int", True, None, 0, 0xFFFF, help="where the bytes are written"),
+        "data": Field("hex", True, help="the bytes written at offset"),
+        **FAULT_FIRING_FIELDS,
+    },
+    "scsi-failure": {
+        "sense_key": Field("str", True, help="sense key: a name (MEDIUM_ERROR, NOT_READY, UNIT_ATTENTION...) "
+                                             "or a number"),
+        "asc": Field("int", False, 0, 0, 0xFF, help="additional sense code"),
+        "ascq": Field("int", False, 0, 0, 0xFF, help="additional sense code qualifier"),
+        "opcode": Field("int", False, None, 0, 0xFF, help="SCSI operation code to match (0x28: READ(10); "
+                                                          "default: any)"),
+        "lun": Field("int", False, None, 0, 15, help="logical unit to match (default: any)"),
+        "lba": Field("int", False, None, 0, None, help="first block of the failing range (READ/WRITE/VERIFY)"),
+        "blocks": Field("int", False, 1, 1, None, help="blocks in the failing range (default 1)"),
+        **FAULT_FIRING_FIELDS,
+    },
+}
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One ``faults:`` entry; :meth:`rule` makes a fresh rule (counters at zero) for each device built."""
+
+    kind: str
+    options: dict[str, Any]
+    node: Node
+    path: str
+
+    def rule(self) -> Fault:
+        return FAULT_KINDS[self.kind](**self.options)
+
+
+def _name_or_number(ctx: ProfileContext, loc: Located, names: Mapping[str, int], what: str) -> int | str:
+    text = str(loc.value).strip()
+    try:
+        return int(text, 0)
+    except ValueError:
+        pass
+    if text in names or text.upper() in names:
+        return text if text in names else text.upper()
+    raise ctx.error(loc.node, loc.path, f"unknown {what} {text!r}; expected one of: {', '.join(names)}, or a number")
+
+
+def _read_faults(ctx: ProfileContext, node: Node) -> list[FaultSpec]:
+    specs = []
+    for i, item in enumerate(node.value):
+        path = f"faults[{i}]"
+        if not isinstance(item, yaml.MappingNode):
+            raise ctx.error(item, path, "expected a mapping with a 'kind' field")
+        kind_node = next((v for k, v in item.value if k.value == "kind"), None)
+        if kind_node is None:
+            raise ctx.error(item, f"{path}.kind", f"required field 'kind' is missing; one of: {', '.join(FAULT_FIELDS)}")
+        kind = str(kind_node.value)
+        if kind not in FAULT_FIELDS:
+            raise ctx.error(kind_node, f"{path}.kind", f"unknown fault kind {kind!r}; expected one of: "
+                            f"{', '.join(FAULT_FIELDS)}")
+        values = read_mapping(ctx, item, path, FAULT_FIELDS[kind], allow_extra=("kind",))
+        prob = values["probability"]
+        if not 0 < prob.value <= 1:
+            raise ctx.error(prob.node, prob.path, f"{prob.value:g} is not a probability in (0, 1]")
+        options = {k: v.value for k, v in values.items() if v.value is not None}
+        if kind == "corrupt-descriptor":
+            options["type"] = _name_or_number(ctx, values["type"], DESCRIPTOR_TYPES, "descriptor type")
+            if not options["data"]:
+                raise ctx.error(values["data"].node, values["data"].path, "expected at least one byte")
+        elif kind == "scsi-failure":
+            options["sense_key"] = _name_or_number(ctx, values["sense_key"], SENSE_KEYS, "sense key")
+        elif kind == "delay" and options["seconds"] < 0:
+            sec = values["seconds"]
+            raise ctx.error(sec.node, sec.path, f"{sec.value:g} is negative; expected seconds >= 0")
+        try:
+            FAULT_KINDS[kind](**options)  # values the rule refuses are reported here, at the entry
+        except VusbError as exc:
+            raise ctx.error(item, path, str(exc)) from exc
+        specs.append(FaultSpec(kind, options, item, path))
+    return specs
+
+
 #: identity fields of a raw-descriptor profile: all optional, and each must agree with the descriptors
 RAW_IDENTITY_FIELDS: dict[str, Field] = {
     name: dataclasses.replace(spec, required=False, default=None) for name, spec in IDENTITY_FIELDS.items()
@@ -315,11 +433,18 @@ class Profile:
     context: ProfileContext
     descriptors: RawDescriptors | None = None
     control: list[CannedRequest] = dataclasses.field(default_factory=list)
+    faults: list[FaultSpec] = dataclasses.field(default_factory=list)
 
     def build(self) -> Device:
         device = self._build()
         if self.control:
             device.vendor_handler = canned_handler(self.control)
+        for spec in self.faults:
+            try:
+                device.faults.add(spec.rule())
+            except VusbError as exc:
+                device.close_unstarted()
+                raise self.context.error(spec.node, spec.path, str(exc)) from exc
         return device
 
     def _build(self) -> Device:
@@ -417,7 +542,9 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
         functions.append((kind, options))
     control_node = top["control"].value
     control = _read_control(ctx, control_node) if control_node is not None else []
-    profile = Profile(file, identity, functions, ctx, descriptors, control)
+    faults_node = top["faults"].value
+    faults = _read_faults(ctx, faults_node) if faults_node is not None else []
+    profile = Profile(file, identity, functions, ctx, descriptors, control, faults)
     # Build once now so that every definition error shows up at load time, with the file named;
     # the trial device is closed at once so it holds no file open.
     profile.build().close_unstarted()

@@ -13,7 +13,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from vusb.profile import CONTROL_FIELDS, DESCRIPTOR_FIELDS, IDENTITY_FIELDS, RAW_IDENTITY_FIELDS, Field, kinds
+from vusb.profile import (
+    CONTROL_FIELDS,
+    DESCRIPTOR_FIELDS,
+    FAULT_FIELDS,
+    IDENTITY_FIELDS,
+    RAW_IDENTITY_FIELDS,
+    Field,
+    kinds,
+)
 
 SCHEMA_ID = "https://vusb.invalid/profile.schema.json"
 _INT_TEXT = r"^(0[xX][0-9a-fA-F]+|[0-9]+)$"
@@ -77,6 +85,12 @@ def profile_schema() -> dict[str, Any]:
                              "description": kind.fields["luns"].help}
         functions.append(_mapping(kind.fields, extra=extra,
                                   required=["kind", *[n for n, s in kind.fields.items() if s.required]]))
+    probability = {**_field(FAULT_FIELDS["stall"]["probability"]), "exclusiveMinimum": 0, "maximum": 1}
+    faults = [
+        _mapping(fields, extra={"kind": {"const": name}, "probability": probability},
+                 required=["kind", *[n for n, s in fields.items() if s.required]])
+        for name, fields in FAULT_FIELDS.items()
+    ]
     descriptors = _mapping(DESCRIPTOR_FIELDS, extra={
         "configurations": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": _HEX},
                            "description": DESCRIPTOR_FIELDS["configurations"].help},
@@ -93,6 +107,8 @@ def profile_schema() -> dict[str, Any]:
             "descriptors": descriptors,
             "control": {"type": "array", "items": _mapping(CONTROL_FIELDS),
                         "description": "canned answers to class and vendor control requests"},
+            "faults": {"type": "array", "items": {"oneOf": faults},
+                       "description": "fault rules: make the device misbehave on purpose (docs/faults.md)"},
         },
         "additionalProperties": False,
         "anyOf": [

@@ -194,6 +194,7 @@ class Connection(asyncio.BufferedProtocol):
             self.pending.clear()
             export.connection = None
             self.export = None
+            export.device.disconnect_handler = None
             export.device.detach()
             log.info("client %s released %s (%s)", self.peer, export.busid, export.device.describe())
 
@@ -230,6 +231,7 @@ class Connection(asyncio.BufferedProtocol):
         self.export = export
         export.device.attach()
         device = export.device
+        device.disconnect_handler = self.close  # Device.disconnect(): the device leaves the bus
         iso = device.iso_addresses
         self.codec.is_iso = lambda ep, direction: bool(iso) and (ep | (0x80 if direction else 0)) in iso
         self._write(self.codec.send(ImportReply(OpStatus.OK, export.record())))

@@ -14,6 +14,8 @@ The usual way in is :class:`MassStorage`::
     async with Server([disk]) as server: ...
     disk.eject(); disk.insert(ImageFile("other.img"))  # change media while attached
     await disk.flush()                                 # fsync the image
+    disk.faults.add(ScsiFailure(opcode=Opcode.READ_10, sense_key="MEDIUM_ERROR", asc=0x11, lba=100))
+                                                       # a bad sector (docs/faults.md)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from devices.storage.scsi import CheckCondition, LogicalUnit, Opcode, Sense, Sen
 from vusb.constants import Speed
 from vusb.device import Device
 from vusb.errors import UsageError
+from vusb.faults import ScsiFailure
 
 __all__ = [
     "BackingStore",
@@ -58,6 +61,7 @@ __all__ = [
     "MscRequest",
     "Opcode",
     "OverlayStore",
+    "ScsiFailure",
     "Sense",
     "SenseKey",
     "default_serial",

@@ -60,8 +60,12 @@ class SenseKey(enum.IntEnum):
     UNIT_ATTENTION = 0x6
     DATA_PROTECT = 0x7
     BLANK_CHECK = 0x8
+    VENDOR_SPECIFIC = 0x9
+    COPY_ABORTED = 0xA
     ABORTED_COMMAND = 0xB
+    VOLUME_OVERFLOW = 0xD
     MISCOMPARE = 0xE
+    COMPLETED = 0xF
 
 
 @dataclass(frozen=True)
@@ -360,6 +364,10 @@ class LogicalUnit:
         self.write_cache = write_cache
         self.sense: Sense | None = None
         """Sense data of the last command that ended in CHECK CONDITION (until the next command)."""
+        self.sense_information: int | None = None
+        """INFORMATION field of that sense data (the failing block), when there is one."""
+        self.fault_hook: Callable[[bytes], tuple[int, int, int, int | None] | None] | None = None
+        """Set by the device's fault rules (:class:`vusb.faults.ScsiFailure`): sense data for a CDB that must fail."""
         self.unit_attention: Sense | None = None
         """A pending unit attention condition (reported once, by the next command)."""
         self.prevent_removal = False
@@ -468,6 +476,7 @@ class LogicalUnit:
     def reset(self) -> None:
         """A new host session (attach, detach, bus reset): forget sense, attention and removal lock."""
         self.sense = None
+        self.sense_information = None
         self.unit_attention = None
         self.prevent_removal = False
 
@@ -477,6 +486,12 @@ class LogicalUnit:
         opcode = cdb[0] if cdb else -1
         if opcode != Opcode.REQUEST_SENSE:
             self.sense = None
+            self.sense_information = None
+        if self.fault_hook is not None:
+            injected = self.fault_hook(bytes(cdb))
+            if injected is not None:
+                key, asc, ascq, information = injected
+                return self.fail(Sense(SenseKey(key), asc, ascq, "injected fault"), cdb, information)
         try:
             handler = self._commands.get(opcode)
             if handler is None:
@@ -492,9 +507,10 @@ class LogicalUnit:
         except CheckCondition as exc:
             return self.fail(exc.sense, cdb)
 
-    def fail(self, sense: Sense, cdb: bytes | None = None) -> Failed:
-        """Record ``sense`` as the result of the current command."""
+    def fail(self, sense: Sense, cdb: bytes | None = None, information: int | None = None) -> Failed:
+        """Record ``sense`` (with the INFORMATION field, if given) as the result of the current command."""
         self.sense = sense
+        self.sense_information = information if information is not None and information <= 0xFFFFFFFF else None
         if cdb is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("CDB %s: CHECK CONDITION %s", bytes(cdb).hex(" "), sense)
         return Failed(sense)
@@ -547,13 +563,14 @@ class LogicalUnit:
     def _request_sense(self, cdb: bytes) -> Command:
         if cdb[1] & 0x01:
             raise CheckCondition(INVALID_FIELD_IN_CDB)  # descriptor format is not supported
-        sense = self.sense
+        sense, information = self.sense, self.sense_information
         if sense is None and self.unit_attention is not None:
             sense, self.unit_attention = self.unit_attention, None
         if sense is None:
             sense = NO_SENSE if self._store is not None else MEDIUM_NOT_PRESENT
         self.sense = None
-        return DataIn(sense.fixed(), cdb[4])
+        self.sense_information = None
+        return DataIn(sense.fixed(information), cdb[4])
 
     def inquiry_data(self) -> bytes:
         """Standard INQUIRY data, 36 bytes (SPC-4 6.4.2)."""

@@ -1,0 +1,585 @@
+"""Fault injection (vusb.faults): each kind of misbehaviour, when rules fire, profiles, misuse.
+
+The device under test is a small bulk pipe (IN 0x81 fed with ``send``, OUT 0x02 read
+with ``receive``) driven by the in-process host; mass storage checks go through a
+Bulk-Only host like Linux usb-storage; one test goes through a real USB/IP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from devices import Keyboard
+from devices.storage import CommandBlockWrapper, CommandStatusWrapper, MassStorage, Opcode
+from vusb import faults
+from vusb.client import RemoteDevice
+from vusb.constants import DescriptorType, Speed, Status, TransferType
+from vusb.control import ControlServer, build_request
+from vusb.descriptors import InterfaceDescriptor
+from vusb.device import BuildContext, Device, Function
+from vusb.errors import ConnectionClosed, ProfileError, Stall, TransferError, UsageError
+from vusb.faults import FaultSet
+from vusb.profile import parse_profile
+from vusb.schema import profile_schema
+from vusb.server import Server
+from vusb.testing import LocalHost
+from vusb.urb import SetupPacket
+
+IN, OUT = 0x81, 0x02
+
+
+class Pipe(Function):
+    """One interface with a bulk IN and a bulk OUT endpoint using the built-in data queues."""
+
+    def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
+        eps = (ctx.endpoint(True, TransferType.BULK, preferred=IN), ctx.endpoint(False, TransferType.BULK, preferred=OUT))
+        return [InterfaceDescriptor(ctx.interface_number(), 0, 0xFF, endpoints=eps)]
+
+
+def pipe_device() -> Device:
+    return Device(Pipe(), vendor_id=0x1209, product_id=0x7778, product="Pipe", speed=Speed.HIGH)
+
+
+async def configured(device: Device) -> LocalHost:
+    host = LocalHost(device)
+    host.attach()
+    await host.enumerate(strings=False)
+    return host
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+# ------------------------------------------------------------------ one table row per URB-level kind
+
+
+@dataclass
+class UrbCase:
+    name: str
+    rule: Callable[[], faults.Fault]
+    out: bool  # an OUT transfer of b"abcdefgh" (else an IN of 64 bytes with b"abcdefgh" queued)
+    status: int
+    data: bytes | None  # IN data answered
+    actual: int | None = None  # OUT bytes consumed
+
+
+URB_CASES = [
+    UrbCase("stall IN", lambda: faults.Stall(endpoint=IN), False, Status.EPIPE, b""),
+    UrbCase("stall OUT", lambda: faults.Stall(endpoint=OUT), True, Status.EPIPE, None),
+    UrbCase("short IN", lambda: faults.Short(endpoint=IN, length=3), False, 0, b"abc"),
+    UrbCase("short OUT", lambda: faults.Short(endpoint=OUT, length=2), True, 0, None, 2),
+    UrbCase("babble IN", lambda: faults.Babble(endpoint=IN), False, Status.EOVERFLOW, b"abcdefgh" + b"\xff" * 56),
+    UrbCase("delay IN", lambda: faults.Delay(endpoint=IN, seconds=0.05), False, 0, b"abcdefgh"),
+    UrbCase("delay OUT", lambda: faults.Delay(endpoint=OUT, seconds=0.05), True, 0, None, 8),
+]
+
+
+@pytest.mark.parametrize("case", URB_CASES, ids=[c.name for c in URB_CASES])
+async def test_urb_faults_change_the_answer(case: UrbCase) -> None:
+    device = pipe_device()
+    host = await configured(device)
+    rule = device.faults.add(case.rule())
+    if case.out:
+        _, fut = host.submit(OUT, 0, 8, b"abcdefgh")
+    else:
+        device.endpoint(IN).send_nowait(b"abcdefgh")
+        _, fut = host.submit(IN, 1, 64)
+    result = await asyncio.wait_for(fut, 2)
+    assert result.status == case.status
+    if case.data is not None:
+        assert bytes(result.data) == case.data
+    if case.actual is not None:
+        assert result.actual_length == case.actual
+    assert (rule.matched, rule.fired) == (1, 1)
+    host.detach()
+
+
+async def test_stall_halts_the_endpoint_until_the_host_clears_it() -> None:
+    device = pipe_device()
+    host = await configured(device)
+    device.faults.add(faults.Stall(endpoint=IN, count=1))
+    device.endpoint(IN).send_nowait(b"data")
+    with pytest.raises(Stall):
+        await host.transfer_in(IN, 64)
+    assert device.endpoint(IN).halted
+    with pytest.raises(Stall):  # the rule is spent; the halt remains, as on hardware
+        await host.transfer_in(IN, 64)
+    await host.clear_halt(IN)
+    assert device.endpoint(IN).halts_cleared == 1
+    assert await host.transfer_in(IN, 64) == b"data"  # nothing was lost
+
+
+async def test_stall_without_halt_stalls_one_urb() -> None:
+    device = pipe_device()
+    host = await configured(device)
+    device.faults.add(faults.Stall(endpoint=IN, count=1, halt=False))
+    device.endpoint(IN).send_nowait(b"data")
+    with pytest.raises(Stall):
+        await host.transfer_in(IN, 64)
+    assert await host.transfer_in(IN, 64) == b"data"
+
+
+async def test_drop_leaves_the_urb_pending_until_unlinked_and_the_queue_goes_on() -> None:
+    device = pipe_device()
+    host = await configured(device)
+    rule = device.faults.add(faults.Drop(endpoint=IN, count=1))
+    device.endpoint(IN).send_nowait(b"kept")
+    dropped, fut = host.submit(IN, 1, 64)
+    behind, fut2 = host.submit(IN, 1, 64)
+    await asyncio.sleep(0.05)
+    assert not fut.done() and not fut2.done()  # the next URB waits behind the NAKing one
+    assert host.unlink_urb(dropped)
+    assert bytes((await asyncio.wait_for(fut2, 1)).data) == b"kept"  # the data was never taken
+    assert rule.fired == 1 and behind.state.value == "done"
+
+
+async def test_delay_holds_the_answer_and_unlink_cancels_it() -> None:
+    device = pipe_device()
+    host = await configured(device)
+    device.faults.add(faults.Delay(endpoint=IN, seconds=0.3))
+    device.endpoint(IN).send_nowait(b"late")
+    urb, fut = host.submit(IN, 1, 64)
+    await asyncio.sleep(0.05)
+    assert not fut.done()
+    assert host.unlink_urb(urb)
+    device.faults.clear()
+    assert await host.transfer_in(IN, 64) == b"late"  # the cancelled URB took nothing
+
+
+async def test_disconnect_detaches_a_device_without_a_server() -> None:
+    device = pipe_device()
+    host = await configured(device)
+    rule = device.faults.add(faults.Disconnect(endpoint=OUT, after=1))
+    assert await host.transfer_out(OUT, b"first") == 5
+    urb, fut = host.submit(OUT, 0, 6, b"second")
+    await settle()
+    assert not device.attached and not device.configured
+    assert not fut.done() and urb.state.value == "cancelled"  # never answered
+    assert rule.fired == 1
+    host.detach()
+
+
+async def test_disconnect_through_the_server_drops_the_connection_and_the_device_comes_back() -> None:
+    device = pipe_device()
+    async with Server([device], port=0) as server:
+        rule = device.faults.add(faults.Disconnect(endpoint=IN, after_bytes=8, count=1))
+        async with await RemoteDevice.open("127.0.0.1", "1-1", server.port) as remote:
+            await remote.enumerate(strings=False)
+            device.endpoint(IN).send_nowait(b"12345678")
+            device.endpoint(IN).send_nowait(b"never")
+            assert await remote.transfer_in(IN, 64) == b"12345678"
+            with pytest.raises((ConnectionClosed, TransferError, ConnectionError)):
+                await remote.transfer_in(IN, 64)
+        for _ in range(100):
+            if not device.attached:
+                break
+            await asyncio.sleep(0.01)
+        assert not device.attached and rule.fired == 1 and rule.bytes_passed == 8
+        async with await RemoteDevice.open("127.0.0.1", "1-1", server.port) as again:  # served again at once
+            await again.enumerate(strings=False)
+            device.endpoint(IN).send_nowait(b"back")
+            assert await again.transfer_in(IN, 64) == b"back"
+
+
+# ------------------------------------------------------------------ when rules fire
+
+
+def seeded_pattern(seed: int, probability: float, n: int) -> str:
+    """What a rule with this seed does: the same draws as random.Random(seed)."""
+    draws = random.Random(seed)
+    return "".join("x" if draws.random() < probability else "." for _ in range(n))
+
+
+@dataclass
+class FiringCase:
+    name: str
+    rule: Callable[[], faults.Fault]
+    pattern: str  # per IN transfer of 4 bytes: "x" stalled (halt off), "." answered
+
+
+FIRING_CASES = [
+    FiringCase("every time by default", lambda: faults.Stall(endpoint=IN, halt=False), "xxxxxx"),
+    FiringCase("count", lambda: faults.Stall(endpoint=IN, halt=False, count=2), "xx...."),
+    FiringCase("after", lambda: faults.Stall(endpoint=IN, halt=False, after=3, count=1), "...x.."),
+    FiringCase("after_bytes", lambda: faults.Stall(endpoint=IN, halt=False, after_bytes=8, count=2), "..xx.."),
+    FiringCase("probability, seeded", lambda: faults.Stall(endpoint=IN, halt=False, probability=0.5, seed=3),
+               seeded_pattern(3, 0.5, 6)),
+    FiringCase("another endpoint only", lambda: faults.Stall(endpoint=OUT, halt=False), "......"),
+]
+
+
+@pytest.mark.parametrize("case", FIRING_CASES, ids=[c.name for c in FIRING_CASES])
+async def test_when_a_rule_fires(case: FiringCase) -> None:
+    device = pipe_device()
+    host = await configured(device)
+    rule = device.faults.add(case.rule())
+    seen = ""
+    for _ in range(len(case.pattern)):
+        device.endpoint(IN).send_nowait(b"data")
+        try:
+            await host.transfer_in(IN, 4)
+            seen += "."
+        except Stall:
+            seen += "x"
+            device.endpoint(IN).reset()  # drop the data the stalled URB left queued
+    assert seen == case.pattern
+    assert rule.fired == case.pattern.count("x")
+    assert rule.matched >= rule.fired  # a spent rule leaves the URB path and stops counting matches
+
+
+async def test_control_requests_match_on_setup_fields() -> None:
+    device = pipe_device()
+    host = await configured(device)
+    rule = device.faults.add(faults.Stall(endpoint=0, request_type=0x80, request=6, value=0x0300))
+    with pytest.raises(Stall):
+        await host.get_descriptor(DescriptorType.STRING, 0)
+    assert len(await host.get_descriptor(DescriptorType.DEVICE, 0, 18)) == 18
+    assert (rule.matched, rule.fired) == (1, 1)
+
+
+async def test_rules_come_and_go_at_runtime_and_spent_rules_leave_the_urb_path() -> None:
+    device = pipe_device()
+    endpoint = device.endpoint(IN)
+    assert endpoint.faults is None and not device.faults
+    once = device.faults.add(faults.Short(endpoint=IN, length=1, count=1))
+    assert endpoint.faults is device.faults and device.endpoint(OUT).faults is None
+    host = await configured(device)
+    endpoint.send_nowait(b"abc")
+    assert await host.transfer_in(IN, 64) == b"a"
+    assert endpoint.faults is None and once.exhausted and list(device.faults) == [once]
+    forever = device.faults.add(faults.Short(endpoint=IN, length=2))
+    endpoint.send_nowait(b"abc")
+    assert await host.transfer_in(IN, 64) == b"ab"
+    device.faults.remove(forever)
+    endpoint.send_nowait(b"abc")
+    assert await host.transfer_in(IN, 64) == b"abc"
+    assert forever.fired == 1 and endpoint.faults is None
+
+
+async def test_wait_returns_once_the_rule_fired() -> None:
+    device = pipe_device()
+    host = await configured(device)
+    rule = device.faults.add(faults.Stall(endpoint=IN, halt=False, after=1))
+    device.endpoint(IN).send_nowait(b"a")
+    waiter = asyncio.ensure_future(rule.wait(timeout=2))
+    assert await host.transfer_in(IN, 4) == b"a"
+    assert not waiter.done()
+    with pytest.raises(Stall):
+        await host.transfer_in(IN, 4)
+    await waiter
+
+
+# ------------------------------------------------------------------ descriptors
+
+
+async def test_corrupt_configuration_descriptor_bytes() -> None:
+    device = pipe_device()
+    good = device._config_bytes[0]
+    rule = device.faults.add(faults.CorruptDescriptor(type="configuration", offset=1, data=b"\x05", count=1))
+    async with LocalHost(device) as host:
+        head = await host.get_descriptor(DescriptorType.CONFIGURATION, 0, 9)
+        assert head == b"\x09\x05" + good[2:9]
+        assert await host.get_descriptor(DescriptorType.CONFIGURATION, 0, len(good)) == good  # spent
+    assert rule.fired == 1
+
+
+async def test_a_patch_beyond_the_reply_is_not_a_match() -> None:
+    device = pipe_device()
+    good = device._config_bytes[0]
+    rule = device.faults.add(faults.CorruptDescriptor(type=DescriptorType.CONFIGURATION, index=0, offset=20,
+                                                      data=b"\x00", count=1))
+    async with LocalHost(device) as host:
+        assert await host.get_descriptor(DescriptorType.CONFIGURATION, 0, 9) == good[:9]
+        assert rule.matched == 0
+        full = await host.get_descriptor(DescriptorType.CONFIGURATION, 0, len(good))
+    assert full[20] == 0 and full[:20] == good[:20] and rule.fired == 1
+
+
+async def test_corrupt_descriptor_with_a_transform() -> None:
+    device = pipe_device()
+    rule = device.faults.add(faults.CorruptDescriptor(type="device", transform=lambda d: d[:8] + b"\xad\xde" + d[10:]))
+    async with LocalHost(device) as host:
+        raw = await host.get_descriptor(DescriptorType.DEVICE, 0, 18)
+    assert raw[8:10] == b"\xad\xde" and rule.fired == 1
+
+
+# ------------------------------------------------------------------ SCSI
+
+
+class Bot:
+    """Just enough of usb-storage: CBW, data stage, CSW, REQUEST SENSE."""
+
+    def __init__(self, host: LocalHost, disk: MassStorage) -> None:
+        self.host, self.disk = host, disk
+        self.bulk_in, self.bulk_out = disk.storage.in_address, disk.storage.out_address
+        self.tags = itertools.count(1)
+
+    async def command(self, cdb: bytes, length: int) -> tuple[bytes, CommandStatusWrapper]:
+        await self.host.transfer_out(self.bulk_out, CommandBlockWrapper(next(self.tags), length, True, 0, cdb).to_bytes())
+        data = b""
+        if length:
+            try:
+                data = await self.host.transfer_in(self.bulk_in, length)
+            except Stall:
+                await self.host.clear_halt(self.bulk_in)
+        return data, CommandStatusWrapper.parse(await self.host.transfer_in(self.bulk_in, 13))
+
+    async def sense(self) -> bytes:
+        return (await self.command(bytes((Opcode.REQUEST_SENSE, 0, 0, 0, 18, 0)), 18))[0]
+
+
+def read10(lba: int, blocks: int) -> bytes:
+    return bytes((Opcode.READ_10, 0)) + lba.to_bytes(4, "big") + b"\x00" + blocks.to_bytes(2, "big") + b"\x00"
+
+
+SCSI_CASES = [  # (name, rule, LBA read, fails?, sense INFORMATION)
+    ("bad range, inside", dict(lba=100, blocks=8), 104, True, 104),
+    ("bad range, overlapping start", dict(lba=100, blocks=8), 98, True, 100),
+    ("bad range, outside", dict(lba=100, blocks=8), 108, False, None),
+    ("any READ(10)", dict(), 0, True, None),
+    ("another opcode", dict(opcode=Opcode.WRITE_10), 0, False, None),
+    ("another LUN", dict(lun=0, opcode=Opcode.READ_10, lba=0), 0, True, 0),
+]
+
+
+@pytest.mark.parametrize(("name", "match", "lba", "fails", "information"), SCSI_CASES, ids=[c[0] for c in SCSI_CASES])
+async def test_scsi_failure_with_chosen_sense(name: str, match: dict[str, int], lba: int, fails: bool,
+                                              information: int | None) -> None:
+    disk = MassStorage(memory=True, size=1 << 20)
+    rule = disk.faults.add(faults.ScsiFailure(**{"opcode": Opcode.READ_10, **match}, sense_key="MEDIUM_ERROR",
+                                              asc=0x11, ascq=0x00))
+    async with LocalHost(disk) as host:
+        await host.enumerate(strings=False)
+        bot = Bot(host, disk)
+        data, csw = await bot.command(read10(lba, 4), 2048)
+        assert csw.status == (1 if fails else 0)
+        assert len(data) == (0 if fails else 2048)
+        if fails:
+            sense = await bot.sense()
+            assert (sense[2] & 0x0F, sense[12], sense[13]) == (0x3, 0x11, 0x00)
+            assert bool(sense[0] & 0x80) == (information is not None)
+            if information is not None:
+                assert int.from_bytes(sense[3:7], "big") == information
+        assert rule.fired == (1 if fails else 0)
+    disk.close()
+
+
+async def test_not_ready_twice_then_the_command_succeeds() -> None:
+    disk = MassStorage(memory=True, size=1 << 20)
+    rule = disk.faults.add(faults.ScsiFailure(opcode=Opcode.TEST_UNIT_READY, sense_key="NOT_READY", asc=0x04,
+                                              ascq=0x01, count=2))
+    async with LocalHost(disk) as host:
+        await host.enumerate(strings=False)
+        bot = Bot(host, disk)
+        tur = bytes(6)
+        statuses = [(await bot.command(tur, 0))[1].status for _ in range(3)]
+    assert statuses == [1, 1, 0] and rule.fired == 2
+    disk.close()
+
+
+# ------------------------------------------------------------------ misuse
+
+
+MISUSE = [
+    ("endpoint not an address", lambda: faults.Stall(endpoint=0x31), "not an endpoint address"),
+    ("count zero", lambda: faults.Drop(count=0), "count 0 is out of range"),
+    ("probability above one", lambda: faults.Drop(probability=1.5), "probability must be a number in (0, 1]"),
+    ("negative delay", lambda: faults.Delay(seconds=-1), "seconds must be a finite number >= 0"),
+    ("setup fields on a bulk endpoint", lambda: faults.Stall(endpoint=IN, request=6), "not the control endpoint"),
+    ("babble on OUT", lambda: faults.Babble(endpoint=OUT), "only IN transfers babble"),
+    ("descriptor without patch", lambda: faults.CorruptDescriptor(type="device"), "needs offset and data"),
+    ("descriptor type unknown", lambda: faults.CorruptDescriptor(type="hub", offset=0, data=b"\x00"),
+     "unknown descriptor type 'hub'"),
+    ("sense key unknown", lambda: faults.ScsiFailure(sense_key="OOPS"), "unknown sense key 'OOPS'"),
+    ("sense key reserved", lambda: faults.ScsiFailure(sense_key=0xC), "reserved"),
+    ("scsi rule with an endpoint", lambda: faults.ScsiFailure(sense_key=3, endpoint=IN), "endpoint is not used"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "message"), MISUSE, ids=[m[0] for m in MISUSE])
+def test_bad_rules_are_usage_errors(name: str, make: Callable[[], object], message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_rules_that_do_not_fit_the_device_are_refused() -> None:
+    device = pipe_device()
+    with pytest.raises(UsageError, match="no endpoint 0x83"):
+        device.faults.add(faults.Stall(endpoint=0x83))
+    with pytest.raises(UsageError, match="no SCSI logical unit"):
+        device.faults.add(faults.ScsiFailure(sense_key="MEDIUM_ERROR"))
+    with pytest.raises(UsageError, match="not SetupPacket"):
+        device.faults.add(SetupPacket(0, 0))  # type: ignore[type-var]
+    rule = device.faults.add(faults.Drop())
+    with pytest.raises(UsageError, match="already in a device's fault set"):
+        pipe_device().faults.add(rule)
+    device.faults.remove(rule)
+    with pytest.raises(UsageError, match="is not in this device's fault set"):
+        device.faults.remove(rule)
+    disk = MassStorage(memory=True, size=1 << 20)
+    with pytest.raises(UsageError, match="there is no LUN 1"):
+        disk.faults.add(faults.ScsiFailure(sense_key=3, lun=1))
+    disk.close()
+
+
+def test_a_fault_set_describes_its_rules() -> None:
+    keyboard = Keyboard()
+    assert isinstance(keyboard.faults, FaultSet)
+    keyboard.faults.add(faults.Delay(endpoint=0x81, seconds=0.5, count=3))
+    assert repr(keyboard.faults) == "<FaultSet [Delay(seconds=0.5, endpoint=0x81, count=3)]>"
+
+
+# ------------------------------------------------------------------ profiles
+
+
+PROFILE_HEAD = """\
+identity: {vendor_id: 0x1209, product_id: 0x0005, product: Disk, speed: high}
+functions:
+  - kind: mass-storage
+    memory: true
+    size: 1MiB
+"""
+
+GOOD_FAULTS = """\
+faults:
+  - kind: scsi-failure
+    opcode: 0x28
+    sense_key: medium_error
+    asc: 0x11
+    lba: 100
+    blocks: 8
+  - kind: stall
+    endpoint: 0x81
+    count: 1
+  - kind: delay
+    endpoint: 0x01
+    seconds: 0.25
+    probability: 0.5
+    seed: 7
+  - kind: corrupt-descriptor
+    type: configuration
+    offset: 1
+    data: "05"
+"""
+
+
+def test_profile_faults_become_fresh_rules_for_each_device(tmp_path: Path) -> None:
+    profile = parse_profile(PROFILE_HEAD + GOOD_FAULTS, str(tmp_path / "p.yaml"), tmp_path)
+    first, second = profile.build(), profile.build()
+    kinds = [type(r).__name__ for r in first.faults]
+    assert kinds == ["ScsiFailure", "Stall", "Delay", "CorruptDescriptor"]
+    scsi = next(iter(first.faults))
+    assert isinstance(scsi, faults.ScsiFailure) and (scsi.sense_key, scsi.asc, scsi.lba, scsi.blocks) == (3, 0x11, 100, 8)
+    assert all(a is not b for a, b in zip(first.faults, second.faults, strict=True))
+    first.close_unstarted()
+    second.close_unstarted()
+
+
+BAD_PROFILES = [
+    ("unknown kind", "faults:\n  - kind: explode\n", 7, 11, "faults[0].kind", "unknown fault kind 'explode'"),
+    ("unknown field", "faults:\n  - kind: drop\n    endpont: 0x81\n", 8, 5, "faults[0].endpont",
+     "unknown field 'endpont'"),
+    ("missing seconds", "faults:\n  - kind: delay\n    endpoint: 0x81\n", 7, 5, "faults[0].seconds",
+     "required field 'seconds' is missing"),
+    ("probability", "faults:\n  - kind: drop\n    probability: 2\n", 8, 18, "faults[0].probability",
+     "2 is not a probability"),
+    ("count zero", "faults:\n  - kind: drop\n    count: 0\n", 8, 12, "faults[0].count", "0 is less than 1"),
+    ("sense key", "faults:\n  - kind: scsi-failure\n    sense_key: BAD\n", 8, 16, "faults[0].sense_key",
+     "unknown sense key 'BAD'"),
+    ("endpoint missing on the device", "faults:\n  - kind: stall\n    endpoint: 0x85\n", 7, 5, "faults[0]",
+     "no endpoint 0x85"),
+    ("rule refuses a value", "faults:\n  - kind: babble\n    endpoint: 0x01\n", 7, 5, "faults[0]",
+     "only IN transfers babble"),
+    ("not a list", "faults: {kind: drop}\n", 6, 9, "faults", "expected a list"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "line", "column", "field", "message"), BAD_PROFILES,
+                         ids=[b[0] for b in BAD_PROFILES])
+def test_profile_fault_errors_name_file_line_column_and_field(tmp_path: Path, name: str, text: str, line: int,
+                                                              column: int, field: str, message: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(PROFILE_HEAD + text, "disk.yaml", tmp_path)
+    err = info.value
+    assert (err.file, err.line, err.column, err.field) == ("disk.yaml", line, column, field), str(err)
+    assert message in str(err)
+
+
+
+# ------------------------------------------------------------------ vusb ctl
+
+
+async def test_control_channel_adds_lists_and_clears_rules(tmp_path: Path) -> None:
+    disk = MassStorage(memory=True, size=1 << 20)
+    async with Server([disk], port=0) as server:
+        control = ControlServer(server, tmp_path / "ctl.sock")
+        added = await control.handle({"cmd": "fault-add", "busid": "1-1",
+                                      "fault": {"kind": "scsi-failure", "sense_key": "MEDIUM_ERROR", "asc": 0x11,
+                                                "opcode": 0x28, "lba": 8, "blocks": 2}})
+        assert added["ok"] and added["index"] == 0, added
+        assert (await control.handle({"cmd": "fault-add", "busid": "1-1",
+                                      "fault": {"kind": "stall", "endpoint": 0x81, "count": 1}}))["ok"]
+        listed = await control.handle({"cmd": "fault-list", "busid": "1-1"})
+        assert [(f["kind"], f["fired"]) for f in listed["faults"]] == [("scsi-failure", 0), ("stall", 0)]
+        assert (await control.handle({"cmd": "fault-clear", "busid": "1-1", "index": 0}))["removed"] == 1
+        assert [type(r).__name__ for r in disk.faults] == ["Stall"]
+        assert (await control.handle({"cmd": "fault-clear", "busid": "1-1"}))["removed"] == 1
+        assert not disk.faults
+    disk.close()
+
+
+CONTROL_ERRORS = [
+    ({"busid": "1-1"}, "missing field 'fault'"),
+    ({"busid": "1-1", "fault": {"kind": "explode"}}, "'kind' must be one of"),
+    ({"busid": "1-1", "fault": {"kind": "drop", "endpont": 1}}, "unknown field 'endpont' for kind 'drop'"),
+    ({"busid": "1-1", "fault": {"kind": "delay", "seconds": "soon"}}, "seconds must be a finite number"),
+    ({"busid": "1-1", "fault": {"kind": "stall", "endpoint": 0x85}}, "no endpoint 0x85"),
+    ({"busid": "1-1", "fault": {"kind": "corrupt-descriptor", "type": "device", "offset": 0, "data": "zz"}},
+     "field 'data' must be hexadecimal bytes"),
+    ({"busid": "9-9", "fault": {"kind": "drop"}}, "no device '9-9'"),
+]
+
+
+@pytest.mark.parametrize(("fields", "message"), CONTROL_ERRORS, ids=[m for _, m in CONTROL_ERRORS])
+async def test_control_channel_refuses_bad_rules(tmp_path: Path, fields: dict[str, object], message: str) -> None:
+    async with Server([pipe_device()], port=0) as server:
+        reply = await ControlServer(server, tmp_path / "ctl.sock").handle({"cmd": "fault-add", **fields})
+    assert reply["ok"] is False and message in reply["error"], reply
+
+
+CTL_ARGUMENTS = [
+    (["fault-add", "1-1", "stall", "endpoint=0x81", "count=1", "halt=false"],
+     {"cmd": "fault-add", "busid": "1-1", "fault": {"kind": "stall", "endpoint": 0x81, "count": 1, "halt": False}}),
+    (["fault-add", "1-1", "delay", "seconds=2.5"],
+     {"cmd": "fault-add", "busid": "1-1", "fault": {"kind": "delay", "seconds": 2.5}}),
+    (["fault-add", "1-1", "corrupt-descriptor", "type=configuration", "offset=1", "data=05"],
+     {"cmd": "fault-add", "busid": "1-1",
+      "fault": {"kind": "corrupt-descriptor", "type": "configuration", "offset": 1, "data": "05"}}),
+    (["fault-list", "1-1"], {"cmd": "fault-list", "busid": "1-1"}),
+    (["fault-clear", "1-1", "2"], {"cmd": "fault-clear", "busid": "1-1", "index": 2}),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), CTL_ARGUMENTS, ids=[" ".join(a[:3]) for a, _ in CTL_ARGUMENTS])
+def test_vusb_ctl_fault_arguments(argv: list[str], expected: dict[str, object]) -> None:
+    assert build_request(argv) == (expected, False)
+
+
+def test_the_json_schema_covers_the_faults_section() -> None:
+    validator = jsonschema.Draft202012Validator(profile_schema())
+    good = yaml.safe_load(PROFILE_HEAD + GOOD_FAULTS)
+    validator.validate(good)
+    for bad in ({"kind": "explode"}, {"kind": "delay"}, {"kind": "drop", "probability": 0},
+                {"kind": "stall", "endpoint": 0x81, "seconds": 1}):
+        assert not validator.is_valid({**good, "faults": [bad]}), bad
