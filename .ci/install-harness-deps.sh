@@ -7,12 +7,13 @@
 #   usbip                  /usr/sbin/usbip, copied into the guest
 #   kmod                   depmod, to index the guest's kernel modules
 #   dosfstools             mkfs.fat, copied into the guest
+#   gcc libc6-dev          compile the guest's testusb tool statically (vusb/harness/tools/testusb.c)
 #   cpio xz-utils          handy for inspecting images (the harness needs neither)
 #   debian-archive-keyring verifies the Debian kernel packages
 #   ca-certificates        for https mirrors
 set -eu
 
-PACKAGES="qemu-system-x86 busybox-static usbip kmod dosfstools cpio xz-utils debian-archive-keyring ca-certificates"
+PACKAGES="qemu-system-x86 busybox-static usbip kmod dosfstools gcc libc6-dev cpio xz-utils debian-archive-keyring ca-certificates"
 
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from devices.cdc_acm import register_profile_kinds as _register_cdc_acm
+from devices.gadget_zero import register_profile_kinds as _register_gadget_zero
 from devices.hid import HidFunction
 from devices.keyboard import KeyboardFunction
 from devices.mouse import MouseFunction
@@ -85,3 +86,4 @@ register_kind(
 
 _register_cdc_acm()
 _register_storage()
+_register_gadget_zero()

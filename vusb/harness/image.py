@@ -2,7 +2,9 @@
 
 A guest image is a Debian kernel plus an initramfs (an uncompressed cpio
 archive) holding busybox, ``usbip`` with its shared libraries, a FAT
-formatter and the kernel modules a USB/IP client needs.  When the kernel's
+formatter, ``testusb`` (compiled statically from ``tools/testusb.c`` with the
+host's C compiler, to run the ``usbtest`` driver's tests) and the kernel
+modules a USB/IP client needs.  When the kernel's
 bzImage payload can be decompressed with the standard library (xz, gzip)
 and has a PVH entry point, the uncompressed ``vmlinux`` is kept too and
 booted directly: under TCG that saves a few seconds per boot.
@@ -63,7 +65,7 @@ __all__ = [
 ]
 
 #: Bump whenever the content of a built image changes (module list, files).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: The kernel used when none is named.
 DEFAULT_KERNEL = "6.1"
@@ -316,6 +318,7 @@ class _HostTools:
     apt_cache: str
     dpkg: str
     ldd: str
+    cc: str
 
 
 def _find_busybox() -> Path:
@@ -366,6 +369,10 @@ def check_build_prerequisites() -> _HostTools:
         tools[name] = found
     if not _KEYRING.is_file():
         raise _missing(str(_KEYRING), "debian-archive-keyring")
+    cc = os.environ.get("VUSB_CC") or _which("gcc") or _which("cc")
+    if cc is None:
+        raise _missing("A C compiler (gcc)", "gcc",
+                       "The guest's testusb tool is compiled from vusb/harness/tools/testusb.c when an image is built.")
     return _HostTools(
         busybox=busybox,
         usbip=usbip,
@@ -376,7 +383,43 @@ def check_build_prerequisites() -> _HostTools:
         apt_cache=tools["apt-cache"],
         dpkg=tools["dpkg"],
         ldd=tools["ldd"],
+        cc=cc,
     )
+
+
+# ---------------------------------------------------------------------------
+# Guest tools compiled from source
+
+#: C sources of the guest's own tools: guest path -> file in vusb/harness/tools.
+GUEST_TOOLS: dict[str, str] = {"usr/bin/testusb": "testusb.c"}
+
+TOOLS_DIR = Path(__file__).resolve().parent / "tools"
+
+
+def compile_guest_tool(cc: str, source: Path, output: Path) -> None:
+    """Compile one tool statically for the guest (which has no shared C library of its own).
+
+    Raises :class:`HarnessPrerequisiteError` when the static C library or the kernel's
+    user-space headers are missing, :class:`ImageBuildError` for any other failure.
+    """
+    if not source.is_file():
+        raise ImageBuildError(f"guest tool source {source} is missing (a broken vusb installation?)")
+    cmd = [cc, "-static", "-O2", "-Wall", "-std=gnu11", "-o", str(output), str(source)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+    except OSError as exc:
+        raise HarnessPrerequisiteError(f"cannot run the C compiler {cc}: {exc}. {INSTALL_SCRIPT_HINT}") from exc
+    if r.returncode == 0:
+        return
+    err = r.stderr.strip()
+    if "cannot find -lc" in err or "stdio.h" in err or ("No such file" in err and "linux/" in err):
+        raise _missing(f"The static C library or kernel headers ({source.name} did not compile)", "libc6-dev",
+                       f"The compiler said: {_last_lines(err)}")
+    raise ImageBuildError(f"compiling {source.name} for the guest failed ({' '.join(cmd)}):\n{_last_lines(err)}")
+
+
+def _last_lines(text: str, count: int = 12) -> str:
+    return "\n".join(text.splitlines()[-count:])
 
 
 # ---------------------------------------------------------------------------
@@ -808,6 +851,13 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
     series, exact = _parse_kernel(kernel)
     work = dest / "_work"
     work.mkdir()
+    # vusb's own guest tools first: a missing compiler or C library fails before any download.
+    (work / "tools").mkdir()
+    guest_tools: dict[str, Path] = {}
+    for guest_path, source_name in sorted(GUEST_TOOLS.items()):
+        log(f"compiling {source_name}")
+        guest_tools[guest_path] = work / "tools" / Path(guest_path).name
+        compile_guest_tool(tools.cc, TOOLS_DIR / source_name, guest_tools[guest_path])
     apt = _Apt(tools, work / "apt", series.suite, log)
     update_output = apt.update()
     candidates = apt.candidates(series.package_re)
@@ -892,7 +942,7 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
     # busybox and its applets
     cpio.add_file("bin/busybox", tools.busybox.read_bytes(), 0o755)
     own = {"usr/sbin/usbip", "usr/sbin/usbipd", "usr/sbin/mkfs.fat", "usr/sbin/mkfs.vfat", "usr/sbin/mkfs.msdos",
-           "sbin/mkfs.vfat", "init"}
+           "sbin/mkfs.vfat", "init", *GUEST_TOOLS}
     for applet in _busybox_applets(tools.busybox):
         applet = applet.strip("/")
         if applet == "bin/busybox" or applet in own:
@@ -913,6 +963,8 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
             libs[lib_guest] = lib_host
     for lib_guest, lib_host in sorted(libs.items()):
         cpio.add_file(lib_guest, lib_host.read_bytes(), 0o755)
+    for guest_path, binary in sorted(guest_tools.items()):
+        cpio.add_file(guest_path, binary.read_bytes(), 0o755)
     if tools.mkfs_fat is not None:
         cpio.add_symlink("usr/sbin/mkfs.vfat", "mkfs.fat")
         cpio.add_symlink("usr/sbin/mkfs.msdos", "mkfs.fat")
@@ -960,6 +1012,7 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
         "modules": found + builtins,
         "builtin_modules": builtins,
         "load_paths": load_paths,
+        "tools": sorted("/" + path for path in guest_tools),
         "build_seconds": round(time.monotonic() - started, 2),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
