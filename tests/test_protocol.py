@@ -342,3 +342,54 @@ def test_buffer_updated_beyond_the_buffer_is_refused() -> None:
     size = len(codec.get_buffer(-1))
     with pytest.raises(ValueError, match=f"{size + 1} bytes reported in a {size}-byte buffer"):
         codec.buffer_updated(size + 1)
+
+
+def serve_in_place(codec: ServerCodec, wire: bytes, step: int) -> list[tuple[int, bytes]]:
+    """Deliver ``wire`` as the server's event loop does: ``step`` bytes per read into the codec's buffer,
+    every complete message handled (its data copied out, the event released) before the next read."""
+    got: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos < len(wire):
+        view = codec.get_buffer(-1)
+        n = min(step, len(view), len(wire) - pos)
+        view[:n] = wire[pos : pos + n]
+        del view
+        codec.buffer_updated(n)
+        pos += n
+        while isinstance(event := codec.next_event(), SubmitCommand):
+            got.append((event.seqnum, bytes(event.data)))
+            del event  # released: its payload buffer may be reused for the next payload
+    return got
+
+
+KIB64 = bytes(range(256)) * 256
+KIB16 = bytes(reversed(range(256))) * 64
+REUSED_PAYLOAD_BUFFER = [
+    # (case, bytes per read)
+    ("everything in one read", 1 << 20),
+    ("a header per read, then the payloads", 48),
+    ("odd splits straddling every boundary", 4099),
+    ("splits of 7 bytes", 7),
+    ("reads of exactly 64 KiB", 64 * 1024),
+    ("reads one byte past the 16 KiB payload", 48 + 16 * 1024 + 1),
+]
+
+
+@pytest.mark.parametrize(("case", "step"), REUSED_PAYLOAD_BUFFER, ids=[c[0] for c in REUSED_PAYLOAD_BUFFER])
+def test_reused_payload_buffer_stops_at_the_smaller_payload(case: str, step: int) -> None:
+    """Regression: a 64 KiB payload buffer, reused for a 16 KiB payload, must not receive the next header too."""
+    codec = imported_server()
+    wire = out_submit(1, KIB64) + out_submit(2, KIB16) + out_submit(3, b"next") + out_submit(4, KIB16[:100])
+    got = serve_in_place(codec, wire, step)
+    assert got == [(1, KIB64), (2, KIB16), (3, b"next"), (4, KIB16[:100])]
+    assert codec.next_event() is NEED_DATA and codec.buffered == 0
+
+
+def test_reused_payload_buffer_is_the_same_buffer() -> None:
+    """The case above really reuses the buffer (else it would not test the bound)."""
+    codec = imported_server()
+    assert serve_in_place(codec, out_submit(1, KIB64), 1 << 20) == [(1, KIB64)]
+    receive_in_place(codec, out_submit(2, KIB16)[:48], 48)
+    assert codec.next_event() is NEED_DATA
+    view = codec.get_buffer(-1)
+    assert len(view) == len(KIB16) and view.obj is not None and len(view.obj) >= len(KIB64)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -17,7 +17,7 @@ from vusb.device import BuildContext, Device, Function
 from vusb.errors import ConnectionClosed, DeviceBusy, NoSuchDevice, Stall, UsageError
 from vusb.protocol import IsoPacket
 from vusb.server import Server, ServerLimits
-from vusb.urb import Completion, SetupPacket, Urb
+from vusb.urb import Completion, Gather, SetupPacket, Urb
 
 HOST = "127.0.0.1"
 
@@ -332,3 +332,78 @@ async def test_transfer_in_into_raises_on_stall_and_times_out_with_unlink(served
         assert await client.get_configuration() == 1  # the connection goes on
         with pytest.raises(Stall):
             await client.transfer_in_into(0x85, bytearray(8))  # no such endpoint: the server stalls it
+
+
+# ---------------------------------------------------------------- scatter-gather IN data (Gather)
+
+PIECES = (b"abc", bytearray(b"defg"), memoryview(b"--hij--")[2:5], b"", memoryview(bytes(range(10))).cast("B"))
+JOINED = b"abcdefghij" + bytes(range(10))
+
+GATHER_READINGS = [
+    # (case, reading, expected)
+    ("length is the total of the pieces", lambda g: len(g), len(JOINED)),
+    ("bytes() joins", lambda g: bytes(g), JOINED),
+    ("equal to the bytes it stands for", lambda g: g == JOINED, True),
+    ("a slice inside one piece", lambda g: bytes(g[4:6]), JOINED[4:6]),
+    ("a slice across pieces", lambda g: bytes(g[2:12]), JOINED[2:12]),
+    ("a slice past the end", lambda g: bytes(g[15:100]), JOINED[15:]),
+    ("a slice with a step", lambda g: bytes(g[::3]), JOINED[::3]),
+    ("a slice keeps views, not copies", lambda g: all(isinstance(p, memoryview) for p in g[1:12].pieces), True),
+    ("an index gives a byte", lambda g: (g[0], g[7], g[-1]), (JOINED[0], JOINED[7], JOINED[-1])),
+    ("empty pieces are dropped", lambda g: len(g.pieces), 4),
+]
+
+
+@pytest.mark.parametrize(("case", "reading", "expected"), GATHER_READINGS, ids=[c[0] for c in GATHER_READINGS])
+def test_gather_reads_as_the_bytes_it_stands_for(case: str, reading: Callable[[Gather], object],
+                                                 expected: object) -> None:
+    assert reading(Gather(PIECES)) == expected
+
+
+GATHER_MISUSE = [
+    # (case, action, error, message)
+    ("a piece that is not a buffer", lambda: Gather([b"ok", "text"]), TypeError, "not str"),  # type: ignore[list-item]
+    ("an index past the end", lambda: Gather([b"abc"])[3], IndexError, "index 3 out of range for 3 bytes"),
+]
+
+
+@pytest.mark.parametrize(("case", "action", "error", "message"), GATHER_MISUSE, ids=[c[0] for c in GATHER_MISUSE])
+def test_gather_misuse_is_named(case: str, action: Callable[[], object], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        action()
+
+
+class GatherSource(Function):
+    """A bulk IN endpoint whose data is a Gather of 64 KiB pieces, as a memory disk's READ."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        super().__init__()
+        self.pieces = pieces
+
+    def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
+        self.in_ep = ctx.endpoint(True, TransferType.BULK)
+        return [InterfaceDescriptor(ctx.interface_number(), 0, 0xFF, endpoints=(self.in_ep,))]
+
+    def bind(self, device: Device) -> None:
+        device.endpoint(self.in_ep.address).handler = lambda urb: Completion(0, Gather(self.pieces))
+
+
+GATHER_TRANSFERS = [
+    # (case, transfer length asked by the host, status expected)
+    ("the whole gather", 3 * 65536 + 100, 0),
+    ("more than the gather: a short transfer", 4 * 65536, 0),
+    ("less than the gather: cut at the host's length, overflow", 65536 + 10, -75),
+]
+
+
+@pytest.mark.parametrize(("case", "length", "status"), GATHER_TRANSFERS, ids=[c[0] for c in GATHER_TRANSFERS])
+async def test_gathered_in_data_crosses_the_server_in_order(case: str, length: int, status: int) -> None:
+    pieces = [bytes([i]) * 65536 for i in range(3)] + [b"\xff" * 100]
+    source = GatherSource(pieces)
+    dev = Device(source, vendor_id=1, product_id=2, speed="high")
+    async with Server([dev], port=0) as server, await RemoteDevice.open(HOST, "1-1", server.port) as client:
+        await client.enumerate()
+        _, fut = client.submit(source.in_ep.address & 0x0F, 1, length)
+        reply = await asyncio.wait_for(fut, 5)
+    expected = b"".join(pieces)[:length]
+    assert (reply.status, reply.actual_length, bytes(reply.data)) == (status, len(expected), expected)

@@ -7,7 +7,7 @@ import errno
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from devices.storage import (
     register_profile_kinds,
 )
 from devices.storage.backing import Buffer
+from devices.storage.scsi import ReadBlocks
 from vusb.client import RemoteDevice
 from vusb.constants import Request, Speed
 from vusb.device import Device
@@ -36,7 +37,7 @@ from vusb.host import UsbHost
 from vusb.profile import parse_profile
 from vusb.server import Server
 from vusb.testing import LocalHost
-from vusb.urb import SetupPacket
+from vusb.urb import Gather, SetupPacket
 
 MiB = 1 << 20
 
@@ -779,9 +780,48 @@ def test_read_and_readinto_agree_on_every_store(tmp_path: Path, case: str, offse
         target = bytearray(b"\xee" * (length + 2))
         store.readinto(offset, memoryview(target)[1 : length + 1])
         assert target[1:-1] == expected and target[0] == target[-1] == 0xEE, name  # nothing outside written
+        pieces = store.read_pieces(offset, length)  # views of memory chunks, for a vectored send
+        assert b"".join(pieces) == expected, name
         store.write(offset, b"\x01" * length)  # the bytes returned earlier stay what they were
         assert data == expected, name
+        assert b"".join(pieces) == expected, name  # a chunk still viewed was copied, not written over
+        assert store.read(offset, length) == b"\x01" * length, name
         store.close()
+
+
+READ_PIECES = [
+    # (case, store, offset, length, pieces)
+    ("memory disk, inside one chunk", lambda: MemoryStore(256 * 1024, CONTENT[: 256 * 1024]), 1000, 3000, 1),
+    ("memory disk, across three chunks", lambda: MemoryStore(256 * 1024, CONTENT[: 256 * 1024]), 1000, 150_000, 3),
+    ("memory disk, never-written chunks are one piece of zeros",
+     lambda: MemoryStore(1 << 20, CONTENT[:1000]), 0, 1 << 20, 2),
+    ("overlay in memory over a memory disk", lambda: OverlayStore(MemoryStore(256 * 1024, CONTENT[: 256 * 1024])),
+     70_000, 100_000, 1),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "offset", "length", "count"), READ_PIECES, ids=[c[0] for c in READ_PIECES])
+def test_reads_of_a_memory_disk_hand_out_chunks_unjoined(case: str, make: Callable[[], BackingStore], offset: int,
+                                                         length: int, count: int) -> None:
+    store = make()
+    expected = store.read(offset, length)
+    data = ReadBlocks(store, offset, length).read(0, length)
+    assert len(data) == length and bytes(data) == expected
+    if count == 1:
+        assert not isinstance(data, Gather)
+    else:  # sent after the RET_SUBMIT header with one vectored write, never joined
+        assert isinstance(data, Gather) and len(data.pieces) == count
+
+
+def test_a_memory_chunk_is_copied_on_write_only_while_a_send_still_views_it() -> None:
+    store = MemoryStore(256 * 1024, CONTENT[: 256 * 1024])
+    chunk = id(memoryview(store.read_pieces(0, 10)[0]).obj)  # an id: a reference would be a view
+    store.write(0, b"in place")  # nobody views the chunk: written where it is
+    assert id(memoryview(store.read_pieces(0, 10)[0]).obj) == chunk
+    sending = ReadBlocks(store, 0, 128 * 1024).read(0, 128 * 1024)  # held as a transport holds it
+    store.write(0, b"changed!")
+    assert bytes(sending)[:8] == b"in place" and store.read(0, 8) == b"changed!"
+    assert id(memoryview(store.read_pieces(0, 10)[0]).obj) != chunk  # the chunk was copied
 
 
 def test_image_readinto_past_the_end_of_a_shrunk_file_reads_zeros(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from vusb.protocol import (
     UnlinkReply,
     ret_submit_header,
 )
-from vusb.urb import Completion, SetupPacket, Urb
+from vusb.urb import Completion, Gather, SetupPacket, Urb
 
 log = logging.getLogger("vusb.server")
 
@@ -265,7 +265,7 @@ class Connection(asyncio.BufferedProtocol):
     def _complete(self, urb: Urb, result: Completion) -> None:
         if self.pending.pop(urb.seqnum, None) is None or self.transport is None or self._closing:
             return
-        data: bytes | memoryview
+        data: bytes | memoryview | Gather
         if urb.direction == 1:
             data = result.data if not isinstance(result.data, bytearray) else bytes(result.data)
             actual = len(data)
@@ -273,12 +273,18 @@ class Connection(asyncio.BufferedProtocol):
             data = b""
             actual = urb.length if result.actual_length is None else result.actual_length
         batch = self._batch
+        parts: tuple[bytes | memoryview, ...]
         if result.iso_packets is not None:
-            reply = SubmitReply(urb.seqnum, result.status, actual, data, number_of_packets=len(result.iso_packets),
-                                error_count=result.error_count, iso_packets=result.iso_packets)
-            parts: tuple[bytes | memoryview, ...] = (self.codec.send(reply),)
+            reply = SubmitReply(urb.seqnum, result.status, actual, data if not isinstance(data, Gather) else bytes(data),
+                                number_of_packets=len(result.iso_packets), error_count=result.error_count,
+                                iso_packets=result.iso_packets)
+            parts = (self.codec.send(reply),)
         elif actual and urb.direction == 1:  # header and data leave in one vectored write, data not copied
-            parts = (ret_submit_header(urb.seqnum, result.status, actual, result.error_count), data)
+            header = ret_submit_header(urb.seqnum, result.status, actual, result.error_count)
+            if isinstance(data, Gather):  # scatter-gather: the pieces follow the header, never joined
+                parts = (header, *(bytes(p) if isinstance(p, bytearray) else p for p in data.pieces))
+            else:
+                parts = (header, data)
         else:
             parts = (ret_submit_header(urb.seqnum, result.status, actual, result.error_count),)
         if batch is not None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Final
+from typing import TYPE_CHECKING, Callable, Final, Union, overload
 
 from vusb import layouts
 from vusb.constants import URB_SHORT_NOT_OK, DescriptorType, Feature, Recipient, Request, RequestType, Status
@@ -100,12 +101,96 @@ class UrbState(enum.Enum):
     CANCELLED = "cancelled"
 
 
+_Piece = Union[bytes, bytearray, memoryview]
+
+
+class Gather:
+    """IN data in several pieces (scatter-gather), e.g. the 64 KiB chunks of a memory disk.
+
+    The server sends the pieces after the RET_SUBMIT header with one vectored write,
+    never joining them.  Everything else may treat it as the bytes it stands for:
+    ``len`` is the total length, ``bytes()`` joins, a slice cuts the pieces (no copy)
+    and an index gives one byte.  The pieces must not change afterwards (the
+    transport may still hold them).
+    """
+
+    __slots__ = ("_length", "pieces")
+
+    def __init__(self, pieces: Iterable[_Piece]) -> None:
+        kept: list[_Piece] = []
+        length = 0
+        for piece in pieces:
+            if not isinstance(piece, (bytes, bytearray, memoryview)):
+                raise TypeError(f"a Gather piece must be bytes, bytearray or memoryview, not {type(piece).__name__}")
+            n = piece.nbytes if isinstance(piece, memoryview) else len(piece)
+            if n:
+                kept.append(piece)
+                length += n
+        self.pieces: tuple[_Piece, ...] = tuple(kept)
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.pieces)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(bytes(self))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Gather):
+            return bytes(self) == bytes(other)
+        if isinstance(other, (bytes, bytearray, memoryview)):
+            return bytes(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> Gather: ...
+
+    def __getitem__(self, index: int | slice) -> int | Gather:
+        if isinstance(index, int):
+            if index < 0:
+                index += self._length
+            if not 0 <= index < self._length:
+                raise IndexError(f"Gather index {index} out of range for {self._length} bytes")
+            for piece in self.pieces:
+                view = memoryview(piece).cast("B")
+                if index < len(view):
+                    return int(view[index])
+                index -= len(view)
+        if not isinstance(index, slice):
+            raise TypeError(f"Gather indices are int or slice, not {type(index).__name__}")
+        start, stop, step = index.indices(self._length)
+        if step != 1:
+            return Gather((bytes(self)[index],))
+        cut: list[_Piece] = []
+        pos = 0
+        for piece in self.pieces:
+            view = memoryview(piece).cast("B")
+            end = pos + len(view)
+            if end > start and pos < stop:
+                cut.append(view[max(start - pos, 0) : min(stop, end) - pos])
+            pos = end
+        return Gather(cut)
+
+    def __repr__(self) -> str:
+        return f"<Gather {self._length} bytes in {len(self.pieces)} pieces>"
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """How a URB ended: status, IN data, and for OUT the bytes consumed."""
+    """How a URB ended: status, IN data, and for OUT the bytes consumed.
+
+    IN data may be a :class:`Gather` of pieces, which the server sends without joining them.
+    """
 
     status: int = 0
-    data: bytes | bytearray | memoryview = b""
+    data: bytes | bytearray | memoryview | Gather = b""
     actual_length: int | None = None  # OUT: bytes consumed (defaults to all); IN: len(data)
     iso_packets: tuple[IsoPacket, ...] | None = None
     error_count: int = 0

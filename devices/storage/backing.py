@@ -27,6 +27,7 @@ import errno
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,6 +104,16 @@ class BackingStore(abc.ABC):
         with memoryview(buffer) as view:
             view = view.cast("B")
             view[:] = self.read(offset, len(view))
+
+    def read_pieces(self, offset: int, length: int) -> list[Buffer]:
+        """The bytes of :meth:`read` as consecutive pieces, for a vectored send with no join.
+
+        Stores that hold their bytes in pieces (memory disks, overlays) return views of
+        them; the pieces never change afterwards (a later write copies a chunk that is
+        still viewed).  The default is the one piece :meth:`read` gives, and a subclass
+        that overrides :meth:`read` is read through it.
+        """
+        return [self.read(offset, length)]
 
     def flush(self) -> None:  # noqa: B027  (stores without a cache have nothing to flush)
         """Make every write so far durable.  May run in a worker thread."""
@@ -271,12 +282,17 @@ class _Chunks:
         return index in self.chunks
 
     def get(self, index: int, start: int, length: int) -> memoryview:
-        """A view of the chunk, not a copy: the caller copies it (once) before the chunk can change."""
+        """A view of the chunk, not a copy; while it lives, :meth:`put` leaves the viewed bytes alone."""
         return memoryview(self.chunks[index])[start : start + length]
 
     def put(self, index: int, start: int, data: memoryview) -> None:
-        with memoryview(self.chunks[index]) as chunk:
-            chunk[start : start + len(data)] = data
+        chunk = self.chunks[index]
+        # References: the dict, ``chunk`` and getrefcount's argument.  More means a view of the chunk
+        # handed out by get() is still alive (a send in progress): copy on write, the view keeps the old bytes.
+        if sys.getrefcount(chunk) > 3:
+            chunk = self.chunks[index] = bytearray(chunk)
+        with memoryview(chunk) as view:
+            view[start : start + len(data)] = data
 
     def create(self, index: int, content: Buffer) -> None:
         self.chunks[index] = bytearray(content)
@@ -360,8 +376,8 @@ def _chunk_length(index: int, size: int) -> int:
     return min(CHUNK_SIZE, size - index * CHUNK_SIZE)
 
 
-def _layered_read(layer: _Layer, offset: int, length: int, below: Callable[[int, int], Buffer]) -> bytes:
-    """The bytes at [offset, offset+length): memory chunks are views until the one final copy (a join)."""
+def _layered_pieces(layer: _Layer, offset: int, length: int, below: Callable[[int, int], Buffer]) -> list[Buffer]:
+    """The bytes at [offset, offset+length) as pieces: views of memory chunks, reads from below for the gaps."""
     parts: list[Buffer] = []
     gap_start = gap_len = 0  # consecutive chunks missing from the layer are read from below at once
     for index, start, n in _spans(offset, length):
@@ -376,6 +392,12 @@ def _layered_read(layer: _Layer, offset: int, length: int, below: Callable[[int,
             gap_len += n
     if gap_len:
         parts.append(below(gap_start, gap_len))
+    return parts
+
+
+def _layered_read(layer: _Layer, offset: int, length: int, below: Callable[[int, int], Buffer]) -> bytes:
+    """The bytes at [offset, offset+length): memory chunks are views until the one final copy (a join)."""
+    parts = _layered_pieces(layer, offset, length, below)
     if len(parts) == 1 and isinstance(parts[0], bytes):
         return parts[0]
     return b"".join(parts)
@@ -457,6 +479,11 @@ class MemoryStore(BackingStore):
     def read(self, offset: int, length: int) -> bytes:
         return _layered_read(self._chunks, offset, length, _zeros)
 
+    def read_pieces(self, offset: int, length: int) -> list[Buffer]:
+        if type(self).read is not MemoryStore.read:  # a subclass that changes read() is read through it
+            return [self.read(offset, length)]
+        return _layered_pieces(self._chunks, offset, length, _zeros)
+
     def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
         with memoryview(buffer) as whole:
             _layered_readinto(self._chunks, offset, whole.cast("B"), _zero_fill)
@@ -502,6 +529,11 @@ class OverlayStore(BackingStore):
 
     def read(self, offset: int, length: int) -> bytes:
         return _layered_read(self._layer, offset, length, self.base.read)
+
+    def read_pieces(self, offset: int, length: int) -> list[Buffer]:
+        if type(self).read is not OverlayStore.read:  # a subclass that changes read() is read through it
+            return [self.read(offset, length)]
+        return _layered_pieces(self._layer, offset, length, self.base.read)
 
     def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
         with memoryview(buffer) as whole:

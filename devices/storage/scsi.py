@@ -43,6 +43,7 @@ from typing import ClassVar
 
 from devices.storage.backing import BackingStore, Buffer
 from vusb.errors import UsageError
+from vusb.urb import Gather
 
 log = logging.getLogger("vusb.storage")
 
@@ -173,7 +174,7 @@ class Command:
     length: int = 0
     sense: Sense | None = None
 
-    def read(self, offset: int, size: int) -> Buffer:
+    def read(self, offset: int, size: int) -> Buffer | Gather:
         raise CheckCondition(INTERNAL_TARGET_FAILURE)
 
     def write(self, offset: int, data: memoryview) -> None:
@@ -224,13 +225,16 @@ class ReadBlocks(Command):
         self.start = start
         self.length = length
 
-    def read(self, offset: int, size: int) -> Buffer:
+    def read(self, offset: int, size: int) -> Buffer | Gather:
+        """The medium's bytes; a store held in pieces (a memory disk's chunks) gives them as a
+        :class:`~vusb.urb.Gather`, sent to the host without being joined."""
         try:
-            data = self.store.read(self.start + offset, size)
+            pieces = self.store.read_pieces(self.start + offset, size)
         except OSError as exc:
             log.warning("read of %d bytes at %d from %s failed: %s", size, self.start + offset,
                         self.store.describe(), exc)
             raise CheckCondition(UNRECOVERED_READ_ERROR) from exc
+        data: Buffer | Gather = pieces[0] if len(pieces) == 1 else Gather(pieces)
         if len(data) != size:
             log.error("%s returned %d bytes for a %d-byte read", self.store.describe(), len(data), size)
             raise CheckCondition(UNRECOVERED_READ_ERROR)
