@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+import vusb.server
 from devices import Keyboard, Mouse
 from vusb.client import RemoteDevice, list_devices
 from vusb.constants import TransferType
@@ -117,8 +118,40 @@ async def test_unlink_completed_urb_answers_zero_after_its_ret_submit(served: tu
     second = await read_reply(reader)
     assert first[:3] == (3, 1, 0) and len(first[3]) == 18
     assert second == (4, 2, 0, b"")
-    writer.write(unlink(3, 999))  # unknown target: status 0, always answered
+    writer.write(unlink(3, 1))  # a target answered long ago: status 0 at once
     assert await read_reply(reader) == (4, 3, 0, b"")
+    writer.close()
+
+
+DESCRIPTOR_18 = bytes.fromhex("8006000100001200")
+
+
+@pytest.mark.parametrize(("case", "then", "expected"), [
+    # Linux vhci can send CMD_UNLINK ahead of the CMD_SUBMIT it targets. The answer waits for
+    # that SUBMIT, which is then not run: RET_UNLINK -ECONNRESET and no RET_SUBMIT for it.
+    ("its SUBMIT follows", submit(5, 0, 1, 18, DESCRIPTOR_18) + submit(7, 0, 1, 18, DESCRIPTOR_18),
+     [(4, 6, -104), (3, 7, 0)]),
+    # A later SUBMIT passes the target, which will never come: answered 0, before that SUBMIT's reply.
+    ("a later SUBMIT passes it", submit(7, 0, 1, 18, DESCRIPTOR_18), [(4, 6, 0), (3, 7, 0)]),
+    # Nothing comes: answered 0 after UNLINK_AHEAD_GRACE, as an UNLINK of an unknown URB.
+    ("nothing follows", b"", [(4, 6, 0)]),
+])
+async def test_unlink_that_arrives_before_its_submit(served: tuple[Server, Keyboard, Mouse],
+                                                    monkeypatch: pytest.MonkeyPatch, case: str, then: bytes,
+                                                    expected: list[tuple[int, int, int]]) -> None:
+    monkeypatch.setattr(vusb.server, "UNLINK_AHEAD_GRACE", 0.05)
+    server, _, _ = served
+    reader, writer = await imported_raw(server)
+    writer.write(submit(1, 0, 1, 18, DESCRIPTOR_18))
+    assert (await read_reply(reader, {1: True}))[:3] == (3, 1, 0)
+    writer.write(unlink(6, 5))  # seqnum 5 not submitted yet
+    with pytest.raises(TimeoutError):  # not answered at once
+        await asyncio.wait_for(reader.readexactly(1), 0.01)
+    writer.write(then)
+    got = [(await read_reply(reader, {5: True, 7: True}))[:3] for _ in expected]
+    assert got == expected
+    writer.write(unlink(8, 2))  # the connection goes on: an old unknown target is answered at once
+    assert (await read_reply(reader))[:3] == (4, 8, 0)
     writer.close()
 
 

@@ -89,6 +89,16 @@ class Export:
         )
 
 
+#: How long an UNLINK of a seqnum not submitted yet waits for its SUBMIT (vhci sends it
+#: right behind) before it is answered as an UNLINK of an unknown URB (status 0).
+UNLINK_AHEAD_GRACE = 0.5
+
+
+def _after(a: int, b: int) -> bool:
+    """Seqnum ``a`` comes after ``b`` (u32 serial numbers, as Linux vhci's counter wraps)."""
+    return 0 < (a - b) % (1 << 32) < (1 << 31)
+
+
 class Connection(asyncio.BufferedProtocol):
     """One client connection.
 
@@ -103,6 +113,11 @@ class Connection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.export: Export | None = None
         self.pending: dict[int, Urb] = {}
+        # Linux vhci may send a CMD_UNLINK before the CMD_SUBMIT it cancels (its tx thread
+        # drains the unlinks queued while it was sending): target seqnum -> (UNLINK seqnum,
+        # the timer that answers it anyway if that SUBMIT never comes).
+        self._unlinked_ahead: dict[int, tuple[int, asyncio.TimerHandle]] = {}
+        self._last_seqnum: int | None = None  # highest CMD_SUBMIT seqnum seen (modulo 2**32)
         self.peer = "?"
         self._paused = False
         self._closing = False
@@ -184,6 +199,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        for _, timer in self._unlinked_ahead.values():
+            timer.cancel()
+        self._unlinked_ahead.clear()
         if self._capture is not None:
             self._capture.close()
         self.server._forget(self)
@@ -244,6 +262,10 @@ class Connection(asyncio.BufferedProtocol):
             raise ProtocolError("CMD_SUBMIT before a successful OP_REQ_IMPORT")
         if cmd.seqnum in self.pending:
             raise ProtocolError(f"CMD_SUBMIT reuses seqnum {cmd.seqnum}, which is still pending")
+        if self._last_seqnum is None or _after(cmd.seqnum, self._last_seqnum):
+            self._last_seqnum = cmd.seqnum
+        if self._unlinked_ahead and self._unlinked_before(cmd.seqnum):
+            return
         if len(self.pending) >= self.server.limits.max_urbs_in_flight:
             raise ProtocolError(
                 f"more than {self.server.limits.max_urbs_in_flight} URBs in flight (limit max_urbs_in_flight)"
@@ -304,7 +326,47 @@ class Connection(asyncio.BufferedProtocol):
             urb.cancel()
             del self.pending[cmd.unlink_seqnum]
             status = Status.ECONNRESET
+        elif urb is None and self._last_seqnum is not None and _after(cmd.unlink_seqnum, self._last_seqnum):
+            # The SUBMIT is still on its way (vhci sent the UNLINK first). Answering now would
+            # either be ignored by vhci (URB not sent yet there) or give the URB back before
+            # its RET_SUBMIT, which detaches the device: answer when the SUBMIT arrives.
+            if len(self._unlinked_ahead) >= self.server.limits.max_urbs_in_flight:
+                raise ProtocolError(
+                    f"more than {self.server.limits.max_urbs_in_flight} CMD_UNLINKs for URBs not submitted yet"
+                )
+            if cmd.unlink_seqnum not in self._unlinked_ahead:
+                timer = asyncio.get_running_loop().call_later(
+                    UNLINK_AHEAD_GRACE, self._unlink_ahead_expired, cmd.unlink_seqnum)
+                self._unlinked_ahead[cmd.unlink_seqnum] = (cmd.seqnum, timer)
+                return
         self._write(self.codec.send(UnlinkReply(cmd.seqnum, status)))
+
+    def _unlinked_before(self, seqnum: int) -> bool:
+        """Answer the UNLINKs that came ahead of their SUBMIT, now that SUBMIT ``seqnum`` is here.
+
+        Only now is that URB where vhci looks for it when the RET_UNLINK arrives. The URB
+        itself ends unlinked and never runs (True). A target seqnum that SUBMIT ``seqnum``
+        has passed will never come: those UNLINKs are answered with status 0.
+        """
+        ahead = self._unlinked_ahead
+        found = ahead.pop(seqnum, None)
+        for target in [t for t in ahead if _after(seqnum, t)]:
+            unlink_seqnum, timer = ahead.pop(target)
+            timer.cancel()
+            self._write(self.codec.send(UnlinkReply(unlink_seqnum, 0)))
+        if found is None:
+            return False
+        unlink_seqnum, timer = found
+        timer.cancel()
+        log.debug("client %s: CMD_SUBMIT seqnum %d was unlinked before it arrived", self.peer, seqnum)
+        self._write(self.codec.send(UnlinkReply(unlink_seqnum, Status.ECONNRESET)))
+        return True
+
+    def _unlink_ahead_expired(self, target: int) -> None:
+        """An UNLINK whose SUBMIT never came is answered anyway: the client waits for it."""
+        entry = self._unlinked_ahead.pop(target, None)
+        if entry is not None:
+            self._write(self.codec.send(UnlinkReply(entry[0], 0)))
 
     # ------------------------------------------------------------ helpers
     def _write(self, data: bytes) -> None:

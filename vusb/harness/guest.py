@@ -725,7 +725,9 @@ class _GuestCore:
             qemu, "-accel", "tcg", "-machine", "pc", "-m", str(self.memory_mb), "-smp", "1",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", str(self.image.kernel_image), "-initrd", str(initrd),
-            "-append", "console=ttyS0 quiet panic=-1",
+            # preempt=full: one vCPU, and a driver that busy-waits for a URB (usbtest's
+            # unlink retry loop) must not starve vhci's rx thread that would give it back.
+            "-append", "console=ttyS0 quiet panic=-1 preempt=full",
             "-chardev", f"file,id=con,path={self.console_path}", "-serial", "chardev:con",
             "-chardev", f"socket,id=agent,path={sock}",
             "-device", "virtio-serial-pci,id=vser0",
