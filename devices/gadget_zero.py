@@ -63,9 +63,8 @@ import dataclasses
 import enum
 import logging
 from collections import deque
-from typing import Any
 
-from vusb.constants import LANG_EN_US, DescriptorType, RequestType, Speed, TransferType
+from vusb.constants import LANG_EN_US, RequestType, Speed, TransferType
 from vusb.descriptors import (
     BosDescriptor,
     ConfigurationDescriptor,
@@ -458,8 +457,8 @@ class GadgetZero(Device):
         # and its two endpoints in every configuration.
         self._interface_owner = {0: function}
         self._endpoint_owner = {function.in_address: function, function.out_address: function}
-        self._init_state(descriptor, configs, strings, speed, bos, other[0] if other else None, qualifier)
-        self._other_speed_all = [c.to_bytes(DescriptorType.OTHER_SPEED_CONFIGURATION) for c in other]
+        # g_zero has an other-speed configuration per configuration (usbtest's chapter 9 test reads all).
+        self._init_state(descriptor, configs, strings, speed, bos, other, qualifier)
         self.functions = (function,)
         function.device = self
         function.bind(self)
@@ -468,15 +467,6 @@ class GadgetZero(Device):
     @property
     def stats(self) -> GadgetZeroStats:
         return self.function.stats
-
-    def _get_descriptor(self, setup: SetupPacket) -> Any:
-        # The base device serves one other-speed configuration; g_zero has one per configuration
-        # (usbtest's chapter 9 test reads all of them).
-        if setup.descriptor_type == DescriptorType.OTHER_SPEED_CONFIGURATION and self._other_speed_all:
-            if setup.descriptor_index >= len(self._other_speed_all):
-                raise Stall()
-            return self._other_speed_all[setup.descriptor_index]
-        return super()._get_descriptor(setup)
 
 
 # ------------------------------------------------------------ profiles

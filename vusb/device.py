@@ -394,10 +394,13 @@ class Device:
         strings: StringTable | dict[int, str] | None = None,
         bos: BosDescriptor | None = None,
         qualifier: DeviceQualifierDescriptor | None = None,
-        other_speed: ConfigurationDescriptor | None = None,
+        other_speed: ConfigurationDescriptor | Sequence[ConfigurationDescriptor] | None = None,
         functions: Iterable[tuple[Function, Sequence[int]]] = (),
     ) -> Device:
         """A device from descriptor values (profiles, clones).
+
+        ``other_speed`` is what a high-speed device would be at full speed: one
+        configuration, or one per configuration (OTHER_SPEED_CONFIGURATION index N).
 
         ``functions`` optionally attaches behaviour: each function with the interface
         numbers it owns (its :meth:`Function.build` is not called).
@@ -437,15 +440,20 @@ class Device:
         strings: StringTable,
         speed: Speed,
         bos: BosDescriptor | None,
-        other_speed: ConfigurationDescriptor | None,
+        other_speed: ConfigurationDescriptor | Sequence[ConfigurationDescriptor] | None,
         qualifier: DeviceQualifierDescriptor | None = None,
     ) -> None:
+        if other_speed is None:
+            other_speed = ()
+        elif isinstance(other_speed, ConfigurationDescriptor):
+            other_speed = (other_speed,)
         self.speed = speed
         self.descriptor = descriptor
         self.configurations = configurations
         self.strings = strings
         self.bos = bos
-        self.other_speed_configuration = other_speed
+        self.other_speed_configurations = tuple(other_speed)
+        self.other_speed_configuration = other_speed[0] if other_speed else None
         self.qualifier = qualifier or (DeviceQualifierDescriptor.for_device(descriptor) if speed == Speed.HIGH else None)
         self.vendor_handler: ControlHandler | None = None
         self._validate()
@@ -454,9 +462,7 @@ class Device:
         self._config_bytes = [c.to_bytes() for c in configurations]
         self._bos_bytes = bos.to_bytes() if bos is not None else None
         self._qualifier_bytes = self.qualifier.to_bytes() if self.qualifier is not None else None
-        self._other_speed_bytes = (
-            other_speed.to_bytes(DescriptorType.OTHER_SPEED_CONFIGURATION) if other_speed is not None else None
-        )
+        self._other_speed_bytes = [c.to_bytes(DescriptorType.OTHER_SPEED_CONFIGURATION) for c in other_speed]
         self._string_bytes: dict[tuple[int, int], bytes] = {}
         self.ep0 = Endpoint(0, max_packet_size=descriptor.max_packet_size0)
         self.ep0.handler = self._handle_control
@@ -770,9 +776,9 @@ class Device:
                 raise Stall()
             return self._qualifier_bytes
         if dtype == DescriptorType.OTHER_SPEED_CONFIGURATION:
-            if self.speed != Speed.HIGH or self._other_speed_bytes is None or index != 0:
+            if self.speed != Speed.HIGH or index >= len(self._other_speed_bytes):
                 raise Stall()
-            return self._other_speed_bytes
+            return self._other_speed_bytes[index]
         if dtype == DescriptorType.BOS:
             if self._bos_bytes is None:
                 raise Stall()
