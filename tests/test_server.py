@@ -245,6 +245,22 @@ async def test_max_connections_limit(caplog: pytest.LogCaptureFixture) -> None:
     assert "limit max_connections" in caplog.text
 
 
+async def test_unlinks_ahead_of_their_submits_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    """A client that sends many UNLINKs for seqnums it never submits is cut off, the others are not."""
+    async with Server([Keyboard(), Mouse()], port=0, limits=ServerLimits(max_urbs_in_flight=4)) as server:
+        other_reader, other_writer = await imported_raw(server, "1-2")
+        reader, writer = await imported_raw(server)
+        writer.write(submit(1, 0, 1, 18, DESCRIPTOR_18))
+        assert (await read_reply(reader, {1: True}))[:3] == (3, 1, 0)
+        writer.write(b"".join(unlink(10 + i, 100 + i) for i in range(5)))
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # closed, nothing answered
+        other_writer.write(submit(1, 0, 1, 18, DESCRIPTOR_18))
+        assert (await read_reply(other_reader, {1: True}))[:3] == (3, 1, 0)
+        writer.close()
+        other_writer.close()
+    assert "more than 4 CMD_UNLINKs for URBs not submitted yet" in caplog.text
+
+
 def test_non_loopback_address_needs_explicit_permission(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(UsageError, match="no authentication"):
         Server([Keyboard()], host="0.0.0.0")
