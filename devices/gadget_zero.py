@@ -69,7 +69,6 @@ from vusb.descriptors import (
     BosDescriptor,
     ConfigurationDescriptor,
     DeviceDescriptor,
-    DeviceQualifierDescriptor,
     InterfaceDescriptor,
     SuperSpeedCapability,
     Usb2Extension,
@@ -401,6 +400,10 @@ class GadgetZero(Device):
     configuration), loopback is configuration 2; ``loopback_first=True`` swaps
     them as g_zero's ``loopdefault`` does.  The interface's function is
     :attr:`function` (its :attr:`~GadgetZeroFunction.stats` are also :attr:`stats`).
+
+    It writes its descriptors itself and initialises with
+    :meth:`~vusb.device.Device.init_from_descriptors`, as any device with several
+    configurations does.
     """
 
     def __init__(
@@ -450,19 +453,13 @@ class GadgetZero(Device):
             serial_number_index=serial_index, num_configurations=len(configs),
         )
         bos = BosDescriptor((Usb2Extension(0x2), SuperSpeedCapability())) if speed == Speed.SUPER else None
-        # At high speed, what the device would be at full speed: every configuration has one.
+        # At high speed, what the device would be at full speed: g_zero has an other-speed
+        # configuration per configuration (usbtest's chapter 9 test reads them all).
         other = configurations(Speed.FULL) if speed == Speed.HIGH else ()
-        qualifier = DeviceQualifierDescriptor.for_device(descriptor) if speed == Speed.HIGH else None
-        # What Device.from_descriptors does, on this instance: the one function owns interface 0
-        # and its two endpoints in every configuration.
-        self._interface_owner = {0: function}
-        self._endpoint_owner = {function.in_address: function, function.out_address: function}
-        # g_zero has an other-speed configuration per configuration (usbtest's chapter 9 test reads all).
-        self._init_state(descriptor, configs, strings, speed, bos, other, qualifier)
-        self.functions = (function,)
-        function.device = self
-        function.bind(self)
         self.function = function
+        # The one function owns interface 0 (and its two endpoints) in every configuration.
+        self.init_from_descriptors(descriptor, configs, speed=speed, strings=strings, bos=bos, other_speed=other,
+                                   functions=[(function, function.interface_numbers)])
 
     @property
     def stats(self) -> GadgetZeroStats:

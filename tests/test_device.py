@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from pathlib import Path
 
 import pytest
 
 from devices import Keyboard, KeyboardFunction, MouseFunction
-from vusb.constants import Speed, Status, TransferType
-from vusb.descriptors import InterfaceDescriptor
-from vusb.device import BuildContext, Device, Function
-from vusb.errors import DeviceDefinitionError, Stall
+from vusb.constants import DescriptorType, RequestType, Speed, Status, TransferType
+from vusb.descriptors import ConfigurationDescriptor, DeviceDescriptor, EndpointDescriptor, InterfaceDescriptor
+from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
+from vusb.errors import DeviceDefinitionError, Stall, UsageError
 from vusb.testing import LocalHost
-from vusb.urb import SetupPacket
+from vusb.urb import Completion, SetupPacket, Urb
 
 
 class BulkLoop(Function):
@@ -282,3 +284,170 @@ async def test_urb_after_unlink_and_reconfiguration_in_one_turn_is_answered() ->
         await asyncio.sleep(0)
         kb.send_report(bytes(8))
         assert (await asyncio.wait_for(fb, 1)).status == 0
+
+
+# ------------------------------------------------------------ a user's own multi-configuration device
+
+class TwoWayFunction(Function):
+    """Interface 0 of :class:`TwoWayDevice`: bulk OUT data comes back on bulk IN, as sent in
+    configuration 1 and reversed in configuration 2, where interrupt IN 0x82 counts the OUT transfers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outs = 0
+        self.configured_as: list[int] = []
+        self.halts_cleared: list[int] = []
+
+    def bind(self, device: Device) -> None:
+        device.endpoint(0x01).on_out = self._out
+        device.endpoint(0x82).handler = self._count
+
+    def on_configured(self, configured: bool) -> None:
+        if configured and self.device is not None:
+            self.configured_as.append(self.device.configuration_value)
+
+    def on_clear_halt(self, address: int) -> None:
+        self.halts_cleared.append(address)
+
+    def get_descriptor(self, setup: SetupPacket) -> bytes | None:
+        return b"\x03\x21\x2a" if setup.descriptor_type == 0x21 else None  # a class descriptor of interface 0
+
+    def _out(self, data: bytes | memoryview) -> None:
+        assert self.device is not None
+        self.outs += 1
+        reply = bytes(data) if self.device.configuration_value == 1 else bytes(data)[::-1]
+        self.endpoint(0x81).send_nowait(reply)
+
+    def _count(self, urb: Urb) -> Completion:
+        return Completion(0, bytes((self.outs,)))
+
+    def control(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if setup.type == RequestType.VENDOR and setup.request == 0x01 and setup.is_in and self.device is not None:
+            return bytes((self.device.configuration_value,))  # which configuration the function sees
+        return NOT_HANDLED
+
+
+class TwoWayDevice(Device):
+    """What a user writes for a device with two configurations: the descriptors by hand, then
+    Device.init_from_descriptors (no private construction)."""
+
+    def __init__(self, speed: Speed = Speed.FULL) -> None:
+        self.function = TwoWayFunction()
+
+        def configurations(at: Speed) -> list[ConfigurationDescriptor]:
+            bulk = 512 if at == Speed.HIGH else 64
+            pair = (EndpointDescriptor(0x81, TransferType.BULK, bulk), EndpointDescriptor(0x01, TransferType.BULK, bulk))
+            counter = EndpointDescriptor(0x82, TransferType.INTERRUPT, 8, interval=4)
+            return [ConfigurationDescriptor(1, (InterfaceDescriptor(0, 0, 0xFF, name_index=3, endpoints=pair),),
+                                            name_index=3),
+                    ConfigurationDescriptor(2, (InterfaceDescriptor(0, 0, 0xFF, name_index=4,
+                                                                    endpoints=(*pair, counter)),), name_index=4)]
+
+        descriptor = DeviceDescriptor(vendor_id=0x1209, product_id=0x7778, manufacturer_index=1, product_index=2,
+                                      num_configurations=2)
+        self.init_from_descriptors(
+            descriptor, configurations(speed), speed=speed,
+            strings={1: "vusb", 2: "Two ways", 3: "forward", 4: "backward"},
+            other_speed=configurations(Speed.FULL) if speed == Speed.HIGH else None,
+            functions=[(self.function, (0,))],
+        )
+
+
+TWO_WAY_CONFIGURATIONS = [
+    # (bConfigurationValue, its name, bulk IN after b"abc" went OUT, endpoints it has, endpoints it has not)
+    (1, "forward", b"abc", (0x81, 0x01), (0x82,)),
+    (2, "backward", b"cba", (0x81, 0x01, 0x82), ()),
+]
+
+
+@pytest.mark.parametrize("speed", [Speed.FULL, Speed.HIGH], ids=["full", "high"])
+@pytest.mark.parametrize(("value", "name", "echoed", "present", "absent"), TWO_WAY_CONFIGURATIONS,
+                         ids=[c[1] for c in TWO_WAY_CONFIGURATIONS])
+async def test_user_subclass_with_two_configurations(
+    speed: Speed, value: int, name: str, echoed: bytes, present: tuple[int, ...], absent: tuple[int, ...],
+) -> None:
+    dev = TwoWayDevice(speed)
+    function = dev.function
+    assert dev.functions == (function,) and function.device is dev and function.interface_numbers == (0,)
+    async with LocalHost(dev) as host:
+        info = await host.enumerate()  # reads both configurations, selects the first
+        assert [(c.value, info.strings[c.name_index]) for c in info.configurations] == [(1, "forward"),
+                                                                                        (2, "backward")]
+        assert info.strings[info.device.product_index] == "Two ways"
+        await host.set_configuration(value)
+        assert await host.get_configuration() == value and dev.active_configuration is dev.configurations[value - 1]
+        assert function.configured_as == [1, value]  # the function's hook saw each SET_CONFIGURATION
+        # Requests to interface 0 and its endpoints reach the function that owns them.
+        assert await host.control(SetupPacket(0xC1, 0x01, 0, 0, 1)) == bytes((value,))
+        assert await host.control(SetupPacket(0x81, 6, 0x2100, 0, 3)) == b"\x03\x21\x2a"
+        await host.set_halt(0x01)
+        await host.clear_halt(0x01)
+        assert function.halts_cleared == [0x01]
+        # The handlers the function bound answer in the selected configuration's mode.
+        assert await host.transfer_out(0x01, b"abc") == 3
+        assert await host.transfer_in(0x81, 64) == echoed
+        for address in present:
+            assert await host.get_status(2, address) == 0
+        for address in absent:  # an endpoint of the other configuration only
+            with pytest.raises(Stall):
+                await host.get_status(2, address)
+        if 0x82 in present:
+            assert await host.transfer_in(0x82, 8) == b"\x01"
+        if speed == Speed.HIGH:  # an other-speed configuration for each configuration
+            other = await host.get_descriptor(DescriptorType.OTHER_SPEED_CONFIGURATION, value - 1, 255)
+            assert (other[1], other[5]) == (DescriptorType.OTHER_SPEED_CONFIGURATION, value)
+
+
+async def test_user_subclass_switches_configurations_back_and_forth() -> None:
+    dev = TwoWayDevice()
+    async with LocalHost(dev) as host:
+        await host.enumerate()
+        for value, echoed in [(2, b"zyx"), (1, b"xyz"), (2, b"zyx")]:
+            await host.set_configuration(value)
+            await host.transfer_out(0x01, b"xyz")
+            assert await host.transfer_in(0x81, 64) == echoed
+        await host.set_configuration(0)
+        assert not dev.configured and dev.function.configured_as == [1, 2, 1, 2]
+        with pytest.raises(Stall):
+            await host.transfer_out(0x01, b"x")
+
+
+def test_init_from_descriptors_is_the_path_of_from_descriptors() -> None:
+    made = TwoWayDevice()
+    function = TwoWayFunction()
+    same = Device.from_descriptors(made.descriptor, made.configurations, speed=Speed.FULL,
+                                   strings={1: "vusb", 2: "Two ways", 3: "forward", 4: "backward"},
+                                   functions=[(function, (0,))])
+    assert type(same) is Device and same.functions == (function,) and function.device is same
+    assert [c.to_bytes() for c in same.configurations] == [c.to_bytes() for c in made.configurations]
+    assert same.endpoints.keys() == made.endpoints.keys() == {0, 0x81, 0x01, 0x82}
+    assert same.endpoint(0x82).handler == function._count
+
+
+def test_init_from_descriptors_twice_is_refused() -> None:
+    dev = TwoWayDevice()
+    with pytest.raises(UsageError, match="already initialised"):
+        dev.init_from_descriptors(dev.descriptor, dev.configurations, speed=Speed.FULL)
+    with pytest.raises(UsageError, match="already initialised"):
+        Device.__init__(dev, KeyboardFunction(), vendor_id=1, product_id=2)
+
+
+def test_init_from_descriptors_checks_the_values() -> None:
+    class OneTooFew(Device):
+        def __init__(self) -> None:
+            config = TwoWayDevice().configurations[0]
+            self.init_from_descriptors(DeviceDescriptor(vendor_id=1, product_id=2, num_configurations=2), [config],
+                                       speed="full")
+
+    with pytest.raises(DeviceDefinitionError, match="bNumConfigurations is 2 but 1 configuration"):
+        OneTooFew()
+
+
+async def test_the_quickstart_example_of_several_configurations_runs_as_written() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "quickstart.md").read_text()
+    section = page.split("## A device with several configurations", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None, "docs/quickstart.md: the section has no example"
+    namespace: dict[str, object] = {}
+    exec(compile(match.group(1), "docs/quickstart.md", "exec"), namespace)
+    await namespace["test_echo_modes"]()  # type: ignore[operator]

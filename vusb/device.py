@@ -5,7 +5,9 @@ port...).  Each function declares its interfaces and endpoints through a
 :class:`BuildContext`, which hands out interface numbers, endpoint addresses and
 string indices, so functions compose into one device without clashes.  A device can
 also be made straight from descriptor values (:meth:`Device.from_descriptors`), as
-the profile loader and cloning do.
+the profile loader and cloning do; a subclass whose ``__init__`` makes descriptor
+values itself (several configurations, say) initialises itself from them with
+:meth:`Device.init_from_descriptors`.
 
 The device answers every standard request itself (chapter 9 of the USB 2.0
 specification and its USB 3.2 additions) and routes class and vendor requests to
@@ -291,7 +293,11 @@ class Device:
         manufacturer_index = strings.add(manufacturer)
         product_index = strings.add(product)
         serial_index = strings.add(serial_number)
-        config = self._assemble(functions, speed, strings, max_power_ma, self_powered, remote_wakeup, configuration_name)
+        config, owners = self._declare(functions, speed, strings, max_power_ma, self_powered, remote_wakeup,
+                                       configuration_name)
+        owned = [(f, tuple(sorted({i.number for i in declared}))) for f, declared in owners]
+        for f, numbers in owned:
+            f.interface_numbers = numbers
         multi = any(len(f.interface_numbers) > 1 for f in functions) and len(functions) > 1
         if device_class is None:
             device_class = (0xEF, 0x02, 0x01) if config.associations or multi else (0, 0, 0)
@@ -318,11 +324,8 @@ class Device:
                 shadow_strings.add(idx_text[1], idx_text[0])
             other_speed = self._declare(functions, Speed.FULL, shadow_strings, max_power_ma, self_powered,
                                         remote_wakeup, configuration_name)[0]
-        self._init_state(descriptor, (config,), strings, speed, bos, other_speed)
-        self.functions: tuple[Function, ...] = tuple(functions)
-        for f in functions:
-            f.device = self
-            f.bind(self)
+        self.init_from_descriptors(descriptor, (config,), speed=speed, strings=strings, bos=bos,
+                                   other_speed=other_speed, functions=owned)
 
     # ------------------------------------------------------------ construction
     @staticmethod
@@ -362,28 +365,6 @@ class Device:
             raise DeviceDefinitionError(str(exc)) from exc
         return config, owners
 
-    def _assemble(
-        self,
-        functions: Sequence[Function],
-        speed: Speed,
-        strings: StringTable,
-        max_power_ma: int | None,
-        self_powered: bool,
-        remote_wakeup: bool,
-        configuration_name: str | None,
-    ) -> ConfigurationDescriptor:
-        config, owners = self._declare(functions, speed, strings, max_power_ma, self_powered, remote_wakeup,
-                                       configuration_name)
-        self._interface_owner: dict[int, Function] = {}
-        self._endpoint_owner: dict[int, Function] = {}
-        for f, declared in owners:
-            f.interface_numbers = tuple(sorted({i.number for i in declared}))
-            for itf in declared:
-                self._interface_owner[itf.number] = f
-                for ep in itf.endpoints:
-                    self._endpoint_owner[ep.address] = f
-        return config
-
     @classmethod
     def from_descriptors(
         cls,
@@ -404,17 +385,66 @@ class Device:
 
         ``functions`` optionally attaches behaviour: each function with the interface
         numbers it owns (its :meth:`Function.build` is not called).
+
+        A subclass's ``__init__`` does the same on itself with :meth:`init_from_descriptors`.
         """
+        self = cls.__new__(cls)
+        self.init_from_descriptors(descriptor, configurations, speed=speed, strings=strings, bos=bos,
+                                   qualifier=qualifier, other_speed=other_speed, functions=functions)
+        return self
+
+    def init_from_descriptors(
+        self,
+        descriptor: DeviceDescriptor,
+        configurations: Sequence[ConfigurationDescriptor],
+        *,
+        speed: Speed | str,
+        strings: StringTable | dict[int, str] | None = None,
+        bos: BosDescriptor | None = None,
+        qualifier: DeviceQualifierDescriptor | None = None,
+        other_speed: ConfigurationDescriptor | Sequence[ConfigurationDescriptor] | None = None,
+        functions: Iterable[tuple[Function, Sequence[int]]] = (),
+    ) -> None:
+        """Initialise this device from descriptor values; for the ``__init__`` of a subclass.
+
+        ``Device(*functions, ...)`` builds one configuration from functions.  A
+        subclass that needs more (several configurations, an other-speed
+        configuration per configuration, descriptors written by hand) makes the
+        descriptor values itself and calls this instead of ``super().__init__()``::
+
+            class TwoModes(Device):
+                def __init__(self) -> None:
+                    ...  # descriptor, configurations, strings, a function owning interface 0
+                    self.init_from_descriptors(descriptor, configurations, speed=Speed.HIGH,
+                                               strings=strings, functions=[(function, (0,))])
+
+        The arguments are those of :meth:`from_descriptors`, which makes a new
+        device the same way.  ``configurations`` are served in order
+        (GET_DESCRIPTOR index 0, 1, ...) and ``descriptor.num_configurations`` must
+        match their count.  ``strings`` is a :class:`StringTable` or ``{index:
+        text}``.  ``qualifier`` defaults to the one derived from ``descriptor`` at
+        high speed.  Each function in ``functions`` gets the requests and
+        endpoints of the interfaces it owns, in every configuration (its
+        :meth:`Function.build` is not called); then its :attr:`Function.device` is
+        set and :meth:`Function.bind` is called, so it can attach its endpoint
+        handlers.  Every endpoint of every configuration exists from then on;
+        SET_CONFIGURATION decides which of them the host may use.
+
+        Raises :class:`~vusb.errors.DeviceDefinitionError` if the values do not
+        make a valid device at ``speed``, and :class:`~vusb.errors.UsageError` if
+        this device was already initialised.
+        """
+        if "_endpoints" in vars(self):
+            raise UsageError(f"device {self.describe()} is already initialised")
         speed = Speed.parse(speed) if isinstance(speed, str) else Speed(speed)
         if isinstance(strings, dict):
             table = StringTable()
             for idx, text in strings.items():
                 table.add(text, idx)
             strings = table
-        self = cls.__new__(cls)
-        self._interface_owner = {}
-        self._endpoint_owner = {}
-        self.functions = ()
+        self._interface_owner: dict[int, Function] = {}
+        self._endpoint_owner: dict[int, Function] = {}
+        self.functions: tuple[Function, ...] = ()
         self._init_state(descriptor, tuple(configurations), strings or StringTable(), speed, bos, other_speed,
                          qualifier)
         funcs = []
@@ -431,7 +461,6 @@ class Device:
         for f in funcs:
             f.device = self
             f.bind(self)
-        return self
 
     def _init_state(
         self,
