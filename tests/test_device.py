@@ -451,3 +451,38 @@ async def test_the_quickstart_example_of_several_configurations_runs_as_written(
     namespace: dict[str, object] = {}
     exec(compile(match.group(1), "docs/quickstart.md", "exec"), namespace)
     await namespace["test_echo_modes"]()  # type: ignore[operator]
+
+
+class ShapeShifter(Device):
+    """Endpoint 0x81 differs between configurations: bulk 64 in 1, interrupt 32 in 2, isochronous 128 in 3."""
+
+    def __init__(self) -> None:
+        shapes = [EndpointDescriptor(0x81, TransferType.BULK, 64),
+                  EndpointDescriptor(0x81, TransferType.INTERRUPT, 32, interval=1),
+                  EndpointDescriptor(0x81, TransferType.ISOCHRONOUS, 128, interval=1)]
+        configurations = [ConfigurationDescriptor(n, (InterfaceDescriptor(0, 0, 0xFF, endpoints=(ep,)),))
+                          for n, ep in enumerate(shapes, 1)]
+        self.init_from_descriptors(DeviceDescriptor(vendor_id=0x1209, product_id=0x7779, num_configurations=3),
+                                   configurations, speed=Speed.FULL)
+
+
+ENDPOINT_SHAPES = [
+    # (bConfigurationValue, transfer type of 0x81, wMaxPacketSize, isochronous for the codec)
+    (1, TransferType.BULK, 64, False),
+    (2, TransferType.INTERRUPT, 32, False),
+    (3, TransferType.ISOCHRONOUS, 128, True),
+]
+
+
+@pytest.mark.parametrize(("value", "kind", "size", "iso"), ENDPOINT_SHAPES, ids=[c[1].name for c in ENDPOINT_SHAPES])
+async def test_an_endpoint_takes_the_shape_of_the_configuration_in_use(
+    value: int, kind: TransferType, size: int, iso: bool,
+) -> None:
+    dev = ShapeShifter()
+    assert dev.iso_addresses == {0x81}  # isochronous somewhere: the codec must ask which configuration is in use
+    async with LocalHost(dev) as host:
+        await host.enumerate()
+        for selected in (3, value):  # from another shape to this one
+            await host.set_configuration(selected)
+        ep = dev.endpoint(0x81)
+        assert (ep.transfer_type, ep.max_packet_size, dev.is_iso(0x81)) == (kind, size, iso)

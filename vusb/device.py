@@ -501,8 +501,9 @@ class Device:
                 for ep in itf.endpoints:
                     if ep.address not in self._endpoints:
                         self._endpoints[ep.address] = Endpoint(ep.address, ep)
-        self.iso_addresses = frozenset(
-            a for a, ep in self._endpoints.items() if a and ep.transfer_type == TransferType.ISOCHRONOUS
+        self.iso_addresses = frozenset(  # isochronous in some configuration or alternate setting
+            ep.address for config in configurations for itf in config.interfaces for ep in itf.endpoints
+            if ep.transfer_type == TransferType.ISOCHRONOUS
         )
         self._active_endpoints: frozenset[int] = frozenset()
         self.configuration_value = 0
@@ -560,6 +561,10 @@ class Device:
             return self._endpoints[address]
         except KeyError:
             raise UsageError(f"the device has no endpoint 0x{address:02x}") from None
+
+    def is_iso(self, address: int) -> bool:
+        """Whether endpoint ``address`` is isochronous in the configuration and alternate settings in use."""
+        return address in self.iso_addresses and self._endpoints[address].transfer_type == TransferType.ISOCHRONOUS
 
     @property
     def endpoints(self) -> dict[int, Endpoint]:
@@ -910,6 +915,11 @@ class Device:
         self.alternates = {}
         self.configuration_value = value
         self._update_active_endpoints()
+        config = self.active_configuration
+        if config is not None:  # an address may differ between configurations: take this one's
+            for itf in config.interfaces:
+                if itf.alternate == 0:
+                    self._describe_endpoints(itf)
         if was:
             for f in self.functions:
                 f.on_configured(False)
@@ -928,6 +938,13 @@ class Device:
             raise Stall()
         return bytes((self.alternates.get(number, 0),))
 
+    def _describe_endpoints(self, itf: InterfaceDescriptor) -> None:
+        """The endpoints of ``itf`` take its descriptors (type, max packet size) now that it is in use."""
+        for epd in itf.endpoints:
+            ep = self._endpoints[epd.address]
+            ep.descriptor = epd
+            ep.max_packet_size = epd.max_packet_size & 0x7FF
+
     def _set_interface(self, setup: SetupPacket) -> None:
         number, alt = setup.index & 0xFF, setup.value
         config = self.active_configuration
@@ -943,10 +960,7 @@ class Device:
         self._update_active_endpoints()
         new = config.interface(number, alt)
         if new is not None:
-            for epd in new.endpoints:
-                ep = self._endpoints[epd.address]
-                ep.descriptor = epd
-                ep.max_packet_size = epd.max_packet_size & 0x7FF
+            self._describe_endpoints(new)
         owner = self._interface_owner.get(number)
         if owner is not None:
             owner.on_alternate(number, alt)

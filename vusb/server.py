@@ -250,8 +250,8 @@ class Connection(asyncio.BufferedProtocol):
         export.device.attach()
         device = export.device
         device.disconnect_handler = self.close  # Device.disconnect(): the device leaves the bus
-        iso = device.iso_addresses
-        self.codec.is_iso = lambda ep, direction: bool(iso) and (ep | (0x80 if direction else 0)) in iso
+        if device.iso_addresses:  # which URBs carry iso packet descriptors follows the configuration in use
+            self.codec.is_iso = lambda ep, direction: device.is_iso(ep | (0x80 if direction else 0))
         self._write(self.codec.send(ImportReply(OpStatus.OK, export.record())))
         log.info("client %s imported %s (%s)", self.peer, export.busid, device.describe())
 
