@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from serve_subprocess import ServeProcess, ServeProcesses
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,36 +27,25 @@ def vusb(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def serving() -> object:
+def serving(serve_processes: ServeProcesses) -> tuple[int, ServeProcess]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vusb", "serve", "profiles/keyboard.yaml", "profiles/mouse.yaml", "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    lines = [proc.stdout.readline() for _ in range(6)]
-    yield port, proc, lines
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    return port, serve_processes.start("profiles/keyboard.yaml", "profiles/mouse.yaml", "--port", str(port))
 
 
-def test_serve_prints_busids_and_attach_commands_then_stops_cleanly_on_ctrl_c(serving: tuple[int, subprocess.Popen[str], list[str]]) -> None:
-    port, proc, lines = serving
-    text = "".join(lines)
+def test_serve_prints_busids_and_attach_commands_then_stops_cleanly_on_ctrl_c(serving: tuple[int, ServeProcess]) -> None:
+    port, server = serving
+    text = server.banner.text
     assert f"serving 2 device(s) on 127.0.0.1:{port}" in text
     assert "1-1  1209:0001 Virtual Keyboard" in text and "1-2  1209:0002 Virtual Mouse" in text
     assert f"usbip --tcp-port {port} attach -r 127.0.0.1 -b 1-1" in text
     assert f"usbip --tcp-port {port} attach -r 127.0.0.1 -b 1-2" in text
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    assert "shutting down" in out
-    assert "Traceback" not in err
+    assert server.stop(signal.SIGINT, timeout=10) == 0, server.stderr
+    assert "shutting down" in server.after_banner
+    assert "Traceback" not in server.stderr
 
 
-def test_list_and_probe_against_a_running_server(serving: tuple[int, subprocess.Popen[str], list[str]]) -> None:
-    port, _, _ = serving
+def test_list_and_probe_against_a_running_server(serving: tuple[int, ServeProcess]) -> None:
+    port, _ = serving
     listing = vusb("list", "127.0.0.1", "--port", str(port))
     assert listing.returncode == 0, listing.stderr
     assert "1-1: 1209:0001 speed 2" in listing.stdout and "1-2: 1209:0002" in listing.stdout
@@ -84,8 +74,8 @@ def test_check_command(tmp_path: Path) -> None:
     assert result.returncode == 1 and "unknown kind 'nope'" in result.stderr
 
 
-def test_probe_unknown_busid_is_a_clear_error(serving: tuple[int, subprocess.Popen[str], list[str]]) -> None:
-    port, _, _ = serving
+def test_probe_unknown_busid_is_a_clear_error(serving: tuple[int, ServeProcess]) -> None:
+    port, _ = serving
     result = vusb("probe", "127.0.0.1", "7-7", "--port", str(port))
     assert result.returncode == 2 and "exports no device 7-7" in result.stderr
 

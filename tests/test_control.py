@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serve_subprocess import ServeProcesses
 
 from devices import Keyboard, KeyboardFunction, MassStorage, Mouse, MouseFunction, SerialPort
 from vusb.client import RemoteDevice
@@ -350,61 +351,35 @@ def _vusb(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "vusb", *args], capture_output=True, text=True, timeout=30, cwd=ROOT)
 
 
-def test_serve_and_ctl_end_to_end(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_serve_and_ctl_end_to_end(tmp_path: Path, serve_processes: ServeProcesses) -> None:
     sock = tmp_path / "run" / "ctl.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vusb", "serve", "profiles/keyboard.yaml", "profiles/serial.yaml", "--port", str(port),
-         "--control", str(sock)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(7)]
-        assert f"control: {sock}" in banner[-1], banner
-        listing = _vusb("ctl", "--socket", str(sock), "list")
-        assert listing.returncode == 0, listing.stderr
-        assert "1-1  1209:0001 Virtual Keyboard" in listing.stdout and "0:serial" in listing.stdout
-        wrote = _vusb("ctl", "--socket", str(sock), "serial-write", "1-2", "AT\\r")
-        assert wrote.returncode == 0 and "written=3" in wrote.stdout, wrote.stderr
-        no_host = _vusb("ctl", "--socket", str(sock), "type", "1-1", "hello\\n")
-        assert no_host.returncode == 1 and "no host attached" in no_host.stderr
-        wrong = _vusb("ctl", "--socket", str(sock), "move", "1-1", "10", "-5")
-        assert wrong.returncode == 1 and "has no mouse function" in wrong.stderr
-        unplug = _vusb("ctl", "--socket", str(sock), "--json", "unplug", "1-1")
-        assert unplug.returncode == 0 and json.loads(unplug.stdout)["ok"] is True
-        listed = _vusb("list", "127.0.0.1", "--port", str(port))
-        assert "1-1:" not in listed.stdout and "1-2:" in listed.stdout
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-        assert proc.returncode == 0 and "Traceback" not in err, err
-        assert "shutting down" in out
-        assert not sock.exists()
-        gone = _vusb("ctl", "--socket", str(sock), "list")
-        assert gone.returncode == 2 and "no control socket" in gone.stderr
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    server = serve_processes.start("profiles/keyboard.yaml", "profiles/serial.yaml", "--port", "0",
+                                   "--control", str(sock))
+    assert len(server.banner.lines) == 7 and f"control: {sock}" in server.banner.lines[-1], server.banner.lines
+    listing = _vusb("ctl", "--socket", str(sock), "list")
+    assert listing.returncode == 0, listing.stderr
+    assert "1-1  1209:0001 Virtual Keyboard" in listing.stdout and "0:serial" in listing.stdout
+    wrote = _vusb("ctl", "--socket", str(sock), "serial-write", "1-2", "AT\\r")
+    assert wrote.returncode == 0 and "written=3" in wrote.stdout, wrote.stderr
+    no_host = _vusb("ctl", "--socket", str(sock), "type", "1-1", "hello\\n")
+    assert no_host.returncode == 1 and "no host attached" in no_host.stderr
+    wrong = _vusb("ctl", "--socket", str(sock), "move", "1-1", "10", "-5")
+    assert wrong.returncode == 1 and "has no mouse function" in wrong.stderr
+    unplug = _vusb("ctl", "--socket", str(sock), "--json", "unplug", "1-1")
+    assert unplug.returncode == 0 and json.loads(unplug.stdout)["ok"] is True
+    listed = _vusb("list", "127.0.0.1", "--port", str(server.port))
+    assert "1-1:" not in listed.stdout and "1-2:" in listed.stdout
+    code = server.stop(signal.SIGINT, timeout=10)
+    assert code == 0 and "Traceback" not in server.stderr, server.stderr
+    assert "shutting down" in server.after_banner
+    assert not sock.exists()
+    gone = _vusb("ctl", "--socket", str(sock), "list")
+    assert gone.returncode == 2 and "no control socket" in gone.stderr
 
 
-def test_serve_no_control_opens_no_socket(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_serve_no_control_opens_no_socket(tmp_path: Path, serve_processes: ServeProcesses) -> None:
     sock = tmp_path / "ctl.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vusb", "serve", "profiles/keyboard.yaml", "--port", str(port), "--no-control",
-         "--control", str(sock)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(4)]
-        assert "(a QEMU guest" in banner[-1], banner
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-        assert proc.returncode == 0, err
-        assert "control:" not in "".join(banner) + out and not sock.exists()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    server = serve_processes.start("profiles/keyboard.yaml", "--port", "0", "--no-control", "--control", str(sock))
+    assert len(server.banner.lines) == 4 and "(a QEMU guest" in server.banner.lines[-1], server.banner.lines
+    assert server.stop(signal.SIGINT, timeout=10) == 0, server.stderr
+    assert "control:" not in server.stdout and not sock.exists()

@@ -6,18 +6,14 @@ The server runs as a separate ``vusb serve`` process here, so it can be killed
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from serve_subprocess import ServeProcess, ServeProcesses
 
 from vusb.harness import Guest
 
@@ -32,49 +28,10 @@ def chunk(i: int) -> bytes:
     return (line * (CHUNK // len(line) + 1))[:CHUNK]
 
 
-@dataclass
-class ServeProcess:
-    proc: subprocess.Popen[str]
-    port: int
-    busid: str
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-
-async def serve(profile: Path, *, prefix: list[str] | None = None) -> ServeProcess:
-    """Start ``vusb serve PROFILE`` on a free port; return once it prints its bus id."""
-    cmd = [*(prefix or []), sys.executable, "-m", "vusb", "serve", "--port", "0", "--no-control",
-           "--no-uvloop", str(profile)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=profile.parent, start_new_session=True)
-    assert proc.stdout is not None
-    port = busid = None
-    seen: list[str] = []
-    while busid is None:
-        line = await asyncio.to_thread(proc.stdout.readline)
-        if not line:
-            raise AssertionError(f"vusb serve exited ({proc.wait()}): {''.join(seen)}")
-        seen.append(line)
-        if m := re.search(r"serving \d+ device\(s\) on [\d.]+:(\d+)", line):
-            port = int(m.group(1))
-        elif m := re.match(r"\s+(\d+-\d+)\s", line):
-            busid = m.group(1)
-    assert port is not None
-    # Keep draining its output so a chatty server never blocks on a full pipe.
-    asyncio.get_running_loop().run_in_executor(None, proc.stdout.read)
-    return ServeProcess(proc, port, busid)
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for p in started:
-        if p.alive:
-            os.killpg(p.proc.pid, signal.SIGKILL)
-        p.proc.wait()
+async def serve(serve_processes: ServeProcesses, profile: Path, *, prefix: list[str] | None = None) -> ServeProcess:
+    """Start ``vusb serve PROFILE`` on a free port, in the profile's folder; return once it printed its banner."""
+    return await serve_processes.astart("--port", "0", "--no-control", "--no-uvloop", str(profile),
+                                        prefix=prefix or (), cwd=profile.parent)
 
 
 def write_profile(folder: Path, image: str, size: str) -> Path:
@@ -86,7 +43,7 @@ def write_profile(folder: Path, image: str, size: str) -> Path:
 
 
 async def attach_disk(guest: Guest, server: ServeProcess) -> str:
-    await guest.attach(guest.host_address, server.port, server.busid)
+    await guest.attach(guest.host_address, server.port, server.busids[0])
     devdir = await guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
     found = await guest.wait_for_path(f"{devdir}:*/host*/target*/*/block/*", timeout=60)
     name = found[0].rsplit("/", 1)[-1]
@@ -103,10 +60,9 @@ def write_chunks_script(sd: str, first: int, count: int, log: str) -> str:
 
 
 async def test_sigkill_during_heavy_writes_keeps_every_synced_write(guest: Guest, tmp_path: Path,
-                                                                   processes: list[ServeProcess]) -> None:
+                                                                   serve_processes: ServeProcesses) -> None:
     image = tmp_path / "durable.img"
-    server = await serve(write_profile(tmp_path, "durable.img", "64MiB"))
-    processes.append(server)
+    server = await serve(serve_processes, write_profile(tmp_path, "durable.img", "64MiB"))
     sd = await attach_disk(guest, server)
     # Two writers at once: synced 64 KiB chunks that log what was acknowledged, and
     # unsynced 1 MiB writes of zeros into the second half keeping the queue busy.
@@ -114,8 +70,8 @@ async def test_sigkill_during_heavy_writes_keeps_every_synced_write(guest: Guest
     bulk = await guest.start_background(
         f"while dd if=/dev/zero of=/dev/{sd} bs=1M seek=40 count=16 oflag=direct 2>/dev/null; do :; done")
     await guest.wait_for("[ $(wc -l < /tmp/acked) -ge 25 ]", timeout=120)
-    os.killpg(server.proc.pid, signal.SIGKILL)
-    assert server.proc.wait(timeout=10) == -signal.SIGKILL
+    server.send_signal(signal.SIGKILL)
+    assert server.wait(timeout=10) == -signal.SIGKILL
     await synced.wait(timeout=120)
     await bulk.wait(timeout=120)
     acked = [int(n) for n in (await guest.read_file("/tmp/acked")).split()]
@@ -133,8 +89,7 @@ async def test_sigkill_during_heavy_writes_keeps_every_synced_write(guest: Guest
     # The image is served again by a fresh process, and the guest reads the chunks back.
     for port in await guest.ports():  # the dead server's port, if vhci has not freed it yet
         await guest.detach(port.port)
-    server2 = await serve(tmp_path / "disk.yaml")
-    processes.append(server2)
+    server2 = await serve(serve_processes, tmp_path / "disk.yaml")
     sd = await attach_disk(guest, server2)
     last = acked[-1]
     got = await guest.run(f"dd if=/dev/{sd} bs={CHUNK} skip={last} count=1 iflag=direct 2>/dev/null",
@@ -158,7 +113,7 @@ def _can_mount_tmpfs(tmp: Path) -> bool:
 
 
 async def test_full_file_system_gives_the_writer_enospc_and_the_disk_lives_on(
-        guest: Guest, tmp_path: Path, processes: list[ServeProcess], pytestconfig: pytest.Config) -> None:
+        guest: Guest, tmp_path: Path, serve_processes: ServeProcesses, pytestconfig: pytest.Config) -> None:
     full = tmp_path / "full"
     full.mkdir()
     if not _can_mount_tmpfs(full):
@@ -166,8 +121,8 @@ async def test_full_file_system_gives_the_writer_enospc_and_the_disk_lives_on(
         harness_unavailable(pytestconfig, "cannot mount a tmpfs in a mount namespace (unshare -m)")
     # A 64 MiB sparse image on a file system with room for 4 MiB: the image itself is
     # created fine, and the space runs out as the guest fills its holes.
-    server = await serve(write_profile(tmp_path, "full/disk.img", "64MiB"), prefix=namespace_prefix(full, "4m"))
-    processes.append(server)
+    server = await serve(serve_processes, write_profile(tmp_path, "full/disk.img", "64MiB"),
+                         prefix=namespace_prefix(full, "4m"))
     sd = await attach_disk(guest, server)
     await guest.run("dmesg -c >/dev/null", check=True)
 
