@@ -85,3 +85,23 @@ def test_remote_host_requires_allow_remote() -> None:
     assert result.returncode == 2 and "no authentication" in result.stderr
 
 
+
+
+BAD_BUSY_POLLS = [("not a number", "fast", "'fast' is not a whole number of microseconds"),
+                  ("negative", "-5", "-5 µs is outside 0..10000"),
+                  ("too long", "10001", "10001 µs is outside 0..10000")]
+
+
+@pytest.mark.parametrize(("case", "value", "message"), BAD_BUSY_POLLS, ids=[c[0] for c in BAD_BUSY_POLLS])
+def test_busy_poll_refuses_bad_values_by_name(case: str, value: str, message: str) -> None:
+    result = vusb("serve", "profiles/keyboard.yaml", "--busy-poll", value)
+    assert result.returncode == 2 and f"argument --busy-poll: {message}" in result.stderr
+
+
+def test_busy_polling_server_serves(serve_processes: ServeProcesses) -> None:
+    server = serve_processes.start("profiles/keyboard.yaml", "--port", "0", "--no-control", "--busy-poll", "50")
+    listing = vusb("list", "127.0.0.1", "--port", str(server.port))
+    assert listing.returncode == 0 and "1-1: 1209:0001" in listing.stdout
+    probe = vusb("probe", "127.0.0.1", "1-1", "--port", str(server.port))
+    assert probe.returncode == 0 and "idVendor" in probe.stdout
+    assert server.stop(signal.SIGINT) == 0, server.stderr

@@ -456,3 +456,37 @@ async def test_gathered_in_data_crosses_the_server_in_order(case: str, length: i
         reply = await asyncio.wait_for(fut, 5)
     expected = b"".join(pieces)[:length]
     assert (reply.status, reply.actual_length, bytes(reply.data)) == (status, len(expected), expected)
+
+
+# ------------------------------------------------------------ busy polling
+
+BAD_BUSY_POLLS = [("negative", -1e-6), ("longer than 10 ms", 0.011), ("not a number", float("nan"))]
+
+
+@pytest.mark.parametrize(("case", "value"), BAD_BUSY_POLLS, ids=[c[0] for c in BAD_BUSY_POLLS])
+def test_busy_poll_out_of_range_is_refused_by_name(case: str, value: float) -> None:
+    with pytest.raises(UsageError, match=r"busy_poll=.* seconds: it must be between 0 \(off\) and 0.01"):
+        Server([Keyboard()], port=0, busy_poll=value)
+
+
+async def test_busy_polling_serves_and_then_lets_the_loop_sleep() -> None:
+    """With busy_poll the loop keeps polling after each reply (replies stay the same), then stops by itself."""
+    async with Server([Keyboard()], port=0, busy_poll=0.002) as server, \
+            await RemoteDevice.open(HOST, "1-1", server.port) as client:
+        for _ in range(3):
+            info = await client.enumerate()
+            assert info.device.vendor_id == Keyboard().descriptor.vendor_id
+        assert server._polling  # a reply just went out: the loop is spinning
+        await asyncio.sleep(0.05)
+        assert not server._polling  # the deadline passed with nothing to answer: back to sleeping in epoll
+
+
+async def test_busy_polling_stops_when_the_server_closes() -> None:
+    server = Server([Keyboard()], port=0, busy_poll=0.01)
+    await server.start()
+    async with await RemoteDevice.open(HOST, "1-1", server.port) as client:
+        await client.enumerate()
+    await server.close()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not server._polling

@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -42,6 +43,7 @@ from vusb.urb import Completion, Gather, SetupPacket, Urb
 log = logging.getLogger("vusb.server")
 
 DEFAULT_HOST = "127.0.0.1"
+MAX_BUSY_POLL = 0.01  # seconds; longer only burns CPU
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,8 @@ class Connection(asyncio.BufferedProtocol):
             for part in parts:
                 self._capture.server_data(part)
         self.transport.writelines(parts)
+        if self.server.busy_poll:
+            self.server._keep_polling()
 
 
 class Server:
@@ -402,6 +406,13 @@ class Server:
 
         async with Server([keyboard, mouse]) as server:   # busids 1-1 and 1-2
             await server.serve_forever()
+
+    ``host``/``allow_remote``/``allowed_clients``: who may connect (loopback only unless
+    told otherwise).  ``limits``: what one client may ask for (:class:`ServerLimits`).
+    ``capture``: a pcap file of everything on the wire.  ``busy_poll``: seconds to keep
+    polling after each reply instead of sleeping (0, the default, is off; at most
+    :data:`MAX_BUSY_POLL`): lower latency on virtual machines for a client that waits for
+    each reply, at the cost of that much CPU per reply (docs/benchmarks.md, "Busy polling").
     """
 
     def __init__(
@@ -414,7 +425,15 @@ class Server:
         allow_remote: bool = False,
         allowed_clients: Iterable[str] | None = None,
         capture: str | None = None,
+        busy_poll: float = 0.0,
     ) -> None:
+        if not 0.0 <= busy_poll <= MAX_BUSY_POLL:
+            raise UsageError(f"busy_poll={busy_poll!r} seconds: it must be between 0 (off) and {MAX_BUSY_POLL}")
+        self.busy_poll = busy_poll
+        """Seconds the event loop keeps polling after each reply instead of sleeping (0: off); see
+        :meth:`_keep_polling`."""
+        self._poll_until = 0.0
+        self._polling = False
         self.host = host
         self.port = port
         self.limits = limits or ServerLimits()
@@ -517,6 +536,28 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # ------------------------------------------------------------ busy polling
+    def _keep_polling(self) -> None:
+        """After a reply, poll the sockets for ``busy_poll`` seconds instead of sleeping.
+
+        A client's next request usually follows a reply within tens of microseconds. A
+        process asleep in ``epoll_wait`` needs a wake-up to see it, and on a virtual machine
+        waking an idle virtual CPU costs 20-100 µs, more than the server's own work per URB.
+        While the loop has a ready callback it polls without blocking, so this one callback,
+        re-queued until the deadline, keeps the CPU awake (as Linux's ``busy_read`` does for
+        sockets). Off by default: it burns up to ``busy_poll`` of CPU after every reply.
+        """
+        self._poll_until = time.perf_counter() + self.busy_poll
+        if not self._polling:
+            self._polling = True
+            asyncio.get_running_loop().call_soon(self._spin)
+
+    def _spin(self) -> None:
+        if self._server is not None and time.perf_counter() < self._poll_until:
+            asyncio.get_running_loop().call_soon(self._spin)
+        else:
+            self._polling = False
 
     # ------------------------------------------------------------ connection bookkeeping
     def _accept(self, conn: Connection) -> bool:
