@@ -29,6 +29,7 @@ from benchmarks.common import (
     BENCH_IN_EP,
     BENCH_OUT_EP,
     BENCH_PAYLOAD,
+    BUSY_POLL,
     HEADER,
     HOST,
     SUBMIT_HEADER,
@@ -158,14 +159,17 @@ def control_section(cfg: BenchConfig, limits: MachineLimits) -> Section:
     raw: dict[bool, list[list[int]]] = {True: [], False: []}
     library: dict[bool, list[list[int]]] = {False: [], True: []}
     free: list[list[int]] = []
+    polling: list[list[int]] = []
     with contextlib.ExitStack() as stack:
         echo = stack.enter_context(echo_peer(HEADER, HEADER, cpu))
         free_echo = stack.enter_context(echo_peer(HEADER, HEADER))
         servers = {uv: stack.enter_context(ServerProcess(keyboard_device, count=2, use_uvloop=uv, cpus=cpu))
                    for uv in (True, False)}
         free_server = stack.enter_context(ServerProcess(keyboard_device))
+        polling_server = stack.enter_context(ServerProcess(keyboard_device, busy_poll=BUSY_POLL))
         clients = {uv: stack.enter_context(open_control_client(servers[uv].port, "1-1")) for uv in (True, False)}
         free_client = stack.enter_context(open_control_client(free_server.port, "1-1"))
+        polling_client = stack.enter_context(open_control_client(polling_server.port, "1-1"))
         loops = {uv: server.loop for uv, server in servers.items()}
         free_loop = free_server.loop
         for _ in range(rounds):
@@ -178,6 +182,7 @@ def control_section(cfg: BenchConfig, limits: MachineLimits) -> Section:
                         library_control_samples(servers[True].port, "1-2", aper, awarm, client_uv))
             limits.free_ping_pong_rounds.append(qd1_round_trips(free_echo, ping_pong_batch_one, HEADER, per, warm))
             free.append(raw_control_samples(free_client, per, warm))
+            polling.append(raw_control_samples(polling_client, per, warm))
     section = Section("control round trip, GET_DESCRIPTOR(DEVICE,18) to a Keyboard, queue depth 1")
     floor = limits.ping_pong
     for uv in (True, False):
@@ -186,8 +191,12 @@ def control_section(cfg: BenchConfig, limits: MachineLimits) -> Section:
         section.rows.append(_rtt_row(f"library client ({loop_name(client_uv)} loop), server on {loops[True]}, {where}",
                                      library[client_uv], floor, False))
     section.rows.append(_rtt_row(f"raw client, server on {free_loop}, not pinned", free, limits.free_ping_pong, True))
+    section.rows.append(_rtt_row(f"raw client, server on {free_loop} busy-polling {BUSY_POLL * 1e6:.0f} µs, not pinned",
+                                 polling, limits.free_ping_pong, True))
     section.notes.append("raw client: blocking socket, TCP_NODELAY, hand-packed CMD_SUBMIT, in its own process; the "
                          "limit is the same client against a plain TCP echo process placed the same way")
+    section.notes.append("busy-polling: vusb serve --busy-poll 50 (Server(busy_poll=50e-6)): after each reply the server "
+                         "polls instead of sleeping, so the next request finds its CPU awake")
     return section
 
 

@@ -18,6 +18,8 @@ no copies on the client side) as a reference: the difference is what the library
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
 import contextlib
 import functools
 import os
@@ -27,9 +29,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from benchmarks.common import (
+    BUSY_POLL,
     HOST,
     MB,
     BenchConfig,
@@ -52,6 +55,7 @@ from vusb.client import RemoteDevice
 from vusb.constants import DescriptorType, Request, TransferType
 from vusb.descriptors import ConfigurationDescriptor
 from vusb.device import Device
+from vusb.protocol import SubmitReply
 from vusb.urb import SetupPacket
 
 CBW = struct.Struct("<IIIBBB16s")  # Bulk-Only Transport 1.0, section 5.1
@@ -70,6 +74,8 @@ CONFIGURATION_DESCRIPTOR = int(DescriptorType.CONFIGURATION)
 SIZES = (120 * KIB, 1024 * KIB)
 SMALL_TARGET_MBPS = 400.0
 LARGE_TARGET_FRACTION = 0.5
+QUEUED_ONE = "memory, a command's URBs queued"
+QUEUED_TWO = "memory, 2 commands queued"
 
 
 def storage_unavailable() -> str | None:
@@ -186,6 +192,54 @@ class BotHost:
         return payload
 
 
+class QueuedBotHost:
+    """Bulk-Only Transport from a host that keeps its queue full: the three URBs of a command (CBW, data,
+    CSW) are submitted together, and the URBs of ``depth`` commands are in flight at once.
+
+    Bulk-Only Transport still runs one command at a time; the device NAKs what comes early (a CBW while
+    a command is in progress waits on bulk OUT, IN URBs queue on bulk IN in order). Linux usb-storage does
+    not queue (it waits for each URB before it submits the next); this shows what the server delivers
+    when it never waits for the client.
+    """
+
+    def __init__(self, dev: RemoteDevice, ep_in: int, ep_out: int, depth: int) -> None:
+        self.dev = dev
+        self.ep_in = ep_in & 0x0F
+        self.ep_out = ep_out & 0x0F
+        self.depth = depth
+        self.tag = 0
+        self._data = [memoryview(bytearray(max(SIZES))) for _ in range(depth)]
+        self._csw = [memoryview(bytearray(CSW.size)) for _ in range(depth)]
+
+    def issue(self, slot: int, write: bool, lba: int, blocks: int, block_size: int,
+              data: bytes) -> tuple[int, int, list[asyncio.Future[SubmitReply]]]:
+        """Submit one command's CBW, data and CSW URBs at once; returns (tag, length, their futures)."""
+        self.tag = (self.tag + 1) & 0xFFFFFFFF
+        length = blocks * block_size
+        cdb = struct.pack(">BBIBHB", WRITE_10 if write else READ_10, 0, lba, 0, blocks, 0)
+        cbw = CBW.pack(CBW_SIGNATURE, self.tag, length, 0 if write else 0x80, 0, len(cdb), cdb)
+        dev = self.dev
+        futures = [dev.submit(self.ep_out, 0, len(cbw), cbw)[1]]
+        if write:
+            futures.append(dev.submit(self.ep_out, 0, length, data)[1])
+        else:
+            futures.append(dev.submit(self.ep_in, 1, length, into=self._data[slot])[1])
+        futures.append(dev.submit(self.ep_in, 1, CSW.size, into=self._csw[slot])[1])
+        return self.tag, length, futures
+
+    @staticmethod
+    async def finish(tag: int, length: int, futures: Sequence[asyncio.Future[SubmitReply]]) -> None:
+        """Wait for one command's URBs; check the data length and the CSW as usb-storage does."""
+        replies = [await f for f in futures]
+        if any(r.status != 0 for r in replies):
+            raise RuntimeError(f"command {tag:08x}: URB statuses {[r.status for r in replies]}")
+        if replies[1].actual_length != length:
+            raise RuntimeError(f"command {tag:08x}: {replies[1].actual_length} data bytes instead of {length}")
+        signature, csw_tag, residue, status = CSW.unpack(replies[2].data)
+        if signature != CSW_SIGNATURE or csw_tag != tag or status != 0 or residue != 0:
+            raise RuntimeError(f"command {tag:08x}: bad CSW {bytes(replies[2].data).hex()}")
+
+
 Run = tuple[int, bool]  # (bytes per command, write?)
 ALL_RUNS: tuple[Run, ...] = tuple((size, write) for size in SIZES for write in (True, False))
 
@@ -260,6 +314,35 @@ async def _sequential(disk: Disk, size: int, write: bool, seconds: float, patter
     meter.add_to(tally, commands * size, time.perf_counter() - t0)
 
 
+async def _queued(disk: Disk, host: QueuedBotHost, size: int, write: bool, seconds: float, pattern: bytes,
+                  tally: Tally) -> None:
+    """As :func:`_sequential`, with the URBs of ``host.depth`` commands in flight."""
+    per = size // disk.block
+    data = pattern[:size] if write else b""
+    lba = 0
+    commands = 0
+    inflight: collections.deque[tuple[int, int, list[asyncio.Future[SubmitReply]]]] = collections.deque()
+    meter = CpuMeter(disk.server.pid)
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    slot = 0
+    while True:
+        while len(inflight) < host.depth:
+            if lba + per > disk.blocks:
+                lba = 0
+            inflight.append(host.issue(slot, write, lba, per, disk.block, data))
+            slot = (slot + 1) % host.depth
+            lba += per
+        await host.finish(*inflight.popleft())
+        commands += 1
+        if time.perf_counter() >= deadline:
+            break
+    elapsed = time.perf_counter() - t0
+    meter.add_to(tally, commands * size, elapsed)
+    while inflight:  # the rest finish untimed: the next run starts from an idle device
+        await host.finish(*inflight.popleft())
+
+
 @dataclass(frozen=True)
 class Target:
     """A disk to measure: its name in the table, its server, the busid, and which client drives it."""
@@ -269,6 +352,7 @@ class Target:
     busid: str = "1-1"
     raw: bool = False
     cpus: frozenset[int] | None = None  # the client runs pinned to these while driving this disk (and the server)
+    queued: int = 0  # 0: each URB awaited before the next is sent (usb-storage); N: N commands' URBs queued
 
 
 @dataclass
@@ -300,19 +384,25 @@ async def _drive(targets: Sequence[Target], cfg: BenchConfig, runs: Sequence[Run
     tallies = {(t.name, size, write): Tally() for t in targets for size, write in runs}
     async with contextlib.AsyncExitStack() as stack:
         disks = []
+        queues: list[QueuedBotHost | None] = []
         for t in targets:
             bot = _raw_host(stack, t.server, t.busid) if t.raw else await _library_host(stack, t.server, t.busid)
             disks.append(await _prepare(t.name, t.server, bot, pattern))
+            queues.append(QueuedBotHost(cast(RemoteDevice, bot.dev), bot.ep_in, bot.ep_out, t.queued)
+                          if t.queued else None)
         for _ in range(rounds):
             if limits is not None:
                 limits.measure_copy(cfg.copy_seconds / rounds)  # blocking on purpose: nothing else runs meanwhile
             if floors is not None:
                 floors.measure(cfg.copy_seconds / rounds / 4)
-            for t, disk in zip(targets, disks, strict=True):
+            for t, disk, queue in zip(targets, disks, queues, strict=True):
                 with pinned(t.cpus):
                     for size, write in runs:
-                        await _sequential(disk, size, write, cfg.storage_seconds / rounds, pattern,
-                                          tallies[(disk.name, size, write)])
+                        tally = tallies[(disk.name, size, write)]
+                        if queue is None:
+                            await _sequential(disk, size, write, cfg.storage_seconds / rounds, pattern, tally)
+                        else:
+                            await _queued(disk, queue, size, write, cfg.storage_seconds / rounds, pattern, tally)
     return tallies
 
 
@@ -335,13 +425,20 @@ def storage_section(cfg: BenchConfig, limits: MachineLimits) -> tuple[Section, S
     floors = Floors.empty()
     with tempfile.TemporaryDirectory(prefix="vusb-bench-") as tmp, contextlib.ExitStack() as stack:
         disk = functools.partial(memory_disk, cfg.storage_disk_bytes)
-        memory = stack.enter_context(ServerProcess(disk, count=2))
+        memory = stack.enter_context(ServerProcess(disk, count=4))
         image = stack.enter_context(ServerProcess(
             functools.partial(image_disk, os.path.join(tmp, "disk.img"), cfg.storage_disk_bytes)))
+        image_queued = stack.enter_context(ServerProcess(
+            functools.partial(image_disk, os.path.join(tmp, "queued.img"), cfg.storage_disk_bytes)))
         on_asyncio = stack.enter_context(ServerProcess(disk, use_uvloop=False))
+        polling = stack.enter_context(ServerProcess(disk, busy_poll=BUSY_POLL))
         targets = [Target("memory", memory), Target("image file", image),
                    Target("memory, server on asyncio", on_asyncio),
-                   Target("memory, raw client (reference)", memory, "1-2", raw=True)]
+                   Target("memory, raw client (reference)", memory, "1-2", raw=True),
+                   Target(f"memory, server busy-polls {BUSY_POLL * 1e6:.0f} µs", polling),
+                   Target(QUEUED_ONE, memory, "1-3", queued=1),
+                   Target(QUEUED_TWO, memory, "1-4", queued=2),
+                   Target("image file, 2 commands queued", image_queued, queued=2)]
         if cpu is not None:
             targets.append(Target("memory, pinned to one CPU", stack.enter_context(ServerProcess(disk, cpus=cpu)),
                                   cpus=cpu))
@@ -358,7 +455,8 @@ def storage_section(cfg: BenchConfig, limits: MachineLimits) -> tuple[Section, S
     for (name, size, write), tally in tallies.items():
         mbps = tally.rate / MB
         target, ok = "", ""
-        judged = not write and (name in ("memory", "image file") or name.endswith("pinned to one CPU"))
+        judged = not write and (name in ("memory", "image file") or name.endswith(("pinned to one CPU", "queued"))
+                                or "busy-polls" in name)
         if judged and size == max(SIZES):
             target = f">= {LARGE_TARGET_FRACTION:.0%} of TCP copy"
             ok = verdict(mbps >= LARGE_TARGET_FRACTION * copy)
@@ -373,6 +471,11 @@ def storage_section(cfg: BenchConfig, limits: MachineLimits) -> tuple[Section, S
                          "separate the server's cost from the library client's; targets are judged on the library client")
     section.notes.append("pinned to one CPU: client and server share one CPU, so no command waits for a cross-CPU "
                          "wake-up (as the control round trip rows); the other rows let the scheduler place them")
+    section.notes.append("server busy-polls: Server(busy_poll=...) / vusb serve --busy-poll: after each reply the "
+                         "server polls instead of sleeping, so the next request needs no wake-up of its CPU")
+    section.notes.append(f"queued: the host submits a command's CBW, data and CSW URBs together ({QUEUED_ONE}), or "
+                         "keeps two commands' URBs in flight (the device NAKs the second CBW until the first CSW "
+                         "is read); Linux usb-storage does neither, it waits for each URB")
     section.notes.append("IN data lands in the client's buffer (RemoteDevice.transfer_in_into), as a kernel host "
                          "receives it into the URB's buffer")
     return section, floor_section

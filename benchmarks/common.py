@@ -53,6 +53,8 @@ DeviceFactory = Callable[[], Device]
 
 # ------------------------------------------------------------------ configuration
 
+BUSY_POLL = 50e-6  # seconds: the busy-polling rows (vusb serve --busy-poll 50)
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -298,13 +300,14 @@ class CpuMeter:
 
 
 def _server_child(conn: multiprocessing.connection.Connection, factory: DeviceFactory, count: int,
-                  use_uvloop: bool, profile_path: str | None, cpus: frozenset[int] | None) -> None:
+                  use_uvloop: bool, profile_path: str | None, cpus: frozenset[int] | None,
+                  busy_poll: float) -> None:
     from vusb.server import Server, run
 
     set_affinity(cpus)
 
     async def main() -> None:
-        server = Server([factory() for _ in range(count)], host=HOST, port=0)
+        server = Server([factory() for _ in range(count)], host=HOST, port=0, busy_poll=busy_poll)
         await server.start()
         loop = asyncio.get_running_loop()
         stop: asyncio.Future[None] = loop.create_future()
@@ -339,7 +342,7 @@ class ServerProcess:
     ``count`` devices made by ``factory`` (busids 1-1, 1-2, ...)."""
 
     def __init__(self, factory: DeviceFactory, *, count: int = 1, use_uvloop: bool = True,
-                 profile: bool = False, cpus: frozenset[int] | None = None) -> None:
+                 profile: bool = False, cpus: frozenset[int] | None = None, busy_poll: float = 0.0) -> None:
         self.factory = factory
         self.use_uvloop = use_uvloop
         self.profile_path: str | None = None
@@ -351,7 +354,7 @@ class ServerProcess:
         ctx = mp_context()
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(target=_server_child,
-                                 args=(child_conn, factory, count, use_uvloop, self.profile_path, cpus),
+                                 args=(child_conn, factory, count, use_uvloop, self.profile_path, cpus, busy_poll),
                                  daemon=True)
 
     def __enter__(self) -> ServerProcess:

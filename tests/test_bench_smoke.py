@@ -56,7 +56,8 @@ def test_sections_fill_the_machine_limits() -> None:
     limits.measure_copy(QUICK.copy_seconds)
     assert limits.copy_mbps > 0 and limits.pipelined_rate > 0
     assert limits.ping_pong.samples == limits.free_ping_pong.samples == QUICK.rtt_iterations
-    assert len(control.rows) == 5 and all(r.result.startswith("p50") for r in control.rows)
+    assert len(control.rows) == 6 and all(r.result.startswith("p50") for r in control.rows)
+    assert "busy-polling 50 µs, not pinned" in control.rows[-1].name
     assert len(urbs.rows) == 4 and all("URB/s" in r.result for r in urbs.rows)
 
 
@@ -92,7 +93,9 @@ def test_storage_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_storage.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "read 1 MiB/command, memory" in out and "write 120 KiB/command, image file" in out
-    for row in ("memory, server on asyncio", "memory, raw client (reference)", "read 1 MiB/command, not pinned"):
+    for row in ("memory, server on asyncio", "memory, raw client (reference)", "read 1 MiB/command, not pinned",
+                "read 1 MiB/command, memory, server busy-polls 50 µs", "read 1 MiB/command, memory, a command's URBs queued",
+                "write 1 MiB/command, memory, 2 commands queued", "read 120 KiB/command, image file, 2 commands queued"):
         assert row in out
 
 
