@@ -1,13 +1,18 @@
-"""Descriptors: exact bytes, computed fields, parsing, and validation at definition time."""
+"""Descriptors: exact bytes, computed fields, parsing, the field <-> wire-name maps, and validation at definition time."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+
 import pytest
 
+from vusb import descriptors, layouts
 from vusb.constants import Speed, TransferType
 from vusb.descriptors import (
     BosDescriptor,
     ConfigurationDescriptor,
+    Descriptor,
     DeviceDescriptor,
     DeviceQualifierDescriptor,
     EndpointDescriptor,
@@ -20,6 +25,7 @@ from vusb.descriptors import (
     SuperSpeedCapability,
     SuperSpeedEndpointCompanion,
     Usb2Extension,
+    WireMap,
 )
 from vusb.errors import DescriptorError
 
@@ -202,3 +208,111 @@ def test_ep0_size_must_suit_the_speed(speed: Speed, ep0: int, ok: bool) -> None:
     else:
         with pytest.raises(DescriptorError, match="wrong for"):
             d.validate_for_speed(speed)
+
+
+# Each class declares once, in its ``wire`` map, which dataclass field holds which layout field, and
+# to_bytes() and parse() are both derived from it.  So the declaration itself is checked: with the fields
+# the class computes it must name every field of the construct layout exactly once (a field added to a
+# layout and forgotten in the class fails here), it may only name real dataclass fields, and a table of
+# examples with every mapped field set to a distinct value must build the exact bytes and parse back.
+
+MAPPED: list[type[Descriptor]] = sorted(
+    (c for c in vars(descriptors).values()
+     if isinstance(c, type) and issubclass(c, Descriptor) and isinstance(getattr(c, "wire", None), WireMap)),
+    key=lambda c: c.__name__,
+)
+
+
+def _wire(cls: type[Descriptor]) -> WireMap:
+    wire = getattr(cls, "wire")  # noqa: B009 - Descriptor itself declares no map
+    assert isinstance(wire, WireMap)
+    return wire
+
+
+def test_the_mapped_classes_are_the_fixed_layout_descriptors() -> None:
+    assert [c.__name__ for c in MAPPED] == [
+        "BosDescriptor", "ConfigurationDescriptor", "DeviceDescriptor", "DeviceQualifierDescriptor",
+        "EndpointDescriptor", "HidDescriptor", "InterfaceAssociation", "InterfaceDescriptor",
+        "SuperSpeedCapability", "SuperSpeedEndpointCompanion", "Usb2Extension",
+    ]
+
+
+@pytest.mark.parametrize("cls", MAPPED, ids=[c.__name__ for c in MAPPED])
+def test_declaration_names_every_layout_field_once(cls: type[Descriptor]) -> None:
+    wire = _wire(cls)
+    declared = Counter([*wire.fields.values(), *wire.computed])
+    assert sorted(declared) == sorted(layouts.field_names(wire.layout)), "mapped + computed must equal the layout"
+    assert [name for name, count in declared.items() if count > 1] == [], "a layout field is named twice"
+
+
+@pytest.mark.parametrize("cls", MAPPED, ids=[c.__name__ for c in MAPPED])
+def test_declaration_maps_real_dataclass_fields(cls: type[Descriptor]) -> None:
+    attributes = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    assert set(_wire(cls).fields) <= attributes
+
+
+# (name, descriptor, its exact bytes): every mapped field holds a value no other field of it holds,
+# so a wire name given to the wrong field changes the bytes.
+EXAMPLES: list[tuple[str, Descriptor, str]] = [
+    ("device", DeviceDescriptor(
+        vendor_id=0x1234, product_id=0x5678, device_version=0x0102, usb_version=0x0210, device_class=0xEF,
+        device_subclass=0x02, device_protocol=0x01, max_packet_size0=64, manufacturer_index=4, product_index=5,
+        serial_number_index=6, num_configurations=3),
+     "12 01 10 02 ef 02 01 40 34 12 78 56 02 01 04 05 06 03"),
+    ("device qualifier", DeviceQualifierDescriptor(
+        usb_version=0x0200, device_class=0xFF, device_subclass=0x01, device_protocol=0x02, max_packet_size0=8,
+        num_configurations=3),
+     "0a 06 00 02 ff 01 02 08 03 00"),
+    ("configuration", ConfigurationDescriptor(
+        value=2, interfaces=(InterfaceDescriptor(0, interface_class=0xFF),), self_powered=True, max_power_ma=500,
+        name_index=4),
+     "09 02 12 00 01 02 04 c0 fa  09 04 00 00 00 ff 00 00 00"),
+    ("interface", InterfaceDescriptor(
+        number=1, alternate=2, interface_class=3, interface_subclass=4, interface_protocol=5, name_index=6),
+     "09 04 01 02 00 03 04 05 06"),
+    ("bulk endpoint", EndpointDescriptor(address=0x02, transfer_type=TransferType.BULK, max_packet_size=512),
+     "07 05 02 02 00 02 00"),
+    ("audio iso endpoint", EndpointDescriptor(
+        address=0x83, transfer_type=TransferType.ISOCHRONOUS, max_packet_size=192, interval=4, attributes_extra=0x04,
+        trailing=b"\x00\x00"),
+     "09 05 83 05 c0 00 04 00 00"),
+    ("endpoint companion", SuperSpeedEndpointCompanion(max_burst=3, attributes=2, bytes_per_interval=1024),
+     "06 30 03 02 00 04"),
+    ("interface association", InterfaceAssociation(
+        first_interface=2, interface_count=3, function_class=1, function_subclass=4, function_protocol=0x20,
+        name_index=6),
+     "08 0b 02 03 01 04 20 06"),
+    ("hid", HidDescriptor(report_length=0x3F, hid_version=0x0111, country_code=0x21, other=((0x23, 0x10),)),
+     "0c 21 11 01 21 02 22 3f 00 23 10 00"),
+    ("usb 2.0 extension", Usb2Extension(attributes=0x0C1E), "07 10 02 1e 0c 00 00"),
+    ("superspeed capability", SuperSpeedCapability(
+        attributes=0x02, speeds_supported=0x000E, functionality_support=1, u1_exit_latency=0x0A,
+        u2_exit_latency=0x0200),
+     "0a 10 03 02 0e 00 01 0a 00 02"),
+    ("bos", BosDescriptor((Usb2Extension(0x06), SuperSpeedCapability(u2_exit_latency=0x01F4))),
+     "05 0f 16 00 02  07 10 02 06 00 00 00  0a 10 03 00 0e 00 01 0a f4 01"),
+]
+
+
+def test_every_mapped_class_has_an_example() -> None:
+    assert {type(d) for _, d, _ in EXAMPLES} == set(MAPPED)
+
+
+@pytest.mark.parametrize(("name", "descriptor", "hexbytes"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_example_builds_its_bytes_and_parses_back(name: str, descriptor: Descriptor, hexbytes: str) -> None:
+    raw = bytes.fromhex(hexbytes)
+    assert descriptor.to_bytes() == raw
+    parse = getattr(type(descriptor), "parse")  # noqa: B009 - every mapped class has one; Descriptor does not
+    assert parse(raw) == descriptor
+    assert parse(descriptor.to_bytes()) == descriptor
+
+
+@pytest.mark.parametrize(("cls", "raw", "message"), [
+    (Usb2Extension, "05 10 02 1e 0c", "bLength 5 is invalid"),
+    (Usb2Extension, "07 10 03 1e 0c 00 00", "bDevCapabilityType is 3, expected 2"),
+    (SuperSpeedCapability, "0a 10 02 02 0e 00 01 0a 00 02", "bDevCapabilityType is 2, expected 3"),
+    (SuperSpeedCapability, "0a 0f 03 02 0e 00 01 0a 00 02", "bDescriptorType is 0x0f, expected 0x10"),
+])
+def test_a_capability_refuses_another_capability(cls: type[Usb2Extension], raw: str, message: str) -> None:
+    with pytest.raises(DescriptorError, match=f"{cls.__name__}: {message}"):
+        cls.parse(bytes.fromhex(raw))

@@ -5,6 +5,12 @@ Each descriptor is a frozen dataclass whose binary layout is declared once, with
 ``parse()`` reads them back; computed fields (``bLength``, ``wTotalLength``,
 ``bNumInterfaces``, ``bNumEndpoints``, ``bNumDeviceCaps``) are never given by hand.
 
+Which dataclass field carries which layout field is declared once too, in the class's
+``wire`` attribute (a :class:`WireMap`): its layout, the plain field-to-field copies
+(``vendor_id`` is ``idVendor``) and the names of the layout fields the class computes.
+Both directions are derived from it; only fields that are not plain copies (lengths,
+counts, packed ``bmAttributes``, HID's descriptor list) are written out in the class.
+
 Values are checked when a descriptor is created, and again against the device
 speed when a :class:`~vusb.device.Device` is defined, so a wrong value fails in the
 program that defines it, never later when a host enumerates the device.
@@ -13,7 +19,7 @@ program that defines it, never later when a host enumerates the device.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -106,21 +112,62 @@ class Descriptor:
         return True
 
 
-def _simple_build(layout: Any, dtype: int, values: dict[str, Any], trailing: bytes = b"") -> bytes:
-    body: bytes = layout.build(values) + trailing
-    return bytes((len(body) + 2, dtype)) + body
+@dataclass(frozen=True)
+class WireMap:
+    """How one descriptor class lies on its ``construct`` layout: the single place that says so.
+
+    ``fields`` maps each dataclass field that is a plain copy of a layout field to that field's wire
+    name.  ``computed`` names the layout fields the class works out itself (lengths, counts, packed bits,
+    constants); between them the two name every value-carrying field of ``layout`` exactly once, which
+    ``tests/test_descriptors.py`` checks for every class.
+    """
+
+    layout: Any
+    fields: Mapping[str, str]
+    computed: tuple[str, ...] = ()
+
+    def to_wire(self, descriptor: object) -> dict[str, Any]:
+        """The mapped layout values of ``descriptor``, by wire name."""
+        return {wire: getattr(descriptor, attribute) for attribute, wire in self.fields.items()}
+
+    def from_wire(self, parsed: Mapping[str, Any]) -> dict[str, Any]:
+        """The mapped dataclass arguments read from a parsed layout, by field name."""
+        return {attribute: parsed[wire] for attribute, wire in self.fields.items()}
 
 
-def _simple_parse(cls_name: str, layout: Any, dtype: int, data: bytes, minimum: int) -> tuple[Any, bytes]:
-    if len(data) < 2:
-        raise DescriptorError(f"{cls_name}: {len(data)} bytes is too short for a descriptor")
-    if data[1] != dtype:
-        raise DescriptorError(f"{cls_name}: bDescriptorType is 0x{data[1]:02x}, expected 0x{dtype:02x}")
-    if data[0] < minimum or data[0] > len(data):
-        raise DescriptorError(f"{cls_name}: bLength {data[0]} is invalid (need {minimum}, have {len(data)})")
-    size = layout.sizeof()
-    parsed = layout.parse(data[2 : 2 + size])
-    return parsed, bytes(data[2 + size : data[0]])
+class _Mapped(Descriptor):
+    """A descriptor whose fixed body after bLength/bDescriptorType is ``wire.layout``.
+
+    ``to_bytes()`` and ``parse()`` copy the mapped fields both ways; a subclass whose layout holds
+    computed fields passes them to :meth:`_build` and reads them back from :meth:`_read`.
+    """
+
+    wire: ClassVar[WireMap]
+
+    def _build(self, computed: Mapping[str, Any] | None = None, trailing: bytes = b"") -> bytes:
+        """bLength, bDescriptorType, the layout built from the mapped and ``computed`` values, then ``trailing``."""
+        body: bytes = self.wire.layout.build(self.wire.to_wire(self) | dict(computed or {})) + trailing
+        return bytes((len(body) + 2, self.descriptor_type)) + body
+
+    @classmethod
+    def _read(cls, data: bytes) -> tuple[dict[str, Any], Any, bytes]:
+        """Check the header; return the mapped arguments, the whole parsed layout and the bytes after it up to bLength."""
+        name, dtype, size = cls.__name__, cls.descriptor_type, cls.wire.layout.sizeof()
+        if len(data) < 2:
+            raise DescriptorError(f"{name}: {len(data)} bytes is too short for a descriptor")
+        if data[1] != dtype:
+            raise DescriptorError(f"{name}: bDescriptorType is 0x{data[1]:02x}, expected 0x{dtype:02x}")
+        if data[0] < 2 + size or data[0] > len(data):
+            raise DescriptorError(f"{name}: bLength {data[0]} is invalid (need {2 + size}, have {len(data)})")
+        parsed = cls.wire.layout.parse(data[2 : 2 + size])
+        return cls.wire.from_wire(parsed), parsed, bytes(data[2 + size : data[0]])
+
+    def to_bytes(self) -> bytes:
+        return self._build()
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        return cls(**cls._read(data)[0])
 
 
 @dataclass(frozen=True)
@@ -191,34 +238,26 @@ def _max_packet_ok(transfer: TransferType, speed: Speed, wmax: int) -> bool:
 
 
 @dataclass(frozen=True)
-class SuperSpeedEndpointCompanion(Descriptor):
+class SuperSpeedEndpointCompanion(_Mapped):
     """SuperSpeed endpoint companion (USB 3.2 section 9.6.7)."""
 
     max_burst: int = 0
     attributes: int = 0
     bytes_per_interval: int = 0
     descriptor_type: ClassVar[int] = DescriptorType.SUPERSPEED_ENDPOINT_COMPANION
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.SS_ENDPOINT_COMPANION,
+        {"max_burst": "bMaxBurst", "attributes": "bmAttributes", "bytes_per_interval": "wBytesPerInterval"},
+    )
 
     def __post_init__(self) -> None:
         _check_range("SuperSpeedEndpointCompanion", "max_burst", self.max_burst, 0, 15)
         _u8("SuperSpeedEndpointCompanion", "attributes", self.attributes)
         _u16("SuperSpeedEndpointCompanion", "bytes_per_interval", self.bytes_per_interval)
 
-    def to_bytes(self) -> bytes:
-        return _simple_build(
-            layouts.SS_ENDPOINT_COMPANION,
-            self.descriptor_type,
-            {"bMaxBurst": self.max_burst, "bmAttributes": self.attributes, "wBytesPerInterval": self.bytes_per_interval},
-        )
-
-    @classmethod
-    def parse(cls, data: bytes) -> Self:
-        p, _ = _simple_parse(cls.__name__, layouts.SS_ENDPOINT_COMPANION, cls.descriptor_type, data, 6)
-        return cls(p.bMaxBurst, p.bmAttributes, p.wBytesPerInterval)
-
 
 @dataclass(frozen=True)
-class EndpointDescriptor(Descriptor):
+class EndpointDescriptor(_Mapped):
     """Endpoint descriptor (USB 2.0 section 9.6.6).
 
     ``address`` carries the direction in bit 7 (0x81 is EP1 IN).  ``companion`` is
@@ -236,6 +275,12 @@ class EndpointDescriptor(Descriptor):
     extra: tuple[Descriptor, ...] = ()
     trailing: bytes = b""
     descriptor_type: ClassVar[int] = DescriptorType.ENDPOINT
+    # bmAttributes packs transfer_type and attributes_extra (see the ``attributes`` property).
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.ENDPOINT,
+        {"address": "bEndpointAddress", "max_packet_size": "wMaxPacketSize", "interval": "bInterval"},
+        computed=("bmAttributes",),
+    )
 
     def __post_init__(self) -> None:
         _u8("EndpointDescriptor", "address", self.address)
@@ -284,18 +329,7 @@ class EndpointDescriptor(Descriptor):
             raise DescriptorError(f"{where}: endpoint companion descriptors are only for SuperSpeed devices")
 
     def to_bytes(self) -> bytes:
-        head = _simple_build(
-            layouts.ENDPOINT,
-            self.descriptor_type,
-            {
-                "bEndpointAddress": self.address,
-                "bmAttributes": self.attributes,
-                "wMaxPacketSize": self.max_packet_size,
-                "bInterval": self.interval,
-            },
-            self.trailing,
-        )
-        parts = [head]
+        parts = [self._build({"bmAttributes": self.attributes}, self.trailing)]
         if self.companion is not None:
             parts.append(self.companion.to_bytes())
         parts.extend(d.to_bytes() for d in self.extra)
@@ -304,19 +338,17 @@ class EndpointDescriptor(Descriptor):
     @classmethod
     def parse(cls, data: bytes) -> Self:
         """Parse the endpoint descriptor itself (companion and extras are attached by the configuration parser)."""
-        p, trailing = _simple_parse(cls.__name__, layouts.ENDPOINT, cls.descriptor_type, data, 7)
+        values, p, trailing = cls._read(data)
         return cls(
-            address=p.bEndpointAddress,
+            **values,
             transfer_type=TransferType(p.bmAttributes & 3),
-            max_packet_size=p.wMaxPacketSize,
-            interval=p.bInterval,
             attributes_extra=p.bmAttributes & 0x3C,
             trailing=trailing,
         )
 
 
 @dataclass(frozen=True)
-class HidDescriptor(Descriptor):
+class HidDescriptor(_Mapped):
     """HID class descriptor (HID 1.11 section 6.2.1)."""
 
     report_length: int
@@ -324,6 +356,12 @@ class HidDescriptor(Descriptor):
     country_code: int = 0
     other: tuple[tuple[int, int], ...] = ()  # further (bDescriptorType, wDescriptorLength)
     descriptor_type: ClassVar[int] = DescriptorType.HID
+    # The descriptors array holds report_length (as type 0x22) followed by ``other``.
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.HID,
+        {"hid_version": "bcdHID", "country_code": "bCountryCode"},
+        computed=("bNumDescriptors", "descriptors"),
+    )
 
     def __post_init__(self) -> None:
         _u16("HidDescriptor", "report_length", self.report_length)
@@ -334,24 +372,22 @@ class HidDescriptor(Descriptor):
     def to_bytes(self) -> bytes:
         descs = [{"bDescriptorType": DescriptorType.HID_REPORT, "wDescriptorLength": self.report_length}]
         descs += [{"bDescriptorType": t, "wDescriptorLength": n} for t, n in self.other]
-        body: bytes = layouts.HID.build(
-            {"bcdHID": self.hid_version, "bCountryCode": self.country_code, "bNumDescriptors": len(descs), "descriptors": descs}
-        )
-        return bytes((len(body) + 2, self.descriptor_type)) + body
+        return self._build({"bNumDescriptors": len(descs), "descriptors": descs})
 
     @classmethod
     def parse(cls, data: bytes) -> Self:
+        # The body has a variable length, so the fixed-size checks of _read do not apply.
         if len(data) < 9 or data[1] != DescriptorType.HID or data[0] > len(data):
             raise DescriptorError("HidDescriptor: not a HID descriptor of at least 9 bytes")
-        p = layouts.HID.parse(data[2 : data[0]])
+        p = cls.wire.layout.parse(data[2 : data[0]])
         descs = [(d.bDescriptorType, d.wDescriptorLength) for d in p.descriptors]
         report = next((n for t, n in descs if t == DescriptorType.HID_REPORT), 0)
         others = tuple((t, n) for t, n in descs if t != DescriptorType.HID_REPORT)
-        return cls(report, p.bcdHID, p.bCountryCode, others)
+        return cls(report_length=report, other=others, **cls.wire.from_wire(p))
 
 
 @dataclass(frozen=True)
-class InterfaceDescriptor(Descriptor):
+class InterfaceDescriptor(_Mapped):
     """One alternate setting of an interface (USB 2.0 section 9.6.5)."""
 
     number: int
@@ -364,6 +400,19 @@ class InterfaceDescriptor(Descriptor):
     extra: tuple[Descriptor, ...] = ()  # class descriptors between interface and endpoints
     trailing: bytes = b""
     descriptor_type: ClassVar[int] = DescriptorType.INTERFACE
+    # bNumEndpoints is len(endpoints).
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.INTERFACE,
+        {
+            "number": "bInterfaceNumber",
+            "alternate": "bAlternateSetting",
+            "interface_class": "bInterfaceClass",
+            "interface_subclass": "bInterfaceSubClass",
+            "interface_protocol": "bInterfaceProtocol",
+            "name_index": "iInterface",
+        },
+        computed=("bNumEndpoints",),
+    )
 
     def __post_init__(self) -> None:
         owner = "InterfaceDescriptor"
@@ -387,25 +436,18 @@ class InterfaceDescriptor(Descriptor):
             raise DescriptorError(f"interface {self.number}: at most 30 endpoints, got {len(self.endpoints)}")
 
     def to_bytes(self) -> bytes:
-        head = _simple_build(
-            layouts.INTERFACE,
-            self.descriptor_type,
-            {
-                "bInterfaceNumber": self.number,
-                "bAlternateSetting": self.alternate,
-                "bNumEndpoints": len(self.endpoints),
-                "bInterfaceClass": self.interface_class,
-                "bInterfaceSubClass": self.interface_subclass,
-                "bInterfaceProtocol": self.interface_protocol,
-                "iInterface": self.name_index,
-            },
-            self.trailing,
-        )
+        head = self._build({"bNumEndpoints": len(self.endpoints)}, self.trailing)
         return head + b"".join(d.to_bytes() for d in self.extra) + b"".join(e.to_bytes() for e in self.endpoints)
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        """Parse the interface descriptor itself (extras and endpoints are attached by the configuration parser)."""
+        values, _, trailing = cls._read(data)
+        return cls(**values, trailing=trailing)
 
 
 @dataclass(frozen=True)
-class InterfaceAssociation(Descriptor):
+class InterfaceAssociation(_Mapped):
     """Interface association descriptor (IAD, USB 2.0 ECN)."""
 
     first_interface: int
@@ -415,30 +457,22 @@ class InterfaceAssociation(Descriptor):
     function_protocol: int = 0
     name_index: int = 0
     descriptor_type: ClassVar[int] = DescriptorType.INTERFACE_ASSOCIATION
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.INTERFACE_ASSOCIATION,
+        {
+            "first_interface": "bFirstInterface",
+            "interface_count": "bInterfaceCount",
+            "function_class": "bFunctionClass",
+            "function_subclass": "bFunctionSubClass",
+            "function_protocol": "bFunctionProtocol",
+            "name_index": "iFunction",
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("first_interface", "function_class", "function_subclass", "function_protocol", "name_index"):
             _u8("InterfaceAssociation", name, getattr(self, name))
         _check_range("InterfaceAssociation", "interface_count", self.interface_count, 1, 0xFF)
-
-    def to_bytes(self) -> bytes:
-        return _simple_build(
-            layouts.INTERFACE_ASSOCIATION,
-            self.descriptor_type,
-            {
-                "bFirstInterface": self.first_interface,
-                "bInterfaceCount": self.interface_count,
-                "bFunctionClass": self.function_class,
-                "bFunctionSubClass": self.function_subclass,
-                "bFunctionProtocol": self.function_protocol,
-                "iFunction": self.name_index,
-            },
-        )
-
-    @classmethod
-    def parse(cls, data: bytes) -> Self:
-        p, _ = _simple_parse(cls.__name__, layouts.INTERFACE_ASSOCIATION, cls.descriptor_type, data, 8)
-        return cls(p.bFirstInterface, p.bInterfaceCount, p.bFunctionClass, p.bFunctionSubClass, p.bFunctionProtocol, p.iFunction)
 
 
 @dataclass(frozen=True)
@@ -460,6 +494,12 @@ class ConfigurationDescriptor(Descriptor):
     extra: tuple[Descriptor, ...] = ()  # descriptors between the configuration and the first interface
     power_unit_ma: int = 2  # 2 mA below SuperSpeed, 8 mA at SuperSpeed
     descriptor_type: ClassVar[int] = DescriptorType.CONFIGURATION
+    # The layout is the whole 9-byte header; bmAttributes packs the power flags, bMaxPower is in power units.
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.CONFIGURATION,
+        {"value": "bConfigurationValue", "name_index": "iConfiguration"},
+        computed=("bLength", "bDescriptorType", "wTotalLength", "bNumInterfaces", "bmAttributes", "bMaxPower"),
+    )
 
     def __post_init__(self) -> None:
         owner = "ConfigurationDescriptor"
@@ -529,14 +569,13 @@ class ConfigurationDescriptor(Descriptor):
     def to_bytes(self, descriptor_type: int = DescriptorType.CONFIGURATION) -> bytes:
         """Build the full tree; pass ``OTHER_SPEED_CONFIGURATION`` for that variant."""
         body = self._body()
-        head: bytes = layouts.CONFIGURATION.build(
-            {
+        head: bytes = self.wire.layout.build(
+            self.wire.to_wire(self)
+            | {
                 "bLength": 9,
                 "bDescriptorType": descriptor_type,
                 "wTotalLength": 9 + len(body),
                 "bNumInterfaces": self.num_interfaces,
-                "bConfigurationValue": self.value,
-                "iConfiguration": self.name_index,
                 "bmAttributes": self.attributes,
                 "bMaxPower": self.max_power_ma // self.power_unit_ma,
             }
@@ -551,7 +590,7 @@ class ConfigurationDescriptor(Descriptor):
         """Parse a full configuration tree (as returned for GET_DESCRIPTOR(CONFIGURATION, wTotalLength))."""
         if len(data) < 9 or data[1] not in (DescriptorType.CONFIGURATION, DescriptorType.OTHER_SPEED_CONFIGURATION):
             raise DescriptorError("ConfigurationDescriptor: not a configuration descriptor")
-        head = layouts.CONFIGURATION.parse(data[:9])
+        head = cls.wire.layout.parse(data[:9])
         if head.wTotalLength > len(data):
             raise DescriptorError(f"ConfigurationDescriptor: wTotalLength {head.wTotalLength} but only {len(data)} bytes")
         items = list(iter_descriptors(data[head.bLength : head.wTotalLength], "configuration"))
@@ -575,12 +614,7 @@ class ConfigurationDescriptor(Descriptor):
         for dtype, raw in items:
             if dtype == DescriptorType.INTERFACE:
                 close_interface()
-                p, trailing = _simple_parse("InterfaceDescriptor", layouts.INTERFACE, dtype, raw, 9)
-                itf = InterfaceDescriptor(
-                    p.bInterfaceNumber, p.bAlternateSetting, p.bInterfaceClass, p.bInterfaceSubClass,
-                    p.bInterfaceProtocol, p.iInterface, trailing=trailing,
-                )
-                cur_itf = {"itf": itf, "extra": []}
+                cur_itf = {"itf": InterfaceDescriptor.parse(raw), "extra": []}
             elif dtype == DescriptorType.ENDPOINT and cur_itf is not None:
                 cur_eps.append({"ep": EndpointDescriptor.parse(raw), "companion": None, "extra": []})
             elif dtype == DescriptorType.SUPERSPEED_ENDPOINT_COMPANION and cur_eps and cur_eps[-1]["companion"] is None and not cur_eps[-1]["extra"]:
@@ -606,13 +640,12 @@ class ConfigurationDescriptor(Descriptor):
         close_interface()
         try:
             return cls(
-                value=head.bConfigurationValue,
+                **cls.wire.from_wire(head),
                 interfaces=tuple(interfaces),
                 associations=tuple(iads),
                 self_powered=bool(head.bmAttributes & 0x40),
                 remote_wakeup=bool(head.bmAttributes & 0x20),
                 max_power_ma=head.bMaxPower * unit,
-                name_index=head.iConfiguration,
                 extra=tuple(extra),
                 power_unit_ma=unit,
             )
@@ -621,7 +654,7 @@ class ConfigurationDescriptor(Descriptor):
 
 
 @dataclass(frozen=True)
-class DeviceDescriptor(Descriptor):
+class DeviceDescriptor(_Mapped):
     """Device descriptor (USB 2.0 section 9.6.1)."""
 
     vendor_id: int
@@ -637,6 +670,23 @@ class DeviceDescriptor(Descriptor):
     serial_number_index: int = 0
     num_configurations: int = 1
     descriptor_type: ClassVar[int] = DescriptorType.DEVICE
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.DEVICE,
+        {
+            "vendor_id": "idVendor",
+            "product_id": "idProduct",
+            "device_version": "bcdDevice",
+            "usb_version": "bcdUSB",
+            "device_class": "bDeviceClass",
+            "device_subclass": "bDeviceSubClass",
+            "device_protocol": "bDeviceProtocol",
+            "max_packet_size0": "bMaxPacketSize0",
+            "manufacturer_index": "iManufacturer",
+            "product_index": "iProduct",
+            "serial_number_index": "iSerialNumber",
+            "num_configurations": "bNumConfigurations",
+        },
+    )
 
     def __post_init__(self) -> None:
         owner = "DeviceDescriptor"
@@ -665,39 +715,9 @@ class DeviceDescriptor(Descriptor):
         if speed == Speed.HIGH and self.usb_version < 0x0200:
             raise DescriptorError(f"DeviceDescriptor.usb_version 0x{self.usb_version:04x}: high speed needs bcdUSB >= 0x0200")
 
-    def to_bytes(self) -> bytes:
-        return _simple_build(
-            layouts.DEVICE,
-            self.descriptor_type,
-            {
-                "bcdUSB": self.usb_version,
-                "bDeviceClass": self.device_class,
-                "bDeviceSubClass": self.device_subclass,
-                "bDeviceProtocol": self.device_protocol,
-                "bMaxPacketSize0": self.max_packet_size0,
-                "idVendor": self.vendor_id,
-                "idProduct": self.product_id,
-                "bcdDevice": self.device_version,
-                "iManufacturer": self.manufacturer_index,
-                "iProduct": self.product_index,
-                "iSerialNumber": self.serial_number_index,
-                "bNumConfigurations": self.num_configurations,
-            },
-        )
-
-    @classmethod
-    def parse(cls, data: bytes) -> Self:
-        p, _ = _simple_parse(cls.__name__, layouts.DEVICE, cls.descriptor_type, data, 18)
-        return cls(
-            vendor_id=p.idVendor, product_id=p.idProduct, device_version=p.bcdDevice, usb_version=p.bcdUSB,
-            device_class=p.bDeviceClass, device_subclass=p.bDeviceSubClass, device_protocol=p.bDeviceProtocol,
-            max_packet_size0=p.bMaxPacketSize0, manufacturer_index=p.iManufacturer, product_index=p.iProduct,
-            serial_number_index=p.iSerialNumber, num_configurations=p.bNumConfigurations,
-        )
-
 
 @dataclass(frozen=True)
-class DeviceQualifierDescriptor(Descriptor):
+class DeviceQualifierDescriptor(_Mapped):
     """Device qualifier (USB 2.0 section 9.6.2): how the device would look at the other speed."""
 
     usb_version: int = 0x0200
@@ -707,6 +727,17 @@ class DeviceQualifierDescriptor(Descriptor):
     max_packet_size0: int = 64
     num_configurations: int = 1
     descriptor_type: ClassVar[int] = DescriptorType.DEVICE_QUALIFIER
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.DEVICE_QUALIFIER,
+        {
+            "usb_version": "bcdUSB",
+            "device_class": "bDeviceClass",
+            "device_subclass": "bDeviceSubClass",
+            "device_protocol": "bDeviceProtocol",
+            "max_packet_size0": "bMaxPacketSize0",
+            "num_configurations": "bNumConfigurations",
+        },
+    )
 
     def __post_init__(self) -> None:
         _check_bcd("DeviceQualifierDescriptor", "usb_version", self.usb_version)
@@ -722,25 +753,6 @@ class DeviceQualifierDescriptor(Descriptor):
             device.usb_version, device.device_class, device.device_subclass, device.device_protocol, 64,
             device.num_configurations,
         )
-
-    def to_bytes(self) -> bytes:
-        return _simple_build(
-            layouts.DEVICE_QUALIFIER,
-            self.descriptor_type,
-            {
-                "bcdUSB": self.usb_version,
-                "bDeviceClass": self.device_class,
-                "bDeviceSubClass": self.device_subclass,
-                "bDeviceProtocol": self.device_protocol,
-                "bMaxPacketSize0": self.max_packet_size0,
-                "bNumConfigurations": self.num_configurations,
-            },
-        )
-
-    @classmethod
-    def parse(cls, data: bytes) -> Self:
-        p, _ = _simple_parse(cls.__name__, layouts.DEVICE_QUALIFIER, cls.descriptor_type, data, 10)
-        return cls(p.bcdUSB, p.bDeviceClass, p.bDeviceSubClass, p.bDeviceProtocol, p.bMaxPacketSize0, p.bNumConfigurations)
 
 
 @dataclass(frozen=True)
@@ -802,23 +814,38 @@ class DeviceCapability(Descriptor):
     capability_type: ClassVar[int]
 
 
+class _MappedCapability(DeviceCapability, _Mapped):
+    """A capability with a fixed layout; its bDevCapabilityType is the class's ``capability_type``."""
+
+    def to_bytes(self) -> bytes:
+        return self._build({"bDevCapabilityType": self.capability_type})
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        values, p, _ = cls._read(data)
+        if p.bDevCapabilityType != cls.capability_type:
+            raise DescriptorError(
+                f"{cls.__name__}: bDevCapabilityType is {p.bDevCapabilityType}, expected {cls.capability_type}"
+            )
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class Usb2Extension(DeviceCapability):
+class Usb2Extension(_MappedCapability):
     """USB 2.0 Extension capability (type 2); bit 1 of attributes announces LPM."""
 
     attributes: int = 0
     capability_type: ClassVar[int] = 2
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.USB2_EXTENSION, {"attributes": "bmAttributes"}, computed=("bDevCapabilityType",)
+    )
 
     def __post_init__(self) -> None:
         _u32("Usb2Extension", "attributes", self.attributes)
 
-    def to_bytes(self) -> bytes:
-        return _simple_build(layouts.USB2_EXTENSION, self.descriptor_type,
-                             {"bDevCapabilityType": 2, "bmAttributes": self.attributes})
-
 
 @dataclass(frozen=True)
-class SuperSpeedCapability(DeviceCapability):
+class SuperSpeedCapability(_MappedCapability):
     """SuperSpeed USB device capability (type 3)."""
 
     attributes: int = 0
@@ -827,6 +854,17 @@ class SuperSpeedCapability(DeviceCapability):
     u1_exit_latency: int = 0x0A
     u2_exit_latency: int = 0x07FF
     capability_type: ClassVar[int] = 3
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.SUPERSPEED_CAPABILITY,
+        {
+            "attributes": "bmAttributes",
+            "speeds_supported": "wSpeedsSupported",
+            "functionality_support": "bFunctionalitySupport",
+            "u1_exit_latency": "bU1DevExitLat",
+            "u2_exit_latency": "wU2DevExitLat",
+        },
+        computed=("bDevCapabilityType",),
+    )
 
     def __post_init__(self) -> None:
         _u8("SuperSpeedCapability", "attributes", self.attributes)
@@ -834,20 +872,6 @@ class SuperSpeedCapability(DeviceCapability):
         _u8("SuperSpeedCapability", "functionality_support", self.functionality_support)
         _u8("SuperSpeedCapability", "u1_exit_latency", self.u1_exit_latency)
         _u16("SuperSpeedCapability", "u2_exit_latency", self.u2_exit_latency)
-
-    def to_bytes(self) -> bytes:
-        return _simple_build(
-            layouts.SUPERSPEED_CAPABILITY,
-            self.descriptor_type,
-            {
-                "bDevCapabilityType": 3,
-                "bmAttributes": self.attributes,
-                "wSpeedsSupported": self.speeds_supported,
-                "bFunctionalitySupport": self.functionality_support,
-                "bU1DevExitLat": self.u1_exit_latency,
-                "wU2DevExitLat": self.u2_exit_latency,
-            },
-        )
 
 
 @dataclass(frozen=True)
@@ -865,12 +889,21 @@ class RawCapability(DeviceCapability):
         return bytes((len(self.data) + 2, self.descriptor_type)) + self.data
 
 
+_KNOWN_CAPABILITIES: dict[int, type[_MappedCapability]] = {
+    c.capability_type: c for c in (Usb2Extension, SuperSpeedCapability)
+}
+
+
 @dataclass(frozen=True)
 class BosDescriptor(Descriptor):
     """Binary device Object Store (USB 3.2 section 9.6.2) with its capabilities."""
 
     capabilities: tuple[DeviceCapability, ...] = ()
     descriptor_type: ClassVar[int] = DescriptorType.BOS
+    # The layout is the whole 5-byte header, and every field of it is computed.
+    wire: ClassVar[WireMap] = WireMap(
+        layouts.BOS, {}, computed=("bLength", "bDescriptorType", "wTotalLength", "bNumDeviceCaps")
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "capabilities", tuple(self.capabilities))
@@ -879,7 +912,7 @@ class BosDescriptor(Descriptor):
 
     def to_bytes(self) -> bytes:
         body = b"".join(c.to_bytes() for c in self.capabilities)
-        head: bytes = layouts.BOS.build(
+        head: bytes = self.wire.layout.build(
             {"bLength": 5, "bDescriptorType": self.descriptor_type, "wTotalLength": 5 + len(body),
              "bNumDeviceCaps": len(self.capabilities)}
         )
@@ -889,16 +922,15 @@ class BosDescriptor(Descriptor):
     def parse(cls, data: bytes) -> Self:
         if len(data) < 5 or data[1] != DescriptorType.BOS:
             raise DescriptorError("BosDescriptor: not a BOS descriptor")
-        head = layouts.BOS.parse(data[:5])
+        head = cls.wire.layout.parse(data[:5])
         caps: list[DeviceCapability] = []
         for dtype, raw in iter_descriptors(data[5 : head.wTotalLength], "BOS"):
             if dtype != DescriptorType.DEVICE_CAPABILITY or len(raw) < 3:
                 raise DescriptorError(f"BosDescriptor: unexpected descriptor type 0x{dtype:02x} inside BOS")
-            cap: DeviceCapability = RawCapability(raw[2:])
-            if raw[2] == 2 and len(raw) == 7:
-                cap = Usb2Extension(int.from_bytes(raw[3:7], "little"))
-            elif raw[2] == 3 and len(raw) == 10:
-                p = layouts.SUPERSPEED_CAPABILITY.parse(raw[2:])
-                cap = SuperSpeedCapability(p.bmAttributes, p.wSpeedsSupported, p.bFunctionalitySupport, p.bU1DevExitLat, p.wU2DevExitLat)
-            caps.append(cap)
+            # A known capability of exactly its size is parsed; anything else is kept as its bytes.
+            known = _KNOWN_CAPABILITIES.get(raw[2])
+            if known is not None and len(raw) == 2 + known.wire.layout.sizeof():
+                caps.append(known.parse(raw))
+            else:
+                caps.append(RawCapability(raw[2:]))
         return cls(tuple(caps))
