@@ -55,7 +55,8 @@ def write_chunks_script(sd: str, first: int, count: int, log: str) -> str:
     """Write chunks with O_DIRECT and fsync (so SYNCHRONIZE CACHE), logging each one acknowledged."""
     return (f"i={first}; : > {log}; while [ $i -lt {first + count} ]; do "
             f"yes chunk-$i- | head -c {CHUNK} > /tmp/chunk.$$ && "
-            f"dd if=/tmp/chunk.$$ of=/dev/{sd} bs={CHUNK} seek=$i oflag=direct conv=fsync 2>/dev/null || break; "
+            f"[ -b /dev/{sd} ] && dd if=/tmp/chunk.$$ of=/dev/{sd} bs={CHUNK} seek=$i oflag=direct conv=fsync "
+            "2>/dev/null || break; "
             f"echo $i >> {log}; i=$((i+1)); done")
 
 
@@ -68,7 +69,8 @@ async def test_sigkill_during_heavy_writes_keeps_every_synced_write(guest: Guest
     # unsynced 1 MiB writes of zeros into the second half keeping the queue busy.
     synced = await guest.start_background(write_chunks_script(sd, 0, 400, "/tmp/acked"))
     bulk = await guest.start_background(
-        f"while dd if=/dev/zero of=/dev/{sd} bs=1M seek=40 count=16 oflag=direct 2>/dev/null; do :; done")
+        f"while [ -b /dev/{sd} ] && dd if=/dev/zero of=/dev/{sd} bs=1M seek=40 count=16 oflag=direct 2>/dev/null; "
+        "do :; done")
     await guest.wait_for("[ $(wc -l < /tmp/acked) -ge 25 ]", timeout=120)
     server.send_signal(signal.SIGKILL)
     assert server.wait(timeout=10) == -signal.SIGKILL

@@ -137,3 +137,22 @@ async def test_superspeed_disk_enumerates_at_5000_mbps(any_guest: Guest, server:
     got = await any_guest.run(f"dd if=/dev/{sd} bs=1M count=1 iflag=direct 2>/dev/null", timeout=120, check=True)
     assert got.stdout_bytes == data
     await detach(any_guest, server, port, disk)
+
+
+async def test_a_regular_file_left_where_a_disk_was_does_not_hide_the_next_disk(
+    guest: Guest, server: Server, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """busybox dd writing to a disk that has just gone away creates a regular file /dev/sdX
+    (it opens with O_CREAT, then O_DIRECT fails); devtmpfs could then never give a later
+    disk that node. Guest.attach removes such files first, with a warning."""
+    free = (await guest.run("for n in a b c d e f g h; do [ -e /dev/sd$n ] || { echo sd$n; break; }; done",
+                            check=True)).stdout.strip()
+    assert free, "every /dev/sda..sdh is in use in the guest"
+    result = await guest.run(f"dd if=/dev/zero of=/dev/{free} bs=512 count=1 oflag=direct; [ -f /dev/{free} ]")
+    assert result.returncode == 0, "busybox dd no longer leaves a regular file: this test can go"
+    disk = MassStorage(memory=True, size=8 * MiB)
+    with caplog.at_level("WARNING", logger="vusb.harness"):
+        port, sd = await attach_disk(guest, server, disk)
+    assert f"removed /dev/{free}, a regular file" in caplog.text
+    assert (await guest.run(f"[ ! -f /dev/{free} ] && [ -b /dev/{sd} ]")).returncode == 0
+    await detach(guest, server, port, disk)

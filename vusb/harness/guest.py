@@ -83,6 +83,10 @@ GUEST_ADDRESS = "10.0.2.15"
 _AGENT_PORT_NAME = "org.vusb.agent"
 _MARK = "@@VUSB"
 _CONSOLE_TAIL_LINES = 40
+# Device nodes of the kinds vusb devices get (disks, CD-ROMs, serial ports): a regular file
+# under one of these names is never right (see Guest.attach).
+STALE_NODE_PATTERNS = "/dev/sd* /dev/sr* /dev/ttyACM* /dev/ttyUSB*"
+STALE_NODE_NOTE = "vusb: removed stale regular file"
 
 
 # ---------------------------------------------------------------------------
@@ -296,9 +300,15 @@ class UsbTarget(abc.ABC):
         # (N is the vhci port); 'usbip port' can miss a device that is still
         # enumerating, the record cannot.  Records left by devices that went
         # away without a detach are removed first.
+        # A writer that opened /dev/sdX just after its disk went away (busybox dd,
+        # a shell redirection) created a regular file there; devtmpfs then cannot
+        # give the next disk that node. Such files are removed first too.
         script = f"""
 match() {{ rh=; rp=; rb=; read rh rp rb < "$1"; [ "$rh" = {h} ] && [ "$rp" = {p} ] && [ "$rb" = {b} ]; }}
 for f in /var/run/vhci_hcd/port*; do [ -f "$f" ] && match "$f" && rm -f "$f"; done
+for f in {STALE_NODE_PATTERNS}; do
+  [ -f "$f" ] && [ ! -L "$f" ] && rm -f "$f" && echo "{STALE_NODE_NOTE} $f" >&2
+done
 usbip --tcp-port {p} attach -r {h} -b {b} || exit $?
 for f in /var/run/vhci_hcd/port*; do
   if [ -f "$f" ] && match "$f"; then echo "${{f##*/port}}"; exit 0; fi
@@ -307,6 +317,10 @@ echo "usbip attach succeeded but left no record in /var/run/vhci_hcd" >&2
 exit 1
 """
         r = await self.run(script, timeout=timeout)
+        for line in r.stderr.splitlines():
+            if line.startswith(STALE_NODE_NOTE):
+                logger.warning("guest: removed %s, a regular file a writer created after its device went away "
+                            "(it would hide the next device's node)", line[len(STALE_NODE_NOTE):].strip())
         if r.returncode != 0:
             raise GuestCommandError(
                 dataclasses.replace(r, command=f"usbip --tcp-port {p} attach -r {host} -b {busid}")
