@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from devices import Keyboard
+from devices.cdc_acm import SerialPort
 from devices.storage import CommandBlockWrapper, CommandStatusWrapper, MassStorage, Opcode
 from vusb import faults
 from vusb.client import RemoteDevice
@@ -26,13 +28,14 @@ from vusb.constants import DescriptorType, Speed, Status, TransferType
 from vusb.control import ControlServer, build_request
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import BuildContext, Device, Function
+from vusb.endpoint import Endpoint
 from vusb.errors import ConnectionClosed, ProfileError, Stall, TransferError, UsageError
 from vusb.faults import FaultSet
 from vusb.profile import parse_profile
 from vusb.schema import profile_schema
 from vusb.server import Server
 from vusb.testing import LocalHost
-from vusb.urb import SetupPacket
+from vusb.urb import SetupPacket, Urb
 
 IN, OUT = 0x81, 0x02
 
@@ -190,6 +193,294 @@ async def test_disconnect_through_the_server_drops_the_connection_and_the_device
             await again.enumerate(strings=False)
             device.endpoint(IN).send_nowait(b"back")
             assert await again.transfer_in(IN, 64) == b"back"
+
+
+# ------------------------------------------------------------------ nothing the device hands over is lost
+#
+# A rule that changes or delays an answer holds the URB while the endpoint hands it data.
+# Whenever the host unlinks the URB, the bytes the device queued with send() reach the
+# host exactly once and in order: a URB whose data came in the very loop turn of the
+# unlink is answered with it first (RET_SUBMIT, then RET_UNLINK 0, as without rules);
+# one unlinked earlier took nothing, and the data goes to the next URB.
+
+FIRST, SECOND = b"first", b"second"
+SHORT_DELAY, PAST_A_SHORT_DELAY = 0.02, 0.1  # the delay's timer fires before the test's: no race
+LONG_DELAY = 5.0  # a URB unlinked (or failed) "in its delay" surely still is, however slow the machine
+SETTLED = 0.01  # enough for the first URB to reach the rule (or the endpoint's waiter)
+Answers = list[tuple[int, bytes]]
+
+
+def answered(endpoint: Endpoint, host: LocalHost, urb: Urb) -> bool | None:
+    """The data comes; the host waits for the answer."""
+    endpoint.send_nowait(FIRST)
+    return None
+
+
+def unlinked_in_the_turn_its_data_came(endpoint: Endpoint, host: LocalHost, urb: Urb) -> bool | None:
+    endpoint.send_nowait(FIRST)
+    return host.unlink_urb(urb)
+
+
+def unlinked_before_its_data_came(endpoint: Endpoint, host: LocalHost, urb: Urb) -> bool | None:
+    cancelled = host.unlink_urb(urb)
+    endpoint.send_nowait(FIRST)
+    return cancelled
+
+
+@dataclass
+class HandoverCase:
+    name: str
+    rule: Callable[[], faults.Fault]  # acts on the first IN URB of the test only
+    wait: float  # before the timing step: the first URB is then in a Delay's wait, or waiting for data
+    timing: Callable[[Endpoint, LocalHost, Urb], bool | None]  # what unlink returned (None: no unlink)
+    unlinked: bool | None  # True: the first URB was cancelled; False: it was answered before the unlink
+    answers: Answers  # (status, data) of every IN URB the host gets, in order
+    left: int = 0  # send() items still queued in the device at the end
+    held: bool = True  # the rule holds the first URB (a Stall answers it at once)
+
+
+BABBLED = (Status.EOVERFLOW, FIRST + b"\xff" * (64 - len(FIRST)))
+PLAIN = [(0, FIRST), (0, SECOND)]
+COUNTED_THEN_STALLED = [(0, FIRST), (Status.EPIPE, b""), (0, SECOND)]  # after_bytes=5 stalls the URB after FIRST
+
+HANDOVER_CASES = [
+    HandoverCase("delay, answered", lambda: faults.Delay(endpoint=IN, seconds=SHORT_DELAY, count=1),
+                 PAST_A_SHORT_DELAY, answered, None, PLAIN),
+    HandoverCase("delay, unlinked in the turn its data came",
+                 lambda: faults.Delay(endpoint=IN, seconds=SHORT_DELAY, count=1), PAST_A_SHORT_DELAY,
+                 unlinked_in_the_turn_its_data_came, False, PLAIN),
+    HandoverCase("delay, unlinked before its data came", lambda: faults.Delay(endpoint=IN, seconds=SHORT_DELAY, count=1),
+                 PAST_A_SHORT_DELAY, unlinked_before_its_data_came, True, PLAIN),
+    HandoverCase("delay, data queued, unlinked in its delay",  # a delayed URB takes nothing before its time
+                 lambda: faults.Delay(endpoint=IN, seconds=LONG_DELAY, count=1), SETTLED,
+                 unlinked_in_the_turn_its_data_came, True, PLAIN),
+    HandoverCase("short, answered", lambda: faults.Short(endpoint=IN, length=2, count=1), SETTLED,
+                 answered, None, [(0, b"fi"), (0, SECOND)]),  # the rest of FIRST is what Short loses
+    HandoverCase("short, unlinked in the turn its data came", lambda: faults.Short(endpoint=IN, length=2, count=1),
+                 SETTLED, unlinked_in_the_turn_its_data_came, False, [(0, b"fi"), (0, SECOND)]),
+    HandoverCase("short, unlinked before its data came", lambda: faults.Short(endpoint=IN, length=2, count=1),
+                 SETTLED, unlinked_before_its_data_came, True, PLAIN),
+    HandoverCase("babble, answered", lambda: faults.Babble(endpoint=IN, count=1), SETTLED,
+                 answered, None, [BABBLED, (0, SECOND)]),
+    HandoverCase("babble, unlinked in the turn its data came", lambda: faults.Babble(endpoint=IN, count=1),
+                 SETTLED, unlinked_in_the_turn_its_data_came, False, [BABBLED, (0, SECOND)]),
+    HandoverCase("babble, unlinked before its data came", lambda: faults.Babble(endpoint=IN, count=1),
+                 SETTLED, unlinked_before_its_data_came, True, PLAIN),
+    HandoverCase("after_bytes, answered", lambda: faults.Stall(endpoint=IN, halt=False, after_bytes=5, count=1),
+                 SETTLED, answered, None, COUNTED_THEN_STALLED),
+    HandoverCase("after_bytes, unlinked in the turn its data came",
+                 lambda: faults.Stall(endpoint=IN, halt=False, after_bytes=5, count=1), SETTLED,
+                 unlinked_in_the_turn_its_data_came, False, COUNTED_THEN_STALLED),
+    HandoverCase("after_bytes, unlinked before its data came",
+                 lambda: faults.Stall(endpoint=IN, halt=False, after_bytes=5, count=1), SETTLED,
+                 unlinked_before_its_data_came, True, COUNTED_THEN_STALLED),
+    # Drop takes nothing from the device: what it queued waits behind the dropped URB.
+    HandoverCase("drop, never unlinked", lambda: faults.Drop(endpoint=IN, count=1), SETTLED,
+                 answered, None, [], left=2),
+    HandoverCase("drop, unlinked in the turn its data came", lambda: faults.Drop(endpoint=IN, count=1), SETTLED,
+                 unlinked_in_the_turn_its_data_came, True, PLAIN),
+    HandoverCase("drop, unlinked before its data came", lambda: faults.Drop(endpoint=IN, count=1), SETTLED,
+                 unlinked_before_its_data_came, True, PLAIN),
+    # Stall answers at once, before any data comes, and leaves it queued.
+    HandoverCase("stall, answered", lambda: faults.Stall(endpoint=IN, halt=False, count=1), SETTLED,
+                 answered, None, [(Status.EPIPE, b""), *PLAIN], held=False),
+    HandoverCase("stall, unlink comes too late", lambda: faults.Stall(endpoint=IN, halt=False, count=1), SETTLED,
+                 unlinked_in_the_turn_its_data_came, False, [(Status.EPIPE, b""), *PLAIN], held=False),
+]
+
+
+def in_answers(host: LocalHost, address: int = IN) -> Answers:
+    return [(c.status, bytes(c.data)) for urb, c in host.completions if urb.address == address]
+
+
+async def answers_settle(host: LocalHost, count: int, address: int = IN) -> Answers:
+    """The IN answers once ``count`` of them came (or 2 s passed) and nothing else follows."""
+    for _ in range(200):
+        if len(in_answers(host, address)) >= count:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.02)
+    return in_answers(host, address)
+
+
+@pytest.mark.parametrize("case", HANDOVER_CASES, ids=[c.name for c in HANDOVER_CASES])
+async def test_data_handed_to_a_urb_a_rule_holds_reaches_the_host_once_and_in_order(case: HandoverCase) -> None:
+    device = pipe_device()
+    host = await configured(device)
+    endpoint = device.endpoint(IN)
+    device.faults.add(case.rule())
+    first, _ = host.submit(IN, 1, 64)
+    await asyncio.sleep(case.wait)
+    assert first.state.value == ("active" if case.held else "done")
+    assert case.timing(endpoint, host, first) is case.unlinked
+    endpoint.send_nowait(SECOND)
+    for _ in range(3):  # more URBs than needed: the spare ones wait for data
+        host.submit(IN, 1, 64)
+    assert await answers_settle(host, len(case.answers)) == case.answers
+    assert endpoint.queued_in == case.left
+    host.detach()
+
+
+@dataclass
+class Feeder:
+    """A device whose IN data waits in a queue of its own, and a way to add to it at once."""
+
+    name: str
+    make: Callable[[], Device]
+    address: int
+    feed: Callable[[Device, bytes], object]
+    first: bytes
+    second: bytes
+
+
+def keyboard_report(device: Device, report: bytes) -> object:
+    assert isinstance(device, Keyboard)
+    return device.keyboard.send_report(report)
+
+
+def serial_output(device: Device, data: bytes) -> object:
+    assert isinstance(device, SerialPort)
+    device.acm.to_host.put(data)  # what port.write() does, without waiting
+    return None
+
+
+FEEDERS = [
+    Feeder("keyboard reports", Keyboard, 0x81, keyboard_report, bytes((0, 0, 4, 0, 0, 0, 0, 0)),
+           bytes((0, 0, 5, 0, 0, 0, 0, 0))),
+    Feeder("serial port output", SerialPort, 0x82, serial_output, b"ping\r\n", b"pong\r\n"),
+]
+
+
+@pytest.mark.parametrize("feeder", FEEDERS, ids=[f.name for f in FEEDERS])
+async def test_other_device_queues_keep_data_handed_to_a_delayed_urb_in_the_turn_of_its_unlink(feeder: Feeder) -> None:
+    device = feeder.make()
+    host = await configured(device)
+    device.faults.add(faults.Delay(endpoint=feeder.address, seconds=SHORT_DELAY, count=1))
+    urb, _ = host.submit(feeder.address, 1, 8)
+    await asyncio.sleep(PAST_A_SHORT_DELAY)  # past the delay: the URB waits for data
+    feeder.feed(device, feeder.first)
+    assert host.unlink_urb(urb) is False  # answered first, with the data
+    feeder.feed(device, feeder.second)
+    host.submit(feeder.address, 1, 8)
+    assert await answers_settle(host, 2, feeder.address) == [(0, feeder.first), (0, feeder.second)]
+    host.detach()
+
+
+async def test_through_the_server_the_unlink_of_an_answered_urb_follows_its_ret_submit() -> None:
+    """An OUT transfer feeds the IN endpoint in the same read as the CMD_UNLINK of the IN URB."""
+    device = pipe_device()
+    device.endpoint(OUT).on_out = lambda data: device.endpoint(IN).send_nowait(bytes(data))
+    device.faults.add(faults.Short(endpoint=IN, length=3, count=1))
+    async with Server([device], port=0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(bytes.fromhex("0111 8003 00000000") + b"1-1".ljust(32, b"\0"))
+        assert (await reader.readexactly(8 + 312))[:8] == bytes.fromhex("0111 0003 00000000")
+
+        def submit(seqnum: int, ep: int, direction: int, length: int, setup: bytes = bytes(8), data: bytes = b"") -> bytes:
+            return struct.pack(">IIIIIIiiii8s", 1, seqnum, 0x10001, direction, ep, 0, length, 0, 0, 0, setup) + data
+
+        def unlink(seqnum: int, target: int) -> bytes:
+            return struct.pack(">IIIIII24s", 2, seqnum, 0x10001, 0, 0, target, bytes(24))
+
+        async def read_one() -> tuple[int, int, int, bytes]:
+            command, seqnum, _, _, _, status, actual = struct.unpack(">IIIIIii", (await reader.readexactly(48))[:28])
+            data = await reader.readexactly(actual) if command == 3 and seqnum in (2, 5) and actual > 0 else b""
+            return command, seqnum, status, data
+
+        async def reply() -> tuple[int, int, int, bytes]:
+            return await asyncio.wait_for(read_one(), 2)
+
+        writer.write(submit(1, 0, 0, 0, bytes.fromhex("0009010000000000")))  # SET_CONFIGURATION 1
+        assert (await reply())[:3] == (3, 1, 0)
+        writer.write(submit(2, 1, 1, 64))  # bulk IN, nothing queued: waits inside the Short rule
+        await asyncio.sleep(0.05)
+        writer.write(submit(3, 2, 0, 9, data=b"firstlast") + unlink(4, 2))  # one read: data comes, then the unlink
+        assert [await reply() for _ in range(3)] == [(3, 3, 0, b""), (3, 2, 0, b"fir"), (4, 4, 0, b"")]
+        writer.write(submit(5, 1, 1, 64))  # the rule is spent; nothing is left queued
+        await asyncio.sleep(0.05)
+        assert device.endpoint(IN).queued_in == 0
+        writer.write(submit(6, 2, 0, 6, data=b"second"))
+        assert [await reply() for _ in range(2)] == [(3, 6, 0, b""), (3, 5, 0, b"second")]
+        writer.close()
+
+
+# What happens to data when the endpoint halts, is reset by the host (SET_CONFIGURATION,
+# SET_INTERFACE) or the host goes away while a rule holds a URB.
+
+
+def halt(host: LocalHost, endpoint: Endpoint) -> None:
+    endpoint.halt()
+
+
+def set_configuration_again(host: LocalHost, endpoint: Endpoint) -> None:
+    endpoint.reset(answer_pending=True)  # what SET_CONFIGURATION and SET_INTERFACE do to the endpoint
+
+
+def host_goes_away(host: LocalHost, endpoint: Endpoint) -> None:
+    host.detach()
+
+
+@dataclass
+class EventCase:
+    name: str
+    event: Callable[[LocalHost, Endpoint], None]
+    data_first: bool  # the data was handed over in the turn of the event (else it is queued, the URB in its delay)
+    answer: tuple[int, bytes] | None  # the delayed URB's answer (None: never answered, the host is gone)
+    sent: str  # the send() future: "done" (a URB took it) or "cancelled" (discarded, the sender is told)
+    after_clear_halt: bytes | None = None  # what the next URB gets once the host cleared the halt
+
+
+EVENT_CASES = [
+    EventCase("halt, URB in its delay", halt, False, (Status.EPIPE, b""), "done", after_clear_halt=FIRST),
+    EventCase("halt in the turn its data came", halt, True, (0, FIRST), "done", after_clear_halt=b""),
+    EventCase("reset, URB in its delay", set_configuration_again, False, (Status.ESHUTDOWN, b""), "cancelled"),
+    EventCase("reset in the turn its data came", set_configuration_again, True, (0, FIRST), "done"),
+    EventCase("host gone, URB in its delay", host_goes_away, False, None, "cancelled"),
+]
+
+
+@pytest.mark.parametrize("case", EVENT_CASES, ids=[c.name for c in EVENT_CASES])
+async def test_endpoint_events_while_a_rule_holds_a_urb(case: EventCase) -> None:
+    device = pipe_device()
+    host = await configured(device)
+    endpoint = device.endpoint(IN)
+    device.faults.add(faults.Delay(endpoint=IN, seconds=SHORT_DELAY if case.data_first else LONG_DELAY, count=1))
+    if case.data_first:
+        host.submit(IN, 1, 64)
+        await asyncio.sleep(PAST_A_SHORT_DELAY)  # the URB waits for data
+        sent = endpoint.send(FIRST)  # handed over to it at once
+    else:
+        sent = endpoint.send(FIRST)
+        host.submit(IN, 1, 64)
+        await asyncio.sleep(SETTLED)  # the URB is in its delay, the data queued
+    case.event(host, endpoint)
+    await settle()
+    assert in_answers(host) == ([case.answer] if case.answer is not None else [])
+    if case.after_clear_halt is not None:
+        await host.clear_halt(IN)
+        _, next_answer = host.submit(IN, 1, 64)
+        await settle()
+        if case.after_clear_halt:
+            assert bytes((await asyncio.wait_for(next_answer, 1)).data) == case.after_clear_halt
+        else:
+            assert not next_answer.done() and endpoint.queued_in == 0  # nothing left: FIRST went to the halted URB
+    assert ("cancelled" if sent.cancelled() else "done" if sent.done() else "pending") == case.sent
+    host.detach()
+
+
+async def test_a_disconnect_discards_what_the_device_queued_and_tells_its_senders() -> None:
+    device = pipe_device()
+    host = await configured(device)
+    endpoint = device.endpoint(IN)
+    device.faults.add(faults.Disconnect(endpoint=IN, after=1, count=1))
+    endpoint.send_nowait(FIRST)
+    delivered, queued = endpoint.send(SECOND), endpoint.send(b"third")
+    assert await host.transfer_in(IN, 64) == FIRST
+    host.submit(IN, 1, 64)  # the device leaves the bus on this one, which takes nothing
+    await settle()
+    assert not device.attached and in_answers(host) == [(0, FIRST)]
+    assert delivered.cancelled() and queued.cancelled() and endpoint.queued_in == 0
+    host.detach()
 
 
 # ------------------------------------------------------------------ when rules fire

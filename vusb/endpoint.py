@@ -8,6 +8,12 @@ works through its transfers one at a time; other endpoints are unaffected.
 Endpoints that only stream data use the built-in queues: :meth:`Endpoint.send`
 queues IN data (an IN URB with nothing queued waits, as a real device NAKs) and
 :meth:`Endpoint.receive` returns OUT data.
+
+An answer the device has given is never thrown away: a URB whose answer is known when
+the host unlinks it, or when the endpoint halts or shuts down, gets that answer first
+(its data goes to the host; the unlink is answered 0), even if the callback that would
+deliver it has not run yet.  :class:`Derived` extends this to answers that a function
+makes from another one (fault rules, :mod:`vusb.faults`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from vusb.constants import Status, TransferType
 from vusb.descriptors import EndpointDescriptor
@@ -30,6 +36,75 @@ log = logging.getLogger("vusb.endpoint")
 
 HandlerResult = Union[Completion, Awaitable[Completion]]
 Handler = Callable[[Urb], HandlerResult]
+
+
+class Derived(asyncio.Future[Completion]):
+    """A handler result made from another one by a plain function, once that one is known.
+
+    Fault rules (:mod:`vusb.faults`) answer through one: a rule changes the endpoint's own
+    answer (cuts it, counts its bytes) or produces it later.  A task could do the same,
+    but a task resumes only in a later loop turn, and an endpoint hands its data over
+    (an IN waiter gets the next report) in the turn the data comes.  A URB unlinked in
+    between would be cancelled with its task and the data it was given lost.  The
+    endpoint calls :meth:`settle` first when it unlinks or fails the URB: if the followed
+    result is known, the change is applied at once and the URB answered with it, as it
+    would be without the rule.
+    """
+
+    def __init__(self, change: Callable[[Completion], Completion]) -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self._change = change
+        self._source: asyncio.Future[Completion] | None = None
+
+    def follow(self, result: HandlerResult) -> None:
+        """Finish with ``change(result)`` once ``result`` is known (at once for a Completion)."""
+        if self.done():  # cancelled meanwhile: nobody waits for the result
+            if isinstance(result, asyncio.Future):
+                result.cancel()
+            elif asyncio.iscoroutine(result):
+                result.close()
+            return
+        if isinstance(result, Completion):
+            self._finish(result)
+            return
+        source = asyncio.ensure_future(result)
+        self._source = source
+        source.add_done_callback(self._source_done)
+
+    def settle(self) -> None:
+        """Finish now if the followed result is known but its done callback has not run yet."""
+        source = self._source
+        if source is not None and source.done() and not self.done():
+            source.remove_done_callback(self._source_done)
+            self._source_done(source)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        """Cancel, and the followed result with it at once (a waiter must take no more data)."""
+        source, self._source = self._source, None
+        if source is not None:
+            source.cancel()
+        return super().cancel(msg)
+
+    def _source_done(self, source: asyncio.Future[Completion]) -> None:
+        if source is not self._source or self.done():
+            return
+        self._source = None
+        if source.cancelled():
+            super().cancel()
+            return
+        exc = source.exception()
+        if exc is not None:
+            self.set_exception(exc)
+        else:
+            self._finish(source.result())
+
+    def _finish(self, completion: Completion) -> None:
+        try:
+            answer = self._change(completion)
+        except Exception as exc:  # noqa: BLE001 - passed on: the endpoint logs it and answers a stall
+            self.set_exception(exc)
+        else:
+            self.set_result(answer)
 
 
 class Endpoint:
@@ -115,6 +190,11 @@ class Endpoint:
             # A callback asyncio had already scheduled for a future that unlink, halt or
             # shutdown has since detached: it must not finish whatever URB is active now.
             return
+        self._answer_active(fut)
+        self._run()
+
+    def _answer_active(self, fut: asyncio.Future[Completion]) -> None:
+        """Complete the URB in progress with what its handler's future ended with."""
         urb = self._active
         self._active = None
         self._active_future = None
@@ -128,7 +208,23 @@ class Endpoint:
                 urb.complete(Completion(Status.EPIPE))
             else:
                 urb.complete(fut.result())
-        self._run()
+
+    def _known_answer(self) -> asyncio.Future[Completion] | None:
+        """The future of the URB in progress if its answer is known but not delivered yet.
+
+        It is known when the handler's future is done (it ended in this loop turn, its
+        done callback is still queued) or is a :class:`Derived` whose followed result is.
+        The future is detached from its callback: the caller delivers it.
+        """
+        fut = self._active_future
+        if fut is None:
+            return None
+        if isinstance(fut, Derived):
+            fut.settle()
+        if not fut.done() or fut.cancelled():
+            return None
+        fut.remove_done_callback(self._finished)
+        return fut
 
     def _dispatch(self, urb: Urb) -> HandlerResult:
         if self.handler is not None:
@@ -147,13 +243,15 @@ class Endpoint:
                 pass
             return True
         if urb.state is UrbState.ACTIVE and urb is self._active:
-            fut = self._active_future
-            if fut is not None and fut.done() and not fut.cancelled():
-                # Completed in this loop turn but not yet delivered: deliver it now, so its
-                # RET_SUBMIT precedes the RET_UNLINK (status 0) and no data is lost.
-                fut.remove_done_callback(self._finished)
-                self._finished(fut)
+            known = self._known_answer()
+            if known is not None:
+                # Answered in this loop turn but not yet delivered (a fault rule's change of
+                # the answer included): deliver it now, so its RET_SUBMIT precedes the
+                # RET_UNLINK (status 0) and the data it took is not lost.
+                self._answer_active(known)
+                self._run()
                 return False
+            fut = self._active_future
             urb.cancel()
             if fut is self._in_waiter:
                 self._in_waiter = None
@@ -174,7 +272,14 @@ class Endpoint:
         return urb
 
     def _fail_pending(self, status: int) -> None:
-        """Answer the URB in progress and every queued one with ``status``, in order."""
+        """Answer the URB in progress and every queued one with ``status``, in order.
+
+        A URB in progress whose answer is already known (see :meth:`unlink`) gets that
+        answer instead: the device gave it before it halted or left the configuration.
+        """
+        known = self._known_answer()
+        if known is not None:
+            self._answer_active(known)
         active = self._drop_active()
         pending = ([active] if active is not None else []) + list(self._queue)
         self._queue.clear()

@@ -24,7 +24,7 @@ Kinds (docs/faults.md tells what a real Linux kernel does with each):
 
 - :class:`Stall`: answer -EPIPE; a bulk or interrupt endpoint stays halted until the
   host clears the halt, as hardware does.
-- :class:`Delay`: handle the URB ``seconds`` late.
+- :class:`Delay`: handle the URB ``seconds`` late (it takes nothing from the device before).
 - :class:`Drop`: never answer; the URB stays pending until the host unlinks it (a device
   that NAKs forever).
 - :class:`Disconnect`: the device vanishes from the bus: the server drops the client's
@@ -37,6 +37,10 @@ Kinds (docs/faults.md tells what a real Linux kernel does with each):
   (mass storage devices).
 
 With no rule on an endpoint the URB path costs one ``is None`` test.
+
+Nothing a device queued for the host is lost to a rule that holds a URB: a URB unlinked
+in the loop turn the device handed it its data is answered with that data first, as
+without rules (see :class:`vusb.endpoint.Derived` and docs/faults.md).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from vusb.constants import DescriptorType, Request, RequestType, Status
+from vusb.endpoint import Derived
 from vusb.errors import UsageError
 from vusb.urb import Completion, SetupPacket, Urb
 
@@ -277,11 +282,13 @@ class Delay(Fault):
         self.seconds = float(seconds)
 
     def act(self, faults: FaultSet, endpoint: Endpoint, urb: Urb) -> HandlerResult:
-        return self._later(faults, endpoint, urb)
-
-    async def _later(self, faults: FaultSet, endpoint: Endpoint, urb: Urb) -> Completion:
-        await asyncio.sleep(self.seconds)
-        return await _resolved(endpoint._dispatch(urb))
+        # Not a task: the answer must stay deliverable in the loop turn the endpoint hands
+        # its data over (see Derived), and nothing is taken from the device before the
+        # wait is over, so unlinking the URB while it waits leaves the data queued.
+        answer = Derived(_unchanged)
+        timer = asyncio.get_running_loop().call_later(self.seconds, _dispatch_into, answer, endpoint, urb)
+        answer.add_done_callback(lambda _: timer.cancel())
+        return answer
 
     def _details(self) -> Iterator[str]:
         yield f"seconds={self.seconds:g}"
@@ -292,6 +299,7 @@ class Drop(Fault):
     """Never answer the URB: it stays pending until the host unlinks it (the device NAKs forever).
 
     The endpoint's later URBs wait behind it, as they would behind a NAKing transfer.
+    Nothing is taken from the device: what it queued goes to the URB after the unlink.
     """
 
     kind = "drop"
@@ -306,7 +314,9 @@ class Disconnect(Fault):
     Served by a :class:`~vusb.server.Server`, the client's connection is dropped (the host
     sees the device unplugged) and the device can be imported again at once; without a
     server (:class:`~vusb.testing.LocalHost`) the device is detached.
-    Use ``after`` or ``after_bytes`` to cut a transfer in the middle.
+    Use ``after`` or ``after_bytes`` to cut a transfer in the middle.  The URB takes
+    nothing; like an unplugged device, the device then forgets what it had queued (the
+    futures of ``endpoint.send()`` are cancelled, so the sender knows).
     """
 
     kind = "disconnect"
@@ -573,20 +583,40 @@ def scsi_units(device: Device) -> list[Any]:
 # ------------------------------------------------------------ completions of pass-through URBs
 
 
-async def _resolved(result: HandlerResult) -> Completion:
-    if isinstance(result, Completion):
-        return result
-    return await result
+# A rule that changes the endpoint's answer, or gives it late, answers through a
+# vusb.endpoint.Derived rather than a task: when the host unlinks the URB (or the endpoint
+# halts) in the loop turn the endpoint handed its data over, the endpoint settles the
+# Derived and the URB is answered with that data, instead of the data dying with a
+# cancelled task.  Answering (rather than putting the data back at the front of the
+# queue) is what the endpoint does without rules: RET_SUBMIT, then RET_UNLINK 0, the same
+# as if the unlink had come a moment later.  It also works for devices that keep their
+# own queue (HID reports, a serial port's FIFO), which the endpoint could not refill, and
+# keeps the rule's counters (fired, bytes_passed) true to what the host saw.
+
+
+def _unchanged(completion: Completion) -> Completion:
+    return completion
 
 
 def _then(result: HandlerResult, change: Callable[[Completion], Completion]) -> HandlerResult:
+    """``change`` applied to the endpoint's answer: at once if it is known, else when it is."""
     if isinstance(result, Completion):
         return change(result)
+    answer = Derived(change)
+    answer.follow(result)
+    return answer
 
-    async def later() -> Completion:
-        return change(await result)
 
-    return later()
+def _dispatch_into(answer: Derived, endpoint: Endpoint, urb: Urb) -> None:
+    """The delayed URB's turn has come: let the endpoint handle it, unless it was unlinked meanwhile."""
+    if answer.done():
+        return
+    try:
+        result = endpoint._dispatch(urb)
+    except Exception as exc:  # noqa: BLE001 - passed on: the endpoint answers -EPIPE (and logs a failure)
+        answer.set_exception(exc)
+        return
+    answer.follow(result)
 
 
 class FaultSet:
