@@ -486,3 +486,40 @@ async def test_an_endpoint_takes_the_shape_of_the_configuration_in_use(
             await host.set_configuration(selected)
         ep = dev.endpoint(0x81)
         assert (ep.transfer_type, ep.max_packet_size, dev.is_iso(0x81)) == (kind, size, iso)
+
+
+class VendorAnswers(BulkLoop):
+    """A function answering device-level vendor request 0x5b (as gadget zero does)."""
+
+    def control(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if setup.type == RequestType.VENDOR and setup.request == 0x5B and setup.is_in:
+            return b"function"
+        return NOT_HANDLED
+
+
+DEVICE_LEVEL_REQUESTS = [
+    # (request, what answers) with a device-level handler that knows only 0x01
+    (0x01, b"canned"),
+    (0x5B, b"function"),  # the handler does not know it: the function still answers
+    (0x7F, None),  # nobody knows it: stall
+]
+
+
+@pytest.mark.parametrize(("request_", "answer"), DEVICE_LEVEL_REQUESTS, ids=["handler", "function", "nobody"])
+async def test_device_level_handler_leaves_what_it_does_not_know_to_the_functions(
+    request_: int, answer: bytes | None,
+) -> None:
+    dev = Device(VendorAnswers(), vendor_id=0x1209, product_id=0x7780)
+
+    def canned(setup: SetupPacket, data: bytes) -> ControlResult:
+        return b"canned" if setup.request == 0x01 else NOT_HANDLED
+
+    dev.vendor_handler = canned
+    async with LocalHost(dev) as host:
+        await host.enumerate()
+        request = setup(0xC0, request_, 0, 0, 16)
+        if answer is None:
+            with pytest.raises(Stall):
+                await host.control(request)
+        else:
+            assert await host.control(request) == answer

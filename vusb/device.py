@@ -485,6 +485,8 @@ class Device:
         self.other_speed_configuration = other_speed[0] if other_speed else None
         self.qualifier = qualifier or (DeviceQualifierDescriptor.for_device(descriptor) if speed == Speed.HIGH else None)
         self.vendor_handler: ControlHandler | None = None
+        """Class/vendor requests not answered by the owning function go here first (a profile's ``control:``
+        list); NOT_HANDLED passes them on to the other functions, then stalls."""
         self._validate()
         # Descriptors are immutable: serialize them once, not on every GET_DESCRIPTOR.
         self._device_bytes = descriptor.to_bytes()
@@ -744,8 +746,10 @@ class Device:
             if result is not NOT_HANDLED:
                 return result
         if setup.type != RequestType.STANDARD:
-            if self.vendor_handler is not None:
-                return self.vendor_handler(setup, data)
+            if self.vendor_handler is not None:  # answers what it knows; the functions get the rest
+                result = self.vendor_handler(setup, data)
+                if result is not NOT_HANDLED:
+                    return result
             for f in self.functions:
                 if f is owner:
                     continue
