@@ -296,9 +296,7 @@ class Device:
         config, owners = self._declare(functions, speed, strings, max_power_ma, self_powered, remote_wakeup,
                                        configuration_name)
         owned = [(f, tuple(sorted({i.number for i in declared}))) for f, declared in owners]
-        for f, numbers in owned:
-            f.interface_numbers = numbers
-        multi = any(len(f.interface_numbers) > 1 for f in functions) and len(functions) > 1
+        multi = len(functions) > 1 and any(len(numbers) > 1 for _, numbers in owned)
         if device_class is None:
             device_class = (0xEF, 0x02, 0x01) if config.associations or multi else (0, 0, 0)
         if usb_version is None:
@@ -681,13 +679,19 @@ class Device:
         return address in self._active_endpoints
 
     def _update_active_endpoints(self) -> None:
-        """Recompute which endpoints the current configuration and alternate settings enable."""
+        """Recompute which endpoints the current configuration and alternate settings enable; each takes
+        the descriptor (type, max packet size) of the interface in use, since an address may differ
+        between configurations and alternate settings."""
         config = self.active_configuration
         active: set[int] = set()
         if config is not None:
             for itf in config.interfaces:
                 if itf.alternate == self.alternates.get(itf.number, 0):
-                    active.update(ep.address for ep in itf.endpoints)
+                    for epd in itf.endpoints:
+                        active.add(epd.address)
+                        ep = self._endpoints[epd.address]
+                        ep.descriptor = epd
+                        ep.max_packet_size = epd.max_packet_size & 0x7FF
         self._active_endpoints = frozenset(active)
 
     # ------------------------------------------------------------ control transfers
@@ -919,11 +923,6 @@ class Device:
         self.alternates = {}
         self.configuration_value = value
         self._update_active_endpoints()
-        config = self.active_configuration
-        if config is not None:  # an address may differ between configurations: take this one's
-            for itf in config.interfaces:
-                if itf.alternate == 0:
-                    self._describe_endpoints(itf)
         if was:
             for f in self.functions:
                 f.on_configured(False)
@@ -942,13 +941,6 @@ class Device:
             raise Stall()
         return bytes((self.alternates.get(number, 0),))
 
-    def _describe_endpoints(self, itf: InterfaceDescriptor) -> None:
-        """The endpoints of ``itf`` take its descriptors (type, max packet size) now that it is in use."""
-        for epd in itf.endpoints:
-            ep = self._endpoints[epd.address]
-            ep.descriptor = epd
-            ep.max_packet_size = epd.max_packet_size & 0x7FF
-
     def _set_interface(self, setup: SetupPacket) -> None:
         number, alt = setup.index & 0xFF, setup.value
         config = self.active_configuration
@@ -962,9 +954,6 @@ class Device:
                 self._endpoints[epd.address].reset(answer_pending=True)
         self.alternates[number] = alt
         self._update_active_endpoints()
-        new = config.interface(number, alt)
-        if new is not None:
-            self._describe_endpoints(new)
         owner = self._interface_owner.get(number)
         if owner is not None:
             owner.on_alternate(number, alt)
