@@ -63,7 +63,7 @@ register_kind(
     {
         "interface_name": NAME,
         "type_on_attach": Field("str", False, None, help="text typed (US layout) each time a host configures the device"),
-        "type_delay": Field("float", False, 1.0, help="seconds between configuration and typing (default 1)"),
+        "type_delay": Field("float", False, 1.0, low=0, help="seconds between configuration and typing (default 1)"),
     },
     _keyboard,
     "boot keyboard (HID)",

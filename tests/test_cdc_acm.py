@@ -831,3 +831,38 @@ def test_answering_serial_port_profile_errors(extra: str, message: str) -> None:
     register_profile_kinds()
     with pytest.raises(ProfileError, match=message):
         parse_profile(PROFILE_HEAD + extra, "p.yaml")
+
+
+ANSWER_RULE_ERRORS = [
+    ("reply beyond one byte", "    answers:\n      - match: \"AT\"\n        reply: \"5€\"\n",
+     "p.yaml:9:16: field 'functions[0].answers[0].reply': character '€' (U+20AC) at position 1 is not one byte"),
+    ("match beyond one byte", "    answers:\n      - match: \"€\"\n        reply: x\n",
+     "p.yaml:8:16: field 'functions[0].answers[0].match': character '€' (U+20AC) at position 0 is not one byte"),
+    ("unicode flag in a bytes pattern", "    answers:\n      - match: \"(?u)AT\"\n        reply: x\n",
+     "p.yaml:8:16: field 'functions[0].answers[0].match': invalid regular expression: bad inline flags: "
+     "cannot use 'u' flag with a bytes pattern"),
+    ("unmatched beyond one byte", "    unmatched: \"NO ✗\"\n    answers:\n      - match: AT\n        reply: OK\n",
+     "p.yaml:7:16: field 'functions[0].unmatched': character '✗' (U+2717) at position 3 is not one byte"),
+    ("second rule's reply template", "    answers:\n      - match: A\n        reply: B\n"
+     "      - match: \"(a)\"\n        reply: \"\\\\2\"\n",
+     "p.yaml:11:16: field 'functions[0].answers[1].reply': invalid reply template"),
+]
+
+
+@pytest.mark.parametrize(("case", "options", "message"), ANSWER_RULE_ERRORS, ids=[c[0] for c in ANSWER_RULE_ERRORS])
+def test_answer_rules_are_checked_as_the_backend_uses_them(case: str, options: str, message: str) -> None:
+    register_profile_kinds()
+    with pytest.raises(ProfileError) as info:
+        parse_profile(PROFILE_HEAD + "    backend: answers\n" + options, "p.yaml")
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_answer_rules_take_latin_1_text_and_refuse_the_rest() -> None:
+    from devices.cdc_acm.backends import AnswerBackend
+
+    backend = AnswerBackend([("caf\xe9 (.)", "\xb0\\1")], unmatched="\xff")
+    assert backend.answer(b"caf\xe9 x") == b"\xb0x" and backend.answer(b"?") == b"\xff"
+    with pytest.raises(UsageError, match=r"^reply: character '€' \(U\+20AC\) at position 1 is not one byte"):
+        AnswerBackend([("AT", "5€")])
+    with pytest.raises(UsageError, match=r"^match: invalid regular expression: .*'u' flag with a bytes pattern"):
+        AnswerBackend([("(?u)AT", "OK")])

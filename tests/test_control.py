@@ -21,7 +21,7 @@ from serve_subprocess import ServeProcesses
 
 from devices import Keyboard, KeyboardFunction, MassStorage, Mouse, MouseFunction, SerialPort
 from vusb.client import RemoteDevice
-from vusb.control import ControlServer, build_request, parse_keys, unescape
+from vusb.control import ControlError, ControlServer, build_request, fault_from_fields, parse_keys, unescape
 from vusb.device import Device
 from vusb.errors import ConnectionClosed, NoSuchDevice, UsageError
 from vusb.server import Server
@@ -383,3 +383,65 @@ def test_serve_no_control_opens_no_socket(tmp_path: Path, serve_processes: Serve
     assert len(server.banner.lines) == 4 and "(a QEMU guest" in server.banner.lines[-1], server.banner.lines
     assert server.stop(signal.SIGINT, timeout=10) == 0, server.stderr
     assert "control:" not in server.stdout and not sock.exists()
+
+
+FAULT_FIELD_ERRORS = [
+    ("delay without seconds", {"kind": "delay"}, "fault: field 'fault.seconds': required field 'seconds' is missing"),
+    ("scsi-failure without sense key", {"kind": "scsi-failure"},
+     "fault: field 'fault.sense_key': required field 'sense_key' is missing"),
+    ("corrupt-descriptor without type", {"kind": "corrupt-descriptor", "offset": 0, "data": "01"},
+     "fault: field 'fault.type': required field 'type' is missing"),
+    ("no kind", {"endpoint": 1}, "fault: field 'fault.kind': required field 'kind' is missing"),
+    ("kind not text", {"kind": ["stall"]}, "fault: field 'fault.kind': expected the name of a fault kind; one of: stall,"),
+    ("unknown kind", {"kind": "explode"}, "fault: field 'fault.kind': unknown fault kind 'explode'"),
+    ("unknown field", {"kind": "drop", "endpont": 1}, "fault: field 'fault.endpont': unknown field 'endpont'"),
+    ("seconds not a number", {"kind": "delay", "seconds": "soon"},
+     "fault: field 'fault.seconds': expected a number, got 'soon'"),
+    ("endpoint out of range", {"kind": "stall", "endpoint": 0x100}, "fault: field 'fault.endpoint': 256 is out of range"),
+    ("count not an integer", {"kind": "drop", "count": "many"}, "fault: field 'fault.count': expected an integer"),
+    ("halt not a boolean", {"kind": "stall", "halt": "yes please"}, "fault: field 'fault.halt': expected true or false"),
+    ("data not hex", {"kind": "corrupt-descriptor", "type": "device", "offset": 0, "data": "zz"},
+     "fault: field 'fault.data': expected hexadecimal bytes"),
+    ("unknown descriptor type", {"kind": "corrupt-descriptor", "type": "gadget", "offset": 0, "data": "01"},
+     "fault: field 'fault.type': unknown descriptor type 'gadget'"),
+    ("unknown sense key", {"kind": "scsi-failure", "sense_key": "BROKEN"},
+     "fault: field 'fault.sense_key': unknown sense key 'BROKEN'"),
+    ("field is a list", {"kind": "drop", "endpoint": [1, 2]}, "fault: field 'fault.endpoint': expected a single value"),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "message"), FAULT_FIELD_ERRORS, ids=[c[0] for c in FAULT_FIELD_ERRORS])
+def test_fault_fields_errors_name_the_field(case: str, spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ControlError) as info:
+        fault_from_fields(spec)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+FAULT_FIELD_VALUES = [
+    ("descriptor type in hex text", {"kind": "corrupt-descriptor", "type": "0x22", "offset": 0, "data": "01"},
+     "type", 0x22),
+    ("descriptor type by name", {"kind": "corrupt-descriptor", "type": "configuration", "offset": 0, "data": "01"},
+     "type", 2),
+    ("descriptor type as a number", {"kind": "corrupt-descriptor", "type": 34, "offset": 0, "data": "01"}, "type", 0x22),
+    ("sense key in hex text", {"kind": "scsi-failure", "sense_key": "0x3"}, "sense_key", 3),
+    ("sense key by lower-case name", {"kind": "scsi-failure", "sense_key": "medium_error"}, "sense_key", 3),
+    ("endpoint in hex text", {"kind": "stall", "endpoint": "0x81"}, "endpoint", 0x81),
+    ("small probability", {"kind": "drop", "probability": 1e-05}, "probability", 1e-05),
+    ("seconds as an integer", {"kind": "delay", "seconds": 2}, "seconds", 2.0),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "attribute", "value"), FAULT_FIELD_VALUES,
+                         ids=[c[0] for c in FAULT_FIELD_VALUES])
+def test_fault_fields_read_as_in_a_profile(case: str, spec: dict[str, Any], attribute: str, value: object) -> None:
+    assert getattr(fault_from_fields(spec), attribute) == value
+
+
+async def test_fault_add_missing_field_is_a_plain_error_reply(tmp_path: Path) -> None:
+    disk = MassStorage(memory=True, size=1 << 20)
+    async with Server([disk], port=0) as server:
+        reply = await ControlServer(server, tmp_path / "ctl.sock").handle(
+            {"cmd": "fault-add", "busid": "1-1", "fault": {"kind": "scsi-failure"}})
+    disk.close()
+    assert reply == {"id": None, "ok": False,
+                     "error": "fault: field 'fault.sense_key': required field 'sense_key' is missing"}

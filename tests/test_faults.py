@@ -784,8 +784,8 @@ BAD_PROFILES = [
     ("missing seconds", "faults:\n  - kind: delay\n    endpoint: 0x81\n", 7, 5, "faults[0].seconds",
      "required field 'seconds' is missing"),
     ("probability", "faults:\n  - kind: drop\n    probability: 2\n", 8, 18, "faults[0].probability",
-     "2 is not a probability"),
-    ("count zero", "faults:\n  - kind: drop\n    count: 0\n", 8, 12, "faults[0].count", "0 is less than 1"),
+     "2 is out of range (0, 1]"),
+    ("count zero", "faults:\n  - kind: drop\n    count: 0\n", 8, 12, "faults[0].count", "0 is out of range >= 1"),
     ("sense key", "faults:\n  - kind: scsi-failure\n    sense_key: BAD\n", 8, 16, "faults[0].sense_key",
      "unknown sense key 'BAD'"),
     ("endpoint missing on the device", "faults:\n  - kind: stall\n    endpoint: 0x85\n", 7, 5, "faults[0]",
@@ -832,12 +832,13 @@ async def test_control_channel_adds_lists_and_clears_rules(tmp_path: Path) -> No
 
 CONTROL_ERRORS = [
     ({"busid": "1-1"}, "missing field 'fault'"),
-    ({"busid": "1-1", "fault": {"kind": "explode"}}, "'kind' must be one of"),
-    ({"busid": "1-1", "fault": {"kind": "drop", "endpont": 1}}, "unknown field 'endpont' for kind 'drop'"),
-    ({"busid": "1-1", "fault": {"kind": "delay", "seconds": "soon"}}, "seconds must be a finite number"),
+    ({"busid": "1-1", "fault": {"kind": "explode"}}, "field 'fault.kind': unknown fault kind 'explode'; expected one of"),
+    ({"busid": "1-1", "fault": {"kind": "drop", "endpont": 1}}, "field 'fault.endpont': unknown field 'endpont'"),
+    ({"busid": "1-1", "fault": {"kind": "delay", "seconds": "soon"}},
+     "field 'fault.seconds': expected a number, got 'soon'"),
     ({"busid": "1-1", "fault": {"kind": "stall", "endpoint": 0x85}}, "no endpoint 0x85"),
     ({"busid": "1-1", "fault": {"kind": "corrupt-descriptor", "type": "device", "offset": 0, "data": "zz"}},
-     "field 'data' must be hexadecimal bytes"),
+     "field 'fault.data': expected hexadecimal bytes"),
     ({"busid": "9-9", "fault": {"kind": "drop"}}, "no device '9-9'"),
 ]
 

@@ -44,6 +44,12 @@ BROKEN = [
      "p.yaml:4:12: field 'functions': expected a list"),
     ("empty functions", "identity:\n  vendor_id: 1\n  product_id: 1\nfunctions: []\n",
      "p.yaml:4:12: field 'functions': at least one function is needed"),
+    ("kind is a list", GOOD.replace("kind: keyboard", "kind: [keyboard]"),
+     "p.yaml:5:11: field 'functions[0].kind': expected the name of a kind; one of: "),
+    ("fault kind is a mapping", GOOD + "faults:\n  - kind: {drop: 1}\n",
+     "p.yaml:7:11: field 'faults[0].kind': expected the name of a fault kind; one of: stall, "),
+    ("fault is not a mapping", GOOD + "faults:\n  - drop\n",
+     "p.yaml:7:5: field 'faults[0]': expected a mapping with a 'kind' field"),
     ("function without kind", "identity:\n  vendor_id: 1\n  product_id: 1\nfunctions:\n  - name: x\n",
      "p.yaml:5:5: field 'functions[0].kind': required field 'kind' is missing"),
     ("hid without descriptor", GOOD.replace("keyboard", "hid"),
@@ -77,14 +83,65 @@ def test_untypable_type_on_attach_names_the_field() -> None:
         parse_profile(text, "p.yaml")
 
 
+KEYBOARD_DELAY = GOOD + "    type_delay: {value}\n"
+DELAY_FAULT = GOOD + "faults:\n  - kind: delay\n    seconds: {value}\n"
+DROP_FAULT = GOOD + "faults:\n  - kind: drop\n    probability: {value}\n"
+
+BAD_FLOATS = [
+    ("type_delay nan", KEYBOARD_DELAY, ".nan", "p.yaml:6:17: field 'functions[0].type_delay': "
+     "expected a finite number, got '.nan'"),
+    ("type_delay infinite", KEYBOARD_DELAY, ".inf", "p.yaml:6:17: field 'functions[0].type_delay': "
+     "expected a finite number, got '.inf'"),
+    ("type_delay negative", KEYBOARD_DELAY, "-1", "p.yaml:6:17: field 'functions[0].type_delay': "
+     "-1 is out of range >= 0"),
+    ("seconds nan", DELAY_FAULT, ".NaN", "p.yaml:8:14: field 'faults[0].seconds': expected a finite number, got '.NaN'"),
+    ("seconds infinite", DELAY_FAULT, ".inf", "p.yaml:8:14: field 'faults[0].seconds': "
+     "expected a finite number, got '.inf'"),
+    ("seconds minus infinity", DELAY_FAULT, "-.inf", "p.yaml:8:14: field 'faults[0].seconds': "
+     "expected a finite number, got '-.inf'"),
+    ("seconds negative", DELAY_FAULT, "-0.5", "p.yaml:8:14: field 'faults[0].seconds': -0.5 is out of range >= 0"),
+    ("probability nan", DROP_FAULT, ".nan", "p.yaml:8:18: field 'faults[0].probability': "
+     "expected a finite number, got '.nan'"),
+    ("probability infinite", DROP_FAULT, ".inf", "p.yaml:8:18: field 'faults[0].probability': "
+     "expected a finite number, got '.inf'"),
+    ("probability negative", DROP_FAULT, "-1", "p.yaml:8:18: field 'faults[0].probability': "
+     "-1 is out of range (0, 1]"),
+    ("probability zero", DROP_FAULT, "0", "p.yaml:8:18: field 'faults[0].probability': 0 is out of range (0, 1]"),
+    ("probability above one", DROP_FAULT, "1.5", "p.yaml:8:18: field 'faults[0].probability': "
+     "1.5 is out of range (0, 1]"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "value", "message"), BAD_FLOATS, ids=[c[0] for c in BAD_FLOATS])
+def test_bad_floats_name_the_field(case: str, text: str, value: str, message: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(text.format(value=value), "p.yaml")
+    assert str(info.value) == message
+
+
+GOOD_FLOATS = [
+    ("type_delay zero", KEYBOARD_DELAY, "0"),
+    ("seconds zero", DELAY_FAULT, "0"),
+    ("seconds integer", DELAY_FAULT, "3"),
+    ("probability one", DROP_FAULT, "1"),
+    ("probability small", DROP_FAULT, "1.0e-9"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "value"), GOOD_FLOATS, ids=[c[0] for c in GOOD_FLOATS])
+def test_floats_at_their_bounds_are_fine(case: str, text: str, value: str) -> None:
+    parse_profile(text.format(value=value), "p.yaml")
+
+
 ESCAPES = [
     ("parent folder", "../outside.img"),
-    ("absolute path", "/tmp/vusb-outside-test.img"),
+    ("absolute path", "{tmp}/outside-absolute.img"),
 ]
 
 
 @pytest.mark.parametrize(("case", "image"), ESCAPES, ids=[c[0] for c in ESCAPES])
 def test_profile_paths_cannot_leave_the_profile_folder_unless_allowed(case: str, image: str, tmp_path: Path) -> None:
+    image = image.format(tmp=tmp_path)
     folder = tmp_path / "profiles"
     folder.mkdir()
     profile = folder / "disk.yaml"
@@ -97,6 +154,42 @@ def test_profile_paths_cannot_leave_the_profile_folder_unless_allowed(case: str,
     load_profile(profile, allow_outside_paths=True).build().close_unstarted()
     assert target.exists()
     target.unlink()
+
+
+SYMLINKS = [
+    # case, field, link name in the profile folder, where it points (relative to the link), refused
+    ("image link leaving", "image", "disk.img", "../secret.img", True),
+    ("image link staying inside", "image", "disk.img", "disks/real.img", False),
+    ("image in a linked folder", "image", "linked", "../elsewhere", True),
+    ("overlay link leaving", "overlay", "changes.cow", "../secret.cow", True),
+    ("overlay link staying inside", "overlay", "changes.cow", "disks/changes.cow", False),
+]
+
+
+@pytest.mark.parametrize(("case", "field", "name", "points_to", "refused"), SYMLINKS, ids=[c[0] for c in SYMLINKS])
+def test_symbolic_links_are_followed_to_the_end(case: str, field: str, name: str, points_to: str, refused: bool,
+                                                tmp_path: Path) -> None:
+    folder = tmp_path / "profiles"
+    (folder / "disks").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (folder / "disks" / "base.img").write_bytes(bytes(1 << 20))
+    (folder / name).symlink_to(points_to)
+    if not refused:  # the target is there: a dangling link is not created through
+        (folder / name).resolve().write_bytes(bytes(1 << 20))
+    used = "linked/d.img" if name == "linked" else name
+    entry = f"    image: {used}\n" if field == "image" else f"    image: disks/base.img\n    overlay: {used}\n"
+    profile = folder / "disk.yaml"
+    profile.write_text("identity: {vendor_id: 0x1209, product_id: 5, speed: high}\n"
+                       f"functions:\n  - kind: mass-storage\n{entry}    size: 1MiB\n")
+    if refused:
+        with pytest.raises(ProfileError) as info:
+            load_profile(profile)
+        message = str(info.value)
+        assert f"field 'functions[0].{field}': path {used!r} (it leads to " in message, message
+        assert "leaves the profile's folder" in message, message
+        assert not (folder / used).resolve().exists()  # nothing was created where the link leads
+    else:
+        load_profile(profile).build().close_unstarted()
 
 
 def test_paths_inside_the_folder_are_fine(tmp_path: Path) -> None:

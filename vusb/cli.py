@@ -190,9 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("ctl", help="drive the devices of a running `vusb serve` (type, move, eject, unplug...)",
-                       description="Send one command to the control socket of a running `vusb serve`: "
-                       "list, type, press, release, tap, move, click, press-button, release-button, scroll, "
-                       "eject, insert, serial-write, serial-read, unplug, plug. "
+                       description="Send one command to the control socket of a running `vusb serve`. "
+                       "`vusb ctl` alone lists the commands (they are defined in vusb/control.py); "
                        "`vusb ctl COMMAND --help` shows a command's arguments.")
     p.add_argument("--socket", metavar="PATH", help="the control socket (default: the one of --port)")
     p.add_argument("--port", type=int, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from devices.cdc_acm.function import CdcAcmFunction
 from devices.hid import HidFunction
 from devices.keyboard import Key, KeyboardFunction, Modifier
@@ -46,10 +48,9 @@ from devices.storage.backing import BackingStore, ImageFile, MemoryStore
 from devices.storage.bot import MassStorageFunction
 from vusb.constants import USBIP_PORT
 from vusb.device import Device, Function
-from vusb.errors import UsageError, VusbError
-from vusb.faults import KINDS as FAULT_KINDS
+from vusb.errors import ProfileError, UsageError, VusbError
 from vusb.faults import Fault
-from vusb.profile import FAULT_FIELDS
+from vusb.profile import FAULT_FIELDS, ProfileContext, read_fault
 from vusb.server import Server
 
 log = logging.getLogger("vusb.control")
@@ -118,14 +119,10 @@ def _peer_uid(sock: Any) -> int | None:
     option = getattr(socket, "SO_PEERCRED", None)
     if option is None or sock is None:
         return None
-    try:
+    try:  # asyncio's TransportSocket and uvloop's PseudoSocket both pass getsockopt through
         raw = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
-    except (OSError, AttributeError):
-        try:  # a transport's stand-in socket without getsockopt: ask a duplicate of its descriptor
-            with socket.fromfd(sock.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as dup:
-                raw = dup.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
-        except (OSError, AttributeError, ValueError):
-            return None
+    except OSError:
+        return None
     _pid, uid, _gid = struct.unpack("3i", raw)
     return int(uid)
 
@@ -268,10 +265,6 @@ class ControlServer:
             "unplug": self._unplug, "plug": self._plug,
             "fault-add": self._fault_add, "fault-list": self._fault_list, "fault-clear": self._fault_clear,
         }
-
-    @property
-    def commands(self) -> list[str]:
-        return list(self._commands)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -689,26 +682,23 @@ class ControlServer:
 
 
 def fault_from_fields(spec: dict[str, Any]) -> Fault:
-    """A fault rule from a JSON object with the fields of a profile's ``faults:`` entry."""
-    kind = spec.get("kind")
-    if not isinstance(kind, str) or kind not in FAULT_FIELDS:
-        raise ControlError(f"fault: 'kind' must be one of: {', '.join(FAULT_FIELDS)}; got {kind!r}")
-    fields = FAULT_FIELDS[kind]
-    unknown = sorted(set(spec) - set(fields) - {"kind"})
-    if unknown:
-        raise ControlError(f"fault: unknown field {unknown[0]!r} for kind {kind!r}; expected one of: "
-                           f"{', '.join(sorted(fields))}")
-    options = {k: v for k, v in spec.items() if k != "kind"}
-    if "data" in options:
-        text = options["data"]
-        try:
-            options["data"] = bytes.fromhex(str(text).replace(":", " "))
-        except ValueError:
-            raise ControlError(f"fault: field 'data' must be hexadecimal bytes such as '05 01', not {text!r}") from None
+    """A fault rule from a JSON object with the fields of a profile's ``faults:`` entry.
+
+    The object is checked by the profile loader's own reader (:func:`vusb.profile.read_fault`),
+    so a rule means the same, and is refused for the same reasons, on both ways in; errors
+    name the field as ``fault.FIELD``.
+    """
     try:
-        return FAULT_KINDS[kind](**options)
-    except UsageError as exc:
-        raise ControlError(f"fault: {exc}") from None
+        # YAML's own writer keeps every JSON value's type (1e-05 stays a number, "0x22" stays text)
+        node = yaml.compose(yaml.safe_dump(spec), Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ControlError(f"fault: cannot read the fields: {exc}") from None
+    assert node is not None  # a dict always dumps to a mapping, {} included
+    try:
+        return read_fault(ProfileContext("fault-add", Path.cwd()), node, "fault").rule()
+    except ProfileError as exc:
+        where = f"field '{exc.field}': " if exc.field and exc.field != "fault" else ""
+        raise ControlError(f"fault: {where}{exc.reason}") from None
 
 
 def _encode(reply: dict[str, Any]) -> bytes:
@@ -828,7 +818,6 @@ def _ctl_parser() -> argparse.ArgumentParser:
     command("fault-list", "the fault rules and how often they fired", function=False, timeout=False)
     command("fault-clear", "remove every fault rule, or the one at INDEX", function=False, timeout=False).add_argument(
         "index", type=int, nargs="?")
-    parser.add_argument("--json", action="store_true")
     return parser
 
 

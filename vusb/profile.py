@@ -20,6 +20,7 @@ documented in ``docs/profiles.md``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,10 +54,26 @@ class Field:
     kind: str  # "int", "str", "bool", "hex", "choice", "float", "map", "list"
     required: bool = False
     default: Any = None
-    low: int | None = None
-    high: int | None = None
+    low: float | None = None
+    """Smallest value allowed (int and float fields); ``low_open`` makes it the bound not reached."""
+    high: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    low_open: bool = False
+
+    def bounds(self) -> str | None:
+        """The allowed range as text ("0..255", ">= 1", "(0, 1]"), or None when there is none."""
+        low, high = (None if b is None else f"{b:g}" if isinstance(b, float) else str(b) for b in (self.low, self.high))
+        if low is not None and high is not None:
+            return f"({low}, {high}]" if self.low_open else f"{low}..{high}"
+        if low is not None:
+            return f"> {low}" if self.low_open else f">= {low}"
+        return f"<= {high}" if high is not None else None
+
+    def in_range(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
 
 
 @dataclass
@@ -81,25 +98,26 @@ class ProfileContext:
         column = node.start_mark.column + 1 if node is not None else None
         return ProfileError(message, file=self.file, line=line, column=column, field=path or None)
 
-    def resolve(self, value: str, where: Located | None = None) -> Path:
+    def resolve(self, value: str, where: Located, *, follow_final: bool = True) -> Path:
         """A path from the profile, relative to its folder, which it may not leave unless allowed.
 
         A profile from elsewhere must not make the server create, overwrite or expose
-        files outside the profile's own folder (disk images, pty links).
+        files outside the profile's own folder (disk images, pty links).  Every symbolic
+        link on the way is followed, the final name too, so ``disk.img -> ../secret.img``
+        is refused.  ``follow_final=False`` is for names the server itself makes a link
+        (a pty link points into /dev/pts, and may not exist yet): there only the folders
+        are followed.
         """
         p = Path(value)
         full = p if p.is_absolute() else self.base_dir / p
         if not self.allow_outside_paths:
             base = self.base_dir.resolve()
-            # Resolve the folders, not the final name: a pty link the server made there
-            # points into /dev/pts, and that is not an escape.
-            lexical = Path(os.path.normpath(full))
-            if not (lexical.parent.resolve() / lexical.name).is_relative_to(base) or lexical.name == "..":
-                message = (f"path {value!r} leaves the profile's folder {base}; allow it with "
-                           "--allow-outside-paths (load_profile(..., allow_outside_paths=True))")
-                if where is not None:
-                    raise self.error(where.node, where.path, message)
-                raise ProfileError(message, file=self.file)
+            target = full.resolve() if follow_final else full.parent.resolve() / full.name
+            if full.name == ".." or not target.is_relative_to(base):
+                shown = f" (it leads to {target})" if target != Path(os.path.normpath(full)) else ""
+                raise self.error(where.node, where.path,
+                                 f"path {value!r}{shown} leaves the profile's folder {base}; allow it with "
+                                 "--allow-outside-paths (load_profile(..., allow_outside_paths=True))")
         return full
 
 
@@ -121,15 +139,18 @@ def _scalar(ctx: ProfileContext, node: Node, path: str, spec: Field) -> Any:
                 raise ctx.error(node, path, f"expected an integer (decimal or 0x hex), got {node.value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ctx.error(node, path, f"expected an integer (decimal or 0x hex), got {node.value!r}")
-        if spec.high is None and spec.low is not None and value < spec.low:
-            raise ctx.error(node, path, f"{value} is less than {spec.low}")
-        if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
-            raise ctx.error(node, path, f"{value} is out of range {spec.low}..{spec.high}"
-                            + (f" (0x{spec.low:x}..0x{spec.high:x})" if spec.high and spec.high > 255 else ""))
+        if not spec.in_range(value):
+            hex_bounds = (f" (0x{int(spec.low):x}..0x{int(spec.high):x})"
+                          if spec.low is not None and spec.high is not None and spec.high > 255 else "")
+            raise ctx.error(node, path, f"{value} is out of range {spec.bounds()}{hex_bounds}")
         return value
     if spec.kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ctx.error(node, path, f"expected a number, got {node.value!r}")
+        if not math.isfinite(value):
+            raise ctx.error(node, path, f"expected a finite number, got {node.value!r}")
+        if not spec.in_range(value):
+            raise ctx.error(node, path, f"{value:g} is out of range {spec.bounds()}")
         return float(value)
     if spec.kind == "bool":
         if not isinstance(value, bool):
@@ -299,7 +320,8 @@ FAULT_FIRING_FIELDS: dict[str, Field] = {
     "count": Field("int", False, None, 1, None, help="fire at most this many times (default: every time)"),
     "after": Field("int", False, 0, 0, None, help="let this many matches pass before firing"),
     "after_bytes": Field("int", False, 0, 0, None, help="let this many bytes pass through matched URBs first"),
-    "probability": Field("float", False, 1.0, help="fire with this probability, 0 < p <= 1 (default 1)"),
+    "probability": Field("float", False, 1.0, low=0, high=1, low_open=True,
+                         help="fire with this probability, 0 < p <= 1 (default 1)"),
     "seed": Field("int", False, 0, 0, None, help="seed of the random generator of probability (default 0)"),
 }
 
@@ -318,7 +340,7 @@ FAULT_FIELDS: dict[str, dict[str, Field]] = {
               "halt": Field("bool", False, True, help="bulk/interrupt: stay halted until the host clears it "
                                                       "(default true)")},
     "delay": {**FAULT_MATCH_FIELDS,
-              "seconds": Field("float", True, help="how late the URB is handled")},
+              "seconds": Field("float", True, low=0, help="how late the URB is handled")},
     "drop": dict(FAULT_MATCH_FIELDS),
     "disconnect": dict(FAULT_MATCH_FIELDS),
     "short": {**FAULT_MATCH_FIELDS,
@@ -371,39 +393,41 @@ def _name_or_number(ctx: ProfileContext, loc: Located, names: Mapping[str, int],
     raise ctx.error(loc.node, loc.path, f"unknown {what} {text!r}; expected one of: {', '.join(names)}, or a number")
 
 
+def _kind_of(ctx: ProfileContext, item: Node, path: str, names: Sequence[str], what: str) -> str:
+    """The ``kind`` of a list entry (a function, a fault), which must be a mapping and name one of ``names``."""
+    if not isinstance(item, yaml.MappingNode):
+        raise ctx.error(item, path, "expected a mapping with a 'kind' field")
+    kind_node = next((v for k, v in item.value if k.value == "kind"), None)
+    if kind_node is None:
+        raise ctx.error(item, f"{path}.kind", f"required field 'kind' is missing; one of: {', '.join(names)}")
+    if not isinstance(kind_node, yaml.ScalarNode):
+        raise ctx.error(kind_node, f"{path}.kind", f"expected the name of a {what}; one of: {', '.join(names)}")
+    kind = str(kind_node.value)
+    if kind not in names:
+        raise ctx.error(kind_node, f"{path}.kind", f"unknown {what} {kind!r}; expected one of: {', '.join(names)}")
+    return kind
+
+
+def read_fault(ctx: ProfileContext, item: Node, path: str) -> FaultSpec:
+    """One fault entry (a profile's ``faults[i]``, or a ``vusb ctl fault-add`` request) checked field by field."""
+    kind = _kind_of(ctx, item, path, list(FAULT_FIELDS), "fault kind")
+    values = read_mapping(ctx, item, path, FAULT_FIELDS[kind], allow_extra=("kind",))
+    options = {k: v.value for k, v in values.items() if v.value is not None}
+    if kind == "corrupt-descriptor":
+        options["type"] = _name_or_number(ctx, values["type"], DESCRIPTOR_TYPES, "descriptor type")
+        if not options["data"]:
+            raise ctx.error(values["data"].node, values["data"].path, "expected at least one byte")
+    elif kind == "scsi-failure":
+        options["sense_key"] = _name_or_number(ctx, values["sense_key"], SENSE_KEYS, "sense key")
+    try:
+        FAULT_KINDS[kind](**options)  # values the rule refuses are reported here, at the entry
+    except VusbError as exc:
+        raise ctx.error(item, path, str(exc)) from exc
+    return FaultSpec(kind, options, item, path)
+
+
 def _read_faults(ctx: ProfileContext, node: Node) -> list[FaultSpec]:
-    specs = []
-    for i, item in enumerate(node.value):
-        path = f"faults[{i}]"
-        if not isinstance(item, yaml.MappingNode):
-            raise ctx.error(item, path, "expected a mapping with a 'kind' field")
-        kind_node = next((v for k, v in item.value if k.value == "kind"), None)
-        if kind_node is None:
-            raise ctx.error(item, f"{path}.kind", f"required field 'kind' is missing; one of: {', '.join(FAULT_FIELDS)}")
-        kind = str(kind_node.value)
-        if kind not in FAULT_FIELDS:
-            raise ctx.error(kind_node, f"{path}.kind", f"unknown fault kind {kind!r}; expected one of: "
-                            f"{', '.join(FAULT_FIELDS)}")
-        values = read_mapping(ctx, item, path, FAULT_FIELDS[kind], allow_extra=("kind",))
-        prob = values["probability"]
-        if not 0 < prob.value <= 1:
-            raise ctx.error(prob.node, prob.path, f"{prob.value:g} is not a probability in (0, 1]")
-        options = {k: v.value for k, v in values.items() if v.value is not None}
-        if kind == "corrupt-descriptor":
-            options["type"] = _name_or_number(ctx, values["type"], DESCRIPTOR_TYPES, "descriptor type")
-            if not options["data"]:
-                raise ctx.error(values["data"].node, values["data"].path, "expected at least one byte")
-        elif kind == "scsi-failure":
-            options["sense_key"] = _name_or_number(ctx, values["sense_key"], SENSE_KEYS, "sense key")
-        elif kind == "delay" and options["seconds"] < 0:
-            sec = values["seconds"]
-            raise ctx.error(sec.node, sec.path, f"{sec.value:g} is negative; expected seconds >= 0")
-        try:
-            FAULT_KINDS[kind](**options)  # values the rule refuses are reported here, at the entry
-        except VusbError as exc:
-            raise ctx.error(item, path, str(exc)) from exc
-        specs.append(FaultSpec(kind, options, item, path))
-    return specs
+    return [read_fault(ctx, item, f"faults[{i}]") for i, item in enumerate(node.value)]
 
 
 #: identity fields of a raw-descriptor profile: all optional, and each must agree with the descriptors
@@ -525,15 +549,7 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
     functions = []
     for i, fnode in enumerate(funcs_node.value):
         fpath = f"functions[{i}]"
-        if not isinstance(fnode, yaml.MappingNode):
-            raise ctx.error(fnode, fpath, "expected a mapping with a 'kind' field")
-        kind_node = next((v for k, v in fnode.value if k.value == "kind"), None)
-        if kind_node is None:
-            raise ctx.error(fnode, f"{fpath}.kind", f"required field 'kind' is missing; one of: {', '.join(sorted(available))}")
-        kind_name = str(kind_node.value)
-        kind = available.get(kind_name)
-        if kind is None:
-            raise ctx.error(kind_node, f"{fpath}.kind", f"unknown kind {kind_name!r}; expected one of: {', '.join(sorted(available))}")
+        kind = available[_kind_of(ctx, fnode, fpath, sorted(available), "kind")]
         if descriptors is not None:
             descriptors.attach.append(_read_interfaces(ctx, fnode, fpath, descriptors))
             options = read_mapping(ctx, fnode, fpath, kind.fields, allow_extra=("kind", "interface"))

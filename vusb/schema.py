@@ -19,6 +19,7 @@ from vusb.profile import (
     FAULT_FIELDS,
     IDENTITY_FIELDS,
     RAW_IDENTITY_FIELDS,
+    TOP_FIELDS,
     Field,
     kinds,
 )
@@ -43,6 +44,10 @@ def _field(spec: Field) -> dict[str, Any]:
         out = {"type": "boolean"}
     elif spec.kind == "float":
         out = {"type": "number"}
+        if spec.low is not None:
+            out["exclusiveMinimum" if spec.low_open else "minimum"] = spec.low
+        if spec.high is not None:
+            out["maximum"] = spec.high
     elif spec.kind == "choice":
         out = {"enum": list(spec.choices)}
     elif spec.kind == "hex":
@@ -85,9 +90,8 @@ def profile_schema() -> dict[str, Any]:
                              "description": kind.fields["luns"].help}
         functions.append(_mapping(kind.fields, extra=extra,
                                   required=["kind", *[n for n, s in kind.fields.items() if s.required]]))
-    probability = {**_field(FAULT_FIELDS["stall"]["probability"]), "exclusiveMinimum": 0, "maximum": 1}
     faults = [
-        _mapping(fields, extra={"kind": {"const": name}, "probability": probability},
+        _mapping(fields, extra={"kind": {"const": name}},
                  required=["kind", *[n for n, s in fields.items() if s.required]])
         for name, fields in FAULT_FIELDS.items()
     ]
@@ -106,9 +110,8 @@ def profile_schema() -> dict[str, Any]:
             "functions": {"type": "array", "items": {"oneOf": functions}},
             "descriptors": descriptors,
             "control": {"type": "array", "items": _mapping(CONTROL_FIELDS),
-                        "description": "canned answers to class and vendor control requests"},
-            "faults": {"type": "array", "items": {"oneOf": faults},
-                       "description": "fault rules: make the device misbehave on purpose (docs/faults.md)"},
+                        "description": TOP_FIELDS["control"].help},
+            "faults": {"type": "array", "items": {"oneOf": faults}, "description": TOP_FIELDS["faults"].help},
         },
         "additionalProperties": False,
         "anyOf": [

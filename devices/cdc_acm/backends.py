@@ -147,6 +147,48 @@ class LoopbackBackend(PumpedBackend):
             dst.put(src.get(n))
 
 
+class AnswerRuleError(UsageError):
+    """A rule of :class:`AnswerBackend` that cannot be used; ``part`` is "match", "reply" or "unmatched"."""
+
+    def __init__(self, part: str, reason: str) -> None:
+        super().__init__(f"{part}: {reason}")
+        self.part = part
+        self.reason = reason
+
+
+def _line_bytes(part: str, text: str) -> bytes:
+    """Text of a rule as the bytes on the line: one byte per character, U+0000..U+00FF."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise AnswerRuleError(part, f"character {text[exc.start]!r} (U+{ord(text[exc.start]):04X}) at position "
+                              f"{exc.start} is not one byte: the serial line carries bytes, so only characters "
+                              "U+0000..U+00FF can be used (\\xHH for any byte)") from None
+
+
+def compile_answer(pattern: str, reply: str) -> tuple[re.Pattern[bytes], bytes]:
+    """One answering rule as :class:`AnswerBackend` uses it: a bytes regular expression and its reply template.
+
+    Raises :class:`AnswerRuleError` naming the part that is wrong (characters beyond one byte,
+    an invalid expression, a reply template referring to groups the expression lacks).
+    """
+    try:
+        compiled = re.compile(_line_bytes("match", pattern))
+    except re.error as exc:
+        raise AnswerRuleError("match", f"invalid regular expression: {exc}") from None
+    template = _line_bytes("reply", reply)
+    try:
+        compiled.sub(template, b"")  # parses the reply template against the pattern's groups
+    except re.error as exc:
+        raise AnswerRuleError("reply", f"invalid reply template: {exc}") from None
+    return compiled, template
+
+
+def compile_unmatched(text: str | None) -> bytes | None:
+    """The reply of :class:`AnswerBackend` to a line no rule matches, as bytes (AnswerRuleError if not one byte)."""
+    return _line_bytes("unmatched", text) if text is not None else None
+
+
 class AnswerBackend(PumpedBackend):
     """Answers lines from the host that match patterns, like a scripted modem or instrument.
 
@@ -162,8 +204,8 @@ class AnswerBackend(PumpedBackend):
     def __init__(self, rules: Sequence[tuple[str, str]], *, unmatched: str | None = None, echo: bool = False,
                  max_line: int = 4096) -> None:
         super().__init__()
-        self.rules = [(re.compile(pattern.encode("latin-1")), reply.encode("latin-1")) for pattern, reply in rules]
-        self.unmatched = unmatched.encode("latin-1") if unmatched is not None else None
+        self.rules = [compile_answer(pattern, reply) for pattern, reply in rules]
+        self.unmatched = compile_unmatched(unmatched)
         self.echo = echo
         self.max_line = max_line
         self._line = bytearray()

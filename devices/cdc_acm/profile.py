@@ -15,9 +15,17 @@
 
 from __future__ import annotations
 
-import re
-
-from devices.cdc_acm.backends import AnswerBackend, LoopbackBackend, NullBackend, PtyBackend, SerialBackend, TcpBackend
+from devices.cdc_acm.backends import (
+    AnswerBackend,
+    AnswerRuleError,
+    LoopbackBackend,
+    NullBackend,
+    PtyBackend,
+    SerialBackend,
+    TcpBackend,
+    compile_answer,
+    compile_unmatched,
+)
 from devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction
 from devices.cdc_acm.spec import AcmProtocol
 from vusb.device import Function
@@ -68,7 +76,7 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         backend = _answers(ctx, o)
     elif kind == "pty":
         link = o["pty_link"].value
-        backend = PtyBackend(ctx.resolve(link, o["pty_link"]) if link is not None else None)
+        backend = PtyBackend(ctx.resolve(link, o["pty_link"], follow_final=False) if link is not None else None)
     else:
         listen = bool(o["tcp_listen"].value)
         port = o["tcp_port"].value
@@ -91,14 +99,14 @@ def _answers(ctx: ProfileContext, o: dict[str, Located]) -> SerialBackend:
         rule = read_mapping(ctx, item, f"{loc.path}[{i}]", ANSWER_FIELDS)
         pattern, reply = rule["match"].value, rule["reply"].value
         try:
-            compiled = re.compile(pattern)
-        except re.error as exc:
-            raise ctx.error(rule["match"].node, rule["match"].path, f"invalid regular expression: {exc}") from None
-        try:
-            compiled.sub(reply, "")  # parses the reply template against the pattern's groups
-        except re.error as exc:
-            raise ctx.error(rule["reply"].node, rule["reply"].path, f"invalid reply template: {exc}") from None
+            compile_answer(pattern, reply)  # as the backend will: bytes, one per character
+        except AnswerRuleError as exc:
+            raise ctx.error(rule[exc.part].node, rule[exc.part].path, exc.reason) from None
         rules.append((pattern, reply))
+    try:
+        compile_unmatched(o["unmatched"].value)
+    except AnswerRuleError as exc:
+        raise ctx.error(o["unmatched"].node, o["unmatched"].path, exc.reason) from None
     return AnswerBackend(rules, unmatched=o["unmatched"].value, echo=bool(o["echo"].value))
 
 
