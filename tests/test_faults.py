@@ -21,7 +21,16 @@ import yaml
 
 from devices import Keyboard
 from devices.cdc_acm import SerialPort
-from devices.storage import CommandBlockWrapper, CommandStatusWrapper, MassStorage, Opcode
+from devices.storage import (
+    CommandBlockWrapper,
+    CommandStatusWrapper,
+    LogicalUnit,
+    MassStorage,
+    MassStorageFunction,
+    MemoryStore,
+    Opcode,
+)
+from devices.storage.scsi import Failed
 from vusb import faults
 from vusb.client import RemoteDevice
 from vusb.constants import DescriptorType, Speed, Status, TransferType
@@ -105,6 +114,19 @@ async def test_urb_faults_change_the_answer(case: UrbCase) -> None:
     if case.actual is not None:
         assert result.actual_length == case.actual
     assert (rule.matched, rule.fired) == (1, 1)
+    host.detach()
+
+
+@pytest.mark.parametrize(("length", "taken"), [(0, b""), (2, b"ab"), (7, b"abcdefg"), (8, b"abcdefgh"),
+                                               (20, b"abcdefgh")])
+async def test_short_out_gives_the_device_what_the_host_is_told_was_taken(length: int, taken: bytes) -> None:
+    device = pipe_device()
+    host = await configured(device)
+    device.faults.add(faults.Short(endpoint=OUT, length=length, count=1))
+    assert await host.transfer_out(OUT, b"abcdefgh") == len(taken)
+    assert await asyncio.wait_for(device.endpoint(OUT).receive(), 2) == taken
+    assert await host.transfer_out(OUT, b"next") == 4  # the rule is spent: nothing more is cut
+    assert await asyncio.wait_for(device.endpoint(OUT).receive(), 2) == b"next"
     host.detach()
 
 
@@ -677,6 +699,39 @@ async def test_not_ready_twice_then_the_command_succeeds() -> None:
         statuses = [(await bot.command(tur, 0))[1].status for _ in range(3)]
     assert statuses == [1, 1, 0] and rule.fired == 2
     disk.close()
+
+
+def two_disk_device() -> Device:
+    """Two mass storage functions: one with LUN 0, one with LUNs 0 and 1."""
+    def unit() -> LogicalUnit:
+        return LogicalUnit(MemoryStore(1 << 20))
+
+    return Device(MassStorageFunction(unit()), MassStorageFunction(unit(), unit()), vendor_id=0x1209,
+                  product_id=0x7779, product="Two disks", speed=Speed.HIGH)
+
+
+LUN_CASES = [  # (name, rule's lun, which (function, LUN) fail)
+    ("LUN 0 of every function", 0, {(0, 0), (1, 0)}),
+    ("LUN 1 only where a function has it", 1, {(1, 1)}),
+    ("any LUN", None, {(0, 0), (1, 0), (1, 1)}),
+]
+
+
+@pytest.mark.parametrize(("name", "lun", "failing"), LUN_CASES, ids=[c[0] for c in LUN_CASES])
+def test_scsi_failure_lun_is_numbered_within_each_function(name: str, lun: int | None,
+                                                             failing: set[tuple[int, int]]) -> None:
+    device = two_disk_device()
+    device.faults.add(faults.ScsiFailure(sense_key="MEDIUM_ERROR", asc=0x11, lun=lun, opcode=Opcode.READ_10))
+    functions = [f for f in device.functions if isinstance(f, MassStorageFunction)]
+    failed = {(f, n) for f, function in enumerate(functions) for n, unit in enumerate(function.luns)
+              if isinstance(unit.command(read10(0, 1)), Failed)}
+    assert failed == failing
+
+
+def test_scsi_failure_lun_beyond_every_function_is_refused() -> None:
+    device = two_disk_device()
+    with pytest.raises(UsageError, match=r"at most 2 logical unit\(s\); there is no LUN 2"):
+        device.faults.add(faults.ScsiFailure(sense_key=3, lun=2))
 
 
 # ------------------------------------------------------------------ misuse

@@ -28,7 +28,7 @@ from devices.storage import (
     register_profile_kinds,
 )
 from devices.storage.backing import Buffer
-from devices.storage.scsi import ReadBlocks
+from devices.storage.scsi import ReadBlocks, cdb_extent
 from vusb.client import RemoteDevice
 from vusb.constants import Request, Speed
 from vusb.device import Device
@@ -772,14 +772,11 @@ READ_SPANS = [
 
 
 @pytest.mark.parametrize(("case", "offset", "length"), READ_SPANS, ids=[c[0] for c in READ_SPANS])
-def test_read_and_readinto_agree_on_every_store(tmp_path: Path, case: str, offset: int, length: int) -> None:
+def test_read_and_read_pieces_agree_on_every_store(tmp_path: Path, case: str, offset: int, length: int) -> None:
     expected = (CONTENT + bytes(512 * 1024 - len(CONTENT)))[offset : offset + length]
     for name, store in _stores(tmp_path).items():
         data = store.read(offset, length)
         assert isinstance(data, bytes) and data == expected, name  # bytes: a later write cannot change it
-        target = bytearray(b"\xee" * (length + 2))
-        store.readinto(offset, memoryview(target)[1 : length + 1])
-        assert target[1:-1] == expected and target[0] == target[-1] == 0xEE, name  # nothing outside written
         pieces = store.read_pieces(offset, length)  # views of memory chunks, for a vectored send
         assert b"".join(pieces) == expected, name
         store.write(offset, b"\x01" * length)  # the bytes returned earlier stay what they were
@@ -787,6 +784,26 @@ def test_read_and_readinto_agree_on_every_store(tmp_path: Path, case: str, offse
         assert b"".join(pieces) == expected, name  # a chunk still viewed was copied, not written over
         assert store.read(offset, length) == b"\x01" * length, name
         store.close()
+
+
+CDB_EXTENTS = [
+    # (case, CDB, (LBA, blocks) or None)
+    ("READ(6)", bytes((0x08, 0x1F, 0xFF, 0xFE, 3, 0)), (0x1FFFFE, 3)),
+    ("WRITE(6) of 0 blocks is 256, LBA 21 bits", bytes((0x0A, 0xE1, 0x00, 0x02, 0, 0)), (0x10002, 256)),
+    ("READ(10)", bytes((0x28, 0, 0, 0, 1, 0, 0, 0, 8, 0)), (256, 8)),
+    ("VERIFY(10)", bytes((0x2F, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0)), (0xFFFFFFFF, 0xFFFF)),
+    ("WRITE(12)", bytes((0xAA, 0, 0, 0, 0, 9, 0, 1, 0, 0, 0, 0)), (9, 1 << 16)),
+    ("READ(16)", bytes((0x88, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0)), (1 << 32, 2)),
+    ("VERIFY(16)", bytes((0x8F, 0)) + (1 << 40).to_bytes(8, "big") + (5).to_bytes(4, "big") + bytes(2), (1 << 40, 5)),
+    ("READ(10) cut short", bytes((0x28, 0, 0, 0, 1, 0, 0, 0, 8)), None),
+    ("not a block command", bytes((0x12, 0, 0, 0, 36, 0)), None),
+    ("empty", b"", None),
+]
+
+
+@pytest.mark.parametrize(("case", "cdb", "extent"), CDB_EXTENTS, ids=[c[0] for c in CDB_EXTENTS])
+def test_cdb_extent(case: str, cdb: bytes, extent: tuple[int, int] | None) -> None:
+    assert cdb_extent(cdb) == extent
 
 
 READ_PIECES = [
@@ -824,14 +841,13 @@ def test_a_memory_chunk_is_copied_on_write_only_while_a_send_still_views_it() ->
     assert id(memoryview(store.read_pieces(0, 10)[0]).obj) != chunk  # the chunk was copied
 
 
-def test_image_readinto_past_the_end_of_a_shrunk_file_reads_zeros(tmp_path: Path) -> None:
+def test_image_read_past_the_end_of_a_shrunk_file_reads_zeros(tmp_path: Path) -> None:
     path = tmp_path / "disk.img"
     path.write_bytes(b"\xab" * 8192)
     store = ImageFile(path)
     os.truncate(path, 4096)
-    target = bytearray(b"\xee" * 8192)
-    store.readinto(0, target)
-    assert target == b"\xab" * 4096 + bytes(4096)
+    assert store.read(0, 8192) == b"\xab" * 4096 + bytes(4096)
+    assert b"".join(store.read_pieces(2048, 4096)) == b"\xab" * 2048 + bytes(2048)
     store.close()
 
 

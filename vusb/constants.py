@@ -111,6 +111,29 @@ class Status(enum.IntEnum):
     EREMOTEIO = -121  # short IN with URB_SHORT_NOT_OK
 
 
+class SenseKey(enum.IntEnum):
+    """SCSI sense keys (SPC-4 table 47); 0xC is reserved.
+
+    Used by the mass storage devices (devices.storage.scsi) and by vusb.faults.ScsiFailure.
+    """
+
+    NO_SENSE = 0x0
+    RECOVERED_ERROR = 0x1
+    NOT_READY = 0x2
+    MEDIUM_ERROR = 0x3
+    HARDWARE_ERROR = 0x4
+    ILLEGAL_REQUEST = 0x5
+    UNIT_ATTENTION = 0x6
+    DATA_PROTECT = 0x7
+    BLANK_CHECK = 0x8
+    VENDOR_SPECIFIC = 0x9
+    COPY_ABORTED = 0xA
+    ABORTED_COMMAND = 0xB
+    VOLUME_OVERFLOW = 0xD
+    MISCOMPARE = 0xE
+    COMPLETED = 0xF
+
+
 class OpStatus(enum.IntEnum):
     """Status field of USB/IP op replies."""
 

@@ -52,7 +52,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from vusb.constants import DescriptorType, Request, RequestType, Status
+from vusb.constants import DescriptorType, Request, RequestType, SenseKey, Status
 from vusb.endpoint import Derived
 from vusb.errors import UsageError
 from vusb.urb import Completion, SetupPacket, Urb
@@ -65,20 +65,15 @@ log = logging.getLogger("vusb.faults")
 
 F = TypeVar("F", bound="Fault")
 
-#: SCSI sense keys (SPC-4 table 47), by name, for :class:`ScsiFailure`
-SENSE_KEYS: dict[str, int] = {
-    "NO_SENSE": 0x0, "RECOVERED_ERROR": 0x1, "NOT_READY": 0x2, "MEDIUM_ERROR": 0x3, "HARDWARE_ERROR": 0x4,
-    "ILLEGAL_REQUEST": 0x5, "UNIT_ATTENTION": 0x6, "DATA_PROTECT": 0x7, "BLANK_CHECK": 0x8,
-    "VENDOR_SPECIFIC": 0x9, "COPY_ABORTED": 0xA, "ABORTED_COMMAND": 0xB, "VOLUME_OVERFLOW": 0xD,
-    "MISCOMPARE": 0xE, "COMPLETED": 0xF,
-}
+#: SCSI sense keys (SPC-4 table 47, :class:`vusb.constants.SenseKey`), by name, for :class:`ScsiFailure`
+SENSE_KEYS: dict[str, int] = {key.name: int(key) for key in SenseKey}
 
 #: descriptor types by name, for :class:`CorruptDescriptor` (and profiles)
 DESCRIPTOR_TYPES: dict[str, int] = {
     "device": DescriptorType.DEVICE, "configuration": DescriptorType.CONFIGURATION,
     "string": DescriptorType.STRING, "device_qualifier": DescriptorType.DEVICE_QUALIFIER,
     "other_speed_configuration": DescriptorType.OTHER_SPEED_CONFIGURATION, "bos": DescriptorType.BOS,
-    "hid_report": 0x22,
+    "hid_report": DescriptorType.HID_REPORT,
 }
 
 _BABBLE_FILL = 0xFF
@@ -329,7 +324,8 @@ class Disconnect(Fault):
 
 class Short(Fault):
     """Answer with at most ``length`` bytes of the data the device produced (IN), or
-    consume at most ``length`` bytes (OUT): the rest is lost, the device does not know."""
+    take at most ``length`` bytes (OUT): the device gets only the first ``length`` bytes
+    and the host is told that many were taken.  The rest is lost; the device does not know."""
 
     kind = "short"
 
@@ -338,6 +334,9 @@ class Short(Fault):
         self.length = _int("Short: length", length, 0, optional=False) or 0
 
     def act(self, faults: FaultSet, endpoint: Endpoint, urb: Urb) -> HandlerResult:
+        if not urb.is_in and urb.iso_packets is None:
+            # The device gets only what the host is told was taken: the rest never reaches it.
+            urb.data = urb.data[: self.length]
         return _then(endpoint._dispatch(urb), lambda c: self._cut(urb, c))
 
     def _cut(self, urb: Urb, c: Completion) -> Completion:
@@ -345,6 +344,8 @@ class Short(Fault):
             return c
         if urb.is_in:
             return Completion(c.status, c.data[: self.length])
+        # A handler answering OUT without actual_length means "all of it", which the server
+        # takes as the host's whole buffer: say how much the device was given.
         consumed = len(urb.data) if c.actual_length is None else c.actual_length
         return Completion(c.status, b"", min(consumed, self.length))
 
@@ -462,26 +463,11 @@ class CorruptDescriptor(Fault):
         yield from super()._details()
 
 
-def _cdb_extent(cdb: bytes) -> tuple[int, int] | None:
-    """(LBA, blocks) of a READ, WRITE or VERIFY command, or None for other commands."""
-    if not cdb:
-        return None
-    op = cdb[0]
-    if op in (0x08, 0x0A) and len(cdb) >= 6:
-        return int.from_bytes(cdb[1:4], "big") & 0x1FFFFF, cdb[4] or 256
-    if op in (0x28, 0x2A, 0x2F) and len(cdb) >= 10:
-        return int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big")
-    if op in (0xA8, 0xAA, 0xAF) and len(cdb) >= 12:
-        return int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[6:10], "big")
-    if op in (0x88, 0x8A, 0x8F) and len(cdb) >= 16:
-        return int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big")
-    return None
-
-
 class ScsiFailure(Fault):
     """A SCSI command ends in CHECK CONDITION with chosen sense data (mass storage).
 
-    Matches ``opcode`` (None: any command), ``lun`` (None: any logical unit) and, when
+    Matches ``opcode`` (None: any command), ``lun`` (the LUN the host sends, so on a device
+    with several mass storage functions it matches that LUN of each; None: any) and, when
     ``lba`` is given, READ/WRITE/VERIFY commands touching blocks ``lba`` to
     ``lba + blocks - 1``; the sense data then carries the first failing block in its
     INFORMATION field, as a disk reports a bad sector.  The command does not run.
@@ -513,8 +499,8 @@ class ScsiFailure(Fault):
                 raise UsageError(f"ScsiFailure: unknown sense key {sense_key!r}; one of: {', '.join(SENSE_KEYS)}")
             sense_key = key
         self.sense_key = _int("ScsiFailure: sense_key", sense_key, 0, 0xF, optional=False) or 0
-        if self.sense_key == 0xC:
-            raise UsageError("ScsiFailure: sense key 0xC is reserved")
+        if self.sense_key not in SENSE_KEYS.values():
+            raise UsageError(f"ScsiFailure: sense key 0x{self.sense_key:X} is reserved")
         self.asc = _int("ScsiFailure: asc", asc, 0, 0xFF, optional=False) or 0
         self.ascq = _int("ScsiFailure: ascq", ascq, 0, 0xFF, optional=False) or 0
         self.opcode = _int("ScsiFailure: opcode", opcode, 0, 0xFF)
@@ -530,7 +516,9 @@ class ScsiFailure(Fault):
             return False, None
         if self.lba is None:
             return True, None
-        extent = _cdb_extent(cdb)
+        from devices.storage.scsi import cdb_extent  # not at the top: devices.storage imports vusb
+
+        extent = cdb_extent(cdb)
         if extent is None:
             return False, None
         start, count = extent
@@ -540,11 +528,14 @@ class ScsiFailure(Fault):
         return True, first
 
     def check_device(self, device: Device) -> None:
-        units = scsi_units(device)
-        if not units:
+        functions = _scsi_functions(device)
+        if not functions:
             raise UsageError(f"{self!r}: device {device.describe()} has no SCSI logical unit (a mass storage function)")
-        if self.lun is not None and self.lun >= len(units):
-            raise UsageError(f"{self!r}: the device has {len(units)} logical unit(s); there is no LUN {self.lun}")
+        most = max(len(units) for units in functions)
+        if self.lun is not None and self.lun >= most:
+            has = (f"the device has {most} logical unit(s)" if len(functions) == 1 else
+                   f"each of the device's {len(functions)} mass storage functions has at most {most} logical unit(s)")
+            raise UsageError(f"{self!r}: {has}; there is no LUN {self.lun}")
 
     def _details(self) -> Iterator[str]:
         yield f"sense_key=0x{self.sense_key:x}"
@@ -568,16 +559,21 @@ KINDS: dict[str, type[Fault]] = {
 
 def scsi_units(device: Device) -> list[Any]:
     """The SCSI logical units of a device, in LUN order of each mass storage function."""
+    return [unit for units in _scsi_functions(device) for unit in units]
+
+
+def _scsi_functions(device: Device) -> list[list[Any]]:
+    """The logical units of each mass storage function of a device, in LUN order (the LUN the host sends)."""
     try:
         from devices.storage.scsi import LogicalUnit
     except ImportError:  # pragma: no cover - the storage package is part of vusb's distribution
         return []
-    units: list[Any] = []
+    functions: list[list[Any]] = []
     for function in device.functions:
-        for lun in getattr(function, "luns", ()):
-            if isinstance(lun, LogicalUnit):
-                units.append(lun)
-    return units
+        units = [lun for lun in getattr(function, "luns", ()) if isinstance(lun, LogicalUnit)]
+        if units:
+            functions.append(units)
+    return functions
 
 
 # ------------------------------------------------------------ completions of pass-through URBs
@@ -682,9 +678,9 @@ class FaultSet:
             endpoint.faults = self if mine else None
         self.descriptor_rules = tuple(r for r in live if isinstance(r, CorruptDescriptor))
         self._scsi = tuple(r for r in live if isinstance(r, ScsiFailure))
-        units = scsi_units(self.device)
-        for number, unit in enumerate(units):
-            unit.fault_hook = self._scsi_hook(number) if self._scsi else None
+        for units in _scsi_functions(self.device):
+            for number, unit in enumerate(units):  # numbered within each function, as the host addresses them
+                unit.fault_hook = self._scsi_hook(number) if self._scsi else None
 
     # ------------------------------------------------------------ URBs
     def dispatch(self, endpoint: Endpoint, urb: Urb) -> HandlerResult:

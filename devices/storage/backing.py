@@ -98,13 +98,6 @@ class BackingStore(abc.ABC):
     def write(self, offset: int, data: Buffer) -> None:
         """Store ``data`` at ``offset`` (all of it, or raise :class:`OSError`)."""
 
-    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
-        """Fill ``buffer`` with the bytes from ``offset`` (one copy; stores override this to skip the
-        intermediate object :meth:`read` makes)."""
-        with memoryview(buffer) as view:
-            view = view.cast("B")
-            view[:] = self.read(offset, len(view))
-
     def read_pieces(self, offset: int, length: int) -> list[Buffer]:
         """The bytes of :meth:`read` as consecutive pieces, for a vectored send with no join.
 
@@ -210,19 +203,6 @@ class ImageFile(BackingStore):
             got += len(more)
         return b"".join(parts)
 
-    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
-        """``os.preadv`` straight into ``buffer``: the page cache is copied once, into the caller's memory."""
-        fd = self.fd
-        with memoryview(buffer) as whole:
-            view = whole.cast("B")
-            got = 0
-            while got < len(view):
-                n = os.preadv(fd, [view[got:]], offset + got)
-                if n == 0:  # past the end of a file that shrank: zeros
-                    view[got:] = bytes(len(view) - got)
-                    break
-                got += n
-
     def write(self, offset: int, data: Buffer) -> None:
         view = memoryview(data).cast("B")
         self._check_write(offset, len(view))
@@ -322,16 +302,6 @@ class _SideFile:
         data = os.pread(self.fd, length, index * CHUNK_SIZE + start)
         return data if len(data) == length else data + bytes(length - len(data))
 
-    def getinto(self, index: int, start: int, view: memoryview) -> None:
-        offset = index * CHUNK_SIZE + start
-        got = 0
-        while got < len(view):
-            n = os.preadv(self.fd, [view[got:]], offset + got)
-            if n == 0:
-                view[got:] = bytes(len(view) - got)
-                return
-            got += n
-
     def _pwrite(self, offset: int, data: Buffer) -> None:
         view = memoryview(data).cast("B")
         while view:
@@ -403,29 +373,6 @@ def _layered_read(layer: _Layer, offset: int, length: int, below: Callable[[int,
     return b"".join(parts)
 
 
-def _layered_readinto(layer: _Layer, offset: int, view: memoryview,
-                      below: Callable[[int, memoryview], None]) -> None:
-    """Fill ``view`` with the bytes at ``offset``: every byte is copied once, from its chunk or from below."""
-    pos = 0
-    gap_start = gap_pos = gap_len = 0
-    for index, start, n in _spans(offset, len(view)):
-        if layer.has(index):
-            if gap_len:
-                below(gap_start, view[gap_pos : gap_pos + gap_len])
-                gap_len = 0
-            if isinstance(layer, _Chunks):
-                view[pos : pos + n] = layer.get(index, start, n)
-            else:
-                layer.getinto(index, start, view[pos : pos + n])
-        else:
-            if not gap_len:
-                gap_start, gap_pos = index * CHUNK_SIZE + start, pos
-            gap_len += n
-        pos += n
-    if gap_len:
-        below(gap_start, view[gap_pos : gap_pos + gap_len])
-
-
 def _layered_write(layer: _Layer, offset: int, data: Buffer, below: Callable[[int, int], Buffer]) -> None:
     view = memoryview(data).cast("B")
     pos = 0
@@ -449,10 +396,6 @@ _ZERO_CHUNK = bytes(CHUNK_SIZE)
 
 def _zeros(offset: int, length: int) -> Buffer:
     return memoryview(_ZERO_CHUNK)[:length] if length <= CHUNK_SIZE else bytes(length)
-
-
-def _zero_fill(offset: int, view: memoryview) -> None:
-    view[:] = b"\x00" * len(view) if len(view) > CHUNK_SIZE else memoryview(_ZERO_CHUNK)[: len(view)]
 
 
 class MemoryStore(BackingStore):
@@ -483,10 +426,6 @@ class MemoryStore(BackingStore):
         if type(self).read is not MemoryStore.read:  # a subclass that changes read() is read through it
             return [self.read(offset, length)]
         return _layered_pieces(self._chunks, offset, length, _zeros)
-
-    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
-        with memoryview(buffer) as whole:
-            _layered_readinto(self._chunks, offset, whole.cast("B"), _zero_fill)
 
     def write(self, offset: int, data: Buffer) -> None:
         self._check_write(offset, len(data))
@@ -534,10 +473,6 @@ class OverlayStore(BackingStore):
         if type(self).read is not OverlayStore.read:  # a subclass that changes read() is read through it
             return [self.read(offset, length)]
         return _layered_pieces(self._layer, offset, length, self.base.read)
-
-    def readinto(self, offset: int, buffer: bytearray | memoryview) -> None:
-        with memoryview(buffer) as whole:
-            _layered_readinto(self._layer, offset, whole.cast("B"), self.base.readinto)
 
     def write(self, offset: int, data: Buffer) -> None:
         self._check_write(offset, len(data))

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from devices.storage.backing import BackingStore, Buffer
+from vusb.constants import SenseKey as SenseKey  # defined there for vusb.faults; part of this module's API
 from vusb.errors import UsageError
 from vusb.urb import Gather
 
@@ -49,24 +50,6 @@ log = logging.getLogger("vusb.storage")
 
 
 # ------------------------------------------------------------------ sense data (SPC-4 4.5)
-
-
-class SenseKey(enum.IntEnum):
-    NO_SENSE = 0x0
-    RECOVERED_ERROR = 0x1
-    NOT_READY = 0x2
-    MEDIUM_ERROR = 0x3
-    HARDWARE_ERROR = 0x4
-    ILLEGAL_REQUEST = 0x5
-    UNIT_ATTENTION = 0x6
-    DATA_PROTECT = 0x7
-    BLANK_CHECK = 0x8
-    VENDOR_SPECIFIC = 0x9
-    COPY_ABORTED = 0xA
-    ABORTED_COMMAND = 0xB
-    VOLUME_OVERFLOW = 0xD
-    MISCOMPARE = 0xE
-    COMPLETED = 0xF
 
 
 @dataclass(frozen=True)
@@ -153,6 +136,42 @@ READ_CAPACITY_16_SERVICE_ACTION = 0x10
 def cdb_length(opcode: int) -> int | None:
     """Length of a CDB from its group code (SPC-4 4.2.5.1), or None for reserved/vendor groups."""
     return {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}.get(opcode >> 5)
+
+
+_BLOCK_COMMANDS_6 = frozenset((Opcode.READ_6, Opcode.WRITE_6))
+_BLOCK_COMMANDS_10 = frozenset((Opcode.READ_10, Opcode.WRITE_10, Opcode.VERIFY_10))
+_BLOCK_COMMANDS_12 = frozenset((Opcode.READ_12, Opcode.WRITE_12, Opcode.VERIFY_12))
+_BLOCK_COMMANDS_16 = frozenset((Opcode.READ_16, Opcode.WRITE_16, Opcode.VERIFY_16))
+
+
+def cdb_extent(cdb: bytes) -> tuple[int, int] | None:
+    """(LBA, blocks) of a READ, WRITE or VERIFY command, or None for other commands or a short CDB.
+
+    A 6-byte READ or WRITE of 0 blocks means 256 blocks.
+    """
+    if not cdb:
+        return None
+    opcode = cdb[0]
+    if opcode in _BLOCK_COMMANDS_6 and len(cdb) >= 6:
+        return int.from_bytes(cdb[1:4], "big") & 0x1FFFFF, cdb[4] or 256
+    if opcode in _BLOCK_COMMANDS_10 and len(cdb) >= 10:
+        return int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big")
+    if opcode in _BLOCK_COMMANDS_12 and len(cdb) >= 12:
+        return int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[6:10], "big")
+    if opcode in _BLOCK_COMMANDS_16 and len(cdb) >= 16:
+        return int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big")
+    return None
+
+
+def _block_extent(cdb: bytes) -> tuple[int, int]:
+    extent = cdb_extent(cdb)
+    assert extent is not None, "LogicalUnit.command checked the opcode and the CDB's length"
+    return extent
+
+
+def _protect(cdb: bytes) -> int:
+    """RDPROTECT/WRPROTECT of a 10, 12 or 16-byte READ or WRITE (the 6-byte ones have none)."""
+    return 0 if cdb[0] in _BLOCK_COMMANDS_6 else cdb[1] >> 5
 
 
 class Direction(enum.Enum):
@@ -387,28 +406,28 @@ class LogicalUnit:
         self._commands: dict[int, Callable[[bytes], Command]] = {
             Opcode.TEST_UNIT_READY: self._test_unit_ready,
             Opcode.REQUEST_SENSE: self._request_sense,
-            Opcode.READ_6: self._read_6,
-            Opcode.WRITE_6: self._write_6,
+            Opcode.READ_6: self._read_cdb,
+            Opcode.WRITE_6: self._write_cdb,
             Opcode.INQUIRY: self._inquiry,
             Opcode.MODE_SENSE_6: self._mode_sense_6,
             Opcode.START_STOP_UNIT: self._start_stop_unit,
             Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL: self._prevent_allow,
             Opcode.READ_FORMAT_CAPACITIES: self._read_format_capacities,
             Opcode.READ_CAPACITY_10: self._read_capacity_10,
-            Opcode.READ_10: self._read_10,
-            Opcode.WRITE_10: self._write_10,
-            Opcode.VERIFY_10: self._verify_10,
+            Opcode.READ_10: self._read_cdb,
+            Opcode.WRITE_10: self._write_cdb,
+            Opcode.VERIFY_10: self._verify_cdb,
             Opcode.SYNCHRONIZE_CACHE_10: self._synchronize_cache,
             Opcode.MODE_SENSE_10: self._mode_sense_10,
-            Opcode.READ_16: self._read_16,
-            Opcode.WRITE_16: self._write_16,
-            Opcode.VERIFY_16: self._verify_16,
+            Opcode.READ_16: self._read_cdb,
+            Opcode.WRITE_16: self._write_cdb,
+            Opcode.VERIFY_16: self._verify_cdb,
             Opcode.SYNCHRONIZE_CACHE_16: self._synchronize_cache,
             Opcode.SERVICE_ACTION_IN_16: self._service_action_in_16,
             Opcode.REPORT_LUNS: self._report_luns,
-            Opcode.READ_12: self._read_12,
-            Opcode.WRITE_12: self._write_12,
-            Opcode.VERIFY_12: self._verify_12,
+            Opcode.READ_12: self._read_cdb,
+            Opcode.WRITE_12: self._write_cdb,
+            Opcode.VERIFY_12: self._verify_cdb,
         }
 
     # ------------------------------------------------------------ medium
@@ -707,38 +726,17 @@ class LogicalUnit:
         descriptor = blocks.to_bytes(4, "big") + bytes((kind,)) + self.block_size.to_bytes(3, "big")
         return DataIn(bytes((0, 0, 0, len(descriptor))) + descriptor, int.from_bytes(cdb[7:9], "big"))
 
-    def _read_6(self, cdb: bytes) -> Command:
-        return self._read(int.from_bytes(cdb[1:4], "big") & 0x1FFFFF, cdb[4] or 256)
+    def _read_cdb(self, cdb: bytes) -> Command:
+        lba, blocks = _block_extent(cdb)
+        return self._read(lba, blocks, _protect(cdb))
 
-    def _read_10(self, cdb: bytes) -> Command:
-        return self._read(int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big"), cdb[1] >> 5)
+    def _write_cdb(self, cdb: bytes) -> Command:
+        lba, blocks = _block_extent(cdb)
+        return self._write(lba, blocks, _protect(cdb))
 
-    def _read_12(self, cdb: bytes) -> Command:
-        return self._read(int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[6:10], "big"), cdb[1] >> 5)
-
-    def _read_16(self, cdb: bytes) -> Command:
-        return self._read(int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big"), cdb[1] >> 5)
-
-    def _write_6(self, cdb: bytes) -> Command:
-        return self._write(int.from_bytes(cdb[1:4], "big") & 0x1FFFFF, cdb[4] or 256)
-
-    def _write_10(self, cdb: bytes) -> Command:
-        return self._write(int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big"), cdb[1] >> 5)
-
-    def _write_12(self, cdb: bytes) -> Command:
-        return self._write(int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[6:10], "big"), cdb[1] >> 5)
-
-    def _write_16(self, cdb: bytes) -> Command:
-        return self._write(int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big"), cdb[1] >> 5)
-
-    def _verify_10(self, cdb: bytes) -> Command:
-        return self._verify(cdb, int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big"))
-
-    def _verify_12(self, cdb: bytes) -> Command:
-        return self._verify(cdb, int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[6:10], "big"))
-
-    def _verify_16(self, cdb: bytes) -> Command:
-        return self._verify(cdb, int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big"))
+    def _verify_cdb(self, cdb: bytes) -> Command:
+        lba, blocks = _block_extent(cdb)
+        return self._verify(cdb, lba, blocks)
 
     def _synchronize_cache(self, cdb: bytes) -> Command:
         store = self._medium()
