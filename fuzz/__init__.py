@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 Target = Callable[[bytes], None]
 Generator = Callable[[random.Random], bytes]
@@ -63,6 +64,40 @@ def unlink(seqnum: int, target: int) -> bytes:
     return UNLINK_HEAD.pack(2, seqnum, 0x10001, 0, 0, target, bytes(24))
 
 
+BIG_LENGTHS = (16 * 1024, 16 * 1024 + 1, 40_000, 64 * 1024 + 7)
+"""OUT payloads of these lengths are received in place (from 16 KiB: see ``vusb.protocol._DIRECT_MIN``)."""
+MAX_READS = 4096
+"""A long stream is delivered in longer reads, so one input never needs more reads than this."""
+
+
+class Receiver(Protocol):
+    """What the event loop drives on a ``BufferedProtocol``: the codecs and the server's ``Connection``."""
+
+    def get_buffer(self, sizehint: int) -> memoryview: ...
+
+    def buffer_updated(self, nbytes: int) -> None: ...
+
+
+def write_in_place(receiver: Receiver, data: bytes | memoryview, stop: Callable[[], bool] = lambda: False) -> None:
+    """Deliver ``data`` as the event loop does to a ``BufferedProtocol``: copied into the view ``get_buffer``
+    offers (as much as fits), then ``buffer_updated``; until all is delivered or ``stop()`` says so."""
+    pos = 0
+    while pos < len(data) and not stop():
+        view = receiver.get_buffer(-1)
+        n = min(len(view), len(data) - pos)
+        if n <= 0:
+            raise AssertionError(f"get_buffer() offered an empty buffer with {len(data) - pos} bytes still to come")
+        view[:n] = data[pos : pos + n]
+        del view  # the event loop keeps no view either: a view kept pins the payload buffer
+        receiver.buffer_updated(n)
+        pos += n
+
+
+def read_size(chunk: int, total: int) -> int:
+    """Bytes per read for an input's chunk byte (0: everything at once), bounded to :data:`MAX_READS` reads."""
+    return max(chunk or total or 1, -(-total // MAX_READS))
+
+
 def _u32(rng: random.Random) -> int:
     return rng.choice([0, 1, 2, 3, 15, 16, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, rng.getrandbits(32), rng.randrange(64)])
 
@@ -80,8 +115,10 @@ def random_message(rng: random.Random, seqnums: list[int]) -> bytes:
         ep = rng.choice([0, 0, 1, 2, rng.randrange(16)]) if rng.random() < 0.95 else _u32(rng)
         direction = rng.choice([0, 1]) if rng.random() < 0.95 else _u32(rng)
         setup = rng.choice(SETUPS) if rng.random() < 0.8 else rng.randbytes(8)
-        length = rng.choice([0, 1, 8, 18, 64, 255]) if rng.random() < 0.9 else _i32(rng)
-        data = rng.randbytes(max(0, min(length, 300))) if direction == 0 else b""
+        size = rng.random()
+        length = rng.choice([0, 1, 8, 18, 64, 255]) if size < 0.85 else rng.choice(BIG_LENGTHS) if size < 0.9 else _i32(rng)
+        data = (rng.randbytes(length if length in BIG_LENGTHS else max(0, min(length, 300)))
+                if direction == 0 else b"")
         seqnums.append(seq)
         npackets = 0 if rng.random() < 0.8 else _i32(rng)
         return submit(seq, ep, direction, length, setup, data, flags=_u32(rng) if rng.random() < 0.1 else 0,

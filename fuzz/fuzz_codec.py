@@ -1,7 +1,13 @@
 """Fuzz target: bytes from a hostile peer fed to the sans-IO codecs.
 
-Input layout: byte 0 picks the codec and phase, byte 1 the chunk size the rest
-is fed in (0 = all at once).  Invariant: ``next_event()`` returns messages or
+Input layout: byte 0 picks the codec and phase (its low three bits) and how the
+bytes go in (bits 3-4: 0 copied in with ``receive_data``, 1 received in place
+with ``get_buffer``/``buffer_updated`` as the event loop does, 2 and 3 the two
+alternating chunk by chunk), byte 1 the chunk size the rest is fed in (0 = all
+at once; a long stream gets larger chunks, see ``fuzz.read_size``).  Streams
+carry payloads from 16 KiB too, which the codecs receive in place into buffers
+of their own (or, for a client, into the buffer a URB was submitted with).
+Invariant: ``next_event()`` returns messages or
 NEED_DATA, or raises :class:`vusb.errors.ProtocolError` (``LimitExceeded``
 included), never anything else; the codec never buffers more than it was fed.
 
@@ -13,7 +19,7 @@ from __future__ import annotations
 import random
 import sys
 
-from fuzz import import_request, instrumented, main, random_stream
+from fuzz import BIG_LENGTHS, import_request, instrumented, main, random_stream, read_size, write_in_place
 
 with instrumented():
     from vusb.errors import ProtocolError
@@ -35,6 +41,8 @@ with instrumented():
     )
 
 MODES = 8
+METHODS = ("receive_data", "in place", "alternating, receive_data first", "alternating, in place first")
+INTO = 40_000  # the receive buffer of the client's URBs 16 and 17 (mode 7)
 RECORD = ExportedDevice(busid="1-1", devnum=1)
 SERVER_EVENTS = (DevlistRequest, ImportRequest, SubmitCommand, UnlinkCommand)
 CLIENT_EVENTS = (DevlistReply, ImportReply, SubmitReply, UnlinkReply)
@@ -60,7 +68,9 @@ def _server(mode: int) -> ServerCodec:
 
 
 def _client(mode: int) -> ClientCodec:
-    codec = ClientCodec(limits=Limits(max_transfer_length=4096, max_iso_packets=8, max_devices_listed=16))
+    # Mode 7: limits that let IN data from 16 KiB through, received in place.
+    limit = 1 << 17 if mode == 7 else 4096
+    codec = ClientCodec(limits=Limits(max_transfer_length=limit, max_iso_packets=8, max_devices_listed=16))
     if mode == 4:
         codec.send(DevlistRequest())
     elif mode == 5:
@@ -70,22 +80,33 @@ def _client(mode: int) -> ClientCodec:
         for seq in range(16):  # pending URBs the replies may answer: OUT, IN and iso
             codec.send(SubmitCommand(seq, 1, seq & 1, seq & 3, 0, 0 if seq & 1 else 8, data=b"" if seq & 1 else bytes(8),
                                      iso_packets=() if seq >= 8 else None))
+        if mode == 7:  # IN URBs whose data goes straight into the caller's buffer
+            for seq in (16, 17):
+                codec.send_vectored(SubmitCommand(seq, 1, 1, 1, 0, INTO), into=bytearray(INTO))
+        for unlink_seq, target in enumerate((0, 5, 10, 16), start=20):  # their RET_UNLINK -104 ends the target
+            codec.send(UnlinkCommand(unlink_seq, 1, target))
     return codec
 
 
 def TestOneInput(data: bytes) -> None:  # the name atheris expects
     if len(data) < 2:
         return
-    mode, chunk = data[0] % MODES, data[1]
+    mode, method, chunk = data[0] % MODES, (data[0] >> 3) & 3, data[1]
     payload = data[2:]
     codec: ServerCodec | ClientCodec = _server(mode) if mode < 4 else _client(mode)
     allowed = SERVER_EVENTS if isinstance(codec, ServerCodec) else CLIENT_EVENTS
     base = codec._buf.__len__()
-    step = chunk or len(payload) or 1
+    step = read_size(chunk, len(payload))
     fed = 0
-    for start in range(0, len(payload), step):
+    for n, start in enumerate(range(0, len(payload), step)):
         piece = payload[start : start + step]
-        codec.receive_data(piece)
+        try:
+            if method == 1 or (method >= 2 and (n + method) % 2 == 1):
+                write_in_place(codec, piece)
+            else:
+                codec.receive_data(piece)
+        except Exception as exc:
+            raise Finding(f"mode {mode}, {METHODS[method]}: {type(exc).__name__} while receiving: {exc}") from exc
         fed += len(piece)
         try:
             while True:
@@ -97,14 +118,15 @@ def TestOneInput(data: bytes) -> None:  # the name atheris expects
         except ProtocolError:
             return
         except Exception as exc:
-            raise Finding(f"mode {mode}: {type(exc).__name__} escaped the codec: {exc}") from exc
+            raise Finding(f"mode {mode}, {METHODS[method]}: {type(exc).__name__} escaped the codec: {exc}") from exc
         buffered = len(codec._buf)
         if buffered > fed + base:
-            raise Finding(f"mode {mode}: {buffered} bytes buffered after {fed} fed")
+            raise Finding(f"mode {mode}, {METHODS[method]}: {buffered} bytes buffered after {fed} fed")
 
 
 def generate(rng: random.Random) -> bytes:
     mode = rng.randrange(MODES)
+    method = rng.randrange(len(METHODS))
     chunk = rng.choice([0, 1, 7, 48, rng.randrange(256)])
     if mode == 0:
         body = (import_request(rng.choice(["1-1", "9-9", ""]), rng.choice([0x0111, 0x0106, 0x0200]))
@@ -114,7 +136,7 @@ def generate(rng: random.Random) -> bytes:
         body = random_stream(rng, rng.randrange(1, 12))
     else:
         body = _client_stream(rng, mode)
-    return bytes((mode, chunk)) + body
+    return bytes((mode | method << 3, chunk)) + body
 
 
 def _client_stream(rng: random.Random, mode: int) -> bytes:
@@ -131,10 +153,10 @@ def _client_stream(rng: random.Random, mode: int) -> bytes:
     for _ in range(rng.randrange(1, 8)):
         seq = rng.randrange(18)
         if rng.random() < 0.6:
-            n = rng.choice([0, 4, 8, 9])
+            n = rng.choice([0, 4, 8, 9]) if mode != 7 or rng.random() < 0.5 else rng.choice((*BIG_LENGTHS, INTO + 1))
             parts.append(server.send(SubmitReply(seq, rng.choice([0, -32, -104]), n, bytes(n))))
         elif rng.random() < 0.5:
-            parts.append(server.send(UnlinkReply(seq, -104)))
+            parts.append(server.send(UnlinkReply(rng.choice([seq, 20 + seq % 4]), rng.choice([-104, -104, 0]))))
         else:
             parts.append(rng.randbytes(rng.randrange(60)))
     return b"".join(parts)

@@ -1,13 +1,16 @@
 """Fuzz target: bytes from a hostile client fed to a server :class:`~vusb.server.Connection`.
 
-No sockets: the connection gets a fake transport and the bytes go straight to
-``data_received`` in chunks, on one asyncio loop that runs between chunks so
+No sockets: the connection gets a fake transport and the bytes reach it as the
+event loop delivers them to a ``BufferedProtocol`` (copied into the buffer
+``get_buffer`` offers, then ``buffer_updated``: a large OUT payload goes straight
+into its own buffer), in chunks, on one asyncio loop that runs between chunks so
 endpoint completions happen too.  Input layout: byte 0 holds flags (bit 0: start
 with a valid import; bit 1: import the mouse 1-2 instead of the keyboard 1-1;
 bit 2: then SET_CONFIGURATION 1; bit 3: the keyboard sends a report between
-chunks), byte 1 the chunk size (0 = all at once), the rest is the client's stream.
+chunks), byte 1 the chunk size (0 = all at once; a long stream gets larger chunks,
+see ``fuzz.read_size``), the rest is the client's stream.
 
-Invariants: no exception escapes ``data_received``/``connection_lost`` and
+Invariants: no exception escapes ``get_buffer``/``buffer_updated``/``connection_lost`` and
 nothing is logged at ERROR (the server's "internal error" path); nothing is
 written after the transport was closed; the transport is closed at most once by
 the connection; after ``connection_lost`` the server holds no connection, no
@@ -24,7 +27,7 @@ import random
 import sys
 from typing import Any
 
-from fuzz import SETUPS, import_request, instrumented, main, random_stream, submit
+from fuzz import SETUPS, import_request, instrumented, main, random_stream, read_size, submit, write_in_place
 
 with instrumented():
     from devices import Keyboard, Mouse
@@ -131,12 +134,12 @@ async def _one(data: bytes) -> None:
     transport = FakeTransport()
     conn = Connection(SERVER)
     conn.connection_made(transport)
-    step = chunk or len(stream) or 1
+    step = read_size(chunk, len(stream))
     try:
         for start in range(0, len(stream), step):
             if transport.closed:
                 break  # a real transport stops reading once closed
-            conn.data_received(stream[start : start + step])
+            write_in_place(conn, stream[start : start + step], stop=lambda: transport.closed)
             if flags & 8 and KEYBOARD.attached:
                 KEYBOARD.keyboard.send_report(bytes([0, 0, start & 0x7F, 0, 0, 0, 0, 0]))
             await asyncio.sleep(0)

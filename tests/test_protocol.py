@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -228,8 +229,10 @@ def test_client_parses_a_devlist_with_several_devices() -> None:
 # ---------------------------------------------------------------- zero-copy input (get_buffer / buffer_updated)
 
 
-def receive_in_place(codec: ServerCodec | ClientCodec, wire: bytes, step: int) -> None:
-    """Deliver ``wire`` the way the event loop does: into the codec's own buffers, ``step`` bytes per read."""
+def receive_in_place(codec: ServerCodec | ClientCodec, wire: bytes, step: int,
+                     after_read: Callable[[], None] | None = None) -> None:
+    """Deliver ``wire`` the way the event loop does: into the codec's own buffers, ``step`` bytes per read
+    (``after_read``, if given, is called after each read, as a protocol handles what it received)."""
     pos = 0
     while pos < len(wire):
         view = codec.get_buffer(-1)
@@ -238,6 +241,8 @@ def receive_in_place(codec: ServerCodec | ClientCodec, wire: bytes, step: int) -
         del view
         codec.buffer_updated(n)
         pos += n
+        if after_read is not None:
+            after_read()
 
 
 def out_submit(seqnum: int, data: bytes, iso: tuple[IsoPacket, ...] | None = None) -> bytes:
@@ -348,17 +353,13 @@ def serve_in_place(codec: ServerCodec, wire: bytes, step: int) -> list[tuple[int
     """Deliver ``wire`` as the server's event loop does: ``step`` bytes per read into the codec's buffer,
     every complete message handled (its data copied out, the event released) before the next read."""
     got: list[tuple[int, bytes]] = []
-    pos = 0
-    while pos < len(wire):
-        view = codec.get_buffer(-1)
-        n = min(step, len(view), len(wire) - pos)
-        view[:n] = wire[pos : pos + n]
-        del view
-        codec.buffer_updated(n)
-        pos += n
+
+    def handle() -> None:
         while isinstance(event := codec.next_event(), SubmitCommand):
             got.append((event.seqnum, bytes(event.data)))
             del event  # released: its payload buffer may be reused for the next payload
+
+    receive_in_place(codec, wire, step, handle)
     return got
 
 
@@ -393,3 +394,42 @@ def test_reused_payload_buffer_is_the_same_buffer() -> None:
     assert codec.next_event() is NEED_DATA
     view = codec.get_buffer(-1)
     assert len(view) == len(KIB16) and view.obj is not None and len(view.obj) >= len(KIB64)  # type: ignore[arg-type]
+
+
+UNLINK_OUTCOMES = [
+    # (case, RET_UNLINK status, whether the URB is still awaited afterwards)
+    ("cancelled (-ECONNRESET): no RET_SUBMIT will come", -104, False),
+    ("already completed (0): its RET_SUBMIT came or comes", 0, True),
+]
+
+
+@pytest.mark.parametrize(("case", "status", "still_pending"), UNLINK_OUTCOMES, ids=[c[0] for c in UNLINK_OUTCOMES])
+def test_unlinked_urb_releases_the_callers_buffer(case: str, status: int, still_pending: bool) -> None:
+    """Regression: a URB cancelled by CMD_UNLINK stayed pending, holding (exporting) the caller's buffer."""
+    server, client = imported_server(), ClientCodec(phase=Phase.URB)
+    target = bytearray(64)
+    client.send_vectored(SubmitCommand(5, 1, 1, 1, 0x200, 64), into=target)
+    client.send(UnlinkCommand(6, 1, 5))
+    client.receive_data(server.send(UnlinkReply(6, status)))
+    assert client.next_event() == UnlinkReply(6, status)
+    if still_pending:  # a completed URB's RET_SUBMIT is still decoded, into the caller's buffer
+        receive_in_place(client, server.send(SubmitReply(5, 0, 3, b"abc")), 1500)
+        reply = client.next_event()
+        assert isinstance(reply, SubmitReply) and reply.data.obj is target and target[:3] == b"abc"  # type: ignore[union-attr]
+        del reply
+    else:  # nothing is kept for it: a RET_SUBMIT for it now is one for an unknown URB
+        client.receive_data(server.send(SubmitReply(5, 0, 3, b"abc")))
+        with pytest.raises(ProtocolError, match="unknown seqnum 5"):
+            client.next_event()
+    target.extend(b"more")  # BufferError while the codec still held a view of it
+    assert len(target) == 68
+
+
+def test_ret_unlink_of_an_unknown_unlink_leaves_pending_urbs_alone() -> None:
+    server, client = imported_server(), ClientCodec(phase=Phase.URB)
+    client.send_vectored(SubmitCommand(5, 1, 1, 1, 0x200, 8))
+    client.receive_data(server.send(UnlinkReply(5, -104)))  # no CMD_UNLINK 5 was sent: nothing to drop
+    assert client.next_event() == UnlinkReply(5, -104)
+    client.receive_data(server.send(SubmitReply(5, 0, 2, b"ok")))
+    reply = client.next_event()
+    assert isinstance(reply, SubmitReply) and reply.data == b"ok"

@@ -83,18 +83,32 @@ def imported_server(**kw: object) -> ServerCodec:
     return codec
 
 
-def feed(codec: ServerCodec | ClientCodec, data: bytes, sizes: list[int]) -> tuple[list[object], bool]:
+def feed(codec: ServerCodec | ClientCodec, data: bytes, sizes: list[int],
+         in_place: list[bool] | None = None) -> tuple[list[object], bool]:
     """Feed ``data`` in chunks of ``sizes`` (cycled); events and whether a ProtocolError ended it.
 
-    Any other exception escapes and fails the property.  After each chunk the codec
-    holds no more than it was fed.
+    ``in_place`` (cycled too) says how each chunk goes in: received in place (``get_buffer``/``buffer_updated``,
+    as the event loop does) or copied in (``receive_data``, the default).  Any other exception escapes and fails
+    the property.  After each chunk the codec holds no more than it was fed.
     """
+    methods = in_place or [False]
     base, fed, pos, i = len(codec._buf), 0, 0, 0
     events: list[object] = []
     while pos < len(data):
         piece = data[pos : pos + sizes[i % len(sizes)]]
+        if methods[i % len(methods)]:  # as the event loop does: into the buffers the codec offers
+            done = 0
+            while done < len(piece):
+                view = codec.get_buffer(-1)
+                n = min(len(view), len(piece) - done)
+                assert n > 0, "get_buffer() offered an empty buffer"
+                view[:n] = piece[done : done + n]
+                del view
+                codec.buffer_updated(n)
+                done += n
+        else:
+            codec.receive_data(piece)
         pos, i = pos + len(piece), i + 1
-        codec.receive_data(piece)
         fed += len(piece)
         try:
             while (event := codec.next_event()) is not NEED_DATA:
@@ -106,6 +120,8 @@ def feed(codec: ServerCodec | ClientCodec, data: bytes, sizes: list[int]) -> tup
 
 
 CHUNKS = st.lists(st.integers(1, 97), min_size=1, max_size=8)
+BIG_LENGTHS = (16 * 1024, 16 * 1024 + 1, 40_000, 64 * 1024 + 7)  # payloads received in place (from 16 KiB)
+IN_PLACE = st.lists(st.booleans(), min_size=1, max_size=4)  # how the chunks go in: see feed()
 
 
 @st.composite
@@ -127,30 +143,48 @@ def op_headers(draw: st.DrawFn) -> bytes:
     return struct.pack(">HHI", version, code, draw(U32)) + draw(st.binary(max_size=40))
 
 
+@st.composite
+def large_urbs(draw: st.DrawFn) -> bytes:
+    """A CMD_SUBMIT (OUT) or RET_SUBMIT announcing from 16 KiB, which the codecs receive in place, with all
+    of that payload or only part of it."""
+    command = draw(st.sampled_from([1, 3]))
+    length = draw(st.sampled_from(BIG_LENGTHS))
+    head = struct.pack(">IIIIIIiiii8s", command, draw(st.integers(0, 20)), 0x10001, 0 if command == 1 else 1,
+                       draw(st.integers(0, 3)), 0, length, 0, 0, 0, bytes(8))
+    if command == 3:  # RET_SUBMIT: status, actual_length, start_frame, number_of_packets, error_count
+        head = struct.pack(">IIIIIiiiii8s", 3, draw(st.integers(0, 20)), 0, 0, 0, 0, length, 0, 0, 0, bytes(8))
+    return head + bytes([draw(st.integers(0, 255))]) * draw(st.sampled_from([length, length, length // 2]))
+
+
 STREAMS = st.one_of(
     st.binary(max_size=600),
     st.lists(st.one_of(urb_headers(), op_headers(), st.binary(max_size=50)), max_size=8).map(b"".join),
+    st.lists(st.one_of(large_urbs(), urb_headers(), st.binary(max_size=50)), min_size=1, max_size=4).map(b"".join),
 )
 
 
 @FAST
-@given(data=STREAMS, sizes=CHUNKS)
-def test_server_codec_op_phase_raises_only_protocol_errors(data: bytes, sizes: list[int]) -> None:
-    feed(ServerCodec(), data, sizes)
+@given(data=STREAMS, sizes=CHUNKS, in_place=IN_PLACE)
+def test_server_codec_op_phase_raises_only_protocol_errors(data: bytes, sizes: list[int], in_place: list[bool]) -> None:
+    feed(ServerCodec(), data, sizes, in_place)
 
 
 @FAST
-@given(data=STREAMS, sizes=CHUNKS, iso=st.sampled_from(["none", "ep3", "all"]), small=st.booleans())
-def test_server_codec_urb_phase_raises_only_protocol_errors(data: bytes, sizes: list[int], iso: str, small: bool) -> None:
+@given(data=STREAMS, sizes=CHUNKS, in_place=IN_PLACE, iso=st.sampled_from(["none", "ep3", "all"]), small=st.booleans())
+def test_server_codec_urb_phase_raises_only_protocol_errors(data: bytes, sizes: list[int], in_place: list[bool],
+                                                            iso: str, small: bool) -> None:
     is_iso = {"none": None, "ep3": lambda ep, d: ep == 3, "all": lambda ep, d: True}[iso]
     limits = Limits(max_transfer_length=256, max_iso_packets=4) if small else None
-    feed(imported_server(is_iso=is_iso, limits=limits), data, sizes)
+    feed(imported_server(is_iso=is_iso, limits=limits), data, sizes, in_place)
 
 
 @FAST
-@given(data=STREAMS, sizes=CHUNKS, state=st.sampled_from(["devlist", "import", "urb"]))
-def test_client_codec_raises_only_protocol_errors(data: bytes, sizes: list[int], state: str) -> None:
-    client = ClientCodec(limits=Limits(max_transfer_length=4096, max_iso_packets=8, max_devices_listed=8))
+@given(data=STREAMS, sizes=CHUNKS, in_place=IN_PLACE,
+       state=st.sampled_from(["devlist", "import", "urb", "urb, large IN data"]))
+def test_client_codec_raises_only_protocol_errors(data: bytes, sizes: list[int], in_place: list[bool], state: str) -> None:
+    large = state == "urb, large IN data"  # limits that let IN data from 16 KiB through, received in place
+    client = ClientCodec(limits=Limits(max_transfer_length=(1 << 17) if large else 4096, max_iso_packets=8,
+                                       max_devices_listed=8))
     if state == "devlist":
         client.send(DevlistRequest())
         data = bytes.fromhex("0111 0005 00000000") + data  # a valid header: the body is what is hostile
@@ -160,7 +194,10 @@ def test_client_codec_raises_only_protocol_errors(data: bytes, sizes: list[int],
         client.phase = Phase.URB
         for seq in range(8):  # pending URBs the hostile replies may name: OUT, IN and iso
             client.send(SubmitCommand(seq, 1, seq & 1, 3, 0, 0, iso_packets=() if seq >= 4 else None))
-    feed(client, data, sizes)
+        if large:  # IN URBs whose data goes straight into the caller's buffer
+            for seq in range(8, 12):
+                client.send_vectored(SubmitCommand(seq, 1, 1, 1, 0, 40_000), into=bytearray(40_000))
+    feed(client, data, sizes, in_place)
 
 
 ANNOUNCED = [

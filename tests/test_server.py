@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import cast
 
 import pytest
 
 import vusb.server
 from devices import Keyboard, Mouse
-from vusb.client import RemoteDevice, list_devices
+from vusb.client import RemoteDevice, _Link, list_devices
 from vusb.constants import TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import BuildContext, Device, Function
 from vusb.errors import ConnectionClosed, DeviceBusy, NoSuchDevice, Stall, UsageError
-from vusb.protocol import IsoPacket
+from vusb.protocol import ClientCodec, ExportedDevice, IsoPacket, Phase, SubmitReply, UnlinkReply
 from vusb.server import Server, ServerLimits
 from vusb.urb import Completion, Gather, SetupPacket, Urb
 
@@ -154,6 +155,28 @@ async def test_unlink_that_arrives_before_its_submit(served: tuple[Server, Keybo
     assert (await read_reply(reader))[:3] == (4, 8, 0)
     writer.close()
 
+
+
+@pytest.mark.parametrize(("case", "then", "expected"), [
+    # The same, when the UNLINK comes before the connection's first SUBMIT (no seqnum seen yet to compare with).
+    ("its SUBMIT follows", submit(1, 0, 1, 18, DESCRIPTOR_18) + submit(3, 0, 1, 18, DESCRIPTOR_18),
+     [(4, 2, -104), (3, 3, 0)]),
+    ("a later SUBMIT passes it", submit(3, 0, 1, 18, DESCRIPTOR_18), [(4, 2, 0), (3, 3, 0)]),
+    ("nothing follows", b"", [(4, 2, 0)]),
+])
+async def test_unlink_that_arrives_before_the_first_submit(served: tuple[Server, Keyboard, Mouse],
+                                                          monkeypatch: pytest.MonkeyPatch, case: str, then: bytes,
+                                                          expected: list[tuple[int, int, int]]) -> None:
+    monkeypatch.setattr(vusb.server, "UNLINK_AHEAD_GRACE", 0.05)
+    server, _, _ = served
+    reader, writer = await imported_raw(server)
+    writer.write(unlink(2, 1))  # seqnum 1 not submitted yet, and nothing else either
+    with pytest.raises(TimeoutError):  # not answered at once
+        await asyncio.wait_for(reader.readexactly(1), 0.01)
+    writer.write(then)
+    got = [(await read_reply(reader, {1: True, 3: True}))[:3] for _ in expected]
+    assert got == expected
+    writer.close()
 
 async def test_stalled_out_request_data_is_consumed(served: tuple[Server, Keyboard, Mouse]) -> None:
     server, _, _ = served
@@ -382,6 +405,58 @@ async def test_transfer_in_into_raises_on_stall_and_times_out_with_unlink(served
         with pytest.raises(Stall):
             await client.transfer_in_into(0x85, bytearray(8))  # no such endpoint: the server stalls it
 
+
+
+async def test_timed_out_transfer_in_into_gives_the_buffer_back(served: tuple[Server, Keyboard, Mouse]) -> None:
+    """Regression: the unlinked URB stayed pending in the codec, keeping the caller's buffer exported."""
+    server, _, _ = served
+    async with await RemoteDevice.open(HOST, "1-1", server.port) as client:
+        await client.enumerate()
+        buffer = bytearray(8)
+        with pytest.raises(TimeoutError):
+            await client.transfer_in_into(0x81, buffer, timeout=0.05)
+        buffer.extend(b"more")  # BufferError while the codec held a view of it
+        assert client._codec._pending == {}
+
+
+class _Wire:
+    """A transport that only records what the client writes (no socket, no server)."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(bytes(data))
+
+    def writelines(self, parts: Iterable[bytes | memoryview]) -> None:
+        self.sent.append(b"".join(bytes(p) for p in parts))
+
+    def close(self) -> None:
+        pass
+
+
+async def test_reply_delivered_between_timeout_and_waiter_is_not_lost() -> None:
+    """Regression: _expire set the fresh future aside in _waiting, where _reply looked it up only once its task
+    ran again; a RET_SUBMIT delivered in between took it out first, and the IN data was lost as a timeout."""
+    link = _Link(ClientCodec(phase=Phase.URB))
+    link.transport = _Wire()  # type: ignore[assignment]
+    device = RemoteDevice(link, ExportedDevice(busid="1-1"))
+    seqnum, fut = device.submit(1, 1, 8)
+    waiting = asyncio.create_task(device._reply(seqnum, fut, timeout=60))
+    await asyncio.sleep(0)  # the task waits for its reply
+    device._expire(seqnum, fut)  # the timer fires...
+    device._deliver(SubmitReply(seqnum, 0, 3, b"abc"))  # ...and the reply arrives before the task resumes
+    wire = cast(_Wire, link.transport)
+    for _ in range(10):  # the task resumes and unlinks the URB
+        await asyncio.sleep(0)
+        if wire.sent[-1][:4] == struct.pack(">I", 2):
+            break
+    command, unlink_seqnum = struct.unpack(">II", wire.sent[-1][:8])
+    assert command == 2, "the timed-out URB was not unlinked"
+    device._deliver(UnlinkReply(unlink_seqnum, 0))  # completed before the unlink
+    reply = await asyncio.wait_for(waiting, 1)
+    assert (reply.seqnum, reply.actual_length, reply.data) == (seqnum, 3, b"abc")
+    assert device._waiting == {}
 
 # ---------------------------------------------------------------- scatter-gather IN data (Gather)
 

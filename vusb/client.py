@@ -47,6 +47,14 @@ __all__ = ["DeviceInfo", "RemoteDevice", "TransferResult", "list_devices"]
 Event = Union[DevlistReply, ImportReply, SubmitReply, UnlinkReply]
 
 
+class _Expired(TimeoutError):
+    """A transfer timed out; ``late`` is the future that receives its RET_SUBMIT if that still comes."""
+
+    def __init__(self, late: asyncio.Future[SubmitReply]) -> None:
+        super().__init__()
+        self.late = late
+
+
 class _Link(asyncio.BufferedProtocol):
     """One connection to a server: the event loop receives straight into the codec's buffers (IN data of
     a URB submitted with a buffer lands in that buffer), and every decoded reply goes to ``on_event``."""
@@ -277,10 +285,12 @@ class RemoteDevice(UsbHost):
         return reply.status
 
     def _expire(self, seqnum: int, fut: asyncio.Future[SubmitReply]) -> None:
-        """A transfer timed out: its waiter fails now; a reply that still comes goes to a fresh future."""
+        """A transfer timed out: its waiter fails now; a reply that still comes goes to a fresh future, which
+        the failure carries to :meth:`_reply` (the reply may be delivered before that task runs again)."""
         if not fut.done() and self._waiting.get(seqnum) is fut:
-            self._waiting[seqnum] = self._loop.create_future()
-            fut.set_exception(TimeoutError())
+            late: asyncio.Future[SubmitReply] = self._loop.create_future()
+            self._waiting[seqnum] = late
+            fut.set_exception(_Expired(late))
 
     async def _reply(self, seqnum: int, fut: asyncio.Future[SubmitReply], timeout: float | None) -> SubmitReply:
         """Wait for a RET_SUBMIT; on timeout unlink the URB, then return its reply if it completed meanwhile."""
@@ -289,14 +299,14 @@ class RemoteDevice(UsbHost):
         timer = self._loop.call_later(timeout, self._expire, seqnum, fut)
         try:
             return await fut
-        except TimeoutError:
-            late = self._waiting.get(seqnum)
+        except _Expired as expired:
+            late = expired.late
             await self.unlink(seqnum)
-            if late is not None and late.done() and not late.cancelled():
-                self._waiting.pop(seqnum, None)
+            if self._waiting.get(seqnum) is late:
+                del self._waiting[seqnum]
+            if late.done() and not late.cancelled():
                 return late.result()
-            self._waiting.pop(seqnum, None)
-            raise
+            raise TimeoutError(f"URB seqnum {seqnum}: no reply within {timeout} s; it was unlinked") from None
         finally:
             timer.cancel()
 

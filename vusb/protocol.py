@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Final, Union
 
 from vusb import layouts
-from vusb.constants import USBIP_VERSION, OpStatus
+from vusb.constants import USBIP_VERSION, OpStatus, Status
 from vusb.errors import LimitExceeded, ProtocolError
 
 OP_REQ_DEVLIST: Final = 0x8005
@@ -47,6 +47,7 @@ _OP = layouts.OP_HEADER_FAST
 _ISO = layouts.ISO_PACKET_FAST
 _ZERO8 = bytes(8)
 _ZERO24 = bytes(24)
+_ECONNRESET: Final = int(Status.ECONNRESET)  # RET_UNLINK status of a URB cancelled before it completed
 
 
 class _NeedData(enum.Enum):
@@ -620,18 +621,13 @@ def ret_submit_header(seqnum: int, status: int, actual_length: int, error_count:
     return _RET_SUBMIT.pack(RET_SUBMIT, seqnum, 0, 0, 0, status, actual_length, 0, 0, error_count, _ZERO8)
 
 
-def encode_ret_submit_header(reply: SubmitReply, payload_length: int) -> bytes:
-    npackets = reply.number_of_packets if reply.iso_packets is not None else 0
-    return _RET_SUBMIT.pack(
-        RET_SUBMIT, reply.seqnum, reply.devid, reply.direction, reply.ep, reply.status,
-        payload_length if reply.iso_packets is None else reply.actual_length,
-        reply.start_frame, npackets, reply.error_count, _ZERO8,
-    )
-
-
 def encode_ret_submit(reply: SubmitReply) -> bytes:
     """RET_SUBMIT header, IN data and iso descriptors in one buffer (one write)."""
-    head = encode_ret_submit_header(reply, reply.actual_length)
+    npackets = reply.number_of_packets if reply.iso_packets is not None else 0
+    head = _RET_SUBMIT.pack(
+        RET_SUBMIT, reply.seqnum, reply.devid, reply.direction, reply.ep, reply.status, reply.actual_length,
+        reply.start_frame, npackets, reply.error_count, _ZERO8,
+    )
     if reply.iso_packets is not None:
         return head + bytes(reply.data) + _encode_iso(reply.iso_packets)
     if reply.data:
@@ -681,6 +677,7 @@ class ClientCodec:
     _buf: _Buffer = field(default_factory=_Buffer)
     _expect: int | None = None  # op code of the reply we wait for
     _pending: dict[int, _Pending] = field(default_factory=dict)
+    _unlinking: dict[int, int] = field(default_factory=dict)  # CMD_UNLINK seqnum -> the seqnum it cancels
     _reply: _ReplyHead | None = None  # a RET_SUBMIT whose IN data is being received in place
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
@@ -737,6 +734,7 @@ class ClientCodec:
         if isinstance(event, SubmitCommand):
             return b"".join(self.send_vectored(event))
         if isinstance(event, UnlinkCommand):
+            self._unlinking[event.seqnum] = event.unlink_seqnum
             return _UNLINK.pack(CMD_UNLINK, event.seqnum, event.devid, event.direction, event.ep, event.unlink_seqnum, _ZERO24)
         raise TypeError(f"cannot send {type(event).__name__} from a client")
 
@@ -778,6 +776,7 @@ class ClientCodec:
             if command == RET_UNLINK:
                 _, seqnum, _devid, _dir, _ep, status, _pad = buf.unpack(_RET_UNLINK)
                 buf.skip(HEADER_SIZE)
+                self._unlinked(seqnum, status)
                 return UnlinkReply(seqnum, status)
             raise ProtocolError(f"unknown URB reply 0x{command:08x}")
         if buf.unread < OP_HEADER_SIZE:
@@ -823,6 +822,13 @@ class ClientCodec:
         buf.skip(pos)
         self.phase = Phase.CLOSED
         return DevlistReply(tuple(devices), status)
+
+    def _unlinked(self, seqnum: int, status: int) -> None:
+        """RET_UNLINK ``seqnum`` arrived: a URB it cancelled (-ECONNRESET) gets no RET_SUBMIT, so its pending
+        entry goes now (it may hold the caller's receive buffer, which stays exported while it is kept)."""
+        target = self._unlinking.pop(seqnum, None)
+        if target is not None and status == _ECONNRESET:
+            self._pending.pop(target, None)
 
     def _finish_reply(self, h: _ReplyHead) -> SubmitReply | _NeedData:
         """The RET_SUBMIT whose IN data is received in place, once the data and its iso descriptors are here."""

@@ -160,15 +160,6 @@ class Connection(asyncio.BufferedProtocol):
         self._lent = None  # a view kept would pin the payload buffer (see protocol._Buffer)
         self._process()
 
-    def data_received(self, data: bytes) -> None:
-        """Bytes from the client, copied into the codec (the event loop uses the buffered methods above)."""
-        if self._closing:
-            return
-        if self._capture is not None:
-            self._capture.client_data(data)
-        self.codec.receive_data(data)
-        self._process()
-
     def _process(self) -> None:
         """Handle every whole message received; the replies they produce leave in one write."""
         codec = self.codec
@@ -328,8 +319,9 @@ class Connection(asyncio.BufferedProtocol):
             urb.cancel()
             del self.pending[cmd.unlink_seqnum]
             status = Status.ECONNRESET
-        elif urb is None and self._last_seqnum is not None and _after(cmd.unlink_seqnum, self._last_seqnum):
-            # The SUBMIT is still on its way (vhci sent the UNLINK first). Answering now would
+        elif urb is None and (self._last_seqnum is None or _after(cmd.unlink_seqnum, self._last_seqnum)):
+            # The SUBMIT is still on its way (vhci sent the UNLINK first; it may be the connection's
+            # first URB, so no SUBMIT seen yet counts as behind too). Answering now would
             # either be ignored by vhci (URB not sent yet there) or give the URB back before
             # its RET_SUBMIT, which detaches the device: answer when the SUBMIT arrives.
             if len(self._unlinked_ahead) >= self.server.limits.max_urbs_in_flight:
