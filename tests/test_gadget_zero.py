@@ -163,6 +163,55 @@ async def test_sink_halts_on_a_bad_byte_until_the_host_clears_it() -> None:
         assert await host.bulk_out(OUT, pattern_bytes(Pattern.MOD63, 512, 512)) == 512
 
 
+@pytest.mark.parametrize(
+    ("pattern", "length", "index"),
+    [
+        (Pattern.MOD63, 1024, 0),
+        (Pattern.MOD63, 1024, 1023),
+        (Pattern.MOD63, 200_000, 65_536),  # past the first pattern buffer: it grows
+        (Pattern.MOD63, 200_000, 199_999),
+        (Pattern.ZEROS, 1, 0),
+        (Pattern.ZEROS, 70_000, 69_999),
+    ],
+)
+async def test_sink_reports_the_first_bad_byte(pattern: Pattern, length: int, index: int) -> None:
+    gz = GadgetZero(pattern=pattern)
+    async with LocalHost(gz) as host:
+        await host.enumerate()
+        assert await host.bulk_out(OUT, pattern_bytes(pattern, length, 512)) == length
+        bad = bytearray(pattern_bytes(pattern, length, 512))
+        bad[index] ^= 0x40
+        if index + 1 < length:
+            bad[-1] ^= 0x40  # a later bad byte is not the one reported
+        assert await host.bulk_out(OUT, bytes(bad)) == length
+        assert gz.stats.pattern_errors == 1
+        assert gz.stats.last_error == f"bad OUT byte, buf[{index}] = {bad[index]}"
+
+
+@pytest.mark.parametrize("wrap", [bytes, memoryview, bytearray])
+@pytest.mark.parametrize(
+    ("pattern", "max_packet_size", "length"),
+    [(Pattern.MOD63, 512, 0), (Pattern.MOD63, 512, 100_000), (Pattern.MOD63, 64, 1000), (Pattern.ZEROS, 512, 5000)],
+)
+def test_pattern_cache_matches_like_a_byte_comparison(
+    wrap: type, pattern: Pattern, max_packet_size: int, length: int
+) -> None:
+    from devices.gadget_zero import _PatternCache
+
+    cache = _PatternCache()
+    good = pattern_bytes(pattern, length, max_packet_size)
+    assert cache.matches(pattern, wrap(good), max_packet_size)
+    assert bytes(cache.get(pattern, length, max_packet_size)) == good
+    if length:
+        bad = bytearray(good)
+        bad[length // 2] ^= 1
+        assert not cache.matches(pattern, wrap(bytes(bad)), max_packet_size)
+    # The other pattern (or packet size) for the same bytes is rebuilt, not reused.
+    other = Pattern.ZEROS if pattern == Pattern.MOD63 else Pattern.MOD63
+    if length > 1:
+        assert not cache.matches(other, wrap(good), max_packet_size)
+
+
 async def test_pattern_none_accepts_anything() -> None:
     gz = GadgetZero(pattern=Pattern.NONE)
     async with LocalHost(gz) as host:
