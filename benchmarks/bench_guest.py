@@ -35,8 +35,7 @@ async def _measure(kernel: str, total_mib: int, busy_poll: float) -> list[tuple[
         port = await guest.attach(None, server.port, "1-1")
         try:
             devdir = await guest.wait_for_usb_device(0x1209, disk.descriptor.product_id, timeout=60)
-            sd = (await guest.wait_for_path(f"{devdir}:*/host*/target*/*/block/*", timeout=60))[0].rsplit("/", 1)[-1]
-            await guest.wait_for(f"[ -b /dev/{sd} ] && [ $(cat /sys/block/{sd}/size) -gt 0 ]", timeout=60)
+            sd = await guest.wait_for_disk(devdir, timeout=60)
             for size, max_sectors, label in SIZES:
                 await guest.run(f"echo {max_sectors} > /sys/block/{sd}/device/max_sectors", check=True)
                 count = total_mib * MiB // size

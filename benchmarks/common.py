@@ -755,11 +755,10 @@ class RawClient:
         return SUBMIT_HEADER.pack(1, seqnum, self.devid, direction, ep, flags, length, 0, 0, 0, setup) + data
 
     def transfer(self, ep: int, direction: int, length: int, setup: bytes = bytes(8),
-                 data: bytes = b"", *, copy: bool = True, into: memoryview | None = None) -> tuple[int, bytes | memoryview]:
+                 data: bytes = b"", *, into: memoryview | None = None) -> tuple[int, bytes | memoryview]:
         """One URB at queue depth 1; returns (status, IN data).  OUT data goes out with its header in one
-        ``sendmsg`` (no concatenation); IN data is received into a reused buffer and copied once, or not at
-        all with ``copy=False`` (a view of the buffer, valid until the next transfer), or straight into
-        ``into`` (a view of it is returned)."""
+        ``sendmsg`` (no concatenation); IN data is received into a reused buffer and copied once, or
+        straight into ``into`` (a view of it is returned)."""
         self.seq += 1
         head = self.submit_bytes(self.seq, ep, direction, length if direction else len(data), setup)
         if data:
@@ -783,7 +782,7 @@ class RawClient:
                 self._buf = bytearray(actual)
                 self._view = memoryview(self._buf)
             recv_exact(self.sock, self._view, actual)
-            payload = bytes(self._view[:actual]) if copy else self._view[:actual]
+            payload = bytes(self._view[:actual])
         return status, payload
 
     def control(self, setup: SetupPacket, data: bytes = b"") -> bytes:

@@ -67,6 +67,14 @@ def test_missing_profile_names_where_it_looked(vusb_host):
 '''
 
 
+def test_plugin_exports_no_load_device_of_its_own() -> None:
+    # vusb.profile.load_device is the one load_device; the plugin's path lookup is private.
+    import vusb.pytest_plugin as plugin
+
+    assert plugin.__all__ == ["Attached", "DeviceOrProfile"]
+    assert not hasattr(plugin, "load_device")
+
+
 def test_fixtures_take_profile_paths(pytester: pytest.Pytester) -> None:
     mouse = "identity: {vendor_id: 0x1209, product_id: 0x0002}\nfunctions:\n  - kind: mouse\n"
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")

@@ -38,7 +38,7 @@ from vusb.device import Device
 from vusb.server import Server
 from vusb.testing import LocalHost
 
-__all__ = ["Attached", "DeviceOrProfile", "load_device"]
+__all__ = ["Attached", "DeviceOrProfile"]
 
 try:  # async fixtures that work in pytest-asyncio's strict mode as well as in auto mode
     from pytest_asyncio import fixture as async_fixture
@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - without pytest-asyncio no async test c
 DeviceOrProfile = Device | str | os.PathLike[str]
 
 
-def load_device(what: DeviceOrProfile, *, search: tuple[Path, ...] = ()) -> Device:
+def _device_for(what: DeviceOrProfile, search: tuple[Path, ...]) -> Device:
     """A device object as is, or a fresh device built from the profile at a path.
 
     A relative path is tried in each folder of ``search`` in turn; :class:`ProfileError`
@@ -58,7 +58,7 @@ def load_device(what: DeviceOrProfile, *, search: tuple[Path, ...] = ()) -> Devi
     if isinstance(what, Device):
         return what
     from vusb.errors import ProfileError
-    from vusb.profile import load_profile
+    from vusb.profile import load_device
 
     path = Path(what)
     if not path.is_absolute():
@@ -67,7 +67,7 @@ def load_device(what: DeviceOrProfile, *, search: tuple[Path, ...] = ()) -> Devi
         if found is None:
             raise ProfileError(f"profile not found; looked in {', '.join(str(p) for p in tried)}", file=str(what))
         path = found
-    return load_profile(path).build()
+    return load_device(path)
 
 
 def _search_path(request: pytest.FixtureRequest) -> tuple[Path, ...]:
@@ -100,7 +100,7 @@ async def vusb_host(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[D
     search = _search_path(request)
 
     def make(what: DeviceOrProfile) -> LocalHost:
-        device = load_device(what, search=search)
+        device = _device_for(what, search)
         if device is not what:
             built.append(device)
         host = LocalHost(device)
@@ -163,13 +163,15 @@ async def vusb_attach(vusb_guest: object, vusb_server: Server,
     search = _search_path(request)
 
     async def attach(what: DeviceOrProfile, *, wait_node: bool = True, timeout: float = 60.0) -> Attached:
-        device = load_device(what, search=search)
+        device = _device_for(what, search)
         if device is not what:
             built.append(device)
         busid = vusb_server.add(device)
         port = await guest.attach(None, vusb_server.port, busid, timeout=timeout)
         d = device.descriptor
-        sysfs = await guest.wait_for_usb_device(d.vendor_id, d.product_id, timeout=timeout)
+        # The serial number (in the first language, the one Linux reads) tells apart devices with the same IDs.
+        serial = device.strings.get(d.serial_number_index, device.strings.languages[0]) if d.serial_number_index else None
+        sysfs = await guest.wait_for_usb_device(d.vendor_id, d.product_id, serial=serial, timeout=timeout)
         node = await wait_for_node(guest, device, sysfs, timeout) if wait_node else None
         item = Attached(device, vusb_server, busid, port, node, sysfs)
         attached.append(item)
@@ -195,7 +197,7 @@ async def wait_for_node(guest: object, device: Device, sysfs: str, timeout: floa
     if 3 in classes:
         found = await guest.wait_for_path(f"{sysfs}:*/*:*/input/input*/event*", timeout=timeout)
     elif 8 in classes:
-        found = await guest.wait_for_path(f"{sysfs}:*/host*/target*/*/block/*", timeout=timeout)
+        return f"/dev/{await guest.wait_for_disk(sysfs, timeout=timeout)}"
     elif 2 in classes or 0x0A in classes:
         found = await guest.wait_for_path(f"{sysfs}:*/tty/ttyACM*", timeout=timeout)
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +28,9 @@ SCSI_TIMEOUT = 3  # seconds, instead of usb-storage's 30: set in /sys/block/sdX/
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    async with Server([], port=0) as srv:
-        yield srv
+def server(vusb_server: Server) -> Server:
+    """The plugin's server (started on a free port, stopped after the test)."""
+    return vusb_server
 
 
 class Dmesg:
@@ -68,9 +68,7 @@ async def attach_disk(guest: Guest, server: Server, disk: MassStorage) -> tuple[
     busid = disk.busid or server.add(disk)
     port = await guest.attach(guest.host_address, server.port, busid)
     devdir = await guest.wait_for_usb_device(0x1209, disk.descriptor.product_id, timeout=60)
-    found = await guest.wait_for_path(f"{devdir}:*/host*/target*/*/block/*", timeout=60)
-    sd = found[0].rsplit("/", 1)[-1]
-    await guest.wait_for(f"[ -b /dev/{sd} ] && [ $(cat /sys/block/{sd}/size) -gt 0 ]", timeout=60)
+    sd = await guest.wait_for_disk(devdir, timeout=60)
     await guest.run(f"echo {SCSI_TIMEOUT} > /sys/block/{sd}/device/timeout", check=True)
     return port, sd
 

@@ -26,3 +26,14 @@ async def test_keyboard_node_is_its_event_device(vusb_attach: Any, vusb_guest: A
     devices = (await vusb_guest.run("cat /proc/bus/input/devices", check=True)).stdout
     block = next(b for b in devices.split("\n\n") if "Plugin Keyboard" in b)
     assert attached.node.rsplit("/", 1)[-1] in block
+
+
+async def test_devices_with_the_same_ids_are_told_apart_by_serial_number(vusb_attach: Any, vusb_guest: Any) -> None:
+    first = await vusb_attach(Keyboard(serial_number="PLUGIN-A"))
+    second = await vusb_attach(Keyboard(serial_number="PLUGIN-B"))
+    assert first.sysfs != second.sysfs and first.node != second.node
+    for attached, serial in ((first, "PLUGIN-A"), (second, "PLUGIN-B")):
+        assert (await vusb_guest.run(f"cat {attached.sysfs}/serial", check=True)).stdout.strip() == serial
+        event = attached.node.rsplit("/", 1)[-1]
+        found = await vusb_guest.run(f"ls -d {attached.sysfs}:*/*:*/input/input*/{event}", check=True)
+        assert found.stdout.strip()

@@ -45,10 +45,7 @@ def write_profile(folder: Path, image: str, size: str) -> Path:
 async def attach_disk(guest: Guest, server: ServeProcess) -> str:
     await guest.attach(guest.host_address, server.port, server.busids[0])
     devdir = await guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
-    found = await guest.wait_for_path(f"{devdir}:*/host*/target*/*/block/*", timeout=60)
-    name = found[0].rsplit("/", 1)[-1]
-    await guest.wait_for(f"[ -b /dev/{name} ] && [ $(cat /sys/block/{name}/size) -gt 0 ]", timeout=60)
-    return name
+    return await guest.wait_for_disk(devdir, timeout=60)
 
 
 def write_chunks_script(sd: str, first: int, count: int, log: str) -> str:

@@ -28,10 +28,7 @@ async def attach_disk(guest: Guest, server: Server, disk: MassStorage) -> tuple[
     busid = server.add(disk)
     port = await guest.attach(guest.host_address, server.port, busid)
     devdir = await guest.wait_for_usb_device(0x1209, disk.descriptor.product_id, timeout=60)
-    found = await guest.wait_for_path(f"{devdir}:*/host*/target*/*/block/*", timeout=60)
-    name = found[0].rsplit("/", 1)[-1]
-    await guest.wait_for(f"[ -b /dev/{name} ] && [ $(cat /sys/block/{name}/size) -gt 0 ]", timeout=60)
-    return port, name
+    return port, await guest.wait_for_disk(devdir, timeout=60)
 
 
 async def detach(guest: Guest, server: Server, port: int, disk: MassStorage) -> None:

@@ -85,11 +85,10 @@ class Attached:
 async def attach(guest: Guest, server: Server, device: GadgetZero) -> Attached:
     """Attach ``device`` (told apart by its serial number) and wait until usbtest has bound to it."""
     serial = device.strings.get(device.descriptor.serial_number_index, 0x0409)
+    assert serial is not None
     port = await guest.attach(None, server.port, server.add(device))
-    find = f'for d in /sys/bus/usb/devices/*; do if [ "$(cat $d/serial 2>/dev/null)" = "{serial}" ]; then echo $d; fi; done'
-    await guest.wait_for(f'[ -n "$({find})" ] && [ -n "$(cat $({find})/bConfigurationValue)" ]', timeout=60,
-                         description=f"gadget zero {serial} enumerated")
-    sysfs = (await guest.run(find, check=True)).stdout.strip()
+    d = device.descriptor
+    sysfs = await guest.wait_for_usb_device(d.vendor_id, d.product_id, serial=serial, timeout=60)
     node = (await guest.run(f"printf '/dev/bus/usb/%03d/%03d' $(cat {sysfs}/busnum) $(cat {sysfs}/devnum)",
                             check=True)).stdout
     attached = Attached(device, port, sysfs, node)

@@ -380,11 +380,14 @@ exit 1
         return out.splitlines()
 
     async def wait_for_usb_device(self, vendor_id: int, product_id: int, *, timeout: float = 30.0,
-                                  configured: bool = True, interval: float = 0.1) -> str:
+                                  configured: bool = True, serial: str | None = None,
+                                  interval: float = 0.1) -> str:
         """Wait for a USB device with this idVendor:idProduct; return its sysfs directory.
 
         With `configured` the device must also have an active configuration
-        (so its interfaces exist and drivers have been probed).
+        (so its interfaces exist and drivers have been probed).  With `serial`
+        only a device with that serial number counts: the way to tell apart
+        several attached devices with the same IDs.
         """
         vid, pid = f"{vendor_id:04x}", f"{product_id:04x}"
         body = (
@@ -392,10 +395,32 @@ exit 1
             '  [ -f "$d/idVendor" ] || continue\n'
             '  read v < "$d/idVendor"; read p < "$d/idProduct"\n'
             f'  [ "$v" = {vid} ] && [ "$p" = {pid} ] || continue\n'
+            + ('  [ "$(cat "$d/serial" 2>/dev/null)" = "$VUSB_SERIAL" ] || continue\n' if serial is not None else "")
             + ('  c=; read c < "$d/bConfigurationValue"; [ -n "$c" ] || continue\n' if configured else "")
             + '  echo "/sys/bus/usb/devices/${d##*/}"; exit 0\ndone'
         )
-        return await self._poll(body, f"USB device {vid}:{pid}", timeout, interval)
+        what = f"USB device {vid}:{pid}" + (f" with serial number {serial!r}" if serial is not None else "")
+        preamble = f"export VUSB_SERIAL={shlex.quote(serial)}\n" if serial is not None else ""
+        return await self._poll(body, what, timeout, interval, preamble=preamble)
+
+    async def wait_for_disk(self, devdir: str, *, timeout: float = 60.0, interval: float = 0.1) -> str:
+        """Wait for the disk of the USB mass-storage device at sysfs folder `devdir`
+        (from :meth:`wait_for_usb_device`); return its kernel name, e.g. ``sda``.
+
+        The disk is ready when its ``/dev/NAME`` block node exists and its size
+        is not zero: the sysfs folder alone comes before both (a reader that
+        opens ``/dev/NAME`` too early finds nothing, or creates a regular file).
+        """
+        blocks = _glob_to_shell(f"{devdir}:*/host*/target*/*/block/*")
+        body = (
+            f"for b in {blocks}; do\n"
+            '  [ -e "$b" ] || continue\n'
+            '  n=${b##*/}; [ -b "/dev/$n" ] || continue\n'
+            '  s=$(cat "$b/size" 2>/dev/null); [ "${s:-0}" -gt 0 ] || continue\n'
+            '  echo "$n"; exit 0\ndone'
+        )
+        return await self._poll(body, f"a disk with a block node and a nonzero size under {devdir}",
+                                timeout, interval)
 
     async def wait_for_input_device(self, name: str, *, exact: bool = False, timeout: float = 30.0,
                                     interval: float = 0.1) -> str:
@@ -1340,9 +1365,12 @@ class SyncGuest:
         return self._wait(self.guest.wait_for_path(pattern, timeout=timeout))
 
     def wait_for_usb_device(self, vendor_id: int, product_id: int, *, timeout: float = 30.0,
-                            configured: bool = True) -> str:
+                            configured: bool = True, serial: str | None = None) -> str:
         return self._wait(self.guest.wait_for_usb_device(vendor_id, product_id, timeout=timeout,
-                                                         configured=configured))
+                                                         configured=configured, serial=serial))
+
+    def wait_for_disk(self, devdir: str, *, timeout: float = 60.0) -> str:
+        return self._wait(self.guest.wait_for_disk(devdir, timeout=timeout))
 
     def wait_for_input_device(self, name: str, *, exact: bool = False, timeout: float = 30.0) -> str:
         return self._wait(self.guest.wait_for_input_device(name, exact=exact, timeout=timeout))
