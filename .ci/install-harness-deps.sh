@@ -11,9 +11,11 @@
 #   cpio xz-utils          handy for inspecting images (the harness needs neither)
 #   debian-archive-keyring verifies the Debian kernel packages
 #   ca-certificates        for https mirrors
+#   alsa-utils v4l-utils   aplay/arecord/amidi and v4l2-ctl, copied into the guest (audio, video, MIDI tests)
+#   dfu-util tcpdump       copied into the guest (DFU and network adapter tests)
 set -eu
 
-PACKAGES="qemu-system-x86 busybox-static usbip kmod dosfstools gcc libc6-dev cpio xz-utils debian-archive-keyring ca-certificates"
+PACKAGES="qemu-system-x86 busybox-static usbip kmod dosfstools gcc libc6-dev cpio xz-utils debian-archive-keyring ca-certificates alsa-utils v4l-utils dfu-util tcpdump"
 
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then

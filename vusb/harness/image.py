@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 #: Bump whenever the content of a built image changes (module list, files).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: The kernel used when none is named.
 DEFAULT_KERNEL = "6.1"
@@ -307,12 +307,29 @@ def _elf_interpreter(path: Path) -> str | None:
     return None
 
 
+#: Host programs copied into the guest with their shared libraries, for the device classes'
+#: kernel tests: guest path -> Debian package.  Optional: a build on a host without one
+#: leaves it out, and the tests that need it say which package to install.
+GUEST_PROGRAMS: dict[str, str] = {
+    "usr/bin/aplay": "alsa-utils",
+    "usr/bin/arecord": "alsa-utils",
+    "usr/bin/amidi": "alsa-utils",
+    "usr/bin/v4l2-ctl": "v4l-utils",
+    "usr/bin/dfu-util": "dfu-util",
+    "usr/bin/tcpdump": "tcpdump",
+}
+
+#: Host folders copied whole into the guest when present (alsa-lib reads its configuration there).
+GUEST_DATA_DIRS: tuple[str, ...] = ("usr/share/alsa",)
+
+
 @dataclasses.dataclass(frozen=True)
 class _HostTools:
     busybox: Path
     usbip: Path
     usbipd: Path | None
     mkfs_fat: Path | None
+    programs: dict[str, Path]
     depmod: str
     apt_get: str
     apt_cache: str
@@ -378,6 +395,8 @@ def check_build_prerequisites() -> _HostTools:
         usbip=usbip,
         usbipd=Path(usbipd_path).resolve() if (usbipd_path := _which("usbipd")) else None,
         mkfs_fat=Path(mkfs).resolve() if mkfs else None,
+        programs={guest: Path(found).resolve() for guest in GUEST_PROGRAMS
+                  if (found := _which(Path(guest).name, ("/usr/bin", "/usr/sbin", "/sbin"))) is not None},
         depmod=depmod,
         apt_get=tools["apt-get"],
         apt_cache=tools["apt-cache"],
@@ -956,6 +975,7 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
         binaries.append(("usr/sbin/usbipd", tools.usbipd))
     if tools.mkfs_fat is not None:
         binaries.append(("usr/sbin/mkfs.fat", tools.mkfs_fat))
+    binaries.extend(sorted(tools.programs.items()))
     libs: dict[str, Path] = {}
     for guest_path, host_path in binaries:
         cpio.add_file(guest_path, host_path.read_bytes(), 0o755)
@@ -982,6 +1002,11 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
                             cpio.add_file(str(conf), conf.read_bytes())
     else:
         cpio.add_file("usr/sbin/mkfs.vfat", b'#!/bin/sh\nexec /bin/busybox mkdosfs "$@"\n', 0o755)
+    for data_dir in GUEST_DATA_DIRS:
+        host_dir = Path("/", data_dir)
+        if host_dir.is_dir():
+            for path in sorted(p for p in host_dir.rglob("*") if p.is_file()):
+                cpio.add_file(str(path.relative_to("/")), path.read_bytes())
     for ids in (Path("/usr/share/misc/usb.ids"), Path("/usr/share/hwdata/usb.ids"),
                 Path("/var/lib/usbutils/usb.ids")):
         if ids.is_file():
@@ -1013,6 +1038,7 @@ def _build(kernel: str, dest: Path, tools: _HostTools, log: Callable[[str], None
         "builtin_modules": builtins,
         "load_paths": load_paths,
         "tools": sorted("/" + path for path in guest_tools),
+        "programs": sorted("/" + path for path in tools.programs),
         "build_seconds": round(time.monotonic() - started, 2),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
