@@ -26,7 +26,7 @@ SIZES = ((120 * 1024, 240, "120 KiB"), (MiB, 2048, "1 MiB"))
 
 
 async def _measure(kernel: str, total_mib: int, busy_poll: float) -> list[tuple[str, float, float]]:
-    from devices import MassStorage
+    from vusb.devices import MassStorage
     guest = await asyncio.to_thread(Guest.shared, kernel)
     disk = MassStorage(memory=True, size=(total_mib + 8) * MiB)
     rows: list[tuple[str, float, float]] = []

@@ -13,7 +13,7 @@ What is measured (each server runs in its own process, on an ephemeral loopback 
   8 bytes ready and whose bulk OUT consumes everything);
 - server memory per idle exported device (RSS delta and tracemalloc, 1/10/100 keyboards);
 - the URB header codecs: construct against the compiled struct codecs (benchmarks.bench_codec);
-- mass-storage throughput (benchmarks.bench_storage) when devices.storage exists, beside the same
+- mass-storage throughput (benchmarks.bench_storage) when vusb.devices.storage exists, beside the same
   command pattern between two plain Python processes.
 """
 
@@ -381,7 +381,7 @@ def run_all(cfg: BenchConfig, *, storage: bool = True, profile: bool = False, to
         try:
             storage_rows, storage_floor = storage_section(cfg, limits)  # measures the TCP copy between its slices
             sections += [storage_floor, storage_rows]
-        except (RuntimeError, TypeError, ValueError, OSError) as exc:  # devices.storage is young: report, go on
+        except (RuntimeError, TypeError, ValueError, OSError) as exc:  # vusb.devices.storage is young: report, go on
             sections.append(Section("mass storage", [Row("mass storage", "failed", verdict="n/a")],
                                     [f"{type(exc).__name__}: {exc}"]))
     if not limits.copy.seconds:

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_storage [--quick]
 
-A :class:`devices.storage.MassStorage` disk is served by a vusb server in its own process;
+A :class:`vusb.devices.storage.MassStorage` disk is served by a vusb server in its own process;
 this process drives it through the library's asyncio client (:class:`vusb.client.RemoteDevice`,
 on uvloop) the way Linux usb-storage does: per command a 31-byte CBW on bulk OUT, one data URB of
 the whole transfer length on bulk IN or OUT, then the 13-byte CSW on bulk IN, one command at a time.
@@ -79,24 +79,24 @@ QUEUED_TWO = "memory, 2 commands queued"
 
 
 def storage_unavailable() -> str | None:
-    """Why the storage benchmark cannot run, or None when devices.storage offers what it needs."""
+    """Why the storage benchmark cannot run, or None when vusb.devices.storage offers what it needs."""
     try:
-        import devices.storage as storage
+        import vusb.devices.storage as storage
     except ImportError as exc:
-        return f"devices.storage cannot be imported ({exc})"
+        return f"vusb.devices.storage cannot be imported ({exc})"
     missing = [name for name in ("MassStorage", "MassStorageFunction") if not hasattr(storage, name)]
-    return f"devices.storage lacks {', '.join(missing)}" if missing else None
+    return f"vusb.devices.storage lacks {', '.join(missing)}" if missing else None
 
 
 def memory_disk(size: int) -> Device:
-    from devices.storage import MassStorage
+    from vusb.devices.storage import MassStorage
 
     disk: Device = MassStorage(memory=True, size=size)
     return disk
 
 
 def image_disk(path: str, size: int) -> Device:
-    from devices.storage import MassStorage
+    from vusb.devices.storage import MassStorage
 
     disk: Device = MassStorage(path, size=size)
     return disk

@@ -834,7 +834,7 @@ def bench_device() -> Device:
 
 
 def keyboard_device() -> Device:
-    from devices.keyboard import Keyboard
+    from vusb.devices.keyboard import Keyboard
 
     return Keyboard()
 

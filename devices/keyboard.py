@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import enum
 
-from devices.hid import HidFunction, HidProtocolCode, HidSubclass
+from vusb.devices.hid import HidFunction, HidProtocolCode, HidSubclass
+
 from vusb.device import Device
 from vusb.errors import UsageError
 

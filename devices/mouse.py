@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import enum
 
-from devices.hid import HidFunction, HidProtocolCode, HidSubclass, Protocol
+from vusb.devices.hid import HidFunction, HidProtocolCode, HidSubclass, Protocol
+
 from vusb.device import Device
 
 BOOT_MOUSE_REPORT_DESCRIPTOR = bytes.fromhex(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from devices.cdc_acm import register_profile_kinds as _register_cdc_acm
-from devices.gadget_zero import register_profile_kinds as _register_gadget_zero
-from devices.hid import HidFunction
-from devices.keyboard import KeyboardFunction
-from devices.mouse import MouseFunction
-from devices.storage import register_profile_kinds as _register_storage
+from vusb.devices.cdc_acm import register_profile_kinds as _register_cdc_acm
+from vusb.devices.gadget_zero import register_profile_kinds as _register_gadget_zero
+from vusb.devices.hid import HidFunction
+from vusb.devices.keyboard import KeyboardFunction
+from vusb.devices.mouse import MouseFunction
+from vusb.devices.storage import register_profile_kinds as _register_storage
+
 from vusb.device import Function
 from vusb.errors import UsageError
 from vusb.profile import Field, Located, ProfileContext, register_kind

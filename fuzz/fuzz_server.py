@@ -30,7 +30,7 @@ from typing import Any
 from fuzz import SETUPS, import_request, instrumented, main, random_stream, read_size, submit, write_in_place
 
 with instrumented():
-    from devices import Keyboard, Mouse
+    from vusb.devices import Keyboard, Mouse
     from vusb.server import Connection, Server
 
 

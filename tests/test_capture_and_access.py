@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from vusb.devices import Keyboard, Mouse
 
-from devices import Keyboard, Mouse
 from vusb.client import RemoteDevice, list_devices
 from vusb.errors import ConnectionClosed, UsageError
 from vusb.server import Server

@@ -10,8 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-
-from devices.cdc_acm import (
+from vusb.devices.cdc_acm import (
     AcmCapability,
     AcmDescriptor,
     CallManagementDescriptor,
@@ -30,7 +29,8 @@ from devices.cdc_acm import (
     parse_functional,
     register_profile_kinds,
 )
-from devices.keyboard import KeyboardFunction
+from vusb.devices.keyboard import KeyboardFunction
+
 from vusb.client import RemoteDevice
 from vusb.constants import Speed
 from vusb.descriptors import RawDescriptor
@@ -858,7 +858,7 @@ def test_answer_rules_are_checked_as_the_backend_uses_them(case: str, options: s
 
 
 def test_answer_rules_take_latin_1_text_and_refuse_the_rest() -> None:
-    from devices.cdc_acm.backends import AnswerBackend
+    from vusb.devices.cdc_acm.backends import AnswerBackend
 
     backend = AnswerBackend([("caf\xe9 (.)", "\xb0\\1")], unmatched="\xff")
     assert backend.answer(b"caf\xe9 x") == b"\xb0x" and backend.answer(b"?") == b"\xff"

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vusb.devices.mouse import BOOT_MOUSE_REPORT_DESCRIPTOR
 
-from devices.mouse import BOOT_MOUSE_REPORT_DESCRIPTOR
 from vusb.clone import CloneError, clone, from_lsusb, from_pcap, from_sysfs
 from vusb.constants import DescriptorType
 from vusb.device import Device

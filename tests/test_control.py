@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from serve_subprocess import ServeProcesses
+from vusb.devices import Keyboard, KeyboardFunction, MassStorage, Mouse, MouseFunction, SerialPort
 
-from devices import Keyboard, KeyboardFunction, MassStorage, Mouse, MouseFunction, SerialPort
 from vusb.client import RemoteDevice
 from vusb.control import ControlError, ControlServer, build_request, fault_from_fields, parse_keys, unescape
 from vusb.device import Device

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+from vusb.devices import Keyboard, KeyboardFunction, MouseFunction
 
-from devices import Keyboard, KeyboardFunction, MouseFunction
 from vusb.constants import DescriptorType, RequestType, Speed, Status, TransferType
 from vusb.descriptors import ConfigurationDescriptor, DeviceDescriptor, EndpointDescriptor, InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function

@@ -18,10 +18,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
-from devices import Keyboard
-from devices.cdc_acm import SerialPort
-from devices.storage import (
+from vusb.devices import Keyboard
+from vusb.devices.cdc_acm import SerialPort
+from vusb.devices.storage import (
     CommandBlockWrapper,
     CommandStatusWrapper,
     LogicalUnit,
@@ -30,7 +29,8 @@ from devices.storage import (
     MemoryStore,
     Opcode,
 )
-from devices.storage.scsi import Failed
+from vusb.devices.storage.scsi import Failed
+
 from vusb import faults
 from vusb.client import RemoteDevice
 from vusb.constants import DescriptorType, Speed, Status, TransferType

@@ -1,4 +1,4 @@
-"""Gadget Zero (devices.gadget_zero) driven by an in-process host: what Linux's usbtest relies on.
+"""Gadget Zero (vusb.devices.gadget_zero) driven by an in-process host: what Linux's usbtest relies on.
 
 The same behaviour under the real usbtest driver is in tests/kernel/test_usbtest_kernel.py.
 """
@@ -12,8 +12,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from devices.gadget_zero import (
+from vusb.devices.gadget_zero import (
     CONTROL_BUFFER_SIZE,
     LOOPBACK_CONFIGURATION,
     SOURCESINK_CONFIGURATION,
@@ -23,6 +22,7 @@ from devices.gadget_zero import (
     Pattern,
     pattern_bytes,
 )
+
 from vusb.constants import DescriptorType, Recipient, Speed, TransferType
 from vusb.device import Device
 from vusb.errors import DeviceDefinitionError, ProfileError, Stall
@@ -196,7 +196,7 @@ async def test_sink_reports_the_first_bad_byte(pattern: Pattern, length: int, in
 def test_pattern_cache_matches_like_a_byte_comparison(
     wrap: type, pattern: Pattern, max_packet_size: int, length: int
 ) -> None:
-    from devices.gadget_zero import _PatternCache
+    from vusb.devices.gadget_zero import _PatternCache
 
     cache = _PatternCache()
     good = pattern_bytes(pattern, length, max_packet_size)

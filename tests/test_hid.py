@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from vusb.devices import Button, HidDevice, Key, Keyboard, Led, Modifier, Mouse
+from vusb.devices.keyboard import BOOT_KEYBOARD_REPORT_DESCRIPTOR, keys_for_text
 
-from devices import Button, HidDevice, Key, Keyboard, Led, Modifier, Mouse
-from devices.keyboard import BOOT_KEYBOARD_REPORT_DESCRIPTOR, keys_for_text
 from vusb.errors import Stall, UsageError
 from vusb.testing import LocalHost
 from vusb.urb import SetupPacket
@@ -182,7 +182,8 @@ async def test_pending_send_fails_cleanly_when_host_detaches() -> None:
 
 
 async def test_keyboard_types_given_text_after_each_attach() -> None:
-    from devices import KeyboardFunction
+    from vusb.devices import KeyboardFunction
+
     from vusb.device import Device
 
     kb = KeyboardFunction(type_on_attach="hi\n", type_delay=0.01)
@@ -195,7 +196,7 @@ async def test_keyboard_types_given_text_after_each_attach() -> None:
 
 
 def test_untypable_text_on_attach_is_refused_at_definition() -> None:
-    from devices import KeyboardFunction
+    from vusb.devices import KeyboardFunction
 
     with pytest.raises(UsageError, match="cannot be typed"):
         KeyboardFunction(type_on_attach="naïve")

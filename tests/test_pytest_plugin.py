@@ -8,7 +8,7 @@ pytest_plugins = ["pytester"]
 
 USER_TESTS = '''
 import asyncio
-from devices import Keyboard
+from vusb.devices import Keyboard
 from vusb.client import RemoteDevice
 
 async def test_in_process_host(vusb_host):

@@ -13,8 +13,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from vusb.devices import Keyboard
 
-from devices import Keyboard
 from vusb.constants import OpStatus
 from vusb.protocol import NEED_DATA, ImportReply, ImportRequest, ServerCodec, SubmitCommand, SubmitReply
 from vusb.server import Export

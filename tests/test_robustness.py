@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vusb.devices import Keyboard, Mouse
 
-from devices import Keyboard, Mouse
 from vusb.client import RemoteDevice
 from vusb.errors import ProtocolError
 from vusb.protocol import (

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import cast
 
 import pytest
+from vusb.devices import Keyboard, Mouse
 
 import vusb.server
-from devices import Keyboard, Mouse
 from vusb.client import RemoteDevice, _Link, list_devices
 from vusb.constants import TransferType
 from vusb.descriptors import InterfaceDescriptor

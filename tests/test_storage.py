@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from devices.storage import (
+from vusb.devices.storage import (
     BackingStore,
     CommandBlockWrapper,
     CommandStatusWrapper,
@@ -27,8 +26,9 @@ from devices.storage import (
     parse_size,
     register_profile_kinds,
 )
-from devices.storage.backing import Buffer
-from devices.storage.scsi import ReadBlocks, cdb_extent
+from vusb.devices.storage.backing import Buffer
+from vusb.devices.storage.scsi import ReadBlocks, cdb_extent
+
 from vusb.client import RemoteDevice
 from vusb.constants import Request, Speed
 from vusb.device import Device
@@ -964,7 +964,7 @@ async def test_several_logical_units(tmp_path: Path) -> None:
 
 
 async def test_in_a_composite_device() -> None:
-    from devices.keyboard import KeyboardFunction
+    from vusb.devices.keyboard import KeyboardFunction
 
     storage = MassStorageFunction(LogicalUnit(MemoryStore("1MiB")))
     device = Device(KeyboardFunction(), storage, vendor_id=0x1209, product_id=0x7777, speed="high")

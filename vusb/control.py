@@ -40,14 +40,14 @@ from typing import Any
 
 import yaml
 
-from devices.cdc_acm.function import CdcAcmFunction
-from devices.hid import HidFunction
-from devices.keyboard import Key, KeyboardFunction, Modifier
-from devices.mouse import ALL_BUTTONS, Button, MouseFunction
-from devices.storage.backing import BackingStore, ImageFile, MemoryStore
-from devices.storage.bot import MassStorageFunction
 from vusb.constants import USBIP_PORT
 from vusb.device import Device, Function
+from vusb.devices.cdc_acm.function import CdcAcmFunction
+from vusb.devices.hid import HidFunction
+from vusb.devices.keyboard import Key, KeyboardFunction, Modifier
+from vusb.devices.mouse import ALL_BUTTONS, Button, MouseFunction
+from vusb.devices.storage.backing import BackingStore, ImageFile, MemoryStore
+from vusb.devices.storage.bot import MassStorageFunction
 from vusb.errors import ProfileError, UsageError, VusbError
 from vusb.faults import Fault
 from vusb.profile import FAULT_FIELDS, ProfileContext, read_fault
@@ -161,7 +161,7 @@ def parse_keys(keys: object, modifiers: object = None) -> tuple[list[Key], Modif
             out.append(Key[upper])
             continue
         raise ControlError(f"unknown key {name!r}: use names such as A, N1 or 1, ENTER, F5, LEFT, SPACE, "
-                           "or modifiers LEFT_CTRL, RIGHT_SHIFT, ALT (see devices.keyboard.Key)")
+                           "or modifiers LEFT_CTRL, RIGHT_SHIFT, ALT (see vusb.devices.keyboard.Key)")
     return out, mods
 
 

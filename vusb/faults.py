@@ -516,7 +516,7 @@ class ScsiFailure(Fault):
             return False, None
         if self.lba is None:
             return True, None
-        from devices.storage.scsi import cdb_extent  # not at the top: devices.storage imports vusb
+        from vusb.devices.storage.scsi import cdb_extent  # not at the top: vusb.devices.storage imports vusb
 
         extent = cdb_extent(cdb)
         if extent is None:
@@ -565,7 +565,7 @@ def scsi_units(device: Device) -> list[Any]:
 def _scsi_functions(device: Device) -> list[list[Any]]:
     """The logical units of each mass storage function of a device, in LUN order (the LUN the host sends)."""
     try:
-        from devices.storage.scsi import LogicalUnit
+        from vusb.devices.storage.scsi import LogicalUnit
     except ImportError:  # pragma: no cover - the storage package is part of vusb's distribution
         return []
     functions: list[list[Any]] = []

@@ -227,7 +227,7 @@ def kinds() -> dict[str, Kind]:
 
 
 def _load_builtin_kinds() -> None:
-    import devices.profile_kinds  # noqa: F401  (registers the shipped kinds)
+    import vusb.devices.profile_kinds  # noqa: F401  (registers the shipped kinds)
 
 
 IDENTITY_FIELDS: dict[str, Field] = {
@@ -638,7 +638,7 @@ class RawDescriptors:
         return out
 
     def build(self, profile: Profile) -> Device:
-        from devices.hid import HidFunction
+        from vusb.devices.hid import HidFunction
 
         ctx = self.context
         self.notes = []
@@ -723,11 +723,11 @@ def _boot_default(itf: InterfaceDescriptor) -> tuple[str, bytes, int] | None:
     if itf.interface_subclass != 1:
         return None
     if itf.interface_protocol == 1:
-        from devices.keyboard import BOOT_KEYBOARD_REPORT_DESCRIPTOR
+        from vusb.devices.keyboard import BOOT_KEYBOARD_REPORT_DESCRIPTOR
 
         return "keyboard", BOOT_KEYBOARD_REPORT_DESCRIPTOR, 8
     if itf.interface_protocol == 2:
-        from devices.mouse import BOOT_MOUSE_REPORT_DESCRIPTOR
+        from vusb.devices.mouse import BOOT_MOUSE_REPORT_DESCRIPTOR
 
         return "mouse", BOOT_MOUSE_REPORT_DESCRIPTOR, 4
     return None

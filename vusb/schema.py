@@ -84,7 +84,7 @@ def profile_schema() -> dict[str, Any]:
                           "description": "raw-descriptor profiles: the interface this function serves"},
         }
         if name == "mass-storage" and "luns" in kind.fields:
-            from devices.storage.profile import LUN_FIELDS
+            from vusb.devices.storage.profile import LUN_FIELDS
 
             extra["luns"] = {"type": "array", "items": _mapping(LUN_FIELDS, required=[]),
                              "description": kind.fields["luns"].help}

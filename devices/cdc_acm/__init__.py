@@ -40,7 +40,7 @@ ring, framing, parity and overrun error.
     SerialPort(backend=TcpBackend("127.0.0.1", 4000, listen=True))
 """
 
-from devices.cdc_acm.backends import (
+from vusb.devices.cdc_acm.backends import (
     AnswerBackend,
     BackendSpec,
     LoopbackBackend,
@@ -50,10 +50,10 @@ from devices.cdc_acm.backends import (
     TcpBackend,
     make_backend,
 )
-from devices.cdc_acm.fifo import ByteFifo
-from devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction, SerialPort
-from devices.cdc_acm.profile import register_profile_kinds
-from devices.cdc_acm.spec import (
+from vusb.devices.cdc_acm.fifo import ByteFifo
+from vusb.devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction, SerialPort
+from vusb.devices.cdc_acm.profile import register_profile_kinds
+from vusb.devices.cdc_acm.spec import (
     AcmCapability,
     AcmDescriptor,
     AcmProtocol,

@@ -30,11 +30,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Union
 
-from devices.cdc_acm.spec import ControlLine, LineCoding, Parity, StopBits
+from vusb.devices.cdc_acm.spec import ControlLine, LineCoding, Parity, StopBits
+
 from vusb.errors import UsageError
 
 if TYPE_CHECKING:
-    from devices.cdc_acm.function import CdcAcmFunction
+    from vusb.devices.cdc_acm.function import CdcAcmFunction
 
 log = logging.getLogger("vusb.cdc_acm")
 

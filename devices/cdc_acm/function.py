@@ -13,9 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from devices.cdc_acm.backends import BackendSpec, SerialBackend, make_backend
-from devices.cdc_acm.fifo import ByteFifo
-from devices.cdc_acm.spec import (
+from vusb.devices.cdc_acm.backends import BackendSpec, SerialBackend, make_backend
+from vusb.devices.cdc_acm.fifo import ByteFifo
+from vusb.devices.cdc_acm.spec import (
     ACM_SUBCLASS,
     CDC_CLASS,
     CDC_DATA_CLASS,
@@ -35,6 +35,7 @@ from devices.cdc_acm.spec import (
     SerialState,
     UnionDescriptor,
 )
+
 from vusb.constants import Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
@@ -83,8 +84,8 @@ class CdcAcmFunction(Function):
     """A serial port: CDC ACM communications interface plus data interface.
 
     ``backend`` says where the bytes go: ``"loopback"`` (echo), ``"pty"`` (a
-    pseudo-terminal on this machine), a :class:`~devices.cdc_acm.backends.SerialBackend`
-    instance (:class:`~devices.cdc_acm.backends.TcpBackend`...), or ``None`` / ``"none"``:
+    pseudo-terminal on this machine), a :class:`~vusb.devices.cdc_acm.backends.SerialBackend`
+    instance (:class:`~vusb.devices.cdc_acm.backends.TcpBackend`...), or ``None`` / ``"none"``:
     Python code reads and writes with :meth:`read`, :meth:`readline` and :meth:`write`.
 
     Each direction buffers up to ``buffer_size`` bytes.  When the buffer from the

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from devices.cdc_acm.backends import (
+from vusb.devices.cdc_acm.backends import (
     AnswerBackend,
     AnswerRuleError,
     LoopbackBackend,
@@ -26,8 +26,9 @@ from devices.cdc_acm.backends import (
     compile_answer,
     compile_unmatched,
 )
-from devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction
-from devices.cdc_acm.spec import AcmProtocol
+from vusb.devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction
+from vusb.devices.cdc_acm.spec import AcmProtocol
+
 from vusb.device import Function
 from vusb.profile import Field, Located, ProfileContext, read_mapping, register_kind
 

@@ -2,10 +2,10 @@
 
 Layers, one module each:
 
-- :mod:`devices.storage.bot`: the USB side, Bulk-Only Transport 1.0
+- :mod:`vusb.devices.storage.bot`: the USB side, Bulk-Only Transport 1.0
   (:class:`MassStorageFunction`, usable in composite devices);
-- :mod:`devices.storage.scsi`: the SCSI logical units (:class:`LogicalUnit`);
-- :mod:`devices.storage.backing`: where the blocks live (:class:`ImageFile`,
+- :mod:`vusb.devices.storage.scsi`: the SCSI logical units (:class:`LogicalUnit`);
+- :mod:`vusb.devices.storage.backing`: where the blocks live (:class:`ImageFile`,
   :class:`MemoryStore`, :class:`OverlayStore`).
 
 The usual way in is :class:`MassStorage`::
@@ -25,7 +25,7 @@ import os
 import uuid
 from collections.abc import Sequence
 
-from devices.storage.backing import (
+from vusb.devices.storage.backing import (
     BackingStore,
     ImageFile,
     MemoryStore,
@@ -34,14 +34,15 @@ from devices.storage.backing import (
     open_store,
     parse_size,
 )
-from devices.storage.bot import (
+from vusb.devices.storage.bot import (
     CommandBlockWrapper,
     CommandStatusWrapper,
     CswStatus,
     MassStorageFunction,
     MscRequest,
 )
-from devices.storage.scsi import CheckCondition, LogicalUnit, Opcode, Sense, SenseKey
+from vusb.devices.storage.scsi import CheckCondition, LogicalUnit, Opcode, Sense, SenseKey
+
 from vusb.constants import Speed
 from vusb.device import Device
 from vusb.errors import UsageError
@@ -177,7 +178,7 @@ class MassStorage(Device):
 
 def register_profile_kinds() -> None:
     """Register the ``mass-storage`` function kind for YAML profiles."""
-    from devices.storage.profile import register
+    from vusb.devices.storage.profile import register
 
     register()
 

@@ -49,7 +49,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from devices.storage.scsi import (
+from vusb.devices.storage.scsi import (
     INTERNAL_TARGET_FAILURE,
     CheckCondition,
     Command,
@@ -57,6 +57,7 @@ from devices.storage.scsi import (
     LogicalUnit,
     Sense,
 )
+
 from vusb.constants import RequestType, Speed, Status, TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function

@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from vusb.devices.storage.backing import BackingStore, open_store, parse_size
+from vusb.devices.storage.bot import MAX_LUNS, MassStorageFunction
+from vusb.devices.storage.scsi import LogicalUnit
 
-from devices.storage.backing import BackingStore, open_store, parse_size
-from devices.storage.bot import MAX_LUNS, MassStorageFunction
-from devices.storage.scsi import LogicalUnit
 from vusb.device import Function
 from vusb.errors import UsageError
 from vusb.profile import Field, Located, ProfileContext, read_mapping, register_kind

@@ -1,7 +1,7 @@
 """SCSI logical units: the command set a USB disk speaks (SPC-4 and SBC-3 subsets).
 
 A :class:`LogicalUnit` is one disk behind the transport: a direct-access block
-device whose medium is a :class:`~devices.storage.backing.BackingStore`, or no
+device whose medium is a :class:`~vusb.devices.storage.backing.BackingStore`, or no
 medium at all (an empty card slot).  The transport hands it each command
 descriptor block (CDB) with :meth:`LogicalUnit.command` and gets back a
 :class:`Command` that says which way data flows and how much, produces or takes
@@ -41,7 +41,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from devices.storage.backing import BackingStore, Buffer
+from vusb.devices.storage.backing import BackingStore, Buffer
+
 from vusb.constants import SenseKey as SenseKey  # defined there for vusb.faults; part of this module's API
 from vusb.errors import UsageError
 from vusb.urb import Gather

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from vusb.devices import Keyboard, MassStorage
+from vusb.devices.storage import Opcode
 
-from devices import Keyboard, MassStorage
-from devices.storage import Opcode
 from vusb import faults
 from vusb.harness import Guest
 from vusb.harness.events import keys_to_text, parse_events

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from vusb.devices import Button, Keyboard, Led, Mouse
 
-from devices import Button, Keyboard, Led, Mouse
 from vusb.harness import Guest
 from vusb.harness.events import (
     BTN_LEFT,

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from devices import Keyboard, MassStorage
+from vusb.devices import Keyboard, MassStorage
 
 pytestmark = pytest.mark.kernel
 

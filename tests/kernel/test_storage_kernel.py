@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from vusb.devices import MassStorage
 
-from devices import MassStorage
 from vusb.harness import Guest
 from vusb.server import Server
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from vusb.devices.gadget_zero import LOOPBACK_CONFIGURATION, SOURCESINK_CONFIGURATION, GadgetZero
 
-from devices.gadget_zero import LOOPBACK_CONFIGURATION, SOURCESINK_CONFIGURATION, GadgetZero
 from vusb.harness import Guest
 from vusb.server import Server
 
