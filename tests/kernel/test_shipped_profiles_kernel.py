@@ -14,7 +14,8 @@ from vusb.server import Server
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))
-EXPECTED_DRIVERS = {3: {"usbhid"}, 8: {"usb-storage"}, 2: {"cdc_acm"}, 0x0A: {"cdc_acm"}}
+EXPECTED_DRIVERS = {3: {"usbhid"}, 8: {"usb-storage"}, 2: {"cdc_acm", "cdc_ether", "cdc_ncm"},
+                    0x0A: {"cdc_acm", "cdc_ether", "cdc_ncm", "rndis_host"}, 0xE0: {"rndis_host"}}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
