@@ -69,7 +69,8 @@ def link_local_v6(mac: bytes) -> ipaddress.IPv6Address:
 
 
 def solicited_node(addr: ipaddress.IPv6Address) -> bytes:
-    return bytes.fromhex("ff020000000000000000000000000001ff") + addr.packed[13:]
+    """ff02::1:ffXX:XXXX, the multicast group a neighbour solicitation for ``addr`` goes to."""
+    return ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + addr.packed[13:]
 
 
 @dataclass
