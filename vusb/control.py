@@ -46,6 +46,8 @@ from vusb.devices.cdc_acm.function import CdcAcmFunction
 from vusb.devices.hid import HidFunction
 from vusb.devices.keyboard import Key, KeyboardFunction, Modifier
 from vusb.devices.mouse import ALL_BUTTONS, Button, MouseFunction
+from vusb.devices.net.function import NetFunction
+from vusb.devices.net.spec import mac_text
 from vusb.devices.storage.backing import BackingStore, ImageFile, MemoryStore
 from vusb.devices.storage.bot import MassStorageFunction
 from vusb.errors import ProfileError, UsageError, VusbError
@@ -190,6 +192,8 @@ def function_kind(function: Function) -> str:
         return "storage"
     if isinstance(function, CdcAcmFunction):
         return "serial"
+    if isinstance(function, NetFunction):
+        return "network"
     return "other"
 
 
@@ -264,6 +268,7 @@ class ControlServer:
             "insert": self._insert, "serial-write": self._serial_write, "serial-read": self._serial_read,
             "unplug": self._unplug, "plug": self._plug,
             "fault-add": self._fault_add, "fault-list": self._fault_list, "fault-clear": self._fault_clear,
+            "link": self._link, "speed": self._speed, "net-stats": self._net_stats,
         }
 
     # ------------------------------------------------------------ lifecycle
@@ -565,6 +570,32 @@ class ControlServer:
             del self._ejected[(busid, number)]
         return {"lun": number, "medium": store.describe()}
 
+    def _network(self, req: _Request) -> NetFunction:
+        _, _, f = self._function(req, "network")
+        assert isinstance(f, NetFunction)
+        return f
+
+    async def _link(self, req: _Request) -> dict[str, Any]:
+        state = req.get("state", str, required=True)
+        if state not in ("up", "down"):
+            raise ControlError(f"link state {state!r}: give up or down")
+        f = self._network(req)
+        f.set_link(state == "up")
+        return {"link": state}
+
+    async def _speed(self, req: _Request) -> dict[str, Any]:
+        bps = req.get("bps", int, required=True)
+        if not 0 <= bps <= 0xFFFF_FFFF * 100:
+            raise ControlError(f"speed {bps}: bits per second, 0..{0xFFFF_FFFF * 100}")
+        f = self._network(req)
+        f.set_speed(bps)
+        return {"speed": bps}
+
+    async def _net_stats(self, req: _Request) -> dict[str, Any]:
+        f = self._network(req)
+        return {"link": "up" if f.link_up else "down", "speed": f.speed_bps, "mac": mac_text(f.mac),
+                "stats": dict(sorted(f.stats.items()))}
+
     def _serial(self, req: _Request) -> tuple[str, CdcAcmFunction]:
         busid, _, f = self._function(req, "serial")
         assert isinstance(f, CdcAcmFunction)
@@ -816,6 +847,11 @@ def _ctl_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", help=", ".join(FAULT_FIELDS))
     p.add_argument("fields", nargs="*", metavar="FIELD=VALUE", help="e.g. endpoint=0x81 count=1")
     command("fault-list", "the fault rules and how often they fired", function=False, timeout=False)
+    command("link", "connect or disconnect a network adapter's cable", timeout=False).add_argument(
+        "state", choices=("up", "down"))
+    command("speed", "report a network link speed to the host", timeout=False).add_argument(
+        "bps", type=int, help="bits per second")
+    command("net-stats", "a network adapter's counters (frames, bytes, drops by reason)", timeout=False)
     command("fault-clear", "remove every fault rule, or the one at INDEX", function=False, timeout=False).add_argument(
         "index", type=int, nargs="?")
     return parser
@@ -855,6 +891,10 @@ def build_request(argv: Sequence[str]) -> tuple[dict[str, Any], bool]:
         body["fault"] = {"kind": args.kind, **dict(_field_value(item) for item in args.fields)}
     elif cmd == "fault-clear" and args.index is not None:
         body["index"] = args.index
+    elif cmd == "link":
+        body["state"] = args.state
+    elif cmd == "speed":
+        body["bps"] = args.bps
     return body, as_json
 
 

@@ -779,8 +779,11 @@ class RndisFunction(NetFunction):
             else:
                 self._respond(rndis_query_reply(rid, RndisStatus.SUCCESS, value))
         elif kind == RndisMessage.SET:
+            was_active = self.data_active
             status = self._set(msg.fields[0], msg.payload)
             self._respond(rndis_reply(RndisMessage.SET_CMPLT, rid, status))
+            if not was_active and self.data_active:
+                self.queue_link_notifications()  # the media state, once frames can flow
 
     SUPPORTED = tuple(Oid)
 
@@ -828,11 +831,8 @@ class RndisFunction(NetFunction):
         if oid == Oid.GEN_CURRENT_PACKET_FILTER:
             if len(value) != 4:
                 return RndisStatus.INVALID_DATA
-            was_active = self.data_active
             self.packet_filter = PacketFilter(struct.unpack("<I", value)[0] & 0x1F)
             log.debug("%s: packet filter %s", self.where(), self.packet_filter)
-            if not was_active and self.data_active:
-                self.queue_link_notifications()
             return RndisStatus.SUCCESS
         if oid == Oid.MULTICAST_LIST:
             if len(value) % 6 or len(value) > 32 * 6:
