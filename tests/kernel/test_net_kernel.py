@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from vusb.profile import load_device
 from vusb.server import Server
 
 pytestmark = pytest.mark.kernel
+pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -300,3 +302,19 @@ async def test_bench_net_measures_each_function_beside_the_usbip_limit(guest: Gu
     names = [r[0] for r in rows]
     assert any("ncm" in n for n in names) and any("USB/IP" in n for n in names)
     assert all(rate > 0 for _, rate in rows)
+
+
+# ---------------------------------------------------------------- the docs example runs as written
+
+EXAMPLE = re.compile(r"```(?:python|yaml)\n# (?P<name>[\w.-]+\.(?:py|yaml))\n(?P<body>.*?)```", re.S)
+
+
+def test_the_docs_example_runs_as_written(pytester: pytest.Pytester, guest: Guest) -> None:
+    page = (ROOT / "docs" / "devices" / "network.md").read_text()
+    files = {m["name"]: m["body"] for m in EXAMPLE.finditer(page)}
+    assert set(files) == {"nic.yaml", "test_usb_network.py"}
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    for name, body in files.items():
+        pytester.path.joinpath(name).write_text(body)
+    # In process: the example shares this session's guest instead of booting another.
+    pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider").assert_outcomes(passed=1)
