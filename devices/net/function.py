@@ -785,7 +785,9 @@ class RndisFunction(NetFunction):
             if not was_active and self.data_active:
                 self.queue_link_notifications()  # the media state, once frames can flow
 
-    SUPPORTED = tuple(Oid)
+    SUPPORTED = tuple(o for o in Oid if o not in (Oid.PNP_CAPABILITIES, Oid.PNP_QUERY_POWER, Oid.PNP_SET_POWER,
+                                                  Oid.GEN_RNDIS_CONFIG_PARAMETER))
+    """OID_GEN_SUPPORTED_LIST: the OIDs a QUERY answers (power management is not offered)."""
 
     def _query(self, oid: int) -> bytes | None:
         u32 = struct.Struct("<I").pack
@@ -839,7 +841,7 @@ class RndisFunction(NetFunction):
                 return RndisStatus.INVALID_DATA
             self.multicast = [value[i:i + 6] for i in range(0, len(value), 6)]
             return RndisStatus.SUCCESS
-        if oid in (Oid.GEN_CURRENT_LOOKAHEAD, Oid.PNP_SET_POWER):
+        if oid in (Oid.GEN_CURRENT_LOOKAHEAD, Oid.PNP_SET_POWER, Oid.GEN_RNDIS_CONFIG_PARAMETER):
             return RndisStatus.SUCCESS
         log.debug("%s: SET of OID 0x%08x not supported", self.where(), oid)
         return RndisStatus.NOT_SUPPORTED

@@ -270,8 +270,8 @@ async def test_pair_backend_carries_traffic_between_two_namespaces_of_the_guest(
         await guest.write_file("/tmp/pair-in", payload)
         # The listener's stdin stays open (sleep): busybox nc closes its side when stdin ends, and the sender
         # would take that FIN as the end of the exchange.
-        await guest.run(f"(sleep 120 | nsenter -t {pids[1]} -n nc -l -p 5001 > /tmp/pair-out 2>/dev/null &)",
-                        check=True)
+        await guest.run(f"(sh -c 'echo $$ > /tmp/pair-hold; exec sleep 120' | "
+                        f"nsenter -t {pids[1]} -n nc -l -p 5001 > /tmp/pair-out 2>/dev/null &)", check=True)
         await asyncio.sleep(0.5)
         sent = await guest.run(f"timeout 60 nsenter -t {pids[0]} -n nc {addresses[1]} 5001 < /tmp/pair-in",
                                timeout=90)
@@ -284,8 +284,8 @@ async def test_pair_backend_carries_traffic_between_two_namespaces_of_the_guest(
     finally:
         for pid in pids:
             await guest.run(f"kill {pid}")
-        await guest.run("rm -f /tmp/ns-left /tmp/ns-right /tmp/pair-in /tmp/pair-out; killall nc 2>/dev/null")
-        await guest.run("killall sleep 2>/dev/null; true")
+        await guest.run("[ -s /tmp/pair-hold ] && kill $(cat /tmp/pair-hold); killall nc 2>/dev/null; "
+                        "rm -f /tmp/ns-left /tmp/ns-right /tmp/pair-in /tmp/pair-out /tmp/pair-hold; true")
         for p in plugged:
             await guest.detach(p.port)
         await left.close()
