@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
                               max_urbs_in_flight=args.max_urbs)
         server = Server(devices, host=args.host, port=args.port, limits=limits, allow_remote=args.allow_remote,
                         allowed_clients=args.allow_client or None, capture=args.capture,
+                        capture_format=args.capture_format,
                         busy_poll=args.busy_poll / 1e6)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -178,7 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest transfer a client may ask for (default 64 MiB)")
     p.add_argument("--max-urbs", type=int, default=4096, help="URBs in flight per connection (default 4096)")
     p.add_argument("--capture", metavar="FILE.pcap",
-                   help="write the USB/IP traffic as a pcap (Wireshark: -d tcp.port==PORT,usbip)")
+                   help="write the traffic as a pcap (usbip form: Wireshark -d tcp.port==PORT,usbip)")
+    p.add_argument("--capture-format", choices=("usbip", "usbmon"), default="usbip",
+                   help="usbip: the USB/IP messages as TCP streams (default); usbmon: the URBs as Linux's "
+                        "usbmon records them (what tcpdump -i usbmon0 writes on a machine with the hardware)")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     p.add_argument("--busy-poll", type=_busy_poll, default=0, metavar="MICROSECONDS",
                    help="after each reply keep polling this long instead of sleeping: lower latency on virtual "
