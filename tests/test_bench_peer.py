@@ -1,4 +1,4 @@
-"""The side-by-side benchmark against PyPI usbip 0.7.0 runs end to end (issue 17).
+"""The side-by-side benchmark against PyPI usbip 0.7.0 and the soak benchmark run end to end (issue 17).
 
 It installs the peer into a cached virtual environment (PyPI is reachable here and in
 CI), serves the same keyboard and disk from both, and prints both columns. Nothing is
@@ -27,3 +27,14 @@ def test_quick_run_prints_both_servers_side_by_side() -> None:
         vusb, peer = (float(cell.replace(",", "")) for cell in row[len(figure):].split()[:2])
         assert vusb > 0 and peer > 0, row
     assert "PASS" not in result.stdout and "MISS" not in result.stdout  # --quick prints figures only
+
+
+def test_soak_benchmark_runs_and_reports_no_errors() -> None:
+    """benchmarks/bench_soak.py (issue 17's load test), a few seconds with few devices."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_soak", "--seconds", "3", "--devices", "6",
+                             "--clients", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "errors                          0" in out
+    for label in ("imports (attach/detach cycles)", "transfers", "server memory (RSS)", "server file descriptors"):
+        assert label in out
