@@ -3,7 +3,8 @@
 The pieces, bottom up:
 
 - :mod:`vusb.descriptors` — descriptors as immutable, self-validating values;
-- :mod:`vusb.device` — the device model (functions, standard requests, state);
+- :mod:`vusb.function` — :class:`Function`, the base of every device class;
+- :mod:`vusb.device` — the device model (state, routing); :mod:`vusb.standard` its chapter 9 requests;
 - :mod:`vusb.endpoint` — per-endpoint URB queues;
 - :mod:`vusb.protocol` — the sans-IO USB/IP codec;
 - :mod:`vusb.server` / :mod:`vusb.client` — asyncio server and client;
@@ -20,7 +21,7 @@ from vusb.descriptors import (
     InterfaceDescriptor,
     StringDescriptor,
 )
-from vusb.device import BuildContext, Device, Function
+from vusb.device import AttachedFunction, BuildContext, Device, Function
 from vusb.errors import (
     DescriptorError,
     DeviceDefinitionError,
@@ -36,7 +37,7 @@ from vusb.urb import Completion, SetupPacket, Urb
 __version__ = "0.1.0"
 
 __all__ = [
-    "BosDescriptor", "BuildContext", "Completion", "ConfigurationDescriptor", "DescriptorError", "Device",
+    "AttachedFunction", "BosDescriptor", "BuildContext", "Completion", "ConfigurationDescriptor", "DescriptorError", "Device",
     "DeviceDefinitionError", "DeviceDescriptor", "EndpointDescriptor", "Function", "InterfaceDescriptor",
     "ProfileError", "ProtocolError", "Server", "SetupPacket", "Speed", "Stall", "Status", "StringDescriptor",
     "TransferType", "Urb", "UsageError", "VusbError",
