@@ -249,11 +249,11 @@ class GadgetZeroFunction(Function):
         if ctx.speed == Speed.LOW:
             raise DeviceDefinitionError("gadget zero needs bulk endpoints, which low-speed devices cannot have")
         number = ctx.interface_number()
-        source = ctx.endpoint(True, TransferType.BULK, preferred=self.in_address or None)
+        source = ctx.endpoint_in(TransferType.BULK, number=(self.in_address & 0x0F) or None)
         try:
-            sink = ctx.endpoint(False, TransferType.BULK, preferred=self.out_address or (source.address & 0x0F))
+            sink = ctx.endpoint_out(TransferType.BULK, number=(self.out_address & 0x0F) or source.number)
         except DeviceDefinitionError:
-            sink = ctx.endpoint(False, TransferType.BULK)
+            sink = ctx.endpoint_out(TransferType.BULK)
         self.in_address, self.out_address = source.address, sink.address
         self.interface_numbers = (number,)
         return InterfaceDescriptor(number, 0, 0xFF, 0, 0, name_index, (source, sink))

@@ -123,18 +123,16 @@ class HidFunction(Function):
     # ------------------------------------------------------------ declaration
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
         number = ctx.interface_number()
-        eps = [ctx.endpoint(True, TransferType.INTERRUPT, max_packet_size=self.max_packet_size, interval=self.interval)]
+        eps = [ctx.endpoint_in(TransferType.INTERRUPT, max_packet_size=self.max_packet_size, interval=self.interval)]
         if self.use_out_endpoint:
-            eps.append(ctx.endpoint(False, TransferType.INTERRUPT, max_packet_size=self.max_packet_size,
-                                    interval=self.interval))
+            eps.append(ctx.endpoint_out(TransferType.INTERRUPT, max_packet_size=self.max_packet_size,
+                                        interval=self.interval))
         hid = HidDescriptor(len(self.report_descriptor), 0x0111, self.country_code)
         self.interface_number = number
         self.in_address = eps[0].address
         self.out_address = eps[1].address if len(eps) > 1 else None
-        return [
-            InterfaceDescriptor(number, 0, HID_CLASS, self.subclass, self.protocol_code,
-                                ctx.string(self.interface_name), tuple(eps), (hid,))
-        ]
+        return [ctx.interface(HID_CLASS, self.subclass, self.protocol_code, number=number, endpoints=eps,
+                              extra=(hid,), name=self.interface_name)]
 
     def bind(self, device: Device) -> None:
         device.endpoint(self.in_address).handler = self._interrupt_in

@@ -15,13 +15,15 @@ The pieces, bottom up:
 from vusb.constants import Speed, Status, TransferType
 from vusb.descriptors import (
     BosDescriptor,
+    ClassSpecificDescriptor,
     ConfigurationDescriptor,
     DeviceDescriptor,
     EndpointDescriptor,
     InterfaceDescriptor,
+    Remaining,
     StringDescriptor,
 )
-from vusb.device import AttachedFunction, BuildContext, Device, Function
+from vusb.device import AttachedFunction, BuildContext, Device, Function, StringTable
 from vusb.errors import (
     DescriptorError,
     DeviceDefinitionError,
@@ -37,8 +39,8 @@ from vusb.urb import Completion, SetupPacket, Urb
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttachedFunction", "BosDescriptor", "BuildContext", "Completion", "ConfigurationDescriptor", "DescriptorError", "Device",
+    "AttachedFunction", "BosDescriptor", "BuildContext", "ClassSpecificDescriptor", "Completion", "ConfigurationDescriptor", "DescriptorError", "Device",
     "DeviceDefinitionError", "DeviceDescriptor", "EndpointDescriptor", "Function", "InterfaceDescriptor",
-    "ProfileError", "ProtocolError", "Server", "SetupPacket", "Speed", "Stall", "Status", "StringDescriptor",
+    "ProfileError", "ProtocolError", "Remaining", "Server", "SetupPacket", "Speed", "Stall", "Status", "StringDescriptor", "StringTable",
     "TransferType", "Urb", "UsageError", "VusbError",
 ]

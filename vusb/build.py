@@ -8,12 +8,15 @@ defaults suited to the device's speed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from vusb.constants import LANG_EN_US, Speed, TransferType
 from vusb.descriptors import (
+    Descriptor,
     EndpointDescriptor,
     InterfaceAssociation,
+    InterfaceDescriptor,
     StringDescriptor,
     SuperSpeedEndpointCompanion,
 )
@@ -86,7 +89,7 @@ class BuildContext:
         return number
 
     def endpoint_address(self, is_in: bool, preferred: int | None = None) -> int:
-        """Next free endpoint address in that direction (or ``preferred`` if free)."""
+        """Next free endpoint address in that direction (or ``preferred``, a whole address, if free)."""
         used = self._used_in if is_in else self._used_out
         if preferred is not None:
             num = preferred & 0x0F
@@ -106,6 +109,99 @@ class BuildContext:
         """The string index of ``text`` (0 for None or an empty text), for an ``i...`` field."""
         return self._strings.add(text)
 
+    def interface(
+        self,
+        interface_class: int,
+        subclass: int = 0,
+        protocol: int = 0,
+        *,
+        endpoints: Sequence[EndpointDescriptor] = (),
+        extra: Sequence[Descriptor] = (),
+        name: str | None = None,
+        number: int | None = None,
+        alternate: int = 0,
+    ) -> InterfaceDescriptor:
+        """An interface descriptor: a fresh interface number unless ``number`` is given (an alternate setting
+        of an interface declared before), its endpoints, and the class-specific descriptors (``extra``)
+        that sit between the interface descriptor and its endpoints."""
+        if number is None:
+            number = self.interface_number()
+        try:
+            return InterfaceDescriptor(number, alternate, interface_class, subclass, protocol, self.string(name),
+                                       tuple(endpoints), tuple(extra))
+        except DescriptorError as exc:
+            raise DeviceDefinitionError(f"interface {number} alternate {alternate}: {exc}") from exc
+
+    def endpoint_in(
+        self,
+        transfer_type: TransferType,
+        *,
+        max_packet_size: int | None = None,
+        interval: int | None = None,
+        number: int | None = None,
+        max_burst: int = 0,
+        attributes_extra: int = 0,
+        extra: Sequence[Descriptor] = (),
+        trailing: bytes = b"",
+    ) -> EndpointDescriptor:
+        """An IN endpoint (device to host) with a fresh address and defaults suited to the speed.
+
+        ``max_packet_size`` defaults to the largest the speed allows for bulk (64, 512,
+        1024), 64 for interrupt (8 at low speed), 1023/1024 for isochronous.  ``interval``
+        defaults to 10 ms for interrupt at low/full speed, 4 (2^3 microframes) at high
+        speed and up, 1 for isochronous.  ``number`` asks for an endpoint number (1..15;
+        raises :class:`~vusb.errors.DeviceDefinitionError` if it is taken).
+        ``max_burst`` goes to the SuperSpeed companion descriptor (added at SuperSpeed).
+        ``attributes_extra`` sets bmAttributes bits 2..5 (isochronous sync and usage types);
+        ``extra`` holds class-specific endpoint descriptors (a
+        :class:`~vusb.descriptors.ClassSpecificDescriptor` of type CS_ENDPOINT) that follow
+        it, and ``trailing`` the bytes of an extended endpoint descriptor (USB Audio 1.0
+        bRefresh and bSynchAddress).
+        """
+        return self._endpoint(True, transfer_type, max_packet_size, interval, number, max_burst, attributes_extra,
+                              extra, trailing)
+
+    def endpoint_out(
+        self,
+        transfer_type: TransferType,
+        *,
+        max_packet_size: int | None = None,
+        interval: int | None = None,
+        number: int | None = None,
+        max_burst: int = 0,
+        attributes_extra: int = 0,
+        extra: Sequence[Descriptor] = (),
+        trailing: bytes = b"",
+    ) -> EndpointDescriptor:
+        """An OUT endpoint (host to device); the arguments are those of :meth:`endpoint_in`."""
+        return self._endpoint(False, transfer_type, max_packet_size, interval, number, max_burst, attributes_extra,
+                              extra, trailing)
+
+    def _endpoint(
+        self,
+        is_in: bool,
+        transfer_type: TransferType,
+        max_packet_size: int | None,
+        interval: int | None,
+        number: int | None,
+        max_burst: int,
+        attributes_extra: int,
+        extra: Sequence[Descriptor],
+        trailing: bytes,
+    ) -> EndpointDescriptor:
+        if number is not None and not 1 <= number <= 15:
+            raise DeviceDefinitionError(f"endpoint number {number} is not 1..15")
+        preferred = None if number is None else number | (0x80 if is_in else 0)
+        plain = self.endpoint(is_in, transfer_type, max_packet_size=max_packet_size, interval=interval,
+                              preferred=preferred, max_burst=max_burst)
+        if not (attributes_extra or extra or trailing):
+            return plain
+        try:
+            return dataclasses.replace(plain, attributes_extra=attributes_extra, extra=tuple(extra),
+                                       trailing=bytes(trailing))
+        except DescriptorError as exc:
+            raise DeviceDefinitionError(f"endpoint 0x{plain.address:02x}: {exc}") from exc
+
     def endpoint(
         self,
         is_in: bool,
@@ -116,7 +212,11 @@ class BuildContext:
         preferred: int | None = None,
         max_burst: int = 0,
     ) -> EndpointDescriptor:
-        """An endpoint descriptor with a fresh address and speed-appropriate defaults."""
+        """An endpoint descriptor with a fresh address and speed-appropriate defaults.
+
+        The first spelling of :meth:`endpoint_in` / :meth:`endpoint_out`, kept working:
+        ``is_in`` gives the direction and ``preferred`` a whole address (0x81).
+        """
         address = self.endpoint_address(is_in, preferred)
         speed = self.speed
         if max_packet_size is None:

@@ -176,12 +176,12 @@ class CdcAcmFunction(Function):
             raise DeviceDefinitionError("a CDC ACM function needs bulk endpoints, which low-speed devices cannot have")
         comm = ctx.interface_number()
         data = ctx.interface_number()
-        notify = ctx.endpoint(True, TransferType.INTERRUPT, max_packet_size=self.notify_packet_size)
-        bulk_in = ctx.endpoint(True, TransferType.BULK)
+        notify = ctx.endpoint_in(TransferType.INTERRUPT, max_packet_size=self.notify_packet_size)
+        bulk_in = ctx.endpoint_in(TransferType.BULK)
         try:  # the usual layout: both data endpoints share a number (0x82 / 0x02)
-            bulk_out = ctx.endpoint(False, TransferType.BULK, preferred=bulk_in.address & 0x0F)
+            bulk_out = ctx.endpoint_out(TransferType.BULK, number=bulk_in.number)
         except DeviceDefinitionError:
-            bulk_out = ctx.endpoint(False, TransferType.BULK)
+            bulk_out = ctx.endpoint_out(TransferType.BULK)
         self.comm_interface, self.data_interface = comm, data
         self.notify_address, self.in_address, self.out_address = notify.address, bulk_in.address, bulk_out.address
         functional = (
@@ -191,10 +191,9 @@ class CdcAcmFunction(Function):
             UnionDescriptor(comm, (data,)),
         )
         return [
-            InterfaceDescriptor(comm, 0, CDC_CLASS, ACM_SUBCLASS, self.protocol, ctx.string(self.interface_name),
-                                (notify,), functional),
-            InterfaceDescriptor(data, 0, CDC_DATA_CLASS, 0, 0, ctx.string(self.data_interface_name),
-                                (bulk_out, bulk_in)),
+            ctx.interface(CDC_CLASS, ACM_SUBCLASS, self.protocol, number=comm, endpoints=(notify,), extra=functional,
+                          name=self.interface_name),
+            ctx.interface(CDC_DATA_CLASS, number=data, endpoints=(bulk_out, bulk_in), name=self.data_interface_name),
         ]
 
     def bind(self, device: Device) -> None:

@@ -203,11 +203,11 @@ class MassStorageFunction(Function):
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
         self.interface_number = ctx.interface_number()
         burst = 15 if ctx.speed == Speed.SUPER else 0
-        bulk_in = ctx.endpoint(True, TransferType.BULK, max_burst=burst)
-        bulk_out = ctx.endpoint(False, TransferType.BULK, max_burst=burst)
+        bulk_in = ctx.endpoint_in(TransferType.BULK, max_burst=burst)
+        bulk_out = ctx.endpoint_out(TransferType.BULK, max_burst=burst)
         self.in_address, self.out_address = bulk_in.address, bulk_out.address
-        return [InterfaceDescriptor(self.interface_number, 0, MASS_STORAGE_CLASS, SCSI_TRANSPARENT_SUBCLASS,
-                                    BULK_ONLY_PROTOCOL, ctx.string(self.interface_name), (bulk_in, bulk_out))]
+        return [ctx.interface(MASS_STORAGE_CLASS, SCSI_TRANSPARENT_SUBCLASS, BULK_ONLY_PROTOCOL,
+                              number=self.interface_number, endpoints=(bulk_in, bulk_out), name=self.interface_name)]
 
     def bind(self, device: Device) -> None:
         device.endpoint(self.in_address).handler = self._bulk_in
