@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from vusb.constants import DescriptorType, RequestType, TransferType
+from vusb.constants import DescriptorType, Direction, Recipient, RequestType, TransferType
 from vusb.descriptors import HidDescriptor, InterfaceDescriptor
-from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
+from vusb.device import BuildContext, ControlResult, Device, Function
 from vusb.errors import Stall, UsageError
+from vusb.function import request
 from vusb.urb import Completion, SetupPacket, Urb
 
 HID_CLASS = 0x03
@@ -166,46 +167,54 @@ class HidFunction(Function):
             return self.hid_descriptor.to_bytes()
         return None
 
-    def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
-        if setup.type != RequestType.CLASS or setup.recipient != 1:
-            return NOT_HANDLED
+    # ------------------------------------------------------------ class requests (section 7.2)
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, HidRequest.GET_REPORT)
+    def _get_report(self, setup: SetupPacket, data: bytes) -> ControlResult:
         report_type, report_id = setup.value >> 8, setup.value & 0xFF
-        req = setup.request
-        if req == HidRequest.GET_REPORT and setup.is_in:
-            if report_type == ReportType.INPUT:
-                return self.current_input(report_id)
-            if report_type == ReportType.FEATURE:
-                if report_id not in self.features:
-                    raise Stall()
-                return self.features[report_id]
-            raise Stall()
-        if req == HidRequest.SET_REPORT and not setup.is_in:
-            if report_type == ReportType.OUTPUT:
-                self._output(report_id, data)
-                return None
-            if report_type == ReportType.FEATURE:
-                self.features[report_id] = data
-                if self.on_feature is not None:
-                    self.on_feature(report_id, data)
-                return None
-            raise Stall()
-        if req == HidRequest.GET_IDLE and setup.is_in:
-            return bytes((self.idle.get(report_id, 0),))
-        if req == HidRequest.SET_IDLE and not setup.is_in:
-            duration = setup.value >> 8
-            if report_id == 0:
-                self.idle.clear()
-            self.idle[report_id] = duration
-            return None
-        if req == HidRequest.GET_PROTOCOL and setup.is_in:
-            return bytes((int(self.protocol),))
-        if req == HidRequest.SET_PROTOCOL and not setup.is_in:
-            if self.subclass != HidSubclass.BOOT or setup.value not in (0, 1):
+        if report_type == ReportType.INPUT:
+            return self.current_input(report_id)
+        if report_type == ReportType.FEATURE:
+            if report_id not in self.features:
                 raise Stall()
-            self.protocol = Protocol(setup.value)
-            self.on_protocol(self.protocol)
+            return self.features[report_id]
+        raise Stall()
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, HidRequest.SET_REPORT)
+    def _set_report(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        report_type, report_id = setup.value >> 8, setup.value & 0xFF
+        if report_type == ReportType.OUTPUT:
+            self._output(report_id, data)
             return None
-        return NOT_HANDLED
+        if report_type == ReportType.FEATURE:
+            self.features[report_id] = data
+            if self.on_feature is not None:
+                self.on_feature(report_id, data)
+            return None
+        raise Stall()
+
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, HidRequest.GET_IDLE)
+    def _get_idle(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return bytes((self.idle.get(setup.value & 0xFF, 0),))
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, HidRequest.SET_IDLE)
+    def _set_idle(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        duration, report_id = setup.value >> 8, setup.value & 0xFF
+        if report_id == 0:
+            self.idle.clear()
+        self.idle[report_id] = duration
+        return None
+
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, HidRequest.GET_PROTOCOL)
+    def _get_protocol(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return bytes((int(self.protocol),))
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, HidRequest.SET_PROTOCOL)
+    def _set_protocol(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if self.subclass != HidSubclass.BOOT or setup.value not in (0, 1):
+            raise Stall()
+        self.protocol = Protocol(setup.value)
+        self.on_protocol(self.protocol)
+        return None
 
     def on_protocol(self, protocol: Protocol) -> None:
         """Boot/report protocol changed (boot devices override to switch report format)."""

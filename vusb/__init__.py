@@ -12,7 +12,7 @@ The pieces, bottom up:
 - :mod:`vusb.harness` — a real Linux kernel under QEMU for tests.
 """
 
-from vusb.constants import Speed, Status, TransferType
+from vusb.constants import Direction, Recipient, RequestType, Speed, Status, TransferType
 from vusb.descriptors import (
     BosDescriptor,
     ClassSpecificDescriptor,
@@ -33,14 +33,45 @@ from vusb.errors import (
     UsageError,
     VusbError,
 )
+from vusb.function import NOT_HANDLED, ControlResult, RequestKey, request
 from vusb.server import Server
 from vusb.urb import Completion, SetupPacket, Urb
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttachedFunction", "BosDescriptor", "BuildContext", "ClassSpecificDescriptor", "Completion", "ConfigurationDescriptor", "DescriptorError", "Device",
-    "DeviceDefinitionError", "DeviceDescriptor", "EndpointDescriptor", "Function", "InterfaceDescriptor",
-    "ProfileError", "ProtocolError", "Remaining", "Server", "SetupPacket", "Speed", "Stall", "Status", "StringDescriptor", "StringTable",
-    "TransferType", "Urb", "UsageError", "VusbError",
+    "NOT_HANDLED",
+    "AttachedFunction",
+    "BosDescriptor",
+    "BuildContext",
+    "ClassSpecificDescriptor",
+    "Completion",
+    "ConfigurationDescriptor",
+    "ControlResult",
+    "DescriptorError",
+    "Device",
+    "DeviceDefinitionError",
+    "DeviceDescriptor",
+    "Direction",
+    "EndpointDescriptor",
+    "Function",
+    "InterfaceDescriptor",
+    "ProfileError",
+    "ProtocolError",
+    "Recipient",
+    "Remaining",
+    "RequestKey",
+    "RequestType",
+    "Server",
+    "SetupPacket",
+    "Speed",
+    "Stall",
+    "Status",
+    "StringDescriptor",
+    "StringTable",
+    "TransferType",
+    "Urb",
+    "UsageError",
+    "VusbError",
+    "request",
 ]

@@ -81,6 +81,13 @@ class TransferType(enum.IntEnum):
     INTERRUPT = 3
 
 
+class Direction(enum.IntEnum):
+    """Direction of a control request's data stage (bmRequestType bit 7) or of an endpoint."""
+
+    OUT = 0  # host to device
+    IN = 1  # device to host
+
+
 class RequestType(enum.IntEnum):
     STANDARD = 0
     CLASS = 1

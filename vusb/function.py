@@ -7,8 +7,9 @@ class is a subclass of :class:`Function` that
    :class:`BuildContext` that hands out interface numbers, endpoint addresses and
    string indices, so functions compose into one device without clashes;
 2. attaches its endpoint handlers in :meth:`Function.bind`, once the device exists;
-3. answers the class and vendor requests sent to its interfaces and endpoints
-   (:meth:`Function.control`);
+3. answers the class and vendor requests sent to its interfaces and endpoints,
+   each declared on a method with :func:`request` (keyed by direction, type,
+   recipient and bRequest; :meth:`Function.control` dispatches through the table);
 4. reacts to the host through the hooks (:meth:`Function.on_configured`,
    :meth:`Function.on_alternate`, :meth:`Function.on_reset`,
    :meth:`Function.on_clear_halt`).
@@ -28,9 +29,10 @@ from __future__ import annotations
 
 import abc
 import warnings
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Callable, Self, Union
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Self, TypeVar, Union
 
+from vusb.constants import Direction, Recipient, RequestType
 from vusb.errors import UsageError
 from vusb.urb import SetupPacket
 
@@ -47,6 +49,8 @@ __all__ = [
     "ControlResult",
     "Function",
     "NotHandled",
+    "RequestKey",
+    "request",
 ]
 
 
@@ -74,6 +78,58 @@ ControlHandler = Callable[[SetupPacket, bytes], Union[ControlResult, Awaitable[C
 """A control request handler: ``(setup, data) -> result``, or an awaitable of the result."""
 
 
+class RequestKey(NamedTuple):
+    """What a class or vendor request handler is registered for: the fields of bmRequestType and bRequest."""
+
+    direction: Direction
+    type: RequestType
+    recipient: Recipient
+    request: int
+
+    @classmethod
+    def of(cls, setup: SetupPacket) -> RequestKey:
+        """The key of a setup packet (a reserved recipient is kept as its number)."""
+        recipient = setup.recipient
+        return cls(Direction.IN if setup.is_in else Direction.OUT, setup.type,
+                   Recipient(recipient) if recipient <= Recipient.OTHER else recipient,  # type: ignore[arg-type]
+                   setup.request)
+
+    def __str__(self) -> str:
+        return f"{self.direction.name} {self.type.name} {self.recipient!s} 0x{self.request:02x}"
+
+
+_MARK = "__vusb_requests__"
+RequestMethod = TypeVar("RequestMethod", bound=Callable[..., Any])
+
+
+def request(direction: Direction, type: RequestType, recipient: Recipient, code: int) -> Callable[[RequestMethod], RequestMethod]:
+    """Declare a :class:`Function` method as the handler of one class or vendor request.
+
+    ::
+
+        class Thermometer(Function):
+            @request(Direction.IN, RequestType.VENDOR, Recipient.INTERFACE, 0x01)
+            def get_temperature(self, setup: SetupPacket, data: bytes) -> bytes:
+                return round(self.celsius * 100).to_bytes(2, "little", signed=True)
+
+    The method takes ``(setup, data)`` and returns what :meth:`Function.control`
+    returns (it may be a coroutine, raise :class:`~vusb.errors.Stall`, or return
+    :data:`NOT_HANDLED`).  Stack several decorators for one method that handles several
+    requests.  The table is collected per class, inherited and extended by subclasses
+    (a subclass method of the same name replaces the handler); :meth:`Function.control`
+    dispatches through it.
+    """
+    if not 0 <= code <= 0xFF:
+        raise UsageError(f"bRequest {code} is not a byte")
+    key = RequestKey(Direction(direction), RequestType(type), Recipient(recipient), code)
+
+    def mark(method: RequestMethod) -> RequestMethod:
+        setattr(method, _MARK, (*getattr(method, _MARK, ()), key))
+        return method
+
+    return mark
+
+
 class Function(abc.ABC):
     """A function of a device: its interfaces, endpoints and class behaviour; the base of every device class.
 
@@ -88,6 +144,19 @@ class Function(abc.ABC):
 
     name: str | None = None
     """Name given to the IAD (iFunction string), when there is one."""
+
+    request_table: Mapping[RequestKey, str] = {}
+    """This class's request table: each declared request (:func:`request`) and the name of its handler method."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = dict(cls.request_table)
+        for name, member in vars(cls).items():
+            for key in getattr(member, _MARK, ()):
+                if key in table and table[key] != name and table[key] in vars(cls):
+                    raise UsageError(f"{cls.__name__}: request {key} has two handlers, {table[key]} and {name}")
+                table[key] = name
+        cls.request_table = table
 
     def __new__(cls, *args: object, **kwargs: object) -> Self:
         if getattr(cls, "__abstractmethods__", frozenset()) == frozenset({"build"}):
@@ -150,9 +219,21 @@ class Function(abc.ABC):
         """Class or vendor request addressed to one of this function's interfaces or endpoints.
 
         Return the IN data (or None for an OUT request), raise :class:`~vusb.errors.Stall`
-        to refuse it, or return ``NOT_HANDLED``.
+        to refuse it, or return ``NOT_HANDLED``.  By default the request goes to the
+        method declared for it with :func:`request`; a request without one is NOT_HANDLED.
+        Override it to check something first (which interface of the function the
+        request is for), then call ``super().control(setup, data)``.
         """
-        return NOT_HANDLED
+        handler = self.request_handler(setup)
+        return NOT_HANDLED if handler is None else handler(setup, data)
+
+    def request_handler(self, setup: SetupPacket) -> ControlHandler | None:
+        """The bound method declared for this request with :func:`request`, or None."""
+        name = self.request_table.get(RequestKey.of(setup))
+        if name is None:
+            return None
+        handler: ControlHandler = getattr(self, name)
+        return handler
 
     # -- helpers for subclasses
     def endpoint(self, address: int) -> Endpoint:

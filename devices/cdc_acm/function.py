@@ -36,10 +36,11 @@ from vusb.devices.cdc_acm.spec import (
     UnionDescriptor,
 )
 
-from vusb.constants import Recipient, RequestType, Speed, TransferType
+from vusb.constants import Direction, Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
 from vusb.errors import DeviceDefinitionError, Stall, UsageError
+from vusb.function import request
 from vusb.urb import Completion, SetupPacket, Urb
 
 log = logging.getLogger("vusb.cdc_acm")
@@ -269,55 +270,75 @@ class CdcAcmFunction(Function):
 
     # ------------------------------------------------------------ class requests
     def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
-        if setup.type != RequestType.CLASS or setup.recipient != Recipient.INTERFACE:
-            return NOT_HANDLED
+        """Requests to the communications interface go through the request table; the data interface has none."""
         if (setup.index & 0xFF) != self.comm_interface:
             return NOT_HANDLED
-        req, caps = setup.request, self.capabilities
-        if req == CdcRequest.SET_LINE_CODING and not setup.is_in and caps & AcmCapability.LINE:
-            if setup.length != LineCoding.SIZE or len(data) != LineCoding.SIZE:
-                raise Stall(f"SET_LINE_CODING carries 7 bytes, not {len(data)}")
-            try:
-                coding = LineCoding.parse(data)
-            except LineCodingError as exc:
-                log.warning("%s: SET_LINE_CODING refused: %s", self._where(), exc)
-                raise Stall(str(exc)) from None
-            self._set_line_coding(coding)
-            return None
-        if req == CdcRequest.GET_LINE_CODING and setup.is_in and caps & AcmCapability.LINE:
-            return self.line_coding.to_bytes()
-        if req == CdcRequest.SET_CONTROL_LINE_STATE and not setup.is_in and caps & AcmCapability.LINE:
-            if setup.length != 0:
-                raise Stall("SET_CONTROL_LINE_STATE has no data stage")
-            self._set_lines(ControlLine(setup.value & 0x03))
-            return None
-        if req == CdcRequest.SEND_BREAK and not setup.is_in and caps & AcmCapability.SEND_BREAK:
-            if setup.length != 0:
-                raise Stall("SEND_BREAK has no data stage")
-            self._send_break(setup.value)
-            return None
-        if req in (CdcRequest.SET_COMM_FEATURE, CdcRequest.GET_COMM_FEATURE, CdcRequest.CLEAR_COMM_FEATURE) \
-                and caps & AcmCapability.COMM_FEATURE:
-            return self._comm_feature(setup, data)
-        if req == CdcRequest.SEND_ENCAPSULATED_COMMAND and not setup.is_in:
-            return None  # required by CDC; no control protocol is spoken over it
-        if req == CdcRequest.GET_ENCAPSULATED_RESPONSE and setup.is_in:
-            return b""  # no response is ever pending
-        return NOT_HANDLED
+        return super().control(setup, data)
 
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SET_LINE_CODING)
+    def _set_line_coding_request(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.LINE:
+            return NOT_HANDLED
+        if setup.length != LineCoding.SIZE or len(data) != LineCoding.SIZE:
+            raise Stall(f"SET_LINE_CODING carries 7 bytes, not {len(data)}")
+        try:
+            coding = LineCoding.parse(data)
+        except LineCodingError as exc:
+            log.warning("%s: SET_LINE_CODING refused: %s", self._where(), exc)
+            raise Stall(str(exc)) from None
+        self._set_line_coding(coding)
+        return None
+
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.GET_LINE_CODING)
+    def _get_line_coding(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.LINE:
+            return NOT_HANDLED
+        return self.line_coding.to_bytes()
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SET_CONTROL_LINE_STATE)
+    def _set_control_line_state(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.LINE:
+            return NOT_HANDLED
+        if setup.length != 0:
+            raise Stall("SET_CONTROL_LINE_STATE has no data stage")
+        self._set_lines(ControlLine(setup.value & 0x03))
+        return None
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SEND_BREAK)
+    def _send_break_request(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.SEND_BREAK:
+            return NOT_HANDLED
+        if setup.length != 0:
+            raise Stall("SEND_BREAK has no data stage")
+        self._send_break(setup.value)
+        return None
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SET_COMM_FEATURE)
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.GET_COMM_FEATURE)
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.CLEAR_COMM_FEATURE)
     def _comm_feature(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.COMM_FEATURE:
+            return NOT_HANDLED
         selector = setup.value
         if selector not in self.comm_features:
             raise Stall(f"unknown communications feature selector {selector}")
-        if setup.request == CdcRequest.GET_COMM_FEATURE and setup.is_in:
+        if setup.request == CdcRequest.GET_COMM_FEATURE:
             return self.comm_features[selector].to_bytes(2, "little")
-        if setup.request == CdcRequest.SET_COMM_FEATURE and not setup.is_in and len(data) == 2:
+        if setup.request == CdcRequest.SET_COMM_FEATURE and len(data) == 2:
             self.comm_features[selector] = int.from_bytes(data, "little")
             return None
-        if setup.request == CdcRequest.CLEAR_COMM_FEATURE and not setup.is_in and setup.length == 0:
+        if setup.request == CdcRequest.CLEAR_COMM_FEATURE and setup.length == 0:
             self.comm_features[selector] = 0
             return None
         raise Stall()
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SEND_ENCAPSULATED_COMMAND)
+    def _send_encapsulated_command(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return None  # required by CDC; no control protocol is spoken over it
+
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.GET_ENCAPSULATED_RESPONSE)
+    def _get_encapsulated_response(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return b""  # no response is ever pending
 
     def _set_line_coding(self, coding: LineCoding) -> None:
         log.debug("%s: line coding %s", self._where(), coding)
