@@ -25,12 +25,14 @@ import asyncio
 import enum
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-from vusb.constants import DescriptorType, Direction, Recipient, RequestType, TransferType
+from vusb.constants import DescriptorType, Direction, Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import HidDescriptor, InterfaceDescriptor
 from vusb.device import BuildContext, ControlResult, Device, Function
 from vusb.errors import Stall, UsageError
 from vusb.function import request
+from vusb.single import Forwarded, SingleFunctionDevice, forward
 from vusb.urb import Completion, SetupPacket, Urb
 
 HID_CLASS = 0x03
@@ -316,23 +318,20 @@ def _uses_report_ids(descriptor: bytes) -> bool:
     return False
 
 
-class HidDevice(Device):
-    """A device with one generic HID interface."""
+class HidDevice(SingleFunctionDevice[HidFunction]):
+    """A device with one generic HID interface, whose API it offers."""
 
     def __init__(self, report_descriptor: bytes, *, input_size: int = 8, out_endpoint: bool = False,
                  features: dict[int, bytes] | None = None, vendor_id: int = 0x1209, product_id: int = 0x0003,
                  manufacturer: str | None = "vusb", product: str | None = "HID Device",
-                 serial_number: str | None = None, speed: str | int = "full", **kwargs: object) -> None:
+                 serial_number: str | None = None, speed: str | int = "full", **kwargs: Any) -> None:
         self.hid = HidFunction(report_descriptor, input_size=input_size, out_endpoint=out_endpoint, features=features)
+        """The HID function (also :attr:`function`)."""
         super().__init__(self.hid, vendor_id=vendor_id, product_id=product_id, manufacturer=manufacturer,
-                         product=product, serial_number=serial_number, speed=speed, **kwargs)  # type: ignore[arg-type]
+                         product=product, serial_number=serial_number,
+                         speed=Speed(speed) if isinstance(speed, int) else speed, **kwargs)
 
-    async def send(self, report: bytes, timeout: float | None = None) -> None:
-        await self.hid.send(report, timeout)
-
-    async def read_output(self, timeout: float | None = None) -> tuple[int, bytes]:
-        return await self.hid.read_output(timeout)
-
-    @property
-    def features(self) -> dict[int, bytes]:
-        return self.hid.features
+    send = forward(HidFunction.send)
+    send_report = forward(HidFunction.send_report)
+    read_output = forward(HidFunction.read_output)
+    features: Forwarded[dict[int, bytes]] = Forwarded("Feature reports by report id; both sides may change them.")

@@ -35,6 +35,7 @@ from vusb.errors import (
 )
 from vusb.function import NOT_HANDLED, ControlResult, RequestKey, request
 from vusb.server import Server
+from vusb.single import DeviceOptions, Forwarded, SingleFunctionDevice, forward, forward_property
 from vusb.urb import Completion, SetupPacket, Urb
 
 __version__ = "0.1.0"
@@ -52,8 +53,10 @@ __all__ = [
     "Device",
     "DeviceDefinitionError",
     "DeviceDescriptor",
+    "DeviceOptions",
     "Direction",
     "EndpointDescriptor",
+    "Forwarded",
     "Function",
     "InterfaceDescriptor",
     "ProfileError",
@@ -64,6 +67,7 @@ __all__ = [
     "RequestType",
     "Server",
     "SetupPacket",
+    "SingleFunctionDevice",
     "Speed",
     "Stall",
     "Status",
@@ -73,5 +77,7 @@ __all__ = [
     "Urb",
     "UsageError",
     "VusbError",
+    "forward",
+    "forward_property",
     "request",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from vusb.devices.cdc_acm.backends import BackendSpec, SerialBackend, make_backend
 from vusb.devices.cdc_acm.fifo import ByteFifo
@@ -41,6 +41,7 @@ from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
 from vusb.errors import DeviceDefinitionError, Stall, UsageError
 from vusb.function import request
+from vusb.single import Forwarded, SingleFunctionDevice, forward, forward_property
 from vusb.urb import Completion, SetupPacket, Urb
 
 log = logging.getLogger("vusb.cdc_acm")
@@ -684,7 +685,7 @@ def _lines_text(lines: ControlLine) -> str:
     return f"DTR={'on' if lines & ControlLine.DTR else 'off'} RTS={'on' if lines & ControlLine.RTS else 'off'}"
 
 
-class SerialPort(Device):
+class SerialPort(SingleFunctionDevice[CdcAcmFunction]):
     """A USB serial port (CDC ACM), the device a Linux host sees as ``/dev/ttyACM0``.
 
     ::
@@ -713,20 +714,18 @@ class SerialPort(Device):
         line_coding: LineCoding | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         interface_name: str | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         self.acm = CdcAcmFunction(backend, protocol=protocol, line_coding=line_coding, buffer_size=buffer_size,
                                   interface_name=interface_name)
+        """The ACM function (also :attr:`function`)."""
         super().__init__(self.acm, vendor_id=vendor_id, product_id=product_id, device_version=device_version,
                          manufacturer=manufacturer, product=product, serial_number=serial_number, speed=speed,
-                         **kwargs)  # type: ignore[arg-type]
+                         **kwargs)
 
     # -- lifecycle
-    def start(self) -> None:
-        self.acm.start()
-
-    async def close(self) -> None:
-        await self.acm.close()
+    start = forward(CdcAcmFunction.start)
+    close = forward(CdcAcmFunction.close)
 
     async def __aenter__(self) -> SerialPort:
         self.start()
@@ -735,87 +734,36 @@ class SerialPort(Device):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @property
-    def backend(self) -> SerialBackend:
-        return self.acm.backend
+    backend: Forwarded[SerialBackend] = Forwarded("Where the bytes go (loopback, pty, TCP, or this Python code).")
 
     # -- data
-    async def read(self, n: int = -1, timeout: float | None = None) -> bytes:
-        return await self.acm.read(n, timeout)
-
-    async def readexactly(self, n: int, timeout: float | None = None) -> bytes:
-        return await self.acm.readexactly(n, timeout)
-
-    async def readline(self, separator: bytes = b"\n", timeout: float | None = None) -> bytes:
-        return await self.acm.readline(separator, timeout)
-
-    async def write(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> None:
-        await self.acm.write(data, timeout)
-
-    async def flush(self, timeout: float | None = None) -> None:
-        await self.acm.flush(timeout)
+    read = forward(CdcAcmFunction.read)
+    readexactly = forward(CdcAcmFunction.readexactly)
+    readline = forward(CdcAcmFunction.readline)
+    write = forward(CdcAcmFunction.write)
+    flush = forward(CdcAcmFunction.flush)
 
     # -- what the host set
-    @property
-    def line_coding(self) -> LineCoding:
-        return self.acm.line_coding
-
-    @property
-    def control_lines(self) -> ControlLine:
-        return self.acm.control_lines
-
-    @property
-    def dtr(self) -> bool:
-        return self.acm.dtr
-
-    @property
-    def rts(self) -> bool:
-        return self.acm.rts
-
-    @property
-    def break_active(self) -> bool:
-        return self.acm.break_active
-
-    async def wait_control_lines(self, predicate: Callable[[ControlLine], bool] | None = None,
-                                 timeout: float | None = None) -> ControlLine:
-        return await self.acm.wait_control_lines(predicate, timeout)
-
-    async def wait_dtr(self, state: bool = True, timeout: float | None = None) -> None:
-        await self.acm.wait_dtr(state, timeout)
-
-    async def wait_rts(self, state: bool = True, timeout: float | None = None) -> None:
-        await self.acm.wait_rts(state, timeout)
-
-    async def wait_line_coding(self, predicate: Callable[[LineCoding], bool] | None = None,
-                               timeout: float | None = None) -> LineCoding:
-        return await self.acm.wait_line_coding(predicate, timeout)
-
-    async def wait_break(self, timeout: float | None = None) -> int:
-        return await self.acm.wait_break(timeout)
+    line_coding = forward_property(CdcAcmFunction.line_coding)
+    control_lines = forward_property(CdcAcmFunction.control_lines)
+    dtr = forward_property(CdcAcmFunction.dtr)
+    rts = forward_property(CdcAcmFunction.rts)
+    break_active: Forwarded[bool] = Forwarded("Whether the host holds a break (SEND_BREAK) on the line.")
+    breaks: Forwarded[int] = Forwarded("How many breaks the host started.")
+    wait_control_lines = forward(CdcAcmFunction.wait_control_lines)
+    wait_dtr = forward(CdcAcmFunction.wait_dtr)
+    wait_rts = forward(CdcAcmFunction.wait_rts)
+    wait_line_coding = forward(CdcAcmFunction.wait_line_coding)
+    wait_break = forward(CdcAcmFunction.wait_break)
 
     # -- what the device reports
-    @property
-    def dcd(self) -> bool:
-        return self.acm.dcd
-
-    @property
-    def dsr(self) -> bool:
-        return self.acm.dsr
-
-    def set_dcd(self, on: bool) -> None:
-        self.acm.set_dcd(on)
-
-    def set_dsr(self, on: bool) -> None:
-        self.acm.set_dsr(on)
-
-    def ring(self) -> None:
-        self.acm.ring()
-
-    def signal_break(self) -> None:
-        self.acm.signal_break()
-
-    def report_errors(self, *, framing: bool = False, parity: bool = False, overrun: bool = False) -> None:
-        self.acm.report_errors(framing=framing, parity=parity, overrun=overrun)
-
-    async def wait_notified(self, timeout: float | None = None) -> None:
-        await self.acm.wait_notified(timeout)
+    serial_state = forward_property(CdcAcmFunction.serial_state)
+    dcd = forward_property(CdcAcmFunction.dcd)
+    dsr = forward_property(CdcAcmFunction.dsr)
+    set_dcd = forward(CdcAcmFunction.set_dcd)
+    set_dsr = forward(CdcAcmFunction.set_dsr)
+    update_state = forward(CdcAcmFunction.update_state)
+    ring = forward(CdcAcmFunction.ring)
+    signal_break = forward(CdcAcmFunction.signal_break)
+    report_errors = forward(CdcAcmFunction.report_errors)
+    wait_notified = forward(CdcAcmFunction.wait_notified)
