@@ -75,7 +75,7 @@ from vusb.descriptors import (
 )
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function, StringTable
 from vusb.endpoint import HandlerResult
-from vusb.errors import DeviceDefinitionError, Stall
+from vusb.errors import ArgumentError, DeviceDefinitionError, Stall
 from vusb.function import request
 from vusb.profile import Field, Located, ProfileContext, register_kind
 from vusb.urb import Completion, SetupPacket, Urb
@@ -145,9 +145,9 @@ class GadgetZeroStats:
 def pattern_bytes(pattern: Pattern | int, length: int, max_packet_size: int) -> bytes:
     """The bytes a source sends (and a sink expects) in a transfer of ``length`` bytes."""
     if length < 0:
-        raise ValueError(f"length {length} is negative")
+        raise ArgumentError(f"length {length} is negative")
     if max_packet_size < 1:
-        raise ValueError(f"max_packet_size {max_packet_size} must be at least 1")
+        raise ArgumentError(f"max_packet_size {max_packet_size} must be at least 1")
     if Pattern(pattern) != Pattern.MOD63:
         return bytes(length)
     packet = bytes((i % 63) for i in range(max_packet_size))

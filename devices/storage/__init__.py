@@ -29,6 +29,7 @@ from typing import Any
 from vusb.devices.storage.backing import (
     BackingStore,
     ImageFile,
+    MediumError,
     MemoryStore,
     OverlayStore,
     StrPath,
@@ -59,6 +60,7 @@ __all__ = [
     "LogicalUnit",
     "MassStorage",
     "MassStorageFunction",
+    "MediumError",
     "MemoryStore",
     "MscRequest",
     "Opcode",
