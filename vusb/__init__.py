@@ -46,6 +46,7 @@ from vusb.errors import (
 from vusb.function import NOT_HANDLED, ControlResult, RequestKey, request
 from vusb.server import Server
 from vusb.single import DeviceOptions, Forwarded, SingleFunctionDevice, forward, forward_property
+from vusb.testing import LocalHost
 from vusb.urb import Completion, SetupPacket, Urb
 
 __version__ = "0.1.0"
@@ -75,6 +76,7 @@ __all__ = [
     "HarnessError",
     "InterfaceDescriptor",
     "LimitExceeded",
+    "LocalHost",
     "NoSuchDevice",
     "ProfileError",
     "ProtocolError",
