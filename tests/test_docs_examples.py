@@ -8,7 +8,11 @@ declared in :data:`CONTEXT`, typed.  mypy runs on the tree as a wheel installs i
 
 Public means: imported from ``vusb``, ``vusb.devices``, a device class's package
 (``vusb.devices.cdc_acm``, ``vusb.devices.storage``) or the harness (``vusb.harness``),
-and listed in that module's ``__all__`` (or a module of ``vusb``: ``from vusb import faults``).
+and listed in that module's ``__all__`` (or a module of ``vusb``: ``from vusb import faults``);
+or one of the profile kind registry's names in ``vusb.profile`` (:data:`PROFILE_API`).
+
+A block whose first line is ``# name.py`` is a file of its own (docs/writing-a-device.md
+shows a module and its tests): it is checked as that file, beside the others.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from installed_layout import ROOT, stage_installed_tree
 DOCS = ROOT / "docs"
 PAGES = sorted([*DOCS.glob("*.md"), *(DOCS / "devices").glob("*.md")])
 PUBLIC_MODULES = {"vusb", "vusb.devices", "vusb.devices.cdc_acm", "vusb.devices.storage", "vusb.harness"}
+PROFILE_API = {"Field", "Located", "ProfileContext", "kinds", "load_profile", "parse_profile", "register_kind"}
+FILE_BLOCK = re.compile(r"# (\w+\.py)\n")
 
 CONTEXT: dict[str, str] = {
     # What the prose around the examples says they act on.
@@ -39,6 +45,10 @@ def examples(page: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
 
 
+def file_blocks(page: Path) -> dict[str, str]:
+    return {m.group(1): code for code in examples(page) if (m := FILE_BLOCK.match(code))}
+
+
 def page_name(page: Path) -> str:
     return page.relative_to(DOCS).as_posix()
 
@@ -48,7 +58,7 @@ def as_module(page: Path) -> str:
     imports: list[str] = ["from __future__ import annotations"]
     body: list[str] = []
     context = CONTEXT.get(page_name(page), "")
-    for code in [context, *examples(page)]:
+    for code in [context, *(c for c in examples(page) if not FILE_BLOCK.match(c))]:
         tree = ast.parse(code)
         lines = code.splitlines()
         done = 0  # statements sharing a line (a; b) are one segment
@@ -85,6 +95,8 @@ PAGES_WITH_CODE = [p for p in PAGES if examples(p)]
 def test_examples_import_only_public_names(page: Path) -> None:
     private = []
     for module, name in imported(page):
+        if module == "vusb.profile" and name in PROFILE_API:
+            continue
         if module not in PUBLIC_MODULES:
             private.append(f"{module} (import {name or module})")
             continue
@@ -104,6 +116,9 @@ def test_mypy_strict_on_every_page(tmp_path: Path) -> None:
         target = stage / ("docs_" + re.sub(r"\W", "_", page_name(page)[:-3]) + ".py")
         target.write_text(as_module(page))
         files.append(target.name)
+        for name, code in file_blocks(page).items():
+            (stage / name).write_text(code)
+            files.append(name)
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
          str(ROOT / ".mypy_cache"), *files],  # strict, from the configuration
