@@ -1,4 +1,12 @@
-"""Ready device classes for vusb: one module per USB device class."""
+"""Ready device classes for vusb: one module (or package) per USB device class.
+
+A class is a :class:`vusb.Function` subclass (composable into any device) plus,
+usually, a ready-made device of that one function (:class:`vusb.SingleFunctionDevice`):
+``HidFunction``/``HidDevice``, ``KeyboardFunction``/``Keyboard``, ``MouseFunction``/``Mouse``,
+``CdcAcmFunction``/``SerialPort`` (package :mod:`vusb.devices.cdc_acm`),
+``MassStorageFunction``/``MassStorage`` (package :mod:`vusb.devices.storage`),
+``GadgetZeroFunction``/``GadgetZero``.  docs/writing-a-device.md writes a new one.
+"""
 
 from vusb.devices.cdc_acm import CdcAcmFunction, SerialPort
 from vusb.devices.gadget_zero import GadgetZero, GadgetZeroFunction
