@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from construct import Array, Int8ul, Int16ul, Int32ul, Struct, this  # type: ignore[import-untyped]
+from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Struct, this  # type: ignore[import-untyped]
 from vusb.devices.cdc_acm import UnionDescriptor
 
 from vusb import BuildContext, ClassSpecificDescriptor, DescriptorError, Remaining, Speed, StringTable, TransferType
@@ -61,6 +61,28 @@ class VideoControlHeader(ClassSpecificDescriptor):
 
 
 @dataclass(frozen=True)
+class UncompressedFormat(ClassSpecificDescriptor):
+    """UVC 1.5 uncompressed payload 3.1.1: a video streaming format with a 16-byte GUID."""
+
+    subtype = 0x04
+    layout = Struct("format_index" / Int8ul, "frame_count" / Int8ul, "guid" / Bytes(16), "bits_per_pixel" / Int8ul,
+                    "default_frame" / Int8ul, "aspect_x" / Int8ul, "aspect_y" / Int8ul, "interlace" / Int8ul,
+                    "copy_protect" / Int8ul)
+    format_index: int
+    frame_count: int
+    guid: bytes
+    bits_per_pixel: int = 16
+    default_frame: int = 1
+    aspect_x: int = 0
+    aspect_y: int = 0
+    interlace: int = 0
+    copy_protect: int = 0
+
+
+YUY2 = bytes.fromhex("5955593200001000800000aa00389b71")
+
+
+@dataclass(frozen=True)
 class DfuFunctional(ClassSpecificDescriptor):
     """DFU 1.1 section 4.1.3: its own descriptor type (0x21) and no subtype."""
 
@@ -107,6 +129,8 @@ CASES: list[tuple[str, ClassSpecificDescriptor, str]] = [
     ("video control header", VideoControlHeader(0x0110, 0x34, 48_000_000, (1,)), "0d 24 01 1001 3400 006cdc02 01 01"),
     ("video control header, two streams", VideoControlHeader(0x0150, 0x40, 0, (1, 2)),
      "0e 24 01 5001 4000 00000000 02 01 02"),
+    ("video uncompressed format (YUY2)", UncompressedFormat(1, 1, YUY2),
+     "1b 24 04 01 01 5955593200001000800000aa00389b71 10 01 00 00 00 00"),
     ("DFU functional", DfuFunctional(0x0B, 255, 1024), "09 21 0b ff00 0004 1001"),
     ("CDC ethernet networking", EthernetNetworking(4), "0d 24 0f 04 00000000 ea05 0000 00"),
     ("MIDI IN jack", MidiInJack(1, 1), "06 24 02 01 01 00"),
@@ -168,6 +192,13 @@ def test_endpoints_by_direction_carry_their_class_specific_descriptors() -> None
     assert (itf.number, itf.name_index, itf.extra, itf.endpoints) == (0, 1, (MidiInJack(1, 1),), (data_in,))
     alt = ctx.interface(0x01, 0x02, 0x20, number=itf.number, alternate=1)
     assert (alt.number, alt.alternate) == (0, 1)
+
+
+def test_an_audio_1_endpoint_keeps_its_extra_bytes() -> None:
+    # USB Audio 1.0 endpoints are 9 bytes: bRefresh and bSynchAddress follow bInterval.
+    endpoint = context().endpoint_out(TransferType.ISOCHRONOUS, max_packet_size=96, attributes_extra=0x0C,  # synchronous
+                                      trailing=b"\x00\x00")
+    assert endpoint.to_bytes().hex(" ") == bytes.fromhex("09 05 01 0d 6000 01 00 00").hex(" ")
 
 
 def test_the_first_spelling_still_gives_the_same_endpoints() -> None:

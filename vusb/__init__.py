@@ -3,13 +3,20 @@
 The pieces, bottom up:
 
 - :mod:`vusb.descriptors` — descriptors as immutable, self-validating values;
-- :mod:`vusb.function` — :class:`Function`, the base of every device class;
+- :mod:`vusb.function` — :class:`Function`, the base of every device class, and :func:`request`;
+- :mod:`vusb.build` — :class:`BuildContext`, what a function declares itself with;
 - :mod:`vusb.device` — the device model (state, routing); :mod:`vusb.standard` its chapter 9 requests;
+- :mod:`vusb.single` — :class:`SingleFunctionDevice`, a device of one function with its API;
+- :mod:`vusb.errors` — the one exception hierarchy (every error is a :class:`VusbError`);
 - :mod:`vusb.endpoint` — per-endpoint URB queues;
 - :mod:`vusb.protocol` — the sans-IO USB/IP codec;
 - :mod:`vusb.server` / :mod:`vusb.client` — asyncio server and client;
 - :mod:`vusb.profile` — YAML profiles;
 - :mod:`vusb.harness` — a real Linux kernel under QEMU for tests.
+
+Everything a device class or a program needs is importable from here (``__all__``);
+the ready classes are in :mod:`vusb.devices`.  docs/writing-a-device.md shows the
+authoring API at work.
 """
 
 from vusb.constants import Direction, Recipient, RequestType, Speed, Status, TransferType
