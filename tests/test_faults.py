@@ -824,7 +824,7 @@ def test_profile_faults_become_fresh_rules_for_each_device(tmp_path: Path) -> No
     profile = parse_profile(PROFILE_HEAD + GOOD_FAULTS, str(tmp_path / "p.yaml"), tmp_path)
     first, second = profile.build(), profile.build()
     kinds = [type(r).__name__ for r in first.faults]
-    assert kinds == ["ScsiFailure", "Stall", "Delay", "CorruptDescriptor"]
+    assert kinds == ["ScsiFailure", "StallRule", "Delay", "CorruptDescriptor"]  # the rule was renamed from Stall
     scsi = next(iter(first.faults))
     assert isinstance(scsi, faults.ScsiFailure) and (scsi.sense_key, scsi.asc, scsi.lba, scsi.blocks) == (3, 0x11, 100, 8)
     assert all(a is not b for a, b in zip(first.faults, second.faults, strict=True))
@@ -879,7 +879,7 @@ async def test_control_channel_adds_lists_and_clears_rules(tmp_path: Path) -> No
         listed = await control.handle({"cmd": "fault-list", "busid": "1-1"})
         assert [(f["kind"], f["fired"]) for f in listed["faults"]] == [("scsi-failure", 0), ("stall", 0)]
         assert (await control.handle({"cmd": "fault-clear", "busid": "1-1", "index": 0}))["removed"] == 1
-        assert [type(r).__name__ for r in disk.faults] == ["Stall"]
+        assert [type(r).__name__ for r in disk.faults] == ["StallRule"]  # the rule was renamed from Stall
         assert (await control.handle({"cmd": "fault-clear", "busid": "1-1"}))["removed"] == 1
         assert not disk.faults
     disk.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from vusb.errors import ArgumentError
+
 
 class Speed(enum.IntEnum):
     """Device speed as USB/IP reports it (Linux ``enum usb_device_speed``)."""
@@ -21,7 +23,7 @@ class Speed(enum.IntEnum):
         try:
             return names[value.lower()]
         except KeyError:
-            raise ValueError(f"unknown speed {value!r}: expected one of {', '.join(names)}") from None
+            raise ArgumentError(f"unknown speed {value!r}: expected one of {', '.join(names)}") from None
 
 
 class DescriptorType(enum.IntEnum):
@@ -79,6 +81,13 @@ class TransferType(enum.IntEnum):
     ISOCHRONOUS = 1
     BULK = 2
     INTERRUPT = 3
+
+
+class Direction(enum.IntEnum):
+    """Direction of a control request's data stage (bmRequestType bit 7) or of an endpoint."""
+
+    OUT = 0  # host to device
+    IN = 1  # device to host
 
 
 class RequestType(enum.IntEnum):

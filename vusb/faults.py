@@ -4,13 +4,14 @@ Rules are plain objects added to a device's :class:`FaultSet` (``device.faults``
 
     from vusb import faults
 
-    stall = disk.faults.add(faults.Stall(endpoint=0x81, count=1))
+    stall = disk.faults.add(faults.StallRule(endpoint=0x81, count=1))
     disk.faults.add(faults.ScsiFailure(opcode=0x28, sense_key="MEDIUM_ERROR", asc=0x11, lba=100, blocks=8))
     ...
     assert stall.fired == 1
     disk.faults.clear()
 
-(``vusb.faults.Stall`` is a rule; ``vusb.Stall`` is the exception a request handler raises.)
+(:class:`StallRule` is a rule; ``vusb.Stall`` is the exception a request handler raises.  The rule's
+old name, ``vusb.faults.Stall``, still works and warns.)
 
 Each rule says which URBs (or SCSI commands, or descriptors) it matches and when it
 fires among them: ``count`` (at most that many times; None: every time), ``after``
@@ -22,7 +23,7 @@ URB the endpoint already holds (an interrupt IN waiting for data) is not affecte
 
 Kinds (docs/faults.md tells what a real Linux kernel does with each):
 
-- :class:`Stall`: answer -EPIPE; a bulk or interrupt endpoint stays halted until the
+- :class:`StallRule`: answer -EPIPE; a bulk or interrupt endpoint stays halted until the
   host clears the halt, as hardware does.
 - :class:`Delay`: handle the URB ``seconds`` late (it takes nothing from the device before).
 - :class:`Drop`: never answer; the URB stays pending until the host unlinks it (a device
@@ -49,6 +50,7 @@ import asyncio
 import logging
 import math
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -244,7 +246,7 @@ class Fault:
         return f"{type(self).__name__}({', '.join(self._details())})"
 
 
-class Stall(Fault):
+class StallRule(Fault):
     """Answer the URB with a stall (-EPIPE).
 
     On a bulk or interrupt endpoint the endpoint then stays halted, so the URBs after it
@@ -552,7 +554,7 @@ class ScsiFailure(Fault):
 
 
 KINDS: dict[str, type[Fault]] = {
-    cls.kind: cls for cls in (Stall, Delay, Drop, Disconnect, Short, Babble, CorruptDescriptor, ScsiFailure)
+    cls.kind: cls for cls in (StallRule, Delay, Drop, Disconnect, Short, Babble, CorruptDescriptor, ScsiFailure)
 }
 """Fault classes by their profile name."""
 
@@ -642,7 +644,7 @@ class FaultSet:
     def add(self, rule: F) -> F:
         """Add a rule (it acts from the next URB, command or descriptor request on); returns it."""
         if not isinstance(rule, Fault):
-            raise UsageError(f"faults.add() takes a fault rule (Stall, Delay, ...), not {type(rule).__name__}")
+            raise UsageError(f"faults.add() takes a fault rule (StallRule, Delay, ...), not {type(rule).__name__}")
         if rule.faults is not None:
             raise UsageError(f"{rule!r} is already in a device's fault set; make a new rule")
         rule.check_device(self.device)
@@ -741,5 +743,13 @@ def is_get_descriptor(setup: SetupPacket) -> bool:
 
 __all__ = [
     "DESCRIPTOR_TYPES", "KINDS", "SENSE_KEYS", "Babble", "CorruptDescriptor", "Delay", "Disconnect", "Drop", "Fault",
-    "FaultSet", "ScsiFailure", "Short", "Stall", "scsi_units",
+    "FaultSet", "ScsiFailure", "Short", "StallRule", "scsi_units",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Stall":  # renamed: vusb.Stall is the exception a request handler raises
+        warnings.warn("vusb.faults.Stall is now vusb.faults.StallRule (vusb.Stall is the exception)",
+                      DeprecationWarning, stacklevel=2)
+        return StallRule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
