@@ -20,6 +20,8 @@ documented in ``docs/profiles.md``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.resources
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -495,8 +497,72 @@ class Profile:
         return str(self.identity.get("product") or Path(self.file).stem)
 
 
-def load_profile(path: str | Path, *, allow_outside_paths: bool = False) -> Profile:
-    """Read and check a profile file; raises :class:`ProfileError` naming what is wrong and where."""
+@dataclass(frozen=True)
+class BuiltinProfile:
+    """A profile shipped with vusb (package ``vusb.profiles``), served by name: ``vusb serve keyboard``."""
+
+    name: str
+    path: Path
+    description: str
+
+
+def _description(text: str) -> str:
+    """A profile's one-line description: its first comment line, up to the first full stop."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("#"):
+            break
+        words = stripped.lstrip("#").strip()
+        if words:
+            return words.split(". ")[0].rstrip(".:")
+    return ""
+
+
+def builtin_profiles() -> dict[str, BuiltinProfile]:
+    """The profiles shipped with vusb, by name (the file name without ``.yaml``), sorted."""
+    root = importlib.resources.files("vusb.profiles")
+    out: dict[str, BuiltinProfile] = {}
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml") and entry.is_file():
+            name = entry.name[: -len(".yaml")]
+            out[name] = BuiltinProfile(name, Path(str(entry)), _description(entry.read_text(encoding="utf-8")))
+    return out
+
+
+def is_profile_name(spec: str | Path) -> bool:
+    """Whether ``spec`` names a built-in profile rather than a file: no '/', no '.yaml', and no such file."""
+    text = str(spec)
+    return "/" not in text and os.sep not in text and not text.endswith((".yaml", ".yml")) and not Path(text).exists()
+
+
+def find_builtin_profile(name: str) -> BuiltinProfile:
+    """The built-in profile ``name``; an unknown name is a :class:`ProfileError` listing the known ones."""
+    known = builtin_profiles()
+    found = known.get(name)
+    if found is None:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ProfileError(f"no built-in profile {name!r} and no such file; {hint}built-in profiles: "
+                           f"{', '.join(known)} (`vusb profiles` describes them)", file=name)
+    return found
+
+
+def load_profile(path: str | Path, *, allow_outside_paths: bool = False, data_dir: str | Path | None = None) -> Profile:
+    """Read and check a profile file, or a built-in profile by name; raises :class:`ProfileError` naming what is wrong.
+
+    ``path`` is a file, or the name of a built-in profile (``"keyboard"``: no '/', no
+    ``.yaml`` and no file of that name; see :func:`builtin_profiles`).  Files a profile
+    names (disk images, pty links) are relative to ``data_dir``: by default the
+    profile's own folder for a file, and the current folder for a built-in profile
+    (never the installed package).
+    """
+    if is_profile_name(path):
+        builtin = find_builtin_profile(str(path))
+        text = builtin.path.read_text(encoding="utf-8")
+        base = Path(data_dir) if data_dir is not None else Path.cwd()
+        return parse_profile(text, str(builtin.path), base.resolve(), allow_outside_paths=allow_outside_paths)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -504,7 +570,8 @@ def load_profile(path: str | Path, *, allow_outside_paths: bool = False) -> Prof
         raise ProfileError(f"cannot read the profile: {exc.strerror or exc}", file=str(path)) from exc
     except UnicodeDecodeError as exc:
         raise ProfileError(f"the profile is not UTF-8 text: {exc.reason} at byte {exc.start}", file=str(path)) from exc
-    return parse_profile(text, str(path), path.resolve().parent, allow_outside_paths=allow_outside_paths)
+    base_dir = Path(data_dir).resolve() if data_dir is not None else path.resolve().parent
+    return parse_profile(text, str(path), base_dir, allow_outside_paths=allow_outside_paths)
 
 
 def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = None, *,
