@@ -90,10 +90,18 @@ class Located:
 class ProfileContext:
     """Where a profile is, for errors and for resolving relative paths."""
 
-    def __init__(self, file: str, base_dir: Path, *, allow_outside_paths: bool = False) -> None:
+    def __init__(self, file: str, base_dir: Path, *, allow_outside_paths: bool = False, dry_run: bool = False) -> None:
         self.file = file
         self.base_dir = base_dir
+        """The data folder: files the profile names (disk images, pty links) are relative to it."""
         self.allow_outside_paths = allow_outside_paths
+        self.dry_run = dry_run
+        """A check, not a build for serving: kinds check everything but create, open for writing or
+        change no file, and make nothing outside the process (no pty link, no connection)."""
+
+    def checking(self) -> ProfileContext:
+        """This context for a dry run (:attr:`dry_run`), as ``vusb check`` and the load-time check build."""
+        return ProfileContext(self.file, self.base_dir, allow_outside_paths=self.allow_outside_paths, dry_run=True)
 
     def error(self, node: Node | None, path: str, message: str) -> ProfileError:
         line = node.start_mark.line + 1 if node is not None else None
@@ -461,8 +469,9 @@ class Profile:
     control: list[CannedRequest] = dataclasses.field(default_factory=list)
     faults: list[FaultSpec] = dataclasses.field(default_factory=list)
 
-    def build(self) -> Device:
-        device = self._build()
+    def build(self, *, dry_run: bool = False) -> Device:
+        """A fresh device; ``dry_run`` checks everything but creates or changes no file (the device is for a check)."""
+        device = self._build(self.context.checking() if dry_run else self.context)
         if self.control:
             device.vendor_handler = canned_handler(self.control)
         for spec in self.faults:
@@ -473,17 +482,17 @@ class Profile:
                 raise self.context.error(spec.node, spec.path, str(exc)) from exc
         return device
 
-    def _build(self) -> Device:
+    def _build(self, ctx: ProfileContext) -> Device:
         if self.descriptors is not None:
-            return self.descriptors.build(self)
+            return self.descriptors.build(self, ctx)
         built = []
         for kind, options in self.functions:
             try:
-                built.append(kind.build(self.context, options))
+                built.append(kind.build(ctx, options))
             except ProfileError:
                 raise
             except VusbError as exc:
-                raise self.context.error(next(iter(options.values())).node if options else None,
+                raise ctx.error(next(iter(options.values())).node if options else None,
                                          f"functions ({kind.name})", str(exc)) from exc
         ident = dict(self.identity)
         speed = Speed.parse(ident.pop("speed"))
@@ -628,9 +637,10 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
     faults_node = top["faults"].value
     faults = _read_faults(ctx, faults_node) if faults_node is not None else []
     profile = Profile(file, identity, functions, ctx, descriptors, control, faults)
-    # Build once now so that every definition error shows up at load time, with the file named;
-    # the trial device is closed at once so it holds no file open.
-    profile.build().close_unstarted()
+    # Build once now, as a dry run, so that every definition error shows up at load time with the
+    # file named, while loading (and so `vusb check`) creates and changes nothing; the trial
+    # device is closed at once so it holds no file open.
+    profile.build(dry_run=True).close_unstarted()
     return profile
 
 
@@ -704,10 +714,10 @@ class RawDescriptors:
                     out.setdefault(itf.number, itf)
         return out
 
-    def build(self, profile: Profile) -> Device:
+    def build(self, profile: Profile, ctx: ProfileContext | None = None) -> Device:
         from vusb.devices.hid import HidFunction
 
-        ctx = self.context
+        ctx = ctx or self.context
         self.notes = []
         functions: list[tuple[HidFunction, tuple[int, ...], Node, str]] = []
         for (kind, options), (numbers, fnode, fpath) in zip(profile.functions, self.attach, strict=True):

@@ -77,7 +77,9 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         backend = _answers(ctx, o)
     elif kind == "pty":
         link = o["pty_link"].value
-        backend = PtyBackend(ctx.resolve(link, o["pty_link"], follow_final=False) if link is not None else None)
+        path = ctx.resolve(link, o["pty_link"], follow_final=False) if link is not None else None
+        # a check makes no pseudo-terminal and no link: the path is checked, the port stays unconnected
+        backend = NullBackend() if ctx.dry_run else PtyBackend(path)
     else:
         listen = bool(o["tcp_listen"].value)
         port = o["tcp_port"].value
