@@ -28,6 +28,7 @@ from vusb.devices.storage import (
     MassStorageFunction,
     MemoryStore,
     Opcode,
+    ScsiFailure,
 )
 from vusb.devices.storage.scsi import Failed
 
@@ -670,7 +671,7 @@ SCSI_CASES = [  # (name, rule, LBA read, fails?, sense INFORMATION)
 async def test_scsi_failure_with_chosen_sense(name: str, match: dict[str, int], lba: int, fails: bool,
                                               information: int | None) -> None:
     disk = MassStorage(memory=True, size=1 << 20)
-    rule = disk.faults.add(faults.ScsiFailure(**{"opcode": Opcode.READ_10, **match}, sense_key="MEDIUM_ERROR",
+    rule = disk.faults.add(ScsiFailure(**{"opcode": Opcode.READ_10, **match}, sense_key="MEDIUM_ERROR",
                                               asc=0x11, ascq=0x00))
     async with LocalHost(disk) as host:
         await host.enumerate(strings=False)
@@ -690,7 +691,7 @@ async def test_scsi_failure_with_chosen_sense(name: str, match: dict[str, int], 
 
 async def test_not_ready_twice_then_the_command_succeeds() -> None:
     disk = MassStorage(memory=True, size=1 << 20)
-    rule = disk.faults.add(faults.ScsiFailure(opcode=Opcode.TEST_UNIT_READY, sense_key="NOT_READY", asc=0x04,
+    rule = disk.faults.add(ScsiFailure(opcode=Opcode.TEST_UNIT_READY, sense_key="NOT_READY", asc=0x04,
                                               ascq=0x01, count=2))
     async with LocalHost(disk) as host:
         await host.enumerate(strings=False)
@@ -721,7 +722,7 @@ LUN_CASES = [  # (name, rule's lun, which (function, LUN) fail)
 def test_scsi_failure_lun_is_numbered_within_each_function(name: str, lun: int | None,
                                                              failing: set[tuple[int, int]]) -> None:
     device = two_disk_device()
-    device.faults.add(faults.ScsiFailure(sense_key="MEDIUM_ERROR", asc=0x11, lun=lun, opcode=Opcode.READ_10))
+    device.faults.add(ScsiFailure(sense_key="MEDIUM_ERROR", asc=0x11, lun=lun, opcode=Opcode.READ_10))
     functions = [f for f in device.functions if isinstance(f, MassStorageFunction)]
     failed = {(f, n) for f, function in enumerate(functions) for n, unit in enumerate(function.luns)
               if isinstance(unit.command(read10(0, 1)), Failed)}
@@ -731,7 +732,7 @@ def test_scsi_failure_lun_is_numbered_within_each_function(name: str, lun: int |
 def test_scsi_failure_lun_beyond_every_function_is_refused() -> None:
     device = two_disk_device()
     with pytest.raises(UsageError, match=r"at most 2 logical unit\(s\); there is no LUN 2"):
-        device.faults.add(faults.ScsiFailure(sense_key=3, lun=2))
+        device.faults.add(ScsiFailure(sense_key=3, lun=2))
 
 
 # ------------------------------------------------------------------ misuse
@@ -747,9 +748,9 @@ MISUSE = [
     ("descriptor without patch", lambda: faults.CorruptDescriptor(type="device"), "needs offset and data"),
     ("descriptor type unknown", lambda: faults.CorruptDescriptor(type="hub", offset=0, data=b"\x00"),
      "unknown descriptor type 'hub'"),
-    ("sense key unknown", lambda: faults.ScsiFailure(sense_key="OOPS"), "unknown sense key 'OOPS'"),
-    ("sense key reserved", lambda: faults.ScsiFailure(sense_key=0xC), "reserved"),
-    ("scsi rule with an endpoint", lambda: faults.ScsiFailure(sense_key=3, endpoint=IN), "endpoint is not used"),
+    ("sense key unknown", lambda: ScsiFailure(sense_key="OOPS"), "unknown sense key 'OOPS'"),
+    ("sense key reserved", lambda: ScsiFailure(sense_key=0xC), "reserved"),
+    ("scsi rule with an endpoint", lambda: ScsiFailure(sense_key=3, endpoint=IN), "endpoint is not used"),
 ]
 
 
@@ -764,7 +765,7 @@ def test_rules_that_do_not_fit_the_device_are_refused() -> None:
     with pytest.raises(UsageError, match="no endpoint 0x83"):
         device.faults.add(faults.Stall(endpoint=0x83))
     with pytest.raises(UsageError, match="no SCSI logical unit"):
-        device.faults.add(faults.ScsiFailure(sense_key="MEDIUM_ERROR"))
+        device.faults.add(ScsiFailure(sense_key="MEDIUM_ERROR"))
     with pytest.raises(UsageError, match="not SetupPacket"):
         device.faults.add(SetupPacket(0, 0))  # type: ignore[type-var]
     rule = device.faults.add(faults.Drop())
@@ -775,7 +776,7 @@ def test_rules_that_do_not_fit_the_device_are_refused() -> None:
         device.faults.remove(rule)
     disk = MassStorage(memory=True, size=1 << 20)
     with pytest.raises(UsageError, match="there is no LUN 1"):
-        disk.faults.add(faults.ScsiFailure(sense_key=3, lun=1))
+        disk.faults.add(ScsiFailure(sense_key=3, lun=1))
     disk.close()
 
 
@@ -826,7 +827,7 @@ def test_profile_faults_become_fresh_rules_for_each_device(tmp_path: Path) -> No
     kinds = [type(r).__name__ for r in first.faults]
     assert kinds == ["ScsiFailure", "Stall", "Delay", "CorruptDescriptor"]
     scsi = next(iter(first.faults))
-    assert isinstance(scsi, faults.ScsiFailure) and (scsi.sense_key, scsi.asc, scsi.lba, scsi.blocks) == (3, 0x11, 100, 8)
+    assert isinstance(scsi, ScsiFailure) and (scsi.sense_key, scsi.asc, scsi.lba, scsi.blocks) == (3, 0x11, 100, 8)
     assert all(a is not b for a, b in zip(first.faults, second.faults, strict=True))
     first.close_unstarted()
     second.close_unstarted()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -134,3 +135,51 @@ def test_the_framework_imports_no_device_class(installed: Path, user_project: Pa
     result = run(installed, "python", "-c", code, cwd=user_project)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+# ---------------------------------------------------------------- a third-party device class
+
+def _doc_blocks(language: str) -> list[str]:
+    """The fenced code blocks of docs/device-classes.md in ``language``, in order."""
+    text = (ROOT / "docs" / "device-classes.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+# The plugin of docs/device-classes.md, as written there.
+(PLUGIN_PYPROJECT,) = _doc_blocks("toml")
+(PLUGIN_MODULE,) = _doc_blocks("python")
+(PLUGIN_PROFILE,) = _doc_blocks("yaml")
+
+
+def test_a_third_party_class_plugs_in_through_its_entry_point(installed: Path, user_project: Path,
+                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    plugin = tmp_path_factory.mktemp("plugin")
+    (plugin / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
+    (plugin / "blinker_usb").mkdir()
+    (plugin / "blinker_usb" / "__init__.py").write_text(PLUGIN_MODULE)
+    result = subprocess.run([str(installed / "python"), "-m", "pip", "install", "-q", "--no-deps", str(plugin)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (user_project / "blink.yaml").write_text(PLUGIN_PROFILE)
+
+    checked = run(installed, "vusb", "check", "blink.yaml", cwd=user_project)
+    assert (checked.returncode, checked.stdout) == (0, "ok: blink.yaml (Blinker)\n"), checked.stderr
+    (user_project / "bad.yaml").write_text(PLUGIN_PROFILE.replace("color: red", "colour: red"))
+    bad = run(installed, "vusb", "check", "bad.yaml", cwd=user_project)
+    assert bad.returncode == 1 and "unknown field 'colour'" in bad.stderr and "did you mean 'color'?" in bad.stderr
+    schema = json.loads(run(installed, "vusb", "schema", cwd=user_project).stdout)
+    assert {"const": "blinker", "description": "a light that blinks"} in [
+        f["properties"]["kind"] for f in schema["properties"]["functions"]["items"]["oneOf"]]
+
+    server = ServeProcess("blink.yaml", "--port", "0", cwd=user_project, python=installed / "python",
+                          env={"PYTHONPATH": ""})
+    with server:
+        assert server.busids == ["1-1"]
+        socket = str(server.control)
+        listed = run(installed, "vusb", "ctl", "--socket", socket, "list", cwd=user_project)
+        assert listed.returncode == 0 and "functions 0:blinker" in listed.stdout, listed.stderr
+        for expected in (1, 2):
+            blinked = run(installed, "vusb", "ctl", "--socket", socket, "blink", "1-1", cwd=user_project)
+            assert blinked.stdout.strip() == f"ok blinks={expected} color=red", blinked.stderr
+        assert "blink" in run(installed, "vusb", "ctl", cwd=user_project).stdout
+        assert server.stop(signal.SIGTERM) == 0

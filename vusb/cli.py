@@ -123,6 +123,8 @@ def _check(args: argparse.Namespace) -> int:
             failed += 1
         else:
             print(f"ok: {path} ({profile.name})")
+            for note in profile.notes:
+                print(f"note: {note}")
             if profile.descriptors is not None:
                 for note in profile.descriptors.notes:
                     print(f"note: {path}: {note}")
@@ -221,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ctl", help="drive the devices of a running `vusb serve` (type, move, eject, unplug...)",
                        description="Send one command to the control socket of a running `vusb serve`. "
-                       "`vusb ctl` alone lists the commands (they are defined in vusb/control.py); "
+                       "`vusb ctl` alone lists the commands (the device classes add their own); "
                        "`vusb ctl COMMAND --help` shows a command's arguments.")
     p.add_argument("--socket", metavar="PATH", help="the control socket (default: the one of --port)")
     p.add_argument("--port", type=int, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")

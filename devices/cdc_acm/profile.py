@@ -58,7 +58,7 @@ ANSWER_FIELDS: dict[str, Field] = {
 }
 
 
-def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     kind = o["backend"].value
     owners = {"answers": "answers", "unmatched": "answers", "echo": "answers"}
     given = {name for name, loc in o.items()
@@ -115,4 +115,4 @@ def _answers(ctx: ProfileContext, o: dict[str, Located]) -> SerialBackend:
 
 def register_profile_kinds() -> None:
     """Make ``kind: cdc-acm`` available to profiles."""
-    register_kind("cdc-acm", FIELDS, _build, "USB serial port (CDC ACM): loopback, pty or TCP bridge")
+    register_kind("cdc-acm", FIELDS, build, "USB serial port (CDC ACM): loopback, pty or TCP bridge")

@@ -41,12 +41,12 @@ from vusb.devices.storage.bot import (
     MassStorageFunction,
     MscRequest,
 )
+from vusb.devices.storage.faults import ScsiFailure
 from vusb.devices.storage.scsi import CheckCondition, LogicalUnit, Opcode, Sense, SenseKey
 
 from vusb.constants import Speed
 from vusb.device import Device
 from vusb.errors import UsageError
-from vusb.faults import ScsiFailure
 
 __all__ = [
     "BackingStore",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from vusb.devices import Keyboard, MassStorage
-from vusb.devices.storage import Opcode
+from vusb.devices.storage import Opcode, ScsiFailure
 
 from vusb import faults
 from vusb.harness import Guest
@@ -188,7 +188,7 @@ async def test_short_data_stage_is_completed_by_another_read(clean_guest: Guest,
 
 async def test_medium_error_on_an_lba_range_fails_those_reads_only(clean_guest: Guest, server: Server) -> None:
     disk, content = pattern_disk()
-    rule = disk.faults.add(faults.ScsiFailure(opcode=Opcode.READ_10, sense_key="MEDIUM_ERROR", asc=0x11, ascq=0x00,
+    rule = disk.faults.add(ScsiFailure(opcode=Opcode.READ_10, sense_key="MEDIUM_ERROR", asc=0x11, ascq=0x00,
                                               lba=1000, blocks=16))
     port, sd = await attach_disk(clean_guest, server, disk)
     log = await Dmesg.mark(clean_guest)
@@ -232,7 +232,7 @@ async def test_transient_sense_data(clean_guest: Guest, server: Server, case: Se
     disk, content = pattern_disk(removable=case.removable)
     port, sd = await attach_disk(clean_guest, server, disk)
     log = await Dmesg.mark(clean_guest)
-    rule = disk.faults.add(faults.ScsiFailure(opcode=Opcode.READ_10, **case.sense))
+    rule = disk.faults.add(ScsiFailure(opcode=Opcode.READ_10, **case.sense))
     rc, data, err = await read_blocks(clean_guest, sd, 64, 8)
     if case.read_ok:
         assert rc == 0 and data == content[64 * 512:72 * 512], err
