@@ -117,9 +117,11 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.profiles:
         try:
-            profile = load_profile(path, allow_outside_paths=args.allow_outside_paths, data_dir=args.data_dir)
+            profile = load_profile(path, allow_outside_paths=args.allow_outside_paths, data_dir=args.data_dir,
+                                   all_errors=True)
         except VusbError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            for line in str(exc).splitlines():  # every error of the file, one a line
+                print(f"error: {line}", file=sys.stderr)
             failed += 1
         else:
             print(f"ok: {path} ({profile.name})")

@@ -25,13 +25,15 @@ profile and keeps the names it always had importable from here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.resources
+import inspect
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -51,6 +53,7 @@ from vusb.profile_fields import (
     Located,
     Node,
     ProfileContext,
+    ProfileErrors,
     kind_of,
     read_mapping,
     read_scalar,
@@ -66,6 +69,8 @@ from vusb.profile_raw import (
 )
 from vusb.registry import FunctionBuilder, Kind, register_kind, registry
 from vusb.urb import SetupPacket
+
+T = TypeVar("T")
 
 
 def kinds() -> dict[str, Kind]:
@@ -118,23 +123,28 @@ class CannedRequest:
 def _read_control(ctx: ProfileContext, node: Node) -> list[CannedRequest]:
     entries = []
     for i, item in enumerate(node.value):
-        path = f"control[{i}]"
-        o = read_mapping(ctx, item, path, CONTROL_FIELDS)
-        rtype = o["request_type"].value
-        if (rtype >> 5) & 3 not in (1, 2):
-            raise ctx.error(o["request_type"].node, o["request_type"].path,
-                            f"0x{rtype:02x} is not a class (0x20) or vendor (0x40) request; standard requests "
-                            "are answered by the device itself")
-        is_in = bool(rtype & 0x80)
-        reply, stall = o["reply"].value, o["stall"].value
-        if reply is not None and not is_in:
-            raise ctx.error(o["reply"].node, o["reply"].path,
-                            "a reply is IN data, but this request_type is host-to-device (bit 7 clear)")
-        if reply is not None and stall:
-            raise ctx.error(o["stall"].node, o["stall"].path, "give either a reply or stall: true, not both")
-        entries.append(CannedRequest(rtype, o["request"].value, o["value"].value, o["index"].value,
-                                     reply if reply is not None else (b"" if is_in and not stall else None), stall))
+        entry = _attempt(ctx, functools.partial(_read_canned, ctx.first_error_only(), item, f"control[{i}]"))
+        if entry is not None:
+            entries.append(entry)
     return entries
+
+
+def _read_canned(ctx: ProfileContext, item: Node, path: str) -> CannedRequest:
+    o = read_mapping(ctx, item, path, CONTROL_FIELDS)
+    rtype = o["request_type"].value
+    if (rtype >> 5) & 3 not in (1, 2):
+        raise ctx.error(o["request_type"].node, o["request_type"].path,
+                        f"0x{rtype:02x} is not a class (0x20) or vendor (0x40) request; standard requests "
+                        "are answered by the device itself")
+    is_in = bool(rtype & 0x80)
+    reply, stall = o["reply"].value, o["stall"].value
+    if reply is not None and not is_in:
+        raise ctx.error(o["reply"].node, o["reply"].path,
+                        "a reply is IN data, but this request_type is host-to-device (bit 7 clear)")
+    if reply is not None and stall:
+        raise ctx.error(o["stall"].node, o["stall"].path, "give either a reply or stall: true, not both")
+    return CannedRequest(rtype, o["request"].value, o["value"].value, o["index"].value,
+                         reply if reply is not None else (b"" if is_in and not stall else None), stall)
 
 
 def canned_handler(entries: list[CannedRequest]) -> Callable[[SetupPacket, bytes], ControlResult]:
@@ -252,20 +262,23 @@ def find_builtin_profile(name: str) -> BuiltinProfile:
     return found
 
 
-def load_profile(path: str | Path, *, allow_outside_paths: bool = False, data_dir: str | Path | None = None) -> Profile:
+def load_profile(path: str | Path, *, allow_outside_paths: bool = False, data_dir: str | Path | None = None,
+                 all_errors: bool = False) -> Profile:
     """Read and check a profile file, or a built-in profile by name; raises :class:`ProfileError` naming what is wrong.
 
     ``path`` is a file, or the name of a built-in profile (``"keyboard"``: no '/', no
     ``.yaml`` and no file of that name; see :func:`builtin_profiles`).  Files a profile
     names (disk images, pty links) are relative to ``data_dir``: by default the
     profile's own folder for a file, and the current folder for a built-in profile
-    (never the installed package).
+    (never the installed package).  ``all_errors``: report every error of the file at once
+    (see :func:`parse_profile`).
     """
     if is_profile_name(path):
         builtin = find_builtin_profile(str(path))
         text = builtin.path.read_text(encoding="utf-8")
         base = Path(data_dir) if data_dir is not None else Path.cwd()
-        return parse_profile(text, str(builtin.path), base.resolve(), allow_outside_paths=allow_outside_paths)
+        return parse_profile(text, str(builtin.path), base.resolve(), allow_outside_paths=allow_outside_paths,
+                             all_errors=all_errors)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -274,12 +287,27 @@ def load_profile(path: str | Path, *, allow_outside_paths: bool = False, data_di
     except UnicodeDecodeError as exc:
         raise ProfileError(f"the profile is not UTF-8 text: {exc.reason} at byte {exc.start}", file=str(path)) from exc
     base_dir = Path(data_dir).resolve() if data_dir is not None else path.resolve().parent
-    return parse_profile(text, str(path), base_dir, allow_outside_paths=allow_outside_paths)
+    return parse_profile(text, str(path), base_dir, allow_outside_paths=allow_outside_paths, all_errors=all_errors)
+
+
+def _attempt(ctx: ProfileContext, read: Callable[[], T]) -> T | None:
+    """``read()``, or None after reporting its error (raised at once unless the context collects errors)."""
+    try:
+        return read()
+    except ProfileError as exc:
+        ctx.report(exc)
+        return None
 
 
 def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = None, *,
-                  allow_outside_paths: bool = False) -> Profile:
-    ctx = ProfileContext(file, base_dir or Path.cwd(), allow_outside_paths=allow_outside_paths)
+                  allow_outside_paths: bool = False, all_errors: bool = False) -> Profile:
+    """Read and check a profile's text; ``base_dir`` is its data folder (default: the current folder).
+
+    The first error is raised as a :class:`ProfileError`; with ``all_errors`` (``vusb check``)
+    reading goes on past errors and every one is raised together as a
+    :class:`~vusb.profile_fields.ProfileErrors`.
+    """
+    ctx = ProfileContext(file, base_dir or Path.cwd(), allow_outside_paths=allow_outside_paths, collect=all_errors)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -292,35 +320,43 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
         raise ProfileError(f"invalid YAML: {exc}", file=file) from exc
     if root is None:
         raise ProfileError("the profile is empty; it needs 'identity' and 'functions'", file=file)
+    if not isinstance(root, yaml.MappingNode):
+        read_mapping(ctx, root, "", TOP_FIELDS)  # raises: a profile is a mapping
     top = read_mapping(ctx, root, "", TOP_FIELDS)
     raw_node = top["descriptors"].value
     for key in ("identity", "functions"):
         if raw_node is None and top[key].value is None:
-            raise ctx.error(root, key, f"required field {key!r} is missing")
+            ctx.report(ctx.error(root, key, f"required field {key!r} is missing"))
     ident_node = top["identity"].value
+    descriptors: RawDescriptors | None = None
+    identity: dict[str, Any] = {}
     if raw_node is not None:
-        ident_values = read_mapping(ctx, ident_node, "identity", RAW_IDENTITY_FIELDS) if ident_node is not None else {}
-        descriptors = read_descriptors(ctx, raw_node, ident_values)
+        ident_values = (_attempt(ctx, lambda: read_mapping(ctx, ident_node, "identity", RAW_IDENTITY_FIELDS))
+                        if ident_node is not None else {}) or {}
+        descriptors = _attempt(ctx, lambda: read_descriptors(ctx, raw_node, ident_values))
         identity = {k: v.value for k, v in ident_values.items()}
-        identity["speed"] = descriptors.speed.name.lower()
-        for key, value in descriptors.identity().items():
-            if identity.get(key) is None:
-                identity[key] = value
-    else:
-        descriptors = None
-        ident_values = read_mapping(ctx, ident_node, "identity", IDENTITY_FIELDS)
+        if descriptors is not None:
+            identity["speed"] = descriptors.speed.name.lower()
+            for key, value in descriptors.identity().items():
+                if identity.get(key) is None:
+                    identity[key] = value
+    elif ident_node is not None:
+        ident_values = _attempt(ctx, lambda: read_mapping(ctx, ident_node, "identity", IDENTITY_FIELDS)) or {}
         identity = {k: v.value for k, v in ident_values.items()}
     funcs_node = top["functions"].value
     if funcs_node is None:
         funcs_node = yaml.SequenceNode("tag:yaml.org,2002:seq", [])
-    elif not funcs_node.value and descriptors is None:
-        raise ctx.error(funcs_node, "functions", "at least one function is needed (for example '- kind: keyboard')")
+    elif not funcs_node.value and raw_node is None:
+        ctx.report(ctx.error(funcs_node, "functions", "at least one function is needed (for example '- kind: keyboard')"))
     known = registry()
     functions = []
     notes: list[str] = []
     for i, fnode in enumerate(funcs_node.value):
         fpath = f"functions[{i}]"
-        name = kind_of(ctx, fnode, fpath, sorted(known.kinds), "kind", aliases=known.aliases)
+        name = _attempt(ctx, functools.partial(kind_of, ctx, fnode, fpath, sorted(known.kinds), "kind",
+                                               aliases=known.aliases))
+        if name is None:
+            continue
         if name in known.aliases:
             new_name = known.aliases[name]
             note = f"{file}: field '{fpath}.kind': kind {name!r} is spelt {new_name!r} now; the old spelling " \
@@ -329,17 +365,33 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
             notes.append(note)
             name = new_name
         kind = known.kinds[name]
-        if descriptors is not None:
-            descriptors.attach.append(read_interfaces(ctx, fnode, fpath, descriptors))
+        before = ctx.error_count
+        if raw_node is not None:
+            raw = descriptors
+            numbers = (_attempt(ctx, functools.partial(read_interfaces, ctx, fnode, fpath, raw))
+                       if raw is not None else None)
             options = read_mapping(ctx, fnode, fpath, kind.fields, allow_extra=("kind", "interface"))
+            if descriptors is not None and numbers is not None and ctx.error_count == before:
+                descriptors.attach.append(numbers)
         else:
             options = read_mapping(ctx, fnode, fpath, kind.fields, allow_extra=("kind",))
-        functions.append((kind, options))
+        if ctx.error_count == before:
+            functions.append((kind, options))
     control_node = top["control"].value
     control = _read_control(ctx, control_node) if control_node is not None else []
     faults_node = top["faults"].value
     faults = read_faults(ctx, faults_node) if faults_node is not None else []
     profile = Profile(file, identity, functions, ctx, descriptors, control, faults, notes)
+    if ctx.errors is not None:
+        if raw_node is None:
+            for kind, options in functions:  # each function on its own first, to report each one's error
+                built = _attempt(ctx, functools.partial(kind.build, ctx.checking(), options))
+                result = built.close() if built is not None else None
+                if inspect.iscoroutine(result):
+                    result.close()
+        if ctx.errors:
+            raise ProfileErrors(ctx.errors)
+        ctx.errors = None  # from here on (serving), errors are raised again
     # Build once now, as a dry run, so that every definition error shows up at load time with the
     # file named, while loading (and so `vusb check`) creates and changes nothing; the trial
     # device is closed at once so it holds no file open.
@@ -356,7 +408,7 @@ def load_device(path: str | Path) -> Device:
 __all__ = [
     "CONTROL_FIELDS", "DESCRIPTOR_FIELDS", "FAULT_FIRING_FIELDS", "FAULT_MATCH_FIELDS", "IDENTITY_FIELDS",
     "RAW_IDENTITY_FIELDS", "TOP_FIELDS", "BuiltinProfile", "CannedRequest", "FaultSpec", "Field", "FunctionBuilder",
-    "Kind", "Located", "Node", "Profile", "ProfileContext", "RawDescriptors", "builtin_profiles", "canned_handler",
+    "Kind", "Located", "Node", "Profile", "ProfileContext", "ProfileErrors", "RawDescriptors", "builtin_profiles", "canned_handler",
     "find_builtin_profile", "is_profile_name", "kind_of", "kinds", "load_device", "load_profile", "parse_profile",
     "read_fault", "read_faults", "read_mapping", "read_scalar", "register_kind", "suggest",
 ]

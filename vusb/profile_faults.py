@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vusb.errors import VusbError
+from vusb.errors import ProfileError, VusbError
 from vusb.faults import DESCRIPTOR_TYPES, Babble, CorruptDescriptor, Delay, Disconnect, Drop, Fault, Short
 from vusb.faults import Stall as StallRule
 from vusb.profile_fields import Field, Located, Node, ProfileContext, kind_of, name_or_number, read_mapping
@@ -119,4 +119,11 @@ def read_fault(ctx: ProfileContext, item: Node, path: str) -> FaultSpec:
 
 
 def read_faults(ctx: ProfileContext, node: Node) -> list[FaultSpec]:
-    return [read_fault(ctx, item, f"faults[{i}]") for i, item in enumerate(node.value)]
+    """Every entry of a profile's ``faults:``; a collecting context gets each entry's first error."""
+    out = []
+    for i, item in enumerate(node.value):
+        try:
+            out.append(read_fault(ctx.first_error_only(), item, f"faults[{i}]"))
+        except ProfileError as exc:
+            ctx.report(exc)
+    return out

@@ -60,6 +60,19 @@ class Field:
         return self.high is None or value <= self.high
 
 
+class ProfileErrors(ProfileError):
+    """Several errors of one profile (``vusb check`` collects them all); the message has one line each."""
+
+    def __init__(self, errors: Sequence[ProfileError]) -> None:
+        first = errors[0]
+        super().__init__(first.reason, file=first.file, line=first.line, column=first.column, field=first.field)
+        self.errors = list(errors)
+        self.args = ("\n".join(str(e) for e in errors),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
 @dataclass
 class Located:
     """A value with where it came from, for error messages."""
@@ -72,7 +85,10 @@ class Located:
 class ProfileContext:
     """Where a profile is, for errors and for resolving relative paths."""
 
-    def __init__(self, file: str, base_dir: Path, *, allow_outside_paths: bool = False, dry_run: bool = False) -> None:
+    def __init__(self, file: str, base_dir: Path, *, allow_outside_paths: bool = False, dry_run: bool = False,
+                 collect: bool = False) -> None:
+        self.errors: list[ProfileError] | None = [] if collect else None
+        """Every error found so far when collecting (``vusb check`` reports them all), else None: raise at once."""
         self.file = file
         self.base_dir = base_dir
         """The data folder: files the profile names (disk images, pty links) are relative to it."""
@@ -83,7 +99,24 @@ class ProfileContext:
 
     def checking(self) -> ProfileContext:
         """This context for a dry run (:attr:`dry_run`), as ``vusb check`` and the load-time check build."""
-        return ProfileContext(self.file, self.base_dir, allow_outside_paths=self.allow_outside_paths, dry_run=True)
+        ctx = ProfileContext(self.file, self.base_dir, allow_outside_paths=self.allow_outside_paths, dry_run=True)
+        ctx.errors = self.errors
+        return ctx
+
+    def first_error_only(self) -> ProfileContext:
+        """This context raising at the first error (to read one list entry whose later checks need every field)."""
+        return ProfileContext(self.file, self.base_dir, allow_outside_paths=self.allow_outside_paths,
+                              dry_run=self.dry_run)
+
+    def report(self, error: ProfileError) -> None:
+        """An error: kept to report with the others when collecting, else raised at once."""
+        if self.errors is None:
+            raise error
+        self.errors.append(error)
+
+    @property
+    def error_count(self) -> int:
+        return len(self.errors) if self.errors is not None else 0
 
     def error(self, node: Node | None, path: str, message: str) -> ProfileError:
         line = node.start_mark.line + 1 if node is not None else None
@@ -173,21 +206,26 @@ def read_mapping(
     if not isinstance(node, yaml.MappingNode):
         raise ctx.error(node, path, "expected a mapping of fields")
     out: dict[str, Located] = {}
+    failed: set[str] = set()
     for key_node, value_node in node.value:
         key = str(key_node.value)
         sub = f"{path}.{key}" if path else key
         if key in allow_extra:
             continue
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ctx.error(key_node, sub, f"unknown field {key!r}; expected one of: {known}{suggest(key, fields)}")
-        if key in out:
-            raise ctx.error(key_node, sub, f"field {key!r} is given twice")
-        out[key] = Located(read_scalar(ctx, value_node, sub, fields[key]), value_node, sub)
+        try:
+            if key not in fields:
+                known = ", ".join(sorted(fields))
+                raise ctx.error(key_node, sub, f"unknown field {key!r}; expected one of: {known}{suggest(key, fields)}")
+            if key in out or key in failed:
+                raise ctx.error(key_node, sub, f"field {key!r} is given twice")
+            out[key] = Located(read_scalar(ctx, value_node, sub, fields[key]), value_node, sub)
+        except ProfileError as exc:
+            ctx.report(exc)  # raised unless collecting: then the next field is read
+            failed.add(key)
     for key, spec in fields.items():
         if key not in out:
-            if spec.required:
-                raise ctx.error(node, f"{path}.{key}" if path else key, f"required field {key!r} is missing")
+            if spec.required and key not in failed:
+                ctx.report(ctx.error(node, f"{path}.{key}" if path else key, f"required field {key!r} is missing"))
             out[key] = Located(spec.default, node, f"{path}.{key}" if path else key)
     return out
 

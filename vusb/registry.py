@@ -269,7 +269,16 @@ def registry() -> Registry:
 
 def register_kind(name: str, fields: Mapping[str, Field], build: FunctionBuilder, description: str = "", **options: Any
                   ) -> None:
-    """Make a function kind available to profiles at once (see :meth:`Registry.add_kind`)."""
+    """Make a function kind available to profiles at once (see :meth:`Registry.add_kind`).
+
+    Registering a kind its class already registered again (an older ``register_profile_kinds()``)
+    keeps what the class declared beyond the fields (nested tables, docs page).
+    """
+    existing = _registry.kinds.get(canonical_name(name))
+    if existing is not None:
+        options.setdefault("tables", existing.tables)
+        options.setdefault("docs", existing.docs)
+        options.setdefault("raw_hid", existing.raw_hid)
     _registry.add_kind(name, fields, build, description, **options)
 
 
