@@ -143,8 +143,8 @@ def _profiles(args: argparse.Namespace) -> int:
     width = max((len(name) for name in known), default=0)
     for name, profile in known.items():
         print(f"{name:{width}s}  {profile.description}")
-    print("\nserve one by name: vusb serve NAME [NAME...] (files it makes, such as disk images, go in the current "
-          "folder, or --data-dir DIR); vusb profiles --show NAME prints its YAML to copy and change")
+    print("\nserve one by name: vusb serve NAME [NAME...]  (files it makes, such as disk images, go in the\n"
+          "current folder, or --data-dir DIR); vusb profiles --show NAME prints its YAML to copy and change")
     return 0
 
 
