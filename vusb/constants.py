@@ -123,7 +123,7 @@ class Status(enum.IntEnum):
 class SenseKey(enum.IntEnum):
     """SCSI sense keys (SPC-4 table 47); 0xC is reserved.
 
-    Used by the mass storage devices (vusb.devices.storage.scsi) and by vusb.faults.ScsiFailure.
+    Used by the mass storage devices (vusb.devices.storage.scsi) and by its ScsiFailure fault rule (vusb.devices.storage).
     """
 
     NO_SENSE = 0x0

@@ -43,11 +43,11 @@ from vusb.devices.storage.bot import (
     MassStorageFunction,
     MscRequest,
 )
+from vusb.devices.storage.faults import ScsiFailure
 from vusb.devices.storage.scsi import CheckCondition, LogicalUnit, Opcode, Sense, SenseKey
 
 from vusb.constants import Speed
 from vusb.errors import UsageError
-from vusb.faults import ScsiFailure
 from vusb.single import SingleFunctionDevice
 
 __all__ = [
