@@ -10,6 +10,7 @@
     ├── DescriptorError                  a descriptor value is invalid (raised when defined; also a ValueError)
     ├── DeviceDefinitionError            a device, function or endpoint layout is inconsistent (also a ValueError)
     ├── ProfileError                     a YAML profile is wrong (names file, line, column, field)
+    │   └── ProfileErrors                several errors of one profile, one line each (vusb check)
     ├── CloneError                       a device could not be cloned (vusb.clone)
     ├── ControlError                     a control-channel command failed (vusb.control)
     ├── ProtocolError                    bytes from the wire break the USB/IP protocol
