@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from vusb.constants import USBIP_PORT
 from vusb.errors import VusbError
+from vusb.net import parse_port
 
 log = logging.getLogger("vusb")
 
@@ -158,17 +159,30 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+def _version() -> str:
+    """The installed distribution's version, else the package's own (a source tree on sys.path)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vusb")
+    except PackageNotFoundError:
+        from vusb import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vusb", description="Virtual USB devices served over USB/IP.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"vusb {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="serve profiles as USB/IP devices")
     p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
     p.add_argument("--allow-outside-paths", action="store_true",
                    help="let profiles use files outside their own folder (disk images, pty links)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (USB/IP has no authentication)")
     p.add_argument("--allow-client", action="append", metavar="ADDR[/PREFIX]",
@@ -194,20 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "`vusb ctl` alone lists the commands (they are defined in vusb/control.py); "
                        "`vusb ctl COMMAND --help` shows a command's arguments.")
     p.add_argument("--socket", metavar="PATH", help="the control socket (default: the one of --port)")
-    p.add_argument("--port", type=int, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
     p.add_argument("--json", action="store_true", help="print the reply object as JSON")
     p.add_argument("ctl_args", nargs=argparse.REMAINDER, metavar="COMMAND ARGS...")
     p.set_defaults(func=_ctl)
 
     p = sub.add_parser("list", help="list the devices a USB/IP server exports")
     p.add_argument("host", nargs="?", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=USBIP_PORT)
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
     p.set_defaults(func=_list)
 
     p = sub.add_parser("probe", help="import a device and print its descriptors like lsusb -v")
     p.add_argument("host")
     p.add_argument("busid")
-    p.add_argument("--port", type=int, default=USBIP_PORT)
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
     p.set_defaults(func=_probe)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the profile format")
@@ -217,13 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options for the benchmark (--quick, --profile, ...)")
     p.set_defaults(func=_bench)
 
-    for name in ("validate", "check"):
-        p = sub.add_parser(name, help="check profiles and report every error with file, line, column and field"
-                           + (" (alias of validate)" if name == "check" else ""))
-        p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
-        p.add_argument("--allow-outside-paths", action="store_true",
-                       help="let profiles use files outside their own folder (disk images, pty links)")
-        p.set_defaults(func=_check)
+    p = sub.add_parser("check", aliases=["validate"],
+                       help="check profiles and report every error with file, line, column and field")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let profiles use files outside their own folder (disk images, pty links)")
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("clone", help="make a raw-descriptor profile from lsusb -v text, sysfs or a usbmon capture")
     p.add_argument("input", metavar="INPUT", help="lsusb -v text file, sysfs device folder or descriptors file, "

@@ -14,7 +14,10 @@
     ├── RemoteError                a USB/IP peer answered an op with a failure status
     │   ├── DeviceBusy             OP_REP_IMPORT status 2: another client holds it
     │   └── NoSuchDevice           OP_REP_IMPORT status 4 / unknown busid
-    └── ConnectionClosed           the peer closed the connection
+    ├── ConnectionClosed           the peer closed the connection
+    └── NetworkError               a socket could not connect or listen (an OSError too)
+        ├── NothingListening       connection refused: no server at that address
+        └── AddressInUse           the port to listen on is taken
 
 Protocol errors describe what came from the wire; usage errors describe what the
 calling program did wrong.  A server never lets either escape: a protocol error
@@ -113,3 +116,23 @@ class NoSuchDevice(RemoteError):
 
 class ConnectionClosed(VusbError, ConnectionError):
     """The peer closed the connection."""
+
+
+class NetworkError(VusbError, OSError):
+    """A socket could not connect or listen; the message names the address and what to do.
+
+    It is an :class:`OSError` too, with the operating system's ``errno``, so code that
+    catches socket errors keeps working.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno  # type: ignore[assignment]
+
+
+class NothingListening(NetworkError, ConnectionRefusedError):
+    """Nothing listens at the address a client connected to (connection refused)."""
+
+
+class AddressInUse(NetworkError):
+    """The address and port a server was to listen on are taken."""
