@@ -84,27 +84,48 @@ def _ctl(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from vusb.client import list_devices
+    from vusb.lsusb import SPEED_WORDS, class_names
 
     devices = asyncio.run(list_devices(args.host, args.port))
     if not devices:
         print(f"{args.host}:{args.port} exports no free device")
     for d in devices:
-        print(f"{d.busid}: {d.vendor_id:04x}:{d.product_id:04x} speed {d.speed} "
-              f"class {d.device_class:02x}/{d.device_subclass:02x}/{d.device_protocol:02x} "
-              f"({d.num_configurations} configuration(s), {d.interface_count} interface(s))")
+        speed = SPEED_WORDS.get(d.speed, f"speed {d.speed}")
+        triple = (d.device_class, d.device_subclass, d.device_protocol)
+        print(f"{d.busid}: {d.vendor_id:04x}:{d.product_id:04x} {speed} speed, "
+              f"{d.num_configurations} configuration(s), {d.interface_count} interface(s)")
+        print(f"    device class {_triple(triple)} {class_names(*triple)}")
         for n, i in enumerate(d.interfaces):
-            print(f"    interface {n}: class {i.interface_class:02x}/{i.interface_subclass:02x}/{i.interface_protocol:02x}")
+            triple = (i.interface_class, i.interface_subclass, i.interface_protocol)
+            print(f"    interface {n}:  {_triple(triple)} {class_names(*triple)}")
     return 0
+
+
+def _triple(triple: tuple[int, int, int]) -> str:
+    return "{:02x}/{:02x}/{:02x}".format(*triple)
 
 
 def _probe(args: argparse.Namespace) -> int:
     from vusb.client import RemoteDevice
-    from vusb.lsusb import format_device
+    from vusb.descriptors import StringDescriptor
+    from vusb.errors import TransferError
+    from vusb.lsusb import format_device, referenced_strings
 
     async def main() -> str:
         async with await RemoteDevice.open(args.host, args.busid, args.port) as dev:
             info = await dev.enumerate(configure=False)
-            return format_device(info, args.busid)
+            if info.languages:  # the strings class descriptors name (iTerminal, iMacAddress...)
+                for index in sorted(referenced_strings(info)):
+                    try:
+                        raw = await dev.get_descriptor(3, index, 255, info.languages[0])
+                        info.strings[index] = StringDescriptor.parse(raw).text
+                    except TransferError:
+                        pass
+            try:
+                status: int | None = await dev.get_status()
+            except TransferError:
+                status = None
+            return format_device(info, args.busid, status)
 
     print(asyncio.run(main()))
     return 0
