@@ -131,6 +131,33 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host(args: argparse.Namespace) -> int:
+    from vusb.hostcmd import run_host
+
+    asyncio.run(run_host(args.host, args.busid, args.port, seconds=args.seconds, count=args.count))
+    return 0
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{value:g} s is outside (0, 86400]")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def _check(args: argparse.Namespace) -> int:
     from vusb.profile import load_profile
 
@@ -244,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("busid")
     p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
     p.set_defaults(func=_probe)
+
+    p = sub.add_parser("host", help="be the host without a kernel: configure a device as Linux does and show "
+                       "what it sends", description="Import a device, enumerate and configure it as Linux does "
+                       "(descriptors, strings, SET_CONFIGURATION, HID SET_IDLE and report descriptor), then read "
+                       "its interrupt IN endpoints and print each report, decoded for boot keyboards and mice.")
+    p.add_argument("host")
+    p.add_argument("busid")
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
+    p.add_argument("--seconds", type=_positive_seconds, default=5.0, help="read for this long (default 5)")
+    p.add_argument("--count", type=_positive_count, help="stop after this many reports")
+    p.set_defaults(func=_host)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the profile format")
     p.set_defaults(func=_schema)
