@@ -286,8 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the profile format")
     p.set_defaults(func=_schema)
 
-    p = sub.add_parser("bench", help="measure the server (round trips, URB rate, storage, memory) beside the machine's limits")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options for the benchmark (--quick, --profile, ...)")
+    p = sub.add_parser("bench", add_help=False,  # --help goes to the benchmark, which lists its real options
+                       help="measure the server beside the machine's limits (from a source checkout; "
+                       "`vusb bench --help` for its options)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="OPTIONS")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("check", aliases=["validate"],
@@ -312,11 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if args.command != "bench":
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.bench_args = [*args.bench_args, *extra]
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(raw)
+    if args.command == "bench":  # everything after `bench` is the benchmark's, in the order given
+        args.bench_args = raw[raw.index("bench") + 1:]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * min(args.verbose + (1 if args.command == "serve" else 0), 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
