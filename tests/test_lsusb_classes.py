@@ -60,13 +60,15 @@ CASES = [
       "bDescriptorSubtype 2 (INPUT_TERMINAL)", "bTerminalID 1", "wTerminalType 0x0201 Microphone",
       "bNrChannels 1", "wChannelConfig 0x0000",
       "bDescriptorSubtype 6 (FEATURE_UNIT)", "bUnitID 2", "bSourceID 1", "bControlSize 1",
-      "bmaControls(0) 0x03", "Mute", "Volume", "bmaControls(1) 0x00", "iFeature 0"]),
+      "bmaControls(0) 0x03", "Mute", "Volume", "bmaControls(1) 0x00", "iFeature 0",
+      "raw bytes: 09 24 06 02 01 01 03 00 00"]),
     ("UAC1 AudioStreaming: PCM, 2 channels, 16 bits, 48 kHz; its endpoint", (1, 2, 0),
      "07 24 01 01 01 01 00  0b 24 02 01 02 02 10 01 80 bb 00", "07 25 01 01 00 00 00", "09 05 01 0d c0 00 01 00 00",
      ["AudioStreaming Interface Descriptor:", "bDescriptorSubtype 1 (AS_GENERAL)", "bTerminalLink 1",
       "bDelay 1 frames", "wFormatTag 0x0001 PCM",
       "bDescriptorSubtype 2 (FORMAT_TYPE)", "bFormatType 1 (FORMAT_TYPE_I)", "bNrChannels 2", "bSubframeSize 2",
       "bBitResolution 16", "bSamFreqType 1 Discrete", "tSamFreq[ 0] 48000",
+      "bEndpointAddress 0x01 EP 1 OUT", "bInterval 1", "bRefresh 0", "bSynchAddress 0",
       "AudioStreaming Endpoint Descriptor:", "bDescriptorSubtype 1 (EP_GENERAL)", "bmAttributes 0x01",
       "Sampling Frequency", "bLockDelayUnits 0 Undefined", "wLockDelay 0"]),
     ("UAC2 AudioControl: header and a clock source", (1, 1, 0x20),
@@ -125,8 +127,8 @@ CASES = [
     ("a descriptor shorter than its subtype's fields: a warning and its bytes", (1, 1, 0),
      "06 24 02 01 01 02", "", "",
      ["bDescriptorSubtype 2 (INPUT_TERMINAL)", "bTerminalID 1", "wTerminalType 0x0201 Microphone",
-      "warning: the descriptor ends after 6 bytes, before all the fields of its subtype", "Bytes, 6 bytes:",
-      "06 24 02 01 01 02"]),
+      "warning: the descriptor ends after 6 bytes, before all the fields of its subtype",
+      "raw bytes: 06 24 02 01 01 02"]),
     ("a vendor class descriptor: its bytes", (0xFF, 0, 0), "05 41 01 02 03", "", "",
      ["Descriptor type 0x41, 5 bytes:", "05 41 01 02 03"]),
 ]
@@ -139,6 +141,21 @@ def test_class_descriptors_are_decoded(case: str, interface: tuple[int, int, int
     strings = {4: "0250f2000001", 5: "Synth"}
     text = probe_text(configuration(interface, class_descriptors, endpoint_descriptors, endpoint), strings)
     assert_lines_in_order(text, expected)
+
+
+@pytest.mark.parametrize(("case", "interface", "class_descriptors", "endpoint_descriptors", "endpoint", "expected"),
+                         CASES, ids=[c[0] for c in CASES])
+def test_vusb_clone_rebuilds_the_exact_bytes_from_the_probe_text(
+        case: str, interface: tuple[int, int, int], class_descriptors: str, endpoint_descriptors: str, endpoint: str,
+        expected: list[str], tmp_path: Path) -> None:
+    from vusb.clone import from_lsusb
+
+    raw = configuration(interface, class_descriptors, endpoint_descriptors, endpoint)
+    info = DeviceInfo(DeviceDescriptor(vendor_id=0x1209, product_id=0x0001), b"",
+                      configurations=[ConfigurationDescriptor.parse(raw)], configuration_bytes=[raw], speed=2)
+    text = format_device(info, "1-1")
+    clone = from_lsusb(tmp_path / "probe.txt", text=text)
+    assert clone.configurations[0] == raw
 
 
 def test_strings_named_by_class_descriptors_are_found_for_probe_to_read() -> None:
@@ -185,5 +202,5 @@ def test_list_and_probe_name_speeds_classes_and_status(serve_processes: ServePro
     text = [" ".join(line.split()) for line in probe.stdout.splitlines()]
     assert_lines_in_order(text, ["CDC Header:", "bcdCDC 1.10", "CDC Call Management:", "bDataInterface 3",
                                  "CDC ACM:", "bmCapabilities 0x06", "line coding and serial state", "sends break",
-                                 "CDC Union:", "bMasterInterface 2", "bSlaveInterface(0) 3",
+                                 "CDC Union:", "bMasterInterface 2", "bSlaveInterface 3",
                                  "Device Status: 0x0000", "(Bus Powered)"])

@@ -25,6 +25,9 @@ CS_INTERFACE = 0x24
 CS_ENDPOINT = 0x25
 DFU_FUNCTIONAL = 0x21
 
+#: The label of the line that ends each decoded descriptor with its bytes (vusb.clone reads it back).
+RAW_BYTES = "raw bytes:"
+
 #: A function that returns the text of a string descriptor index ("" when unknown).
 Strings = Callable[[int], str]
 
@@ -114,11 +117,6 @@ def _head(f: Fields, title: str, subtype_names: dict[int, str] | None) -> int:
     return subtype
 
 
-def _dump(raw: bytes, indent: int, title: str) -> list[str]:
-    pad = " " * indent
-    return [f"{pad}{title}, {len(raw)} bytes:", f"{pad}  {raw.hex(' ')}"]
-
-
 # ----------------------------------------------------------------------------------- CDC
 CDC_SUBTYPES = {0x00: "Header", 0x01: "Call Management", 0x02: "ACM", 0x06: "Union", 0x0F: "Ethernet",
                 0x1A: "NCM"}
@@ -141,8 +139,8 @@ def _cdc(f: Fields) -> None:
                       3: "connection notifications"})
     elif subtype == 0x06:
         f.dec("bMasterInterface")
-        for n in range(f.left):
-            f.dec(f"bSlaveInterface({n})")
+        for _ in range(f.left):
+            f.dec("bSlaveInterface")  # one line per slave interface, as lsusb prints them
     elif subtype == 0x0F:
         index = f.take(1)
         f.line("iMacAddress", index, f.strings(index) if index else "")
@@ -661,5 +659,6 @@ def format_class_descriptor(raw: bytes, interface: tuple[int, int, int] | None, 
     except _Short:
         fields.lines.append(f"{' ' * indent}  warning: the descriptor ends after {len(raw)} bytes, before all "
                             "the fields of its subtype")
-        fields.lines.extend(_dump(raw, indent + 2, "Bytes"))
+    # the exact bytes too: what a developer compares with a capture, and what `vusb clone` rebuilds it from
+    fields.lines.append(f"{' ' * indent}  {RAW_BYTES} {raw.hex(' ')}")
     return fields.lines

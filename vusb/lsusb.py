@@ -254,6 +254,8 @@ def format_endpoint(ep: EndpointDescriptor, interface: tuple[int, int, int] | No
         _line(8, "wMaxPacketSize", f"0x{ep.max_packet_size:04x}", f"{mult}x {size} bytes"),
         _line(8, "bInterval", ep.interval),
     ]
+    if len(ep.trailing) >= 2:  # audio class endpoints (UAC1) are 9 bytes long
+        out += [_line(8, "bRefresh", ep.trailing[0]), _line(8, "bSynchAddress", ep.trailing[1])]
     if ep.companion is not None:
         out += [
             "        SuperSpeed Endpoint Companion:",
