@@ -85,3 +85,14 @@ def test_host_command_line_against_nothing_says_so() -> None:
                             capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 2
     assert "nothing answers on 127.0.0.1:1 — is `vusb serve` running there?" in result.stderr
+
+
+async def test_host_configures_a_device_without_interrupt_endpoints_and_says_so() -> None:
+    from vusb.devices.gadget_zero import GadgetZero
+
+    device = GadgetZero()
+    lines: list[str] = []
+    async with Server([device], port=0) as server:
+        received = await run_host("127.0.0.1", "1-1", server.port, seconds=1, count=None, out=lines.append)
+    assert received == 0 and any(line.startswith("  SET_CONFIGURATION ") for line in lines)
+    assert lines[-1] == "no interrupt IN endpoint to read; the device is configured"
