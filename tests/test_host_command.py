@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from serve_subprocess import ServeProcesses
 from vusb.devices import Button, Keyboard, Mouse
 
 from vusb import Server
@@ -96,3 +98,16 @@ async def test_host_configures_a_device_without_interrupt_endpoints_and_says_so(
         received = await run_host("127.0.0.1", "1-1", server.port, seconds=1, count=None, out=lines.append)
     assert received == 0 and any(line.startswith("  SET_CONFIGURATION ") for line in lines)
     assert lines[-1] == "no interrupt IN endpoint to read; the device is configured"
+
+
+def test_ctrl_c_stops_vusb_host_with_a_summary_and_no_traceback(serve_processes: ServeProcesses) -> None:
+    server = serve_processes.start("profiles/keyboard.yaml", "--port", "0", "--no-control")
+    host = subprocess.Popen([sys.executable, "-m", "vusb", "host", "127.0.0.1", "1-1", "--port", str(server.port),
+                             "--seconds", "60"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert host.stdout is not None
+    while "reading 0x81" not in host.stdout.readline():  # configured, now waiting for reports
+        pass
+    host.send_signal(signal.SIGINT)
+    out, err = host.communicate(timeout=15)
+    assert host.returncode == 130 and "Traceback" not in err, err
+    assert out.splitlines()[-1].startswith("0 report(s) in ")

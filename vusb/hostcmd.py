@@ -177,9 +177,11 @@ async def run_host(host: str, busid: str, port: int, *, seconds: float, count: i
                 if count is not None and received >= count:
                     done.set()
 
-        await asyncio.gather(*(read(r) for r in readers))
-        out(f"{received} report(s) in {time.monotonic() - start:.1f} s")
-        for reader in readers:
-            if isinstance(reader.decode, KeyboardDecoder) and reader.decode.text:
-                out(f"typed: {reader.decode.text!r}")
+        try:
+            await asyncio.gather(*(read(r) for r in readers))
+        finally:  # also on Ctrl-C: what was received so far
+            out(f"{received} report(s) in {time.monotonic() - start:.1f} s")
+            for reader in readers:
+                if isinstance(reader.decode, KeyboardDecoder) and reader.decode.text:
+                    out(f"typed: {reader.decode.text!r}")
         return received
