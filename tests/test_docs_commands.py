@@ -109,15 +109,14 @@ class Namespace:
     def __init__(self) -> None:
         self.holder = subprocess.Popen(["unshare", "-n", "sleep", "infinity"], stdin=subprocess.DEVNULL)
         self.prefix = ["nsenter", "-t", str(self.holder.pid), "-n"]
-        deadline = time.monotonic() + 10
-        while True:  # nsenter works once unshare has exec'd sleep inside the new namespace
-            result = subprocess.run([*self.prefix, "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
-            if result.returncode == 0 and _own_namespace(self.holder.pid):
-                return
-            if time.monotonic() > deadline:
+        deadline = time.monotonic() + 30
+        while not _own_namespace(self.holder.pid):  # until unshare has made the namespace and exec'd sleep in it
+            if self.holder.poll() is not None or time.monotonic() > deadline:
                 self.close()
-                raise RuntimeError(f"cannot set up a network namespace (root and unshare needed): {result.stderr}")
-            time.sleep(0.05)
+                raise RuntimeError("cannot make a network namespace: `unshare -n` needs root")
+            time.sleep(0.02)
+        # only now: before, nsenter would have entered this machine's own namespace
+        subprocess.run([*self.prefix, "ip", "link", "set", "lo", "up"], check=True, capture_output=True)
 
     def close(self) -> None:
         self.holder.kill()
@@ -125,7 +124,10 @@ class Namespace:
 
 
 def _own_namespace(pid: int) -> bool:
-    return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    except OSError:
+        return False
 
 
 class Background:
@@ -163,7 +165,7 @@ class Background:
                                          f"{self.stdout}\n{self.stderr}")
                 self.changed.wait(0.2)
 
-    def interrupt(self, timeout: float = 15) -> int:
+    def interrupt(self, timeout: float = 60) -> int:
         """Ctrl-C, as a user presses it: SIGINT to the process group."""
         os.killpg(self.proc.pid, signal.SIGINT)
         try:
@@ -285,14 +287,14 @@ def test_readme_python_example(installed: Installed, ns: Namespace, tmp_path: Pa
     example.write_text(block("README.md", "import asyncio").text)
     running = installed.start(ns, ["python3", str(example)])
     try:
-        running.wait_for("waiting for a host to configure it (Ctrl-C stops)...", 30)
+        running.wait_for("waiting for a host to configure it (Ctrl-C stops)...", 120)
         assert running.stdout.splitlines()[:2] == [
             "serving 1209:0001 Virtual Keyboard as 1-1",
             "attach it: usbip attach -r 127.0.0.1 -b 1-1   (or: vusb host 127.0.0.1 1-1)"]
         host = installed.run(ns, ["vusb", "host", "127.0.0.1", "1-1"])  # as the README says, no kernel needed
         assert host.returncode == 0, host.stderr
         assert host.stdout.splitlines()[-1] == "typed: 'Hello, World!\\n'", host.stdout
-        running.wait_for("typed; serving until Ctrl-C", 10)
+        running.wait_for("typed; serving until Ctrl-C", 60)
         assert running.interrupt() == 0, running.stderr
         assert running.stdout.splitlines()[-1] == "stopped" and "Traceback" not in running.stderr
     finally:
@@ -315,7 +317,7 @@ def test_quickstart_install_and_serve(installed: Installed, ns: Namespace) -> No
 def test_quickstart_look_at_a_served_device(installed: Installed, ns: Namespace) -> None:
     server = installed.start(ns, ["vusb", "serve", "profiles/keyboard.yaml", "profiles/mouse.yaml"])
     try:
-        server.wait_for("(vusb ctl --socket", 30)
+        server.wait_for("(vusb ctl --socket", 120)  # generous: the machine may be busy
         commands = block("docs/quickstart.md", "vusb list 127.0.0.1               # OP_REQ_DEVLIST")
         result = installed.run(ns, ["sh", "-ec", commands.text])
         assert result.returncode == 0, result.stdout + result.stderr
@@ -335,7 +337,7 @@ def test_quickstart_python_example_and_vusb_host(installed: Installed, ns: Names
     (tmp_path / "example.py").write_text(example.text)
     running = installed.start(ns, ["python3", str(tmp_path / "example.py")])
     try:
-        running.wait_for("waiting for a host to configure the keyboard (Ctrl-C stops)...", 30)
+        running.wait_for("waiting for a host to configure the keyboard (Ctrl-C stops)...", 120)
         assert running.stdout.splitlines() == documented_lines(example.output)
         host = block("docs/quickstart.md", "vusb host 127.0.0.1 1-1 --seconds 3")
         result = installed.run(ns, ["sh", "-ec", host.text])
@@ -344,10 +346,10 @@ def test_quickstart_python_example_and_vusb_host(installed: Installed, ns: Names
         summary = expected.pop(-2)  # "28 report(s) in 3.0 s": the time is what this run took
         assert_lines_in_order(result.stdout, expected)
         assert re.search(summary.replace("3.0", r"3\.\d").replace("(", r"\(").replace(")", r"\)"), result.stdout)
-        running.wait_for("waiting for a host to configure the mouse...", 10)
+        running.wait_for("waiting for a host to configure the mouse...", 60)
         mouse = installed.run(ns, ["vusb", "host", "127.0.0.1", "1-2", "--count", "3"])
         assert "mouse: buttons none, x +40, y -10" in mouse.stdout, mouse.stdout + mouse.stderr
-        running.wait_for("moved and clicked; serving until Ctrl-C", 10)
+        running.wait_for("moved and clicked; serving until Ctrl-C", 60)
         assert running.interrupt() == 0, running.stderr  # "Ctrl-C stops the example cleanly"
         assert running.stdout.splitlines()[-1] == "stopped" and "Traceback" not in running.stderr
     finally:
