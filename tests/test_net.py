@@ -17,6 +17,7 @@ import pytest
 from vusb.devices.net import (
     CallbackBackend,
     IpHost,
+    NcmFunction,
     NetBackendError,
     NetFormatError,
     NetworkAdapter,
@@ -41,7 +42,8 @@ from vusb.devices.net.spec import (
 )
 from vusb.devices.net.stack import ACK, FIN, PSH, RST, SYN, checksum, link_local_v6
 
-from vusb.control import ControlServer, build_request
+from vusb.control_cli import build_request
+from vusb.control_server import ControlServer
 from vusb.errors import ProfileError, Stall
 from vusb.profile import parse_profile
 from vusb.server import Server
@@ -613,3 +615,28 @@ async def test_vusb_ctl_sets_link_and_speed_and_reads_counters(tmp_path: Path) -
         assert stats["ok"] and stats["link"] == "down" and stats["mac"] == nic.mac_text
         bad = await control.handle({"cmd": "link", "busid": "1-1", "state": "sideways"})
         assert not bad["ok"] and "give up or down" in bad["error"]
+
+
+def test_check_creates_no_capture_file_and_serving_does(tmp_path: Path) -> None:
+    """`vusb check` (a dry-run build) opens no pcap file; building the device for serving does."""
+    from vusb.profile import load_profile
+
+    profile = tmp_path / "nic.yaml"
+    profile.write_text("identity: {vendor_id: 0x1209, product_id: 0x10, speed: high}\n"
+                       "functions:\n  - {kind: ecm, backend: callback, pcap: captures/frames.pcap}\n")
+    (tmp_path / "captures").mkdir()
+    loaded = load_profile(profile)
+    assert list((tmp_path / "captures").iterdir()) == []
+    device = loaded.build()
+    assert (tmp_path / "captures" / "frames.pcap").exists()
+    device.functions[0].capture.close()  # type: ignore[attr-defined]
+
+
+def test_the_network_class_registers_its_kinds_commands_and_page() -> None:
+    from vusb.registry import registry
+
+    reg = registry()
+    for kind in ("ncm", "ecm", "rndis"):
+        assert reg.kind(kind).docs == "devices/network.md"
+    assert {"link", "speed", "net-stats"} <= set(reg.commands)
+    assert reg.function_name(NcmFunction(CallbackBackend())) is not None

@@ -28,6 +28,7 @@ from vusb.descriptors import (
     Usb2Extension,
 )
 from vusb.errors import VusbError
+from vusb.profile_raw import boot_report_default, declared_report_length
 
 DEFAULT_LANGUAGE = 0x0409
 
@@ -122,8 +123,6 @@ class Clone:
 
     def _needs_length_fix(self) -> list[str]:
         """HID boot interfaces without a report descriptor whose default does not fit wDescriptorLength."""
-        from vusb.profile import _boot_default, _declared_report_length
-
         reasons = []
         seen: set[int] = set()
         for raw in self.configurations:
@@ -135,8 +134,8 @@ class Clone:
                 if itf.interface_class != 0x03 or itf.number in self.reports or itf.number in seen:
                     continue
                 seen.add(itf.number)
-                default = _boot_default(itf)
-                declared = _declared_report_length([raw], itf.number)
+                default = boot_report_default(itf)
+                declared = declared_report_length([raw], itf.number)
                 if default is not None and declared is not None and declared != len(default[1]):
                     reasons.append(f"interface {itf.number}: no report descriptor in the source; the boot "
                                    f"{default[0]} default ({len(default[1])} bytes) is served and wDescriptorLength "
@@ -563,6 +562,11 @@ def _lsusb_records(file: str, text: str) -> tuple[list[list[_Record]], list[str]
                 continue
             if current is not None and current.header in _SKIP:
                 continue
+            raw_bytes = _decoded_bytes(lines, i, len(line) - len(line.lstrip()))
+            if raw_bytes is not None:  # a class descriptor vusb probe decoded: its bytes end the block
+                records.append(_Record("raw", lineno, raw=raw_bytes))
+                current = None
+                continue
             raise _error(file, f"cannot rebuild the bytes of {header!r} from lsusb text; clone from sysfs "
                          "(--from sysfs) or a usbmon capture (--from pcap) instead", lineno)
         if current is None or current.header in _SKIP:
@@ -571,6 +575,18 @@ def _lsusb_records(file: str, text: str) -> tuple[list[list[_Record]], list[str]
         if fm:
             current.fields.append((fm.group(2), fm.group(3), fm.group(4).strip(), lineno))
     return devices, titles
+
+
+def _decoded_bytes(lines: list[str], start: int, indent: int) -> bytes | None:
+    """The ``raw bytes:`` line that ``vusb probe`` prints at the end of a decoded class descriptor, if the
+    block that starts at ``lines[start]`` (indented deeper than ``indent``) has one."""
+    for line in lines[start:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            return None
+        m = re.match(r"^\s*raw bytes:\s*((?:[0-9a-fA-F]{2}\s*)+)$", line)
+        if m:
+            return bytes.fromhex(m.group(1))
+    return None
 
 
 class _Fields:

@@ -36,7 +36,6 @@ from vusb.devices.net.function import (
     NetworkAdapter,
     RndisFunction,
 )
-from vusb.devices.net.profile import register_profile_kinds
 from vusb.devices.net.spec import NetFormatError, mac_from_serial, mac_text, parse_mac
 from vusb.devices.net.stack import IpHost
 
@@ -61,6 +60,5 @@ __all__ = [
     "make_backend",
     "parse_mac",
     "read_pcap",
-    "register_profile_kinds",
     "tap_permission_problem",
 ]

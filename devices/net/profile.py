@@ -29,7 +29,8 @@ from vusb.devices.net.function import DEFAULT_SPEED, FUNCTIONS
 from vusb.devices.net.spec import DEFAULT_MTU, NetFormatError, parse_mac
 
 from vusb.device import Function
-from vusb.profile import Field, FunctionBuilder, Located, ProfileContext, register_kind
+from vusb.profile_fields import Field, Located, ProfileContext
+from vusb.registry import FunctionBuilder
 
 BACKENDS = ("endpoint", "callback", "pair", "tap")
 
@@ -52,7 +53,8 @@ FIELDS: dict[str, Field] = {
 OWNERS = {"address": "endpoint", "ipv6": "endpoint", "endpoint_mac": "endpoint", "pair": "pair", "tap_name": "tap"}
 
 
-def _builder(kind: str) -> FunctionBuilder:
+def build_for(kind: str) -> FunctionBuilder:
+    """The profile builder of ``kind: ncm``, ``ecm`` or ``rndis``."""
     def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         backend_kind = o["backend"].value
         for name, owner in OWNERS.items():
@@ -86,15 +88,10 @@ def _builder(kind: str) -> FunctionBuilder:
             if problem is not None and o["tap_name"].value is None:
                 raise ctx.error(o["backend"].node, o["backend"].path, f"backend: tap is not possible here: {problem}")
             backend = TapBackend(o["tap_name"].value or "vusb%d")
+        pcap = ctx.resolve(o["pcap"].value, o["pcap"], follow_final=False) if o["pcap"].value else None
+        if ctx.dry_run:
+            pcap = None  # a check creates no file: the capture is opened only when serving
         cls = FUNCTIONS[kind]
         return cls(backend, mac=o["mac"].value, mtu=o["mtu"].value, speed_bps=o["speed"].value,
-                   link_up=o["link"].value == "up", pcap=ctx.resolve(o["pcap"].value, o["pcap"], follow_final=False)
-                   if o["pcap"].value else None, interface_name=o["interface_name"].value)
+                   link_up=o["link"].value == "up", pcap=pcap, interface_name=o["interface_name"].value)
     return build
-
-
-def register_profile_kinds() -> None:
-    """Make ``kind: ncm``, ``kind: ecm`` and ``kind: rndis`` available to profiles."""
-    register_kind("ncm", FIELDS, _builder("ncm"), "USB network adapter, CDC NCM (Linux cdc_ncm)")
-    register_kind("ecm", FIELDS, _builder("ecm"), "USB network adapter, CDC ECM (Linux cdc_ether)")
-    register_kind("rndis", FIELDS, _builder("rndis"), "USB network adapter, RNDIS (Windows, Linux rndis_host)")
