@@ -248,7 +248,7 @@ async def test_malformed_ntbs_from_the_host_are_dropped_counted_and_logged(caplo
     nic = adapter("ncm", CallbackBackend(got.append))
     async with LocalHost(nic) as host:
         await configured(host)
-        with caplog.at_level(logging.WARNING, "vusb.net"):
+        with caplog.at_level(logging.WARNING, "vusb.devices.net"):
             for _, block, _ in BAD_NTBS:
                 assert await host.transfer_out(BULK_OUT, block) == len(block)  # accepted, then dropped
         assert nic.nic.dropped["malformed"] == len(BAD_NTBS)
@@ -541,7 +541,7 @@ async def test_pair_backends_carry_frames_across_and_a_missing_partner_is_a_clea
     left = NetworkAdapter("ecm", backend=PairBackend(name), serial_number="L")
     async with LocalHost(left) as lhost:
         await configured(lhost)
-        with caplog.at_level(logging.ERROR, "vusb.net"):
+        with caplog.at_level(logging.ERROR, "vusb.devices.net"):
             await lhost.transfer_out(BULK_OUT, frame(BROADCAST))
         assert "has no partner: serve a second adapter with backend: pair and pair: unit-pair" in caplog.text
         assert left.nic.dropped == {"pair partner missing": 1}

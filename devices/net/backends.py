@@ -34,7 +34,7 @@ from vusb.errors import UsageError, VusbError
 if TYPE_CHECKING:
     from vusb.devices.net.function import NetFunction
 
-log = logging.getLogger("vusb.net")
+log = logging.getLogger("vusb.devices.net")
 
 FrameCallback = Callable[[bytes], Union[Awaitable[None], None]]
 

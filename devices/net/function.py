@@ -77,7 +77,7 @@ from vusb.urb import Completion, SetupPacket, Urb
 if TYPE_CHECKING:
     from vusb.devices.net.backends import BackendSpec, NetBackend
 
-log = logging.getLogger("vusb.net")
+log = logging.getLogger("vusb.devices.net")
 
 DEFAULT_SPEED = 480_000_000
 """Link speed reported to the host (bits per second) unless the profile or Python says otherwise."""

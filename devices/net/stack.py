@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-log = logging.getLogger("vusb.net.endpoint")
+log = logging.getLogger("vusb.devices.net.endpoint")
 
 ETH_IPV4, ETH_ARP, ETH_IPV6 = 0x0800, 0x0806, 0x86DD
 PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 1, 6, 17, 58
