@@ -28,6 +28,8 @@
     ├── LineCodingError                  a CDC line coding field is out of range (vusb.devices.cdc_acm; a ValueError)
     ├── CheckCondition                   a SCSI command ends in CHECK CONDITION (vusb.devices.storage, internal)
     ├── MediumError                      a disk image refused a read or write (vusb.devices.storage; an OSError)
+    ├── NetFormatError                   a malformed NTB, RNDIS message, frame or MAC address (vusb.devices.net; a ValueError)
+    ├── NetBackendError                  a network adapter's backend cannot work as configured (vusb.devices.net)
     └── HarnessError                     the test harness failed (vusb.harness)
         ├── HarnessPrerequisiteError     a host program or file the harness needs is missing
         ├── ImageBuildError              a guest image could not be built
