@@ -30,7 +30,7 @@ import importlib.resources
 import inspect
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,10 +67,25 @@ from vusb.profile_raw import (
     read_descriptors,
     read_interfaces,
 )
-from vusb.registry import FunctionBuilder, Kind, register_kind, registry
+from vusb.registry import FunctionBuilder, Kind, registry
+from vusb.registry import register_kind as _register_kind
 from vusb.urb import SetupPacket
 
 T = TypeVar("T")
+
+
+def register_kind(name: str, fields: Mapping[str, Field], build: FunctionBuilder, description: str = "",
+                  **options: Any) -> None:
+    """Deprecated: make a function kind available to profiles at once.
+
+    It still works, with a :class:`DeprecationWarning`.  A device class now registers its
+    kinds, commands and fault kinds in its own ``register(registry)`` function, with
+    :meth:`vusb.Registry.add_kind` (docs/writing-a-device.md); vusb calls it for built-in
+    classes, ``vusb.devices`` entry points and :func:`vusb.load_device_class`.
+    """
+    warnings.warn("vusb.profile.register_kind is deprecated: register the kind in the class's register(registry) "
+                  "function with registry.add_kind (see docs/writing-a-device.md)", DeprecationWarning, stacklevel=2)
+    _register_kind(name, fields, build, description, **options)
 
 
 def kinds() -> dict[str, Kind]:
