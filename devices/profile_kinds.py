@@ -7,6 +7,7 @@ from vusb.devices.gadget_zero import register_profile_kinds as _register_gadget_
 from vusb.devices.hid import HidFunction
 from vusb.devices.keyboard import KeyboardFunction
 from vusb.devices.mouse import MouseFunction
+from vusb.devices.printer import register_profile_kinds as _register_printer
 from vusb.devices.storage import register_profile_kinds as _register_storage
 
 from vusb.device import Function
@@ -88,3 +89,4 @@ register_kind(
 _register_cdc_acm()
 _register_storage()
 _register_gadget_zero()
+_register_printer()

@@ -46,6 +46,7 @@ from vusb.devices.cdc_acm.function import CdcAcmFunction
 from vusb.devices.hid import HidFunction
 from vusb.devices.keyboard import Key, KeyboardFunction, Modifier
 from vusb.devices.mouse import ALL_BUTTONS, Button, MouseFunction
+from vusb.devices.printer.function import PrinterFunction
 from vusb.devices.storage.backing import BackingStore, ImageFile, MemoryStore
 from vusb.devices.storage.bot import MassStorageFunction
 from vusb.errors import ProfileError, UsageError, VusbError
@@ -190,6 +191,8 @@ def function_kind(function: Function) -> str:
         return "storage"
     if isinstance(function, CdcAcmFunction):
         return "serial"
+    if isinstance(function, PrinterFunction):
+        return "printer"
     return "other"
 
 
@@ -265,6 +268,7 @@ class ControlServer:
             "unplug": self._unplug, "plug": self._plug,
             "fault-add": self._fault_add, "fault-list": self._fault_list, "fault-clear": self._fault_clear,
         }
+        self._commands["printer-status"] = self._printer_status
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -565,6 +569,16 @@ class ControlServer:
             del self._ejected[(busid, number)]
         return {"lun": number, "medium": store.describe()}
 
+    async def _printer_status(self, req: _Request) -> dict[str, Any]:
+        """Set (any of paper_out, selected, error) and report a printer's port status."""
+        _, _, f = self._function(req, "printer")
+        assert isinstance(f, PrinterFunction)
+        changes = {key: req.get(key, bool) for key in ("paper_out", "selected", "error")}
+        if any(v is not None for v in changes.values()):
+            f.set_status(**changes)
+        return {"paper_out": f.paper_out, "selected": f.selected, "error": f.error,
+                "port_status": f"0x{int(f.port_status):02x}", "jobs": len(f.jobs)}
+
     def _serial(self, req: _Request) -> tuple[str, CdcAcmFunction]:
         busid, _, f = self._function(req, "serial")
         assert isinstance(f, CdcAcmFunction)
@@ -816,6 +830,8 @@ def _ctl_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", help=", ".join(FAULT_FIELDS))
     p.add_argument("fields", nargs="*", metavar="FIELD=VALUE", help="e.g. endpoint=0x81 count=1")
     command("fault-list", "the fault rules and how often they fired", function=False, timeout=False)
+    command("printer-status", "show or set a printer's port status: paper_out=, selected=, error= (true/false)",
+            timeout=False).add_argument("fields", nargs="*", metavar="FIELD=VALUE")
     command("fault-clear", "remove every fault rule, or the one at INDEX", function=False, timeout=False).add_argument(
         "index", type=int, nargs="?")
     return parser
@@ -853,6 +869,12 @@ def build_request(argv: Sequence[str]) -> tuple[dict[str, Any], bool]:
         body["line"] = True
     elif cmd == "fault-add":
         body["fault"] = {"kind": args.kind, **dict(_field_value(item) for item in args.fields)}
+    elif cmd == "printer-status":
+        for item in args.fields:
+            name, value = _field_value(item)
+            if name not in ("paper_out", "selected", "error") or not isinstance(value, bool):
+                raise UsageError(f"printer-status field {item!r}: paper_out=, selected= or error= with true or false")
+            body[name] = value
     elif cmd == "fault-clear" and args.index is not None:
         body["index"] = args.index
     return body, as_json
