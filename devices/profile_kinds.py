@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vusb.devices.cdc_acm import register_profile_kinds as _register_cdc_acm
+from vusb.devices.dfu import register_profile_kinds as _register_dfu
 from vusb.devices.gadget_zero import register_profile_kinds as _register_gadget_zero
 from vusb.devices.hid import HidFunction
 from vusb.devices.keyboard import KeyboardFunction
@@ -90,3 +91,4 @@ _register_cdc_acm()
 _register_storage()
 _register_gadget_zero()
 _register_printer()
+_register_dfu()
