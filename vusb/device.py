@@ -556,6 +556,14 @@ class Device:
             )
 
     # ------------------------------------------------------------ accessors
+    def set_bos(self, bos: BosDescriptor) -> None:
+        """Serve another BOS descriptor from now on (vusb.winusb adds platform capabilities this way)."""
+        if self.descriptor.usb_version < 0x0201:
+            raise UsageError(f"bcdUSB 0x{self.descriptor.usb_version:04x}: hosts ask for a BOS only from 0x0201; "
+                             "make the device with usb_version=0x0210")
+        self.bos = bos
+        self._bos_bytes = bos.to_bytes()
+
     def endpoint(self, address: int) -> Endpoint:
         try:
             return self._endpoints[address]

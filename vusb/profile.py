@@ -249,6 +249,7 @@ TOP_FIELDS: dict[str, Field] = {
     "descriptors": Field("map", False),
     "control": Field("list", False, help="canned answers to class and vendor control requests"),
     "faults": Field("list", False, help="fault rules: make the device misbehave on purpose (docs/faults.md)"),
+    "platform": Field("map", False, help="WinUSB (Microsoft OS 2.0) and WebUSB descriptors (docs/winusb-webusb.md)"),
 }
 
 CONTROL_FIELDS: dict[str, Field] = {
@@ -458,9 +459,16 @@ class Profile:
     descriptors: RawDescriptors | None = None
     control: list[CannedRequest] = dataclasses.field(default_factory=list)
     faults: list[FaultSpec] = dataclasses.field(default_factory=list)
+    platform: Any = None  # vusb.winusb.PlatformSection
 
     def build(self) -> Device:
         device = self._build()
+        if self.platform is not None:
+            try:
+                self.platform.apply(device)
+            except VusbError as exc:
+                device.close_unstarted()
+                raise self.context.error(self.platform.node, self.platform.path, str(exc)) from exc
         if self.control:
             device.vendor_handler = canned_handler(self.control)
         for spec in self.faults:
@@ -486,6 +494,8 @@ class Profile:
         ident = dict(self.identity)
         speed = Speed.parse(ident.pop("speed"))
         try:
+            if self.platform is not None and speed != Speed.SUPER:
+                ident["usb_version"] = 0x0210  # hosts ask for the BOS (where the platform capabilities are)
             return Device(*built, speed=speed, **{k: v for k, v in ident.items() if v is not None})
         except VusbError as exc:
             raise ProfileError(str(exc), file=self.file) from exc
@@ -560,7 +570,13 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
     control = _read_control(ctx, control_node) if control_node is not None else []
     faults_node = top["faults"].value
     faults = _read_faults(ctx, faults_node) if faults_node is not None else []
-    profile = Profile(file, identity, functions, ctx, descriptors, control, faults)
+    platform_node = top["platform"].value
+    platform = None
+    if platform_node is not None:
+        from vusb.winusb import read_platform_section
+
+        platform = read_platform_section(ctx, platform_node)
+    profile = Profile(file, identity, functions, ctx, descriptors, control, faults, platform)
     # Build once now so that every definition error shows up at load time, with the file named;
     # the trial device is closed at once so it holds no file open.
     profile.build().close_unstarted()
