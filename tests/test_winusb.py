@@ -1,10 +1,10 @@
 """Microsoft OS 2.0 and WebUSB descriptors, byte for byte, and the vendor requests that fetch them.
 
-The expected bytes are the published examples, field by field: the BOS and descriptor set
-of Microsoft's "Microsoft OS 2.0 Descriptors Specification" (a composite device whose
-function at interface 0 gets WinUSB, the set being 0xB2 bytes, bMS_VendorCode 0x02 ...)
-and of the WebUSB specification (platform capability with bVendorCode 0x01 and landing
-page 1; the URL descriptor of https://example.com).
+The expected bytes are written out field by field from the specifications' tables, with the
+values of their examples: Microsoft's "Microsoft OS 2.0 Descriptors Specification" (Windows 8.1,
+bMS_VendorCode 0x02, a 0xB2-byte descriptor set with configuration and function subset headers,
+compatible ID WINUSB and the DeviceInterfaceGUIDs property) and the WebUSB specification
+(platform capability with bVendorCode 0x01 and iLandingPage 1; URL descriptors).
 """
 
 from __future__ import annotations
