@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from vusb.devices.dfu import DfuDevice, DfuFunction, DfuState, DfuStatus, functional_descriptor
+from vusb.devices.dfu import DfuDevice, DfuFunction, DfuseLayout, DfuState, DfuStatus, functional_descriptor
 
 from vusb.errors import DeviceDefinitionError, ProfileError, Stall
 from vusb.profile import load_device, parse_profile
@@ -311,3 +311,70 @@ def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "dfuERROR errADDRESS"
+
+
+# ---------------------------------------------------------------- DfuSe (ST's extension)
+
+
+def dfuse_command(*payload: int) -> tuple[SetupPacket, bytes]:
+    return dnload(0, bytes(payload))
+
+
+def address(a: int) -> tuple[int, ...]:
+    return tuple(a.to_bytes(4, "little"))
+
+
+async def test_dfuse_descriptor_names_the_memory_layout(tmp_path: Path) -> None:
+    device = DfuDevice(tmp_path / "flash.bin", capacity=8192, dfuse=DfuseLayout("Internal Flash", 0x08000000, 1024))
+    async with LocalHost(device) as host:
+        config = await host.get_descriptor(2, 0, 255)
+        name_index = config[9 + 8]
+        name = (await host.get_descriptor(3, name_index, 255, 0x0409))[2:].decode("utf-16-le")
+    assert config[18:27] == functional_descriptor(0x07, 1000, 1024, 0x011A).to_bytes()  # bcdDFUVersion 1.1a
+    assert name == "@Internal Flash /0x08000000/008*001Kg"
+    assert (tmp_path / "flash.bin").read_bytes() == b"\xff" * 8192  # a fresh flash is erased
+
+
+async def test_dfuse_commands_then_data_at_the_address_pointer(tmp_path: Path) -> None:
+    device = DfuDevice(tmp_path / "flash.bin", capacity=8192, transfer_size=256,
+                       dfuse=DfuseLayout("Internal Flash", 0x08000000, 1024))
+    (tmp_path / "flash.bin").write_bytes(bytes(8192))  # programmed with zeros
+    async with LocalHost(device) as host:
+        await host.enumerate()
+        assert await host.control(upload(0, 16)) == bytes((0x00, 0x21, 0x41, 0x92))  # the commands it knows
+        for command in (dfuse_command(0x41, *address(0x08000400)), dfuse_command(0x21, *address(0x08000400))):
+            await host.control(*command)
+            assert (await status(host))[2] == S.DFU_DNBUSY  # dfu-util checks this after a command
+            assert (await status(host))[2] == S.DFU_DNLOAD_IDLE
+        await host.control(*dnload(2, b"A" * 256))
+        assert (await status(host))[2] == S.DFU_DNLOAD_IDLE
+        await host.control(*dnload(3, b"B" * 10))  # block 3: pointer + 1 * wTransferSize
+        assert (await status(host))[2] == S.DFU_DNLOAD_IDLE
+        memory = (tmp_path / "flash.bin").read_bytes()
+        assert memory[:1024] == bytes(1024)  # page 0 untouched
+        assert memory[1024:1024 + 266] == b"A" * 256 + b"B" * 10 and memory[1290:2048] == b"\xff" * 758
+        await host.control(*dfuse_command(0x21, *address(0x08000400)))
+        await status(host), await status(host)
+        assert await host.control(upload(2, 256)) == b"A" * 256
+        assert (await host.control(upload(3, 256)))[:10] == b"B" * 10  # block 3: pointer + 1 * wTransferSize
+        await host.control(ABORT)
+        await host.control(*dfuse_command(0x41))  # mass erase
+        await status(host), await status(host)
+        assert (tmp_path / "flash.bin").read_bytes() == b"\xff" * 8192
+
+
+@pytest.mark.parametrize(("case", "steps"), [
+    ("set address outside the memory", [dfuse_command(0x21, *address(0x08100000))]),
+    ("data beyond the end", [dfuse_command(0x21, *address(0x08001F00)), dnload(2, bytes(512))]),
+])
+async def test_dfuse_addresses_outside_the_memory_are_err_address(case: str, steps: list[tuple[SetupPacket, bytes]],
+                                                                  tmp_path: Path) -> None:
+    device = DfuDevice(tmp_path / "flash.bin", capacity=8192, dfuse=DfuseLayout())
+    async with LocalHost(device) as host:
+        await host.enumerate()
+        for setup, data in steps:
+            await host.control(setup, data)
+            st, _, state = await status(host)
+            if state == S.DFU_DNBUSY:
+                st, _, state = await status(host)
+        assert (st, state) == (DfuStatus.ERR_ADDRESS, S.DFU_ERROR)

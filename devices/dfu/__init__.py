@@ -14,6 +14,7 @@ from vusb.devices.dfu.function import (
     DEFAULT_TRANSFER_SIZE,
     DfuDevice,
     DfuFunction,
+    DfuseLayout,
     FirmwareImage,
     Verifier,
 )
@@ -38,7 +39,21 @@ def register_profile_kinds() -> None:
 
 
 __all__ = [
-    "DEFAULT_CAPACITY", "DEFAULT_TRANSFER_SIZE", "DFU_CLASS", "DFU_SUBCLASS", "DfuAttributes", "DfuDevice",
-    "DfuFunction", "DfuProtocol", "DfuRequest", "DfuState", "DfuStatus", "FirmwareImage", "Verifier",
-    "functional_descriptor", "register_profile_kinds", "status_bytes",
+    "DEFAULT_CAPACITY",
+    "DEFAULT_TRANSFER_SIZE",
+    "DFU_CLASS",
+    "DFU_SUBCLASS",
+    "DfuAttributes",
+    "DfuDevice",
+    "DfuFunction",
+    "DfuProtocol",
+    "DfuRequest",
+    "DfuState",
+    "DfuStatus",
+    "DfuseLayout",
+    "FirmwareImage",
+    "Verifier",
+    "functional_descriptor",
+    "register_profile_kinds",
+    "status_bytes",
 ]

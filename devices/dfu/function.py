@@ -7,12 +7,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vusb.devices.dfu.spec import (
     DFU_CLASS,
     DFU_SUBCLASS,
+    DFU_VERSION,
+    DFUSE_VERSION,
     DfuAttributes,
     DfuProtocol,
     DfuRequest,
@@ -100,8 +103,38 @@ class FirmwareImage:
             f.seek(offset)
             return f.read(length)
 
+    def fill_to_capacity(self) -> None:
+        """Make the memory ``capacity`` bytes long, the missing part erased (0xFF), as flash is (DfuSe)."""
+        missing = self.capacity - self.size
+        if missing > 0:
+            self.write(self.size, b"\xff" * missing)
+
     def read_all(self) -> bytes:
         return self.read(0, self.capacity)
+
+
+@dataclass(frozen=True)
+class DfuseLayout:
+    """ST's DfuSe extension: the memory is at ``address`` in pages of ``page_size`` bytes.
+
+    The interface's name (iInterface) is the memory layout dfu-util parses,
+    ``@Internal Flash /0x08000000/256*001Kg`` (256 pages of 1 KiB, readable, erasable, writable).
+    """
+
+    name: str = "Internal Flash"
+    address: int = 0x08000000
+    page_size: int = 1024
+
+    def describe(self, capacity: int) -> str:
+        pages = capacity // self.page_size
+        size, unit = (self.page_size // 1024, "K") if self.page_size % 1024 == 0 else (self.page_size, " ")
+        return f"@{self.name} /0x{self.address:08X}/{pages:03d}*{size:03d}{unit}g"
+
+
+DFUSE_SET_ADDRESS = 0x21
+DFUSE_ERASE = 0x41
+DFUSE_READ_UNPROTECT = 0x92
+DFUSE_COMMANDS = bytes((0x00, DFUSE_SET_ADDRESS, DFUSE_ERASE, DFUSE_READ_UNPROTECT))
 
 
 class DfuFunction(Function):
@@ -132,6 +165,7 @@ class DfuFunction(Function):
         manifest_time: int = 10,
         verify: Verifier | None = None,
         interface_name: str | None = None,
+        dfuse: DfuseLayout | None = None,
     ) -> None:
         super().__init__()
         if mode not in ("dfu", "runtime"):
@@ -143,6 +177,17 @@ class DfuFunction(Function):
             if not 0 <= value <= (0xFFFF if what == "detach_timeout" else 0xFFFFFF):
                 raise DeviceDefinitionError(f"{what} {value} ms is out of range")
         self.image = image if isinstance(image, FirmwareImage) else FirmwareImage(image, capacity)
+        self.dfuse = dfuse
+        if dfuse is not None:
+            if dfuse.page_size <= 0 or self.image.capacity % dfuse.page_size:
+                raise DeviceDefinitionError(f"DfuSe: capacity {self.image.capacity} is not a whole number of "
+                                            f"{dfuse.page_size}-byte pages")
+            if not 0 <= dfuse.address <= 0xFFFFFFFF - self.image.capacity:
+                raise DeviceDefinitionError(f"DfuSe: address 0x{dfuse.address:x} does not fit 32 bits")
+            self.image.fill_to_capacity()
+            interface_name = dfuse.describe(self.image.capacity)
+        self._pointer = dfuse.address if dfuse is not None else 0
+        self._command = False  # a DfuSe command is executing (GETSTATUS reports dfuDNBUSY once)
         self.mode = mode
         self.transfer_size = transfer_size
         self.attributes = ((DfuAttributes.CAN_DNLOAD if can_download else DfuAttributes.NONE)
@@ -174,15 +219,20 @@ class DfuFunction(Function):
     def protocol(self) -> DfuProtocol:
         return DfuProtocol.DFU_MODE if self.mode == "dfu" else DfuProtocol.RUNTIME
 
+    @property
+    def version(self) -> int:
+        return DFUSE_VERSION if self.dfuse is not None else DFU_VERSION
+
     def functional(self) -> bytes:
-        return functional_descriptor(int(self.attributes), self.detach_timeout, self.transfer_size).to_bytes()
+        return functional_descriptor(int(self.attributes), self.detach_timeout, self.transfer_size,
+                                     self.version).to_bytes()
 
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
         self.interface = ctx.interface_number()
         return [InterfaceDescriptor(self.interface, 0, DFU_CLASS, DFU_SUBCLASS, int(self.protocol),
                                     ctx.string(self.interface_name), (),
                                     (functional_descriptor(int(self.attributes), self.detach_timeout,
-                                                           self.transfer_size),))]
+                                                           self.transfer_size, self.version),))]
 
     # ------------------------------------------------------------ test hooks
     def fail_next(self, status: DfuStatus) -> None:
@@ -308,8 +358,8 @@ class DfuFunction(Function):
             if self._pending != DfuStatus.OK:
                 self._error(self._pending)
                 self._pending = DfuStatus.OK
-            elif self._busy and self.poll_timeout:
-                self._busy = False
+            elif self._command or (self._busy and self.poll_timeout):
+                self._busy = self._command = False
                 self._deadline = time.monotonic() + self.poll_timeout / 1000
                 self._set(DfuState.DFU_DNBUSY)
                 return status_bytes(DfuStatus.OK, self.poll_timeout, int(DfuState.DFU_DNBUSY))
@@ -339,6 +389,8 @@ class DfuFunction(Function):
             self._manifested = False
             self._set(DfuState.DFU_MANIFEST_SYNC)
             return None
+        if self.dfuse is not None:
+            return self._dfuse_dnload(setup, data)
         if len(data) > self.transfer_size:
             log.warning("%s: DNLOAD block of %d bytes, more than wTransferSize %d", self._where(), len(data),
                         self.transfer_size)
@@ -376,6 +428,67 @@ class DfuFunction(Function):
         self._set(DfuState.DFU_DNLOAD_SYNC)
         return None
 
+    def _dfuse_dnload(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        """DfuSe: block 0 carries a command, blocks from 2 write at the address pointer."""
+        assert self.dfuse is not None
+        base, end = self.dfuse.address, self.dfuse.address + self.image.capacity
+        if setup.value == 0:
+            command = data[:1]
+            address = int.from_bytes(data[1:5], "little") if len(data) == 5 else None
+            if command == bytes((DFUSE_SET_ADDRESS,)) and address is not None:
+                if not base <= address < end:
+                    self._block_failed(DfuStatus.ERR_ADDRESS, f"set address 0x{address:08x} is outside "
+                                                              f"0x{base:08x}..0x{end - 1:08x}")
+                    return None
+                self._pointer = address
+            elif command == bytes((DFUSE_ERASE,)) and address is not None:
+                if not base <= address < end:
+                    self._block_failed(DfuStatus.ERR_ADDRESS, f"erase of 0x{address:08x}, outside the memory")
+                    return None
+                page = (address - base) // self.dfuse.page_size * self.dfuse.page_size
+                if not self._erase(page, self.dfuse.page_size):
+                    return None
+            elif command == bytes((DFUSE_ERASE,)) and len(data) == 1:
+                if not self._erase(0, self.image.capacity):
+                    return None
+            elif command == bytes((DFUSE_READ_UNPROTECT,)) and len(data) == 1:
+                pass
+            else:
+                raise self._refuse(setup)
+            self._command = True
+            self._manifested = False
+            self._set(DfuState.DFU_DNLOAD_SYNC)
+            return None
+        if setup.value == 1:
+            raise self._refuse(setup)
+        address = self._pointer + (setup.value - 2) * self.transfer_size
+        if not base <= address or address + len(data) > end:
+            self._block_failed(DfuStatus.ERR_ADDRESS, f"block {setup.value} at 0x{address:08x} "
+                                                      f"({len(data)} bytes) leaves 0x{base:08x}..0x{end - 1:08x}")
+            return None
+        if self._fail_next is not None:
+            failure, self._fail_next = self._fail_next, None
+            self._block_failed(failure, "failure injected by fail_next()")
+            return None
+        try:
+            self.image.write(address - base, bytes(data))
+        except OSError as exc:
+            self._block_failed(DfuStatus.ERR_WRITE, f"cannot write {self.image.describe()}: {exc.strerror or exc}")
+            return None
+        self._offset = address - base + len(data)
+        self._busy = True
+        self._manifested = False
+        self._set(DfuState.DFU_DNLOAD_SYNC)
+        return None
+
+    def _erase(self, offset: int, length: int) -> bool:
+        try:
+            self.image.write(offset, b"\xff" * length)
+        except OSError as exc:
+            self._block_failed(DfuStatus.ERR_ERASE, f"cannot erase {self.image.describe()}: {exc.strerror or exc}")
+            return False
+        return True
+
     def _block_failed(self, status: DfuStatus, why: str) -> None:
         log.warning("%s: DNLOAD: %s; GETSTATUS will report %s", self._where(), why, status.name)
         self._pending = status
@@ -386,11 +499,12 @@ class DfuFunction(Function):
             failure, self._fail_next = self._fail_next, None
             return failure
         try:
-            written = self.image.read(0, self._offset)
+            written = self.image.read(0, self._offset if self.dfuse is None else self.image.capacity)
         except OSError as exc:
             log.warning("%s: cannot read back %s: %s", self._where(), self.image.describe(), exc)
             return DfuStatus.ERR_VERIFY
-        if len(written) != self._offset or hashlib.sha256(written).digest() != self._hash.digest():
+        if self.dfuse is None and (len(written) != self._offset
+                                   or hashlib.sha256(written).digest() != self._hash.digest()):
             log.warning("%s: %s does not hold what was downloaded", self._where(), self.image.describe())
             return DfuStatus.ERR_VERIFY
         if self.verify is not None:
@@ -408,6 +522,9 @@ class DfuFunction(Function):
         return DfuStatus.OK
 
     def _upload(self, setup: SetupPacket) -> bytes:
+        if self.dfuse is not None and self.attributes & DfuAttributes.CAN_UPLOAD and self.state in (
+                DfuState.DFU_IDLE, DfuState.DFU_UPLOAD_IDLE, DfuState.DFU_DNLOAD_IDLE):
+            return self._dfuse_upload(setup)
         if not self.attributes & DfuAttributes.CAN_UPLOAD or \
                 self.state not in (DfuState.DFU_IDLE, DfuState.DFU_UPLOAD_IDLE):
             raise self._refuse(setup)
@@ -418,6 +535,19 @@ class DfuFunction(Function):
         self._offset += len(chunk)
         if len(chunk) < setup.length:  # a short block ends the upload
             self._set(DfuState.DFU_IDLE)
+        return chunk
+
+    def _dfuse_upload(self, setup: SetupPacket) -> bytes:
+        """DfuSe: block 0 lists the commands, blocks from 2 read at the address pointer."""
+        assert self.dfuse is not None
+        if setup.value == 0:
+            self._set(DfuState.DFU_IDLE)
+            return DFUSE_COMMANDS
+        if setup.value == 1:
+            raise self._refuse(setup)
+        offset = self._pointer - self.dfuse.address + (setup.value - 2) * self.transfer_size  # as ST: wTransferSize
+        chunk = self.image.read(offset, max(0, min(setup.length, self.image.capacity - offset)))
+        self._set(DfuState.DFU_UPLOAD_IDLE if len(chunk) == setup.length else DfuState.DFU_IDLE)
         return chunk
 
     def _where(self) -> str:

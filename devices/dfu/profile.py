@@ -8,11 +8,12 @@
         capacity: 256KiB
         transfer_size: 1024
         require_prefix: "7f 45 4c 46"   # an image not starting with these bytes is errFIRMWARE
+        # dfuse_address: 0x08000000     # ST's DfuSe: memory at this address, 1 KiB pages (dfuse_page_size)
 """
 
 from __future__ import annotations
 
-from vusb.devices.dfu.function import DEFAULT_CAPACITY, DEFAULT_TRANSFER_SIZE, DfuFunction
+from vusb.devices.dfu.function import DEFAULT_CAPACITY, DEFAULT_TRANSFER_SIZE, DfuFunction, DfuseLayout
 from vusb.devices.dfu.spec import DfuStatus
 from vusb.devices.storage.backing import parse_size
 
@@ -33,6 +34,9 @@ FIELDS: dict[str, Field] = {
     "manifest_time": Field("int", False, 10, 0, 0xFFFFFF, help="ms manifestation takes"),
     "require_prefix": Field("hex", help="an image must start with these bytes, else errFIRMWARE at manifestation"),
     "interface_name": Field("str", help="iInterface string (dfu-util shows it as name=)"),
+    "dfuse_address": Field("int", False, None, 0, 0xFFFFFFFF,
+                           help="DfuSe (ST's extension): the memory's start address, e.g. 0x08000000"),
+    "dfuse_page_size": Field("int", False, 1024, 1, 1 << 24, help="DfuSe: erase page size in bytes (default 1024)"),
 }
 
 
@@ -55,9 +59,12 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
                            manifestation_tolerant=o["manifestation_tolerant"].value,
                            poll_timeout=o["poll_timeout"].value, manifest_time=o["manifest_time"].value,
                            verify=starts_right if prefix is not None else None,
-                           interface_name=o["interface_name"].value)
+                           interface_name=o["interface_name"].value,
+                           dfuse=None if o["dfuse_address"].value is None else DfuseLayout(
+                               o["interface_name"].value or "Internal Flash", o["dfuse_address"].value,
+                               o["dfuse_page_size"].value))
     except DeviceDefinitionError as exc:
-        where = o["image"] if "image" in str(exc) else o["capacity"]
+        where = o["image"] if "image" in str(exc) else o["dfuse_address"] if "DfuSe" in str(exc) else o["capacity"]
         raise ctx.error(where.node, where.path, str(exc)) from None
 
 

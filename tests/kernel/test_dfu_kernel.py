@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from vusb.devices.dfu import DfuDevice, DfuState
+from vusb.devices.dfu import DfuDevice, DfuseLayout, DfuState
 
 from vusb.harness import Guest
 from vusb.server import Server
@@ -79,6 +79,32 @@ async def test_runtime_device_switches_to_dfu_mode_on_detach_and_reset(guest: Gu
             assert device.mode == "runtime"
             assert device.dfu.image.path is not None
             assert device.dfu.image.path.read_bytes() == await guest.read_file("/tmp/app.bin")
+        finally:
+            await guest.detach(port)
+    await device.aclose()
+
+
+async def test_dfuse_download_and_upload_at_an_address(guest: Guest, tmp_path: Path) -> None:
+    """ST's DfuSe: dfu-util erases pages, sets the address pointer and writes blocks from 2, then reads back."""
+    device = DfuDevice(tmp_path / "flash.bin", capacity=64 * 1024, product_id=0x0013,
+                       dfuse=DfuseLayout("Internal Flash", 0x08000000, 1024))
+    async with Server([device], port=0) as server:
+        port = await guest.attach(None, server.port, "1-1")
+        try:
+            await guest.wait_for_usb_device(0x1209, 0x0013, timeout=60)
+            listing = await guest.run("dfu-util -l", timeout=60)
+            assert 'name="@Internal Flash /0x08000000/064*001Kg"' in listing.stdout, listing.stdout
+            r = await guest.run("head -c 20000 /dev/urandom > /tmp/st.bin && sha256sum /tmp/st.bin", check=True)
+            digest = r.stdout.split()[0]
+            down = await guest.run("dfu-util -d 1209:0013 -a 0 -s 0x08000000 -D /tmp/st.bin", timeout=180)
+            assert down.returncode == 0, down.stdout + down.stderr
+            memory = (tmp_path / "flash.bin").read_bytes()
+            assert hashlib.sha256(memory[:20000]).hexdigest() == digest
+            assert memory[20000:] == b"\xff" * (len(memory) - 20000)  # the rest of the flash stays erased
+            up = await guest.run("rm -f /tmp/st-back.bin; dfu-util -d 1209:0013 -a 0 -s 0x08000000:20000 "
+                                 "-U /tmp/st-back.bin && sha256sum /tmp/st-back.bin", timeout=180)
+            assert up.returncode == 0, up.stdout + up.stderr
+            assert up.stdout.strip().splitlines()[-1].split()[0] == digest
         finally:
             await guest.detach(port)
     await device.aclose()
