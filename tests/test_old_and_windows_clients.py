@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -227,45 +227,114 @@ async def test_windows_full_speed_device_stalls_device_qualifier_and_goes_on(
         c.close()
 
 
-# Each rule from docs/usbip-wire-notes.md, one row: what usbip-win2 sends, and what must come back.
-RULES = [
-    "direction from the direction field",
-    "seqnum is an opaque key",
-    "short IN with URB_SHORT_NOT_OK",
-]
+# ---------------------------------------------------------------- each rule of the wire notes, one row
 
 
-@pytest.mark.parametrize("rule", RULES)
-async def test_windows_rule(windows: tuple[Server, Keyboard, Keyboard], rule: str) -> None:
-    server, high, _ = windows
+async def rule_direction(server: Server, high: Keyboard, full: Keyboard) -> None:
+    """IN URBs come with transfer_flags 0 (no URB_DIR_IN): the direction field alone says IN."""
     c = await Usbip2Client.attach(server, "1-1")
     try:
         c.control(0x00, 9, 1, 0, 0)
         await c.reply()
-        if rule == "direction from the direction field":
-            # Interrupt IN with transfer_flags 0 (no URB_DIR_IN): still an IN, and the report comes back.
-            seq = c.bulk_or_interrupt_in(1, 8, interval=10)
-            typing = asyncio.create_task(high.keyboard.type("a"))
-            got = await c.reply()
-            assert (got.seqnum, got.status, got.data) == (seq, 0, bytes([0, 0, 4, 0, 0, 0, 0, 0]))
-            release = c.bulk_or_interrupt_in(1, 8, interval=10)
-            assert (await c.reply()) == Reply(3, release, 0, bytes(8))
-            await typing
-        elif rule == "seqnum is an opaque key":
-            # Odd (IN) and even (OUT) seqnums, counter values far apart, even past 2**31: echoed as sent.
-            for counter in (5, 1 << 30, (1 << 31) - 3):
-                c.counter = counter
-                got = await c.get(0x80, 6, 0x0100, 0, 18)
-                assert got.seqnum % 2 == 1 and got.data[:2] == b"\x12\x01"
-                seq = c.control(0x00, 9, 1, 0, 0)
-                assert seq % 2 == 0 and (await c.reply()).seqnum == seq
-            pending = c.bulk_or_interrupt_in(1, 8, 10)  # nothing to report: stays pending
-            unlink = c.unlink(pending)
-            assert (await c.reply()) == Reply(4, unlink, -104, b"")
-        elif rule == "short IN with URB_SHORT_NOT_OK":
-            # An IN without USBD_SHORT_TRANSFER_OK is sent with URB_SHORT_NOT_OK: a short answer is -EREMOTEIO,
-            # its data still sent, as a Linux host controller would report it.
-            got = await c.get(0x80, 6, 0x0100, 0, 64, short_ok=False)
-            assert (got.status, len(got.data)) == (-121, 18)
+        seq = c.bulk_or_interrupt_in(1, 8, interval=10)
+        typing = asyncio.create_task(high.keyboard.type("a"))
+        assert await c.reply() == Reply(3, seq, 0, bytes([0, 0, 4, 0, 0, 0, 0, 0]))
+        release = c.bulk_or_interrupt_in(1, 8, interval=10)
+        assert await c.reply() == Reply(3, release, 0, bytes(8))
+        await typing
     finally:
         c.close()
+
+
+async def rule_seqnum(server: Server, high: Keyboard, full: Keyboard) -> None:
+    """Odd (IN) and even (OUT) seqnums, far apart, past 2**31: each reply and unlink echoes them."""
+    c = await Usbip2Client.attach(server, "1-1")
+    try:
+        for counter in (5, 1 << 30, (1 << 31) - 3):
+            c.counter = counter
+            got = await c.get(0x80, 6, 0x0100, 0, 18)
+            assert got.seqnum % 2 == 1 and got.data[:2] == b"\x12\x01"
+            seq = c.control(0x00, 9, 1, 0, 0)
+            assert seq % 2 == 0 and (await c.reply()).seqnum == seq
+        pending = c.bulk_or_interrupt_in(1, 8, 10)  # nothing to report: stays pending
+        unlink = c.unlink(pending)
+        assert await c.reply() == Reply(4, unlink, -104, b"")
+    finally:
+        c.close()
+
+
+async def rule_device_qualifier(server: Server, high: Keyboard, full: Keyboard) -> None:
+    """High speed answers DEVICE_QUALIFIER; full speed only stalls it, and the connection goes on."""
+    for busid, status, length in (("1-1", 0, 10), ("1-2", -32, 0)):
+        c = await Usbip2Client.attach(server, busid)
+        try:
+            got = await c.get(0x80, 6, 0x0600, 0, 10)
+            assert (got.status, len(got.data)) == (status, length)
+            assert (await c.get(0x80, 6, 0x0100, 0, 18)).status == 0
+        finally:
+            c.close()
+
+
+async def rule_bos(server: Server, high: Keyboard, full: Keyboard) -> None:
+    """bcdUSB 0x0210: BOS answered (a stall is Code 43), the 5-byte header first, never more than asked."""
+    c = await Usbip2Client.attach(server, "1-1")
+    try:
+        head = await c.get(0x80, 6, 0x0F00, 0, 5)
+        assert (head.status, len(head.data), head.data[1]) == (0, 5, 0x0F)
+        total = int.from_bytes(head.data[2:4], "little")
+        assert len((await c.get(0x80, 6, 0x0F00, 0, total)).data) == total
+        assert len((await c.get(0x80, 6, 0x0F00, 0, 3)).data) == 3  # Reply() asserts actual <= wLength
+    finally:
+        c.close()
+
+
+async def rule_ms_os_string(server: Server, high: Keyboard, full: Keyboard) -> None:
+    """String 0xEE (Microsoft OS descriptor query) on a device without one: a clean stall, nothing else."""
+    c = await Usbip2Client.attach(server, "1-1")
+    try:
+        assert await c.get(0x80, 6, 0x03EE, 0, 0x12) == Reply(3, c.counter << 1 | 1, -32, b"")
+        assert (await c.get(0x80, 6, 0x0300, 0, 255)).data == bytes((4, 3, 0x09, 0x04))
+    finally:
+        c.close()
+
+
+async def rule_get_status(server: Server, high: Keyboard, full: Keyboard) -> None:
+    """GET_STATUS (device, interface 0, endpoint 0) before and after SET_CONFIGURATION."""
+    c = await Usbip2Client.attach(server, "1-1")
+    try:
+        assert (await c.get(0x80, 0, 0, 0, 2)).data == b"\x00\x00"  # not configured yet
+        assert (await c.get(0x82, 0, 0, 0x80, 2)).data == b"\x00\x00"  # endpoint 0
+        c.control(0x00, 9, 1, 0, 0)
+        await c.reply()
+        assert (await c.get(0x81, 0, 0, 0, 2)).data == b"\x00\x00"  # interface 0
+        assert (await c.get(0x82, 0, 0, 0x81, 2)).data == b"\x00\x00"  # endpoint 0x81, not halted
+    finally:
+        c.close()
+
+
+async def rule_short_not_ok(server: Server, high: Keyboard, full: Keyboard) -> None:
+    """An IN without USBD_SHORT_TRANSFER_OK arrives with URB_SHORT_NOT_OK: a short answer is -EREMOTEIO,
+    its data still sent, as a Linux host controller reports it."""
+    c = await Usbip2Client.attach(server, "1-1")
+    try:
+        got = await c.get(0x80, 6, 0x0100, 0, 64, short_ok=False)
+        assert (got.status, len(got.data)) == (-121, 18)
+    finally:
+        c.close()
+
+
+WINDOWS_RULES = [
+    ("direction from the direction field", rule_direction),
+    ("seqnum used as an opaque key", rule_seqnum),
+    ("DEVICE_QUALIFIER", rule_device_qualifier),
+    ("BOS", rule_bos),
+    ("string 0xEE", rule_ms_os_string),
+    ("GET_STATUS at attach", rule_get_status),
+    ("URB_SHORT_NOT_OK on IN", rule_short_not_ok),
+]
+
+
+@pytest.mark.parametrize(("rule", "check"), WINDOWS_RULES, ids=[r[0] for r in WINDOWS_RULES])
+async def test_windows_rule(windows: tuple[Server, Keyboard, Keyboard], rule: str,
+                            check: Callable[[Server, Keyboard, Keyboard], Awaitable[None]]) -> None:
+    await check(*windows)
