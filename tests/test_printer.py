@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from vusb.devices import KeyboardFunction
 from vusb.devices.printer import (
     JobFolderError,
     PortStatus,
@@ -115,6 +116,35 @@ async def test_get_device_id_as_usblp_asks_it(tmp_path: Path) -> None:
         answer = await host.control(GET_DEVICE_ID)
         assert answer == bytes.fromhex("0017") + b"MFG:ACME;MDL:Laser 9;"
         assert await host.control(SetupPacket(0xA1, 0x00, 0, 0, 2)) == bytes.fromhex("0017")  # length first
+
+
+# A keyboard at interface 0 and the printer at interface 1: usblp names the printer's interface
+# in wIndex's HIGH byte for GET_DEVICE_ID only (drivers/usb/class/usblp.c, usblp_ctrl_msg; Printer
+# class 1.1, 4.2.1), in the low byte for the other requests. Each row: the request, who answers.
+SECOND_INTERFACE_ROUTES = [
+    ("GET_DEVICE_ID names interface 1 in the high byte", SetupPacket(0xA1, 0x00, 0, 0x0100, 1023),
+     bytes.fromhex("0011") + b"MFG:ACME;MDL:P;"),
+    ("GET_PORT_STATUS names interface 1 in the low byte", SetupPacket(0xA1, 0x01, 0, 0x0001, 1), b"\x18"),
+    ("the keyboard's GET_PROTOCOL to interface 0 still reaches the keyboard", SetupPacket(0xA1, 0x03, 0, 0, 1),
+     b"\x01"),
+    ("GET_DEVICE_ID to interface 0 is not the printer's: stall", SetupPacket(0xA1, 0x00, 0, 0x0000, 1023), None),
+]
+
+
+@pytest.mark.parametrize(("case", "setup", "answer"), SECOND_INTERFACE_ROUTES,
+                         ids=[c[0] for c in SECOND_INTERFACE_ROUTES])
+async def test_a_printer_at_interface_1_gets_its_requests(case: str, setup: SetupPacket, answer: bytes | None,
+                                                          tmp_path: Path) -> None:
+    device = Device(KeyboardFunction(), PrinterFunction(job_folder=tmp_path, device_id={"MFG": "ACME", "MDL": "P"}),
+                    vendor_id=0x1209, product_id=0x10, speed="full")
+    assert [i.interface_class for i in device.interfaces()] == [3, 7]
+    async with LocalHost(device) as host:
+        await host.enumerate()
+        if answer is None:
+            with pytest.raises(Stall):
+                await host.control(setup)
+        else:
+            assert await host.control(setup) == answer
 
 
 async def test_unknown_class_request_stalls(tmp_path: Path) -> None:

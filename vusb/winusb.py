@@ -34,6 +34,7 @@ from typing import Any, Final
 from vusb.descriptors import BosDescriptor, DeviceCapability, RawCapability
 from vusb.device import NOT_HANDLED, ControlHandler, ControlResult, Device
 from vusb.errors import DeviceDefinitionError, Stall
+from vusb.profile_fields import Field, Node, ProfileContext, read_mapping
 from vusb.urb import SetupPacket
 
 log = logging.getLogger("vusb.winusb")
@@ -218,6 +219,27 @@ def _handler(previous: ControlHandler | None, winusb: WinUsb | None, descriptor_
 # ------------------------------------------------------------------ the profile's ``platform:`` section
 
 
+PLATFORM_FIELDS: dict[str, Field] = {
+    "winusb": Field("map", help="Microsoft OS 2.0 descriptors: Windows binds WinUSB with no driver install"),
+    "webusb": Field("map", help="WebUSB: browsers offer the device and show its landing page"),
+}
+"""The fields of a profile's ``platform:`` section."""
+
+WINUSB_FIELDS: dict[str, Field] = {
+    "vendor_code": Field("int", False, 0x20, 0, 0xFF, help="bMS_VendorCode (default 0x20)"),
+    "guid": Field("str", help="DeviceInterfaceGUIDs value (default: derived from VID:PID)"),
+    "interface": Field("int", False, None, 0, 0xFF,
+                       help="first interface of the function WinUSB takes (composite devices)"),
+}
+"""The fields of ``platform.winusb``."""
+
+WEBUSB_FIELDS: dict[str, Field] = {
+    "landing_page": Field("str", help="URL the browser offers (https://... recommended)"),
+    "vendor_code": Field("int", False, 0x21, 0, 0xFF, help="bVendorCode (default 0x21)"),
+}
+"""The fields of ``platform.webusb``."""
+
+
 @dataclass
 class PlatformSection:
     """A profile's ``platform:`` section, checked; :meth:`apply` adds it to a built device."""
@@ -231,22 +253,12 @@ class PlatformSection:
         add_platform_descriptors(device, winusb=self.winusb, webusb=self.webusb)
 
 
-def read_platform_section(ctx: Any, node: Any) -> PlatformSection:
+def read_platform_section(ctx: ProfileContext, node: Node) -> PlatformSection:
     """Check ``platform: {winusb: {...}, webusb: {...}}`` field by field (errors name file, line and field)."""
-    from vusb.profile import Field, read_mapping
-
-    top = read_mapping(ctx, node, "platform", {
-        "winusb": Field("map", help="Microsoft OS 2.0 descriptors: Windows binds WinUSB with no driver install"),
-        "webusb": Field("map", help="WebUSB: browsers offer the device and show its landing page"),
-    })
+    top = read_mapping(ctx, node, "platform", PLATFORM_FIELDS)
     winusb = webusb = None
     if top["winusb"].value is not None:
-        w = read_mapping(ctx, top["winusb"].value, "platform.winusb", {
-            "vendor_code": Field("int", False, 0x20, 0, 0xFF, help="bMS_VendorCode (default 0x20)"),
-            "guid": Field("str", help="DeviceInterfaceGUIDs value (default: derived from VID:PID)"),
-            "interface": Field("int", False, None, 0, 0xFF,
-                               help="first interface of the function WinUSB takes (composite devices)"),
-        })
+        w = read_mapping(ctx, top["winusb"].value, "platform.winusb", WINUSB_FIELDS)
         guids = []
         if w["guid"].value is not None:
             try:
@@ -255,10 +267,7 @@ def read_platform_section(ctx: Any, node: Any) -> PlatformSection:
                 raise ctx.error(w["guid"].node, w["guid"].path, str(exc)) from None
         winusb = WinUsb(w["vendor_code"].value, guids, w["interface"].value)
     if top["webusb"].value is not None:
-        b = read_mapping(ctx, top["webusb"].value, "platform.webusb", {
-            "landing_page": Field("str", help="URL the browser offers (https://... recommended)"),
-            "vendor_code": Field("int", False, 0x21, 0, 0xFF, help="bVendorCode (default 0x21)"),
-        })
+        b = read_mapping(ctx, top["webusb"].value, "platform.webusb", WEBUSB_FIELDS)
         page = b["landing_page"].value
         if page is not None:
             try:
@@ -269,3 +278,11 @@ def read_platform_section(ctx: Any, node: Any) -> PlatformSection:
     if winusb is None and webusb is None:
         raise ctx.error(node, "platform", "expected 'winusb:', 'webusb:' or both")
     return PlatformSection(winusb, webusb, node, "platform")
+
+
+__all__ = [
+    "MS_OS_20_UUID", "PLATFORM_FIELDS", "WEBUSB_FIELDS", "WEBUSB_UUID", "WINDOWS_8_1", "WINUSB_FIELDS",
+    "PlatformSection", "WebUsb", "WinUsb", "add_platform_descriptors", "compatible_id", "ms_os_20_capability",
+    "ms_os_20_descriptor_set", "platform_capability", "read_platform_section", "registry_property",
+    "url_descriptor", "webusb_capability",
+]

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vusb.devices.dfu.spec import (
     DFU_CLASS,
@@ -25,11 +24,12 @@ from vusb.devices.dfu.spec import (
     status_bytes,
 )
 
-from vusb.constants import DescriptorType, Recipient, RequestType, Speed
+from vusb.constants import DescriptorType, Recipient, Request, RequestType, Speed
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
+from vusb.endpoint import HandlerResult
 from vusb.errors import DeviceDefinitionError, Stall, UsageError
-from vusb.urb import SetupPacket
+from vusb.urb import SetupPacket, Urb
 
 log = logging.getLogger("vusb.dfu")
 
@@ -48,18 +48,26 @@ class FirmwareImage:
     where the previous one ended, as a bootloader programs flash; an upload reads it back.
     The file is checked when the device is made: an existing one must be a regular file
     that can be read and written, a missing one is created empty (its folder must exist).
+
+    ``check_only`` (``vusb check`` and the load-time dry run): the same checks, but nothing
+    is created or changed; such an image refuses to be written.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, capacity: int = DEFAULT_CAPACITY, *,
+                 check_only: bool = False) -> None:
         if capacity <= 0:
             raise DeviceDefinitionError(f"firmware capacity {capacity}: a positive number of bytes")
         self.capacity = capacity
         self.path = None if path is None else Path(path).expanduser().absolute()
+        self.check_only = check_only
         self._memory = bytearray()
         if self.path is not None:
             where = f"DFU image {str(self.path)!r}"
             if self.path.exists() and not self.path.is_file():
                 raise DeviceDefinitionError(f"{where}: not a regular file")
+            if check_only:
+                self._check(where)
+                return
             try:
                 with open(self.path, "ab"):
                     pass
@@ -72,14 +80,35 @@ class FirmwareImage:
                 raise DeviceDefinitionError(f"{where}: {self.path.stat().st_size} bytes, more than the "
                                             f"capacity of {capacity}")
 
+    def _check(self, where: str) -> None:
+        """What opening the file would refuse, refused the same way, without creating it."""
+        assert self.path is not None
+        if self.path.exists():
+            if not os.access(self.path, os.R_OK | os.W_OK):
+                raise DeviceDefinitionError(f"{where}: cannot be opened for reading and writing: Permission denied")
+            if self.path.stat().st_size > self.capacity:
+                raise DeviceDefinitionError(f"{where}: {self.path.stat().st_size} bytes, more than the "
+                                            f"capacity of {self.capacity}")
+        elif not self.path.parent.is_dir():
+            raise DeviceDefinitionError(f"{where}: cannot be opened for reading and writing: No such file or directory")
+        elif not os.access(self.path.parent, os.W_OK | os.X_OK):
+            raise DeviceDefinitionError(f"{where}: cannot be opened for reading and writing: Permission denied")
+
+    def _writable(self) -> None:
+        if self.check_only:
+            raise UsageError(f"DFU image {self.describe()!r} was made for a check (check_only) and is not written")
+
     def describe(self) -> str:
         return str(self.path) if self.path is not None else "memory"
 
     @property
     def size(self) -> int:
-        return self.path.stat().st_size if self.path is not None else len(self._memory)
+        if self.path is not None and not (self.check_only and not self.path.exists()):
+            return self.path.stat().st_size
+        return len(self._memory)
 
     def erase(self) -> None:
+        self._writable()
         if self.path is None:
             self._memory.clear()
         else:
@@ -87,6 +116,7 @@ class FirmwareImage:
                 f.truncate(0)
 
     def write(self, offset: int, data: bytes) -> None:
+        self._writable()
         if self.path is None:
             self._memory[offset:offset + len(data)] = data
             return
@@ -106,7 +136,7 @@ class FirmwareImage:
     def fill_to_capacity(self) -> None:
         """Make the memory ``capacity`` bytes long, the missing part erased (0xFF), as flash is (DfuSe)."""
         missing = self.capacity - self.size
-        if missing > 0:
+        if missing > 0 and not self.check_only:
             self.write(self.size, b"\xff" * missing)
 
     def read_all(self) -> bytes:
@@ -604,17 +634,22 @@ class DfuDevice(Device):
     def mode(self) -> str:
         return self.dfu.mode
 
-    def _get_descriptor(self, setup: SetupPacket) -> Any:
-        if setup.descriptor_type == DescriptorType.DEVICE and setup.length == 64 and self._dfu_mode is not None:
+    def _handle_control(self, urb: Urb) -> HandlerResult:
+        setup = urb.setup
+        if self._dfu_mode is None or setup is None or not (
+                setup.type == RequestType.STANDARD and setup.request == Request.GET_DESCRIPTOR and setup.is_in
+                and setup.recipient == Recipient.DEVICE):
+            return super()._handle_control(urb)
+        if setup.descriptor_type == DescriptorType.DEVICE and setup.length == 64:
             # Linux asks 64 bytes of the device descriptor at address 0 right after a port reset.
             if self.dfu.mode == "dfu" and self.dfu.firmware_done:
                 self.dfu.leave_dfu_mode()
             else:
                 self.dfu.bus_reset()
-        if self._dfu_mode is not None and self.dfu.mode == "dfu" and setup.descriptor_type in (
+        if self.dfu.mode == "dfu" and setup.descriptor_type in (
                 DescriptorType.DEVICE, DescriptorType.CONFIGURATION, DescriptorType.STRING):
-            return self._dfu_mode._get_descriptor(setup)
-        return super()._get_descriptor(setup)
+            return self._dfu_mode._handle_control(urb)  # the DFU-mode descriptors
+        return super()._handle_control(urb)
 
     def reset(self) -> None:
         super().reset()

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from vusb.devices.dfu.function import DEFAULT_CAPACITY, DEFAULT_TRANSFER_SIZE, DfuFunction, DfuseLayout
+from vusb.devices.dfu.function import DEFAULT_CAPACITY, DEFAULT_TRANSFER_SIZE, DfuFunction, DfuseLayout, FirmwareImage
 from vusb.devices.dfu.spec import DfuStatus
 from vusb.devices.storage.backing import parse_size
 
@@ -40,7 +40,7 @@ FIELDS: dict[str, Field] = {
 }
 
 
-def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     image = ctx.resolve(o["image"].value, o["image"]) if o["image"].value is not None else None
     capacity = DEFAULT_CAPACITY
     if o["capacity"].value is not None:
@@ -54,7 +54,8 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         return None if prefix is None or data.startswith(prefix) else DfuStatus.ERR_FIRMWARE
 
     try:
-        return DfuFunction(image, capacity=capacity, transfer_size=o["transfer_size"].value,
+        memory = FirmwareImage(image, capacity, check_only=ctx.dry_run)  # a dry run creates no file
+        return DfuFunction(memory, capacity=capacity, transfer_size=o["transfer_size"].value,
                            can_download=o["can_download"].value, can_upload=o["can_upload"].value,
                            manifestation_tolerant=o["manifestation_tolerant"].value,
                            poll_timeout=o["poll_timeout"].value, manifest_time=o["manifest_time"].value,
@@ -70,4 +71,4 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
 
 def register_profile_kinds() -> None:
     """Make ``kind: dfu`` available to profiles."""
-    register_kind("dfu", FIELDS, _build, "DFU 1.1 bootloader (DFU mode): dfu-util downloads into a file")
+    register_kind("dfu", FIELDS, build, "DFU 1.1 bootloader (DFU mode): dfu-util downloads into a file")

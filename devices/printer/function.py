@@ -72,15 +72,20 @@ class JobFolder:
     would be lost: an existing folder must take a file (a probe is written and removed), a
     missing one must be creatable (its nearest existing parent a writable folder); it is
     created when the first job starts. Any failure is a :class:`JobFolderError` naming the
-    folder and the reason.
+    folder and the reason. ``write_probe=False`` (``vusb check``, a dry run) writes no probe and
+    asks the file system for write permission instead.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, write_probe: bool = True) -> None:
         self.path = Path(path).expanduser().absolute()
         where = f"print job folder {str(self.path)!r}"
         if self.path.exists():
             if not self.path.is_dir():
                 raise JobFolderError(f"{where}: exists and is not a folder")
+            if not write_probe:
+                if not os.access(self.path, os.W_OK | os.X_OK):
+                    raise JobFolderError(f"{where}: cannot be written: Permission denied")
+                return
             probe = self.path / f".vusb-write-test-{os.getpid()}"
             try:
                 with open(probe, "wb") as f:
@@ -113,7 +118,7 @@ class PrinterFunction(Function):
     """A USB printer interface (class 7, subclass 1), bidirectional (protocol 2) by default.
 
     ``device_id``: the IEEE 1284 device ID, as text (``"MFG:...;MDL:...;"``) or a mapping of
-    its fields. ``job_folder``: where jobs are saved (checked now, see :class:`JobFolder`).
+    its fields. ``job_folder``: where jobs are saved (a path checked now, or a :class:`JobFolder`).
     ``on_job``: called with each :class:`PrintJob` once it is whole (may be a coroutine
     function). ``job_timeout``: seconds without data that end a job.
 
@@ -124,12 +129,13 @@ class PrinterFunction(Function):
 
     name: str | None = "Printer"
     function_class: tuple[int, int, int] | None = (PRINTER_CLASS, PRINTER_SUBCLASS, PrinterProtocol.BIDIRECTIONAL)
+    interface_in_high_byte: frozenset[int] = frozenset({PrinterRequest.GET_DEVICE_ID})  # wIndex: interface << 8 | alternate
 
     def __init__(
         self,
         *,
         device_id: str | Mapping[str, str] | None = None,
-        job_folder: str | os.PathLike[str] = DEFAULT_JOB_FOLDER,
+        job_folder: str | os.PathLike[str] | JobFolder = DEFAULT_JOB_FOLDER,
         on_job: JobCallback | None = None,
         job_timeout: float = DEFAULT_JOB_TIMEOUT,
         protocol: int = PrinterProtocol.BIDIRECTIONAL,
@@ -152,7 +158,7 @@ class PrinterFunction(Function):
         self.device_id = text
         self.protocol = PrinterProtocol(protocol)
         self.function_class = (PRINTER_CLASS, PRINTER_SUBCLASS, int(self.protocol))
-        self.folder = JobFolder(job_folder)
+        self.folder = job_folder if isinstance(job_folder, JobFolder) else JobFolder(job_folder)
         self.on_job = on_job
         self.job_timeout = float(job_timeout)
         self.interface_name = interface_name
@@ -178,11 +184,11 @@ class PrinterFunction(Function):
         if ctx.speed == Speed.LOW:
             raise DeviceDefinitionError("a printer needs bulk endpoints, which low-speed devices cannot have")
         self.interface = ctx.interface_number()
-        out = ctx.endpoint(False, TransferType.BULK)
+        out = ctx.endpoint_out(TransferType.BULK)
         self.out_address = out.address
         endpoints: tuple[EndpointDescriptor, ...] = (out,)
-        if self.protocol == PrinterProtocol.BIDIRECTIONAL:
-            bulk_in = ctx.endpoint(True, TransferType.BULK, preferred=0x80 | (out.address & 0x0F))
+        if self.protocol == PrinterProtocol.BIDIRECTIONAL:  # the next free IN number: other functions may hold out's
+            bulk_in = ctx.endpoint_in(TransferType.BULK)
             self.in_address = bulk_in.address
             endpoints = (out, bulk_in)
         return [InterfaceDescriptor(self.interface, 0, PRINTER_CLASS, PRINTER_SUBCLASS, int(self.protocol),
@@ -392,7 +398,7 @@ class Printer(Device):
         self,
         *,
         device_id: str | Mapping[str, str] | None = None,
-        job_folder: str | os.PathLike[str] = DEFAULT_JOB_FOLDER,
+        job_folder: str | os.PathLike[str] | JobFolder = DEFAULT_JOB_FOLDER,
         on_job: JobCallback | None = None,
         job_timeout: float = DEFAULT_JOB_TIMEOUT,
         protocol: int = PrinterProtocol.BIDIRECTIONAL,

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vusb.devices.printer.function import DEFAULT_JOB_FOLDER, DEFAULT_JOB_TIMEOUT, JobFolderError, PrinterFunction
+from vusb.devices.printer.function import (
+    DEFAULT_JOB_FOLDER,
+    DEFAULT_JOB_TIMEOUT,
+    JobFolder,
+    JobFolderError,
+    PrinterFunction,
+)
 from vusb.devices.printer.spec import DeviceIdError, PrinterProtocol, encode_device_id
 
 from vusb.device import Function
@@ -35,7 +41,7 @@ FIELDS: dict[str, Field] = {
 }
 
 
-def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     text = o["device_id"].value
     if text is not None:
         try:
@@ -47,7 +53,7 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     protocol = PrinterProtocol.BIDIRECTIONAL if o["protocol"].value == "bidirectional" \
         else PrinterProtocol.UNIDIRECTIONAL
     try:
-        return PrinterFunction(device_id=text, job_folder=folder, job_timeout=o["job_timeout"].value,
+        return PrinterFunction(device_id=text, job_folder=JobFolder(folder, write_probe=not ctx.dry_run), job_timeout=o["job_timeout"].value,
                                protocol=protocol, paper_out=o["paper_out"].value, selected=o["selected"].value,
                                error=o["error"].value, interface_name=o["interface_name"].value)
     except JobFolderError as exc:
@@ -56,4 +62,4 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
 
 def register_profile_kinds() -> None:
     """Make ``kind: printer`` available to profiles."""
-    register_kind("printer", FIELDS, _build, "USB printer (usblp): saves each job as a file in a job folder")
+    register_kind("printer", FIELDS, build, "USB printer (usblp): saves each job as a file in a job folder")

@@ -8,15 +8,15 @@ kernel read the whole BOS, bound the device's driver, and logged nothing about d
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from vusb.devices import Keyboard
 
-from vusb.constants import DescriptorType
+from vusb.constants import DescriptorType, Request
+from vusb.endpoint import HandlerResult
 from vusb.harness import Guest
 from vusb.server import Server
-from vusb.urb import SetupPacket
+from vusb.urb import Urb
 from vusb.winusb import WebUsb, WinUsb, add_platform_descriptors
 
 pytestmark = pytest.mark.kernel
@@ -31,10 +31,12 @@ class RecordingKeyboard(Keyboard):
         super().__init__(product_id=0x0021, speed="high", usb_version=0x0210, serial_number="WINUSB1")
         self.bos_reads: list[int] = []
 
-    def _get_descriptor(self, setup: SetupPacket) -> Any:
-        if setup.descriptor_type == DescriptorType.BOS:
+    def _handle_control(self, urb: Urb) -> HandlerResult:
+        setup = urb.setup
+        if setup is not None and setup.is_in and setup.request == Request.GET_DESCRIPTOR \
+                and setup.descriptor_type == DescriptorType.BOS:
             self.bos_reads.append(setup.length)
-        return super()._get_descriptor(setup)
+        return super()._handle_control(urb)
 
 
 async def test_platform_capabilities_enumerate_cleanly(any_guest: Guest) -> None:
