@@ -18,6 +18,8 @@ import enum
 from collections.abc import Mapping
 from typing import Final
 
+from vusb.errors import ArgumentError
+
 PRINTER_CLASS: Final = 0x07
 PRINTER_SUBCLASS: Final = 0x01
 
@@ -54,8 +56,8 @@ LINUX_DEVICE_ID_LIMIT: Final = 1023
 """usblp keeps at most this many bytes of a device ID (length prefix included) and cuts the rest."""
 
 
-class DeviceIdError(ValueError):
-    """A device ID that a host could not read back as it was meant."""
+class DeviceIdError(ArgumentError):
+    """A device ID that a host could not read back as it was meant (also a ValueError)."""
 
 
 def build_device_id(fields: Mapping[str, str]) -> str:
