@@ -70,6 +70,7 @@ from vusb.profile_raw import (
 from vusb.registry import FunctionBuilder, Kind, registry
 from vusb.registry import register_kind as _register_kind
 from vusb.urb import SetupPacket
+from vusb.winusb import PlatformSection, read_platform_section
 
 T = TypeVar("T")
 
@@ -105,6 +106,7 @@ TOP_FIELDS: dict[str, Field] = {
     "descriptors": Field("map", False),
     "control": Field("list", False, help="canned answers to class and vendor control requests"),
     "faults": Field("list", False, help="fault rules: make the device misbehave on purpose (docs/faults.md)"),
+    "platform": Field("map", False, help="WinUSB (Microsoft OS 2.0) and WebUSB descriptors (docs/winusb-webusb.md)"),
 }
 
 CONTROL_FIELDS: dict[str, Field] = {
@@ -189,10 +191,18 @@ class Profile:
     faults: list[FaultSpec] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     """Things worth telling that are not errors (an old kind spelling); ``vusb check`` prints them."""
+    platform: PlatformSection | None = None
+    """The ``platform:`` section: WinUSB and WebUSB descriptors added to every built device."""
 
     def build(self, *, dry_run: bool = False) -> Device:
         """A fresh device; ``dry_run`` checks everything but creates or changes no file (the device is for a check)."""
         device = self._build(self.context.checking() if dry_run else self.context)
+        if self.platform is not None:
+            try:
+                self.platform.apply(device)
+            except VusbError as exc:
+                device.close_unstarted()
+                raise self.context.error(self.platform.node, self.platform.path, str(exc)) from exc
         if self.control:
             device.vendor_handler = canned_handler(self.control)
         for spec in self.faults:
@@ -218,6 +228,8 @@ class Profile:
         ident = dict(self.identity)
         speed = Speed.parse(ident.pop("speed"))
         try:
+            if self.platform is not None and speed != Speed.SUPER:
+                ident["usb_version"] = 0x0210  # hosts ask for the BOS (where the platform capabilities are)
             return Device(*built, speed=speed, **{k: v for k, v in ident.items() if v is not None})
         except VusbError as exc:
             raise ProfileError(str(exc), file=self.file) from exc
@@ -396,7 +408,9 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
     control = _read_control(ctx, control_node) if control_node is not None else []
     faults_node = top["faults"].value
     faults = read_faults(ctx, faults_node) if faults_node is not None else []
-    profile = Profile(file, identity, functions, ctx, descriptors, control, faults, notes)
+    platform_node = top["platform"].value
+    platform = _attempt(ctx, lambda: read_platform_section(ctx, platform_node)) if platform_node is not None else None
+    profile = Profile(file, identity, functions, ctx, descriptors, control, faults, notes, platform)
     if ctx.errors is not None:
         if raw_node is None:
             for kind, options in functions:  # each function on its own first, to report each one's error

@@ -67,6 +67,8 @@ BUILTIN_CLASSES: tuple[str, ...] = (
     "vusb.devices.storage.plugin",
     "vusb.devices.cdc_acm.plugin",
     "vusb.devices.gadget_zero_plugin",
+    "vusb.devices.printer.plugin",
+    "vusb.devices.dfu.plugin",
 )
 """The device classes shipped with vusb: modules with a ``register(registry)`` function."""
 
