@@ -1,0 +1,182 @@
+"""USB-serial chips against Linux's own drivers: ftdi_sio, cp210x, ch341 and pl2303.
+
+On 6.1, for each chip: the driver binds, ``/dev/ttyUSBn`` appears, ``stty`` settings reach
+the chip (rate as the chip really makes it, data bits, parity, stop bits, RTS/CTS), DTR
+and RTS set by the guest are seen on the device, CTS/DSR/RI/DCD set on the device are
+seen by TIOCMGET in the guest, and 1 MiB passes intact each way.  On 5.10 and 6.12 the
+shipped profiles bind and echo a line.
+
+Reading modem lines in the guest: busybox has no applet that calls TIOCMGET, and
+/proc/tty/driver/usbserial lists ports without their lines.  The tests compile
+``tools/tiocm.c`` statically (the guest image's own compiler step does the same for
+testusb) into the test's temporary folder and copy it into the guest's /tmp for the
+session: the shared guest image is not changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from vusb.devices.cdc_acm import ControlLine, Parity, StopBits
+from vusb.devices.usb_serial import Ch340, Cp2102, FlowControl, Ft232r, LineSettings, Pl2303, UsbSerialDevice
+
+from vusb.harness import Guest
+from vusb.harness.image import compile_guest_tool
+from vusb.profile import load_profile
+from vusb.server import Server
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parents[2]
+TIOCM_SOURCE = Path(__file__).resolve().parent / "tools" / "tiocm.c"
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Chip:
+    name: str
+    make: Callable[[], UsbSerialDevice]
+    vendor_id: int
+    product_id: int
+    driver: str
+    profile: str
+    rate_115200: int  # what the chip makes when Linux asks for 115200 bps
+    rate_1000000: int  # ... and for 1000000 bps
+    crtscts: bool = True  # the driver passes RTS/CTS handshake on to the chip
+
+
+CHIPS = [
+    Chip("ft232r", Ft232r, 0x0403, 0x6001, "ftdi_sio", "ftdi-ft232r.yaml", 115385, 1_000_000),
+    Chip("cp2102", Cp2102, 0x10C4, 0xEA60, "cp210x", "cp2102.yaml", 115200, 921_600),
+    Chip("ch340", Ch340, 0x1A86, 0x7523, "ch341", "ch340.yaml", 115385, 1_000_000, crtscts=False),
+    Chip("pl2303", Pl2303, 0x067B, 0x23A3, "pl2303", "pl2303.yaml", 115200, 1_000_000),
+]
+
+
+@pytest.fixture(scope="session")
+def tiocm_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = os.environ.get("VUSB_CC") or shutil.which("gcc") or shutil.which("cc")
+    assert cc is not None, "a C compiler (gcc) is needed to build the guest's tiocm tool"
+    out = tmp_path_factory.mktemp("tiocm") / "tiocm"
+    compile_guest_tool(cc, TIOCM_SOURCE, out)
+    return out
+
+
+async def install_tiocm(guest: Guest, binary: Path) -> str:
+    path = "/tmp/vusb-tiocm"
+    if not (await guest.run(f"[ -x {path} ]")).ok:
+        await guest.write_file(path, binary.read_bytes(), mode=0o755)
+    return path
+
+
+async def attach_tty(guest: Guest, chip: Chip, srv: Server) -> tuple[int, str, str]:
+    """Attach; wait for the driver and the tty; return (vhci port, sysfs device folder, /dev/ttyUSBn)."""
+    vport = await guest.attach(guest.host_address, srv.port, "1-1")
+    devdir = await guest.wait_for_usb_device(chip.vendor_id, chip.product_id, timeout=30)
+    found = await guest.wait_for_path(f"{devdir}:1.0/ttyUSB*", timeout=30)
+    tty = "/dev/" + found[0].rsplit("/", 1)[-1]
+    await guest.wait_for(f"[ -c {tty} ]", timeout=10)
+    return vport, devdir, tty
+
+
+def lines_seen(output: str) -> dict[str, bool]:
+    return {name: value == "1" for name, value in (part.split("=") for part in output.split())}
+
+
+@pytest.mark.parametrize("chip", CHIPS, ids=[c.name for c in CHIPS])
+async def test_chip_on_linux_6_1(guest: Guest, tiocm_binary: Path, chip: Chip) -> None:
+    tiocm = await install_tiocm(guest, tiocm_binary)
+    dev = chip.make()
+    async with Server([dev], port=0) as srv:
+        vport, devdir, tty = await attach_tty(guest, chip, srv)
+        try:
+            # The chip's own driver has the interface.
+            driver = (await guest.run(f"basename $(readlink {devdir}:1.0/driver)", check=True)).stdout.strip()
+            assert driver == chip.driver
+
+            # stty settings reach the chip; the rate is the one the chip really makes.
+            settings = [
+                ("115200 cs8 -parenb -cstopb -crtscts", LineSettings(chip.rate_115200, 8, Parity.NONE, StopBits.ONE)),
+                ("1000000 cs7 parenb parodd cstopb crtscts",
+                 LineSettings(chip.rate_1000000, 7, Parity.ODD, StopBits.TWO,
+                              FlowControl.RTS_CTS if chip.crtscts else FlowControl.NONE)),
+                ("115200 cs8 -parenb -cstopb -crtscts", LineSettings(chip.rate_115200, 8, Parity.NONE, StopBits.ONE)),
+            ]
+            for args, expected in settings:
+                await guest.run(f"stty -F {tty} raw -echo {args}", check=True)
+                got = await dev.wait_line_settings(lambda s, e=expected: s == e, timeout=10)
+                assert got == expected, f"stty {args}: the chip has {got}, expected {expected}"
+
+            # DTR and RTS set by the guest (TIOCMBIS/TIOCMBIC) are seen on the device.
+            await dev.wait_dtr(False, timeout=10)
+            for dtr, rts in ((0, 1), (1, 0), (1, 1)):
+                job = await guest.start_background(f"{tiocm} {tty} dtr={dtr} rts={rts} hold=1500")
+                want = (ControlLine.DTR if dtr else ControlLine.NONE) | (ControlLine.RTS if rts else ControlLine.NONE)
+                await dev.wait_control_lines(lambda lines, w=want: lines == w, timeout=10)
+                await job.wait(timeout=20)
+                await dev.wait_control_lines(lambda lines: lines == ControlLine.NONE, timeout=10)  # closed: HUPCL
+
+            # CTS, DSR, RI and DCD set on the device are what TIOCMGET reports in the guest.
+            for cts, dsr, ri, dcd in ((True, False, True, False), (False, True, False, True), (True, True, True, True)):
+                dev.update_modem(cts=cts, dsr=dsr, ri=ri, dcd=dcd)
+                out = (await guest.run(f"{tiocm} {tty} settle=300", check=True)).stdout
+                seen = lines_seen(out)
+                assert (seen["CTS"], seen["DSR"], seen["RI"], seen["CD"]) == (cts, dsr, ri, dcd), out
+
+            # 1 MiB device -> guest.
+            payload = os.urandom(MIB)
+            await dev.wait_dtr(False, timeout=10)
+            job = await guest.start_background(f"head -c {MIB} {tty} > /tmp/usbser-in; md5sum < /tmp/usbser-in; "
+                                               "wc -c < /tmp/usbser-in")
+            await dev.wait_dtr(True, timeout=10)  # the reader has the tty open
+            await dev.write(payload, timeout=60)
+            result = await job.wait(timeout=180)
+            digest, size = result.stdout.split()[0], result.stdout.split()[-1]
+            assert (digest, size) == (hashlib.md5(payload).hexdigest(), str(MIB))
+
+            # 1 MiB guest -> device.
+            await dev.wait_dtr(False, timeout=10)
+            made = await guest.run(f"head -c {MIB} /dev/urandom > /tmp/usbser-out; md5sum < /tmp/usbser-out",
+                                   check=True)
+            writer = await guest.start_background(f"dd if=/tmp/usbser-out of={tty} bs=4096 2>/dev/null")
+            received = await dev.readexactly(MIB, timeout=180)
+            await writer.wait(timeout=60)
+            assert hashlib.md5(received).hexdigest() == made.stdout.split()[0]
+        finally:
+            await guest.detach(vport)
+    await dev.close()
+
+
+@pytest.mark.parametrize("chip", CHIPS, ids=[c.name for c in CHIPS])
+async def test_shipped_profile_binds_and_echoes(any_guest: Guest, chip: Chip) -> None:
+    guest = any_guest
+    device = load_profile(ROOT / "profiles" / chip.profile).build()
+    async with Server([device], port=0) as srv:
+        vport, devdir, tty = await attach_tty(guest, chip, srv)
+        try:
+            driver = (await guest.run(f"basename $(readlink {devdir}:1.0/driver)", check=True)).stdout.strip()
+            assert driver == chip.driver
+            script = f"""
+stty -F {tty} raw -echo 115200
+exec 3<>{tty}
+head -c 17 <&3 > /tmp/usbser-echo & reader=$!
+printf 'hello from guest\\n' >&3
+i=0; while [ "$(wc -c < /tmp/usbser-echo)" -lt 17 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+kill $reader 2>/dev/null; cat /tmp/usbser-echo
+"""
+            result = await guest.run(script, timeout=60, check=True)
+            assert result.stdout == "hello from guest\n"
+        finally:
+            await guest.detach(vport)
+    for f in device.functions:
+        closing = f.close()
+        if closing is not None:
+            await closing
+    await asyncio.sleep(0)
