@@ -110,9 +110,14 @@ async def test_chip_on_linux_6_1(guest: Guest, tiocm_binary: Path, chip: Chip) -
                 ("115200 cs8 -parenb -cstopb -crtscts", LineSettings(chip.rate_115200, 8, Parity.NONE, StopBits.ONE)),
             ]
             for args, expected in settings:
-                await guest.run(f"stty -F {tty} raw -echo {args}", check=True)
-                got = await dev.wait_line_settings(lambda s, e=expected: s == e, timeout=10)
+                # The tty stays open while the settings are checked: ftdi_sio turns flow control off on close.
+                job = await guest.start_background(f"exec 3<>{tty}; stty -F {tty} raw -echo {args} && sleep 2")
+                try:
+                    got = await dev.wait_line_settings(lambda s, e=expected: s == e, timeout=10)
+                except TimeoutError:
+                    got = dev.line
                 assert got == expected, f"stty {args}: the chip has {got}, expected {expected}"
+                assert (await job.wait(timeout=20)).returncode == 0
 
             # DTR and RTS set by the guest (TIOCMBIS/TIOCMBIC) are seen on the device.
             await dev.wait_dtr(False, timeout=10)
