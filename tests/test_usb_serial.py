@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from vusb.devices.cdc_acm import ControlLine, Parity, StopBits
@@ -35,6 +38,8 @@ from vusb.errors import ProfileError, Stall
 from vusb.profile import parse_profile
 from vusb.testing import LocalHost
 from vusb.urb import SetupPacket
+
+pytest_plugins = ["pytester"]
 
 VENDOR_OUT, VENDOR_IN = 0x40, 0xC0  # to the device
 IFACE_OUT, IFACE_IN = 0x41, 0xC1  # vendor, to an interface (CP210x)
@@ -459,3 +464,49 @@ def test_dual_port_profile() -> None:
                            "p.yaml").build()
     chip = device.functions[0]
     assert [p.backend.kind for p in chip.ports] == ["none", "loopback"]  # type: ignore[attr-defined]
+
+
+# ====================================================================== the documentation
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "devices" / "usb-serial.md"
+
+
+def test_documented_rate_table_is_what_the_chips_make() -> None:
+    from vusb.devices.usb_serial.ch341 import encode_rate
+    from vusb.devices.usb_serial.pl2303 import g_rate
+
+    makers: list[Callable[[int], int]] = [
+        lambda r: divisor_rate(*encode_divisor(r, high_speed_clock=False), high_speed_clock=False),
+        lambda r: divisor_rate(*encode_divisor(r, high_speed_clock=True), high_speed_clock=True),
+        cp2102_rate,
+        cp2105_eci_rate,
+        lambda r: ch340_rate(*encode_rate(r)),
+        g_rate,
+    ]
+    text = DOC.read_text()
+    table = text[text.index("| Linux asks for |"):].split("\n\n")[0].splitlines()[2:]
+    assert len(table) >= 5
+    for row in table:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        requested = int(cells[0])
+        for cell, make in zip(cells[1:], makers, strict=True):
+            assert int(cell) == make(requested), f"{requested}: documented {cell}"
+
+
+def test_ch340_encoding_round_trips() -> None:
+    from vusb.devices.usb_serial.ch341 import encode_rate
+
+    assert encode_rate(9600) == (0x82, 0xB2) and encode_rate(115200) == (0x83, 0xCC)
+
+
+DOC_BLOCK = re.compile(r"```python\n# (?P<name>test_[\w]+\.py)\n(?P<body>.*?)```", re.S)
+
+
+@pytest.mark.kernel
+def test_documentation_example_runs_as_written(pytester: pytest.Pytester) -> None:
+    blocks = {m["name"]: m["body"] for m in DOC_BLOCK.finditer(DOC.read_text())}
+    assert list(blocks) == ["test_cp2102.py"]
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    for name, body in blocks.items():
+        pytester.path.joinpath(name).write_text(body)
+    pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider").assert_outcomes(passed=2)

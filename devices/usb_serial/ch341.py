@@ -103,6 +103,29 @@ def divisor_rate(prescaler: int, divisor: int) -> int:
     return round(CLOCK / ((1 << (12 - 3 * ps - fact)) * div))
 
 
+def encode_rate(rate: int) -> tuple[int, int]:
+    """(prescaler, divisor) register values ``ch341`` chooses for ``rate``: the inverse of :func:`divisor_rate`.
+
+    The fastest base clock whose divisor stays below 256 is taken (the doubled clock,
+    fact 1, when the divisor is 9 or more), the divisor rounded to the nearest rate, and
+    an even divisor on the doubled clock halved onto the plain one.  For tests and the
+    documentation's table.
+    """
+    rate = min(max(rate, 46), 3_000_000)
+    ps = 3
+    while ps > 0 and rate <= CLOCK // ((1 << (12 - 3 * ps - 1)) * 512):
+        ps -= 1
+    fact, clk = 1, 1 << (12 - 3 * ps - 1)
+    div = CLOCK // (clk * rate)
+    if div < 9 or div > 255:
+        div, clk, fact = div // 2, clk * 2, 0
+    if 16 * CLOCK // (clk * div) - 16 * rate >= 16 * rate - 16 * CLOCK // (clk * (div + 1)):
+        div += 1
+    if fact == 1 and div % 2 == 0:
+        div, fact = div // 2, 0
+    return 0x80 | fact << 2 | ps, 0x100 - div
+
+
 class Ch340Function(SerialChip):
     """A CH340 serial port."""
 
