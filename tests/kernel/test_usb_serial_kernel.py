@@ -25,7 +25,17 @@ from pathlib import Path
 
 import pytest
 from vusb.devices.cdc_acm import ControlLine, Parity, StopBits
-from vusb.devices.usb_serial import Ch340, Cp2102, FlowControl, Ft232r, LineSettings, Pl2303, UsbSerialDevice
+from vusb.devices.usb_serial import (
+    Ch340,
+    Cp2102,
+    Cp2105,
+    FlowControl,
+    Ft232r,
+    Ft2232h,
+    LineSettings,
+    Pl2303,
+    UsbSerialDevice,
+)
 
 from vusb.harness import Guest
 from vusb.harness.image import compile_guest_tool
@@ -185,3 +195,66 @@ kill $reader 2>/dev/null; cat /tmp/usbser-echo
         if closing is not None:
             await closing
     await asyncio.sleep(0)
+
+
+@dataclass(frozen=True)
+class DualChip:
+    name: str
+    make: Callable[[], UsbSerialDevice]
+    vendor_id: int
+    product_id: int
+    driver: str
+    rates: tuple[int, int]  # what each port makes when Linux asks for 115200 bps
+
+
+DUAL_CHIPS = [
+    DualChip("ft2232h", Ft2232h, 0x0403, 0x6010, "ftdi_sio", (115246, 115246)),
+    DualChip("cp2105", Cp2105, 0x10C4, 0xEA70, "cp210x", (115384, 115200)),
+]
+
+
+@pytest.mark.parametrize("chip", DUAL_CHIPS, ids=[c.name for c in DUAL_CHIPS])
+async def test_dual_port_chip_on_linux_6_1(guest: Guest, tiocm_binary: Path, chip: DualChip) -> None:
+    """Both ports bind, each has its own tty, settings, modem lines and data (64 KiB each way per port)."""
+    tiocm = await install_tiocm(guest, tiocm_binary)
+    dev = chip.make()
+    size = 64 * 1024
+    async with Server([dev], port=0) as srv:
+        vport = await guest.attach(guest.host_address, srv.port, "1-1")
+        try:
+            devdir = await guest.wait_for_usb_device(chip.vendor_id, chip.product_id, timeout=30)
+            ttys = []
+            for interface in (0, 1):
+                found = await guest.wait_for_path(f"{devdir}:1.{interface}/ttyUSB*", timeout=30)
+                ttys.append("/dev/" + found[0].rsplit("/", 1)[-1])
+                driver = (await guest.run(f"basename $(readlink {devdir}:1.{interface}/driver)", check=True)).stdout
+                assert driver.strip() == chip.driver
+            for i, (tty, uart) in enumerate(zip(ttys, dev.ports, strict=True)):
+                await guest.wait_for(f"[ -c {tty} ]", timeout=10)
+                job = await guest.start_background(f"exec 3<>{tty}; stty -F {tty} raw -echo 115200 cs7 parenb && sleep 2")
+                expected = LineSettings(chip.rates[i], 7, Parity.EVEN, StopBits.ONE)
+                await uart.wait_line_settings(lambda s, e=expected: s == e, timeout=10)
+                await job.wait(timeout=20)
+                await guest.run(f"stty -F {tty} cs8 -parenb", check=True)
+                other = dev.ports[1 - i]
+                uart.update_modem(cts=False, dsr=True, ri=True, dcd=True)
+                seen = lines_seen((await guest.run(f"{tiocm} {tty} dtr=1 rts=0 settle=300", check=True)).stdout)
+                assert (seen["CTS"], seen["DSR"], seen["RI"], seen["CD"]) == (False, True, True, True)
+                assert not other.dtr
+                # device -> guest, then guest -> device, on this port only
+                payload = os.urandom(size)
+                await uart.wait_dtr(False, timeout=10)
+                reader = await guest.start_background(f"head -c {size} {tty} | md5sum")
+                await uart.wait_dtr(True, timeout=10)
+                await uart.write(payload, timeout=30)
+                assert (await reader.wait(timeout=60)).stdout.split()[0] == hashlib.md5(payload).hexdigest()
+                await uart.wait_dtr(False, timeout=10)
+                made = await guest.run(f"head -c {size} /dev/urandom > /tmp/usbser-dual; md5sum < /tmp/usbser-dual",
+                                       check=True)
+                writer = await guest.start_background(f"dd if=/tmp/usbser-dual of={tty} bs=4096 2>/dev/null")
+                received = await uart.readexactly(size, timeout=60)
+                await writer.wait(timeout=60)
+                assert hashlib.md5(received).hexdigest() == made.stdout.split()[0]
+        finally:
+            await guest.detach(vport)
+    await dev.close()
