@@ -181,6 +181,7 @@ async def test_shipped_profile_binds_and_echoes(any_guest: Guest, chip: Chip) ->
             script = f"""
 stty -F {tty} raw -echo 115200
 exec 3<>{tty}
+: > /tmp/usbser-echo  # exists before the loop below looks at it
 head -c 17 <&3 > /tmp/usbser-echo & reader=$!
 printf 'hello from guest\\n' >&3
 i=0; while [ "$(wc -c < /tmp/usbser-echo)" -lt 17 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
