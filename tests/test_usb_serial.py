@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import struct
+import termios
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from vusb.devices.cdc_acm import ControlLine, Parity, StopBits
+from vusb.devices.cdc_acm import ControlLine, Parity, PtyBackend, StopBits
 from vusb.devices.usb_serial import (
     Ch340,
     Change,
@@ -423,12 +425,32 @@ async def test_change_callback_and_rts_cts_holds_host_data() -> None:
     await dev.close()
 
 
-async def test_backend_loopback_and_pty_follow_the_chip(tmp_path: object) -> None:
+async def test_backends_are_those_of_cdc_acm() -> None:
     dev = Cp2102(backend="loopback")
     async with LocalHost(dev) as host:
         await host.enumerate()
         await host.transfer_out(0x01, b"ping")
         assert await host.transfer_in(0x81, 64, timeout=2) == b"ping"
+    await dev.close()
+
+    pty = PtyBackend()
+    dev = Ch340(backend=pty)
+    async with LocalHost(dev) as host:
+        await host.enumerate()
+        await host.transfer_out(0x02, b"to the pty")
+        loop = asyncio.get_running_loop()
+        got = b""
+        while len(got) < 10:
+            got += await asyncio.wait_for(loop.run_in_executor(None, os.read, pty.slave, 64), 2)
+        assert got == b"to the pty"
+        os.write(pty.slave, b"from the pty")
+        got = b""
+        while len(got) < 12:
+            got += await host.transfer_in(0x82, 32, timeout=2)
+        assert got == b"from the pty"
+        # the line settings the chip makes are applied to the pty as a CDC line coding
+        await host.control(setup(VENDOR_OUT, 0x9A, 0x2518, 0x00C7))  # 8 data bits, 2 stop bits
+        assert termios.tcgetattr(pty.slave)[2] & termios.CSTOPB  # (a pty keeps CS8 without parity)
     await dev.close()
 
 

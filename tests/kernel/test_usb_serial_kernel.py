@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,10 @@ async def test_chip_on_linux_6_1(guest: Guest, tiocm_binary: Path, chip: Chip) -
             job = await guest.start_background(f"head -c {MIB} {tty} > /tmp/usbser-in; md5sum < /tmp/usbser-in; "
                                                "wc -c < /tmp/usbser-in")
             await dev.wait_dtr(True, timeout=10)  # the reader has the tty open
+            started = time.monotonic()
             await dev.write(payload, timeout=60)
             result = await job.wait(timeout=180)
+            down = time.monotonic() - started
             digest, size = result.stdout.split()[0], result.stdout.split()[-1]
             assert (digest, size) == (hashlib.md5(payload).hexdigest(), str(MIB))
 
@@ -160,10 +163,15 @@ async def test_chip_on_linux_6_1(guest: Guest, tiocm_binary: Path, chip: Chip) -
             await dev.wait_dtr(False, timeout=10)
             made = await guest.run(f"head -c {MIB} /dev/urandom > /tmp/usbser-out; md5sum < /tmp/usbser-out",
                                    check=True)
+            started = time.monotonic()
             writer = await guest.start_background(f"dd if=/tmp/usbser-out of={tty} bs=4096 2>/dev/null")
             received = await dev.readexactly(MIB, timeout=180)
+            up = time.monotonic() - started
             await writer.wait(timeout=60)
             assert hashlib.md5(received).hexdigest() == made.stdout.split()[0]
+            # Figures, not assertions (pytest -s shows them): wall time includes the guest's shell commands.
+            print(f"\n{chip.name} on 6.1: 1 MiB device->guest in {down:.1f} s ({MIB / down / 1e3:.0f} kB/s), "
+                  f"guest->device in {up:.1f} s ({MIB / up / 1e3:.0f} kB/s)")
         finally:
             await guest.detach(vport)
     await dev.close()
