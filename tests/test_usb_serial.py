@@ -532,3 +532,41 @@ def test_documentation_example_runs_as_written(pytester: pytest.Pytester) -> Non
     for name, body in blocks.items():
         pytester.path.joinpath(name).write_text(body)
     pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+async def test_vusb_ctl_serial_commands_reach_a_chip_port(tmp_path: Path) -> None:
+    import json
+
+    from vusb.client import RemoteDevice
+    from vusb.control import ControlServer
+    from vusb.server import Server
+
+    dev = Cp2105(backend=[None, None])
+    server = Server([dev], port=0)
+    await server.start()
+    control = ControlServer(server, tmp_path / "vusb.sock")
+    await control.start()
+    reader, writer = await asyncio.open_unix_connection(str(control.path))
+
+    async def ctl(**body: object) -> dict[str, object]:
+        writer.write(json.dumps({"id": 1, **body}).encode() + b"\n")
+        await writer.drain()
+        reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert isinstance(reply, dict)
+        return reply
+
+    try:
+        listing = await ctl(cmd="list")
+        assert listing["devices"][0]["functions"][0]["kind"] == "serial"  # type: ignore[index]
+        async with await RemoteDevice.open("127.0.0.1", "1-1", server.port) as remote:
+            await remote.enumerate()
+            assert (await ctl(cmd="serial-write", busid="1-1", port=1, data="AT\r"))["written"] == 3
+            assert await remote.transfer_in(0x82, 64, timeout=2) == b"AT\r"
+            await remote.transfer_out(0x01, b"OK\r\n")
+            assert (await ctl(cmd="serial-read", busid="1-1", line=True, timeout=2))["data"] == "OK\r\n"
+            assert "no port 2" in str((await ctl(cmd="serial-write", busid="1-1", port=2, data="x"))["error"])
+    finally:
+        writer.close()
+        await control.close()
+        await server.close()
+        await dev.close()

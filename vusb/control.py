@@ -48,6 +48,8 @@ from vusb.devices.keyboard import Key, KeyboardFunction, Modifier
 from vusb.devices.mouse import ALL_BUTTONS, Button, MouseFunction
 from vusb.devices.storage.backing import BackingStore, ImageFile, MemoryStore
 from vusb.devices.storage.bot import MassStorageFunction
+from vusb.devices.usb_serial.chip import SerialChip
+from vusb.devices.usb_serial.uart import Uart
 from vusb.errors import ProfileError, UsageError, VusbError
 from vusb.faults import Fault
 from vusb.profile import FAULT_FIELDS, ProfileContext, read_fault
@@ -188,7 +190,7 @@ def function_kind(function: Function) -> str:
         return "hid"
     if isinstance(function, MassStorageFunction):
         return "storage"
-    if isinstance(function, CdcAcmFunction):
+    if isinstance(function, (CdcAcmFunction, SerialChip)):
         return "serial"
     return "other"
 
@@ -565,8 +567,13 @@ class ControlServer:
             del self._ejected[(busid, number)]
         return {"lun": number, "medium": store.describe()}
 
-    def _serial(self, req: _Request) -> tuple[str, CdcAcmFunction]:
+    def _serial(self, req: _Request) -> tuple[str, CdcAcmFunction | Uart]:
         busid, _, f = self._function(req, "serial")
+        if isinstance(f, SerialChip):  # a USB-serial chip: field 'port' picks one of its ports (default 0)
+            index = req.get("port", int, 0)
+            if not 0 <= index < len(f.ports):
+                raise ControlError(f"the {f.chip_name} of {busid} has {len(f.ports)} port(s); no port {index}")
+            return busid, f.ports[index]
         assert isinstance(f, CdcAcmFunction)
         return busid, f
 
