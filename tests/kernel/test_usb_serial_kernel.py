@@ -15,7 +15,6 @@ session: the shared guest image is not changed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
@@ -202,11 +201,7 @@ kill $reader 2>/dev/null; cat /tmp/usbser-echo
             assert result.stdout == "hello from guest\n"
         finally:
             await guest.detach(vport)
-    for f in device.functions:
-        closing = f.close()
-        if closing is not None:
-            await closing
-    await asyncio.sleep(0)
+    await device.aclose()
 
 
 @dataclass(frozen=True)
