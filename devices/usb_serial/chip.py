@@ -51,6 +51,10 @@ class SerialChip(Function):
     def port(self) -> Uart:
         return self.ports[0]
 
+    def serial_ports(self) -> Sequence[Uart]:
+        """The ports ``vusb ctl serial-write``/``serial-read`` choose from with ``port`` (0, 1...)."""
+        return self.ports
+
     def bind(self, device: Device) -> None:
         for i, uart in enumerate(self.ports):
             uart.where = f"{device.describe()} {self.chip_name} port {self.port_label(i)}"

@@ -28,8 +28,9 @@ from vusb.devices.usb_serial.ftdi import CHIPS as FTDI_CHIPS
 from vusb.devices.usb_serial.ftdi import FtdiFunction
 from vusb.devices.usb_serial.pl2303 import Pl2303Function
 
-from vusb.device import Function
-from vusb.profile import Field, Located, ProfileContext, register_kind
+from vusb.function import Function
+from vusb.profile_fields import Field, Located, ProfileContext
+from vusb.registry import FunctionBuilder, register_kind
 
 _BACKEND = {name: CDC_FIELDS[name] for name in BACKEND_FIELDS}
 _SECOND = Field("choice", False, "loopback", choices=("loopback", "none"),
@@ -68,16 +69,25 @@ def _pl2303(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     return Pl2303Function(backend_from_options(ctx, o), buffer_size=o["buffer_size"].value)
 
 
+CHIP_KINDS: tuple[tuple[str, dict[str, Field], FunctionBuilder, str], ...] = (
+    ("ftdi", {"chip": Field("choice", False, "ft232r", choices=tuple(FTDI_CHIPS),
+                            help="ft232r (0403:6001, bcdDevice 0x0600, full speed) or ft2232h "
+                                 "(0403:6010, bcdDevice 0x0700, high speed, two ports)"),
+              **_BACKEND, "second_port": _SECOND},
+     _ftdi, "FTDI USB-serial chip (ftdi_sio): FT232R or FT2232H"),
+    ("cp210x", {"chip": Field("choice", False, "cp2102", choices=tuple(CP210X_CHIPS),
+                              help="cp2102 (10c4:ea60) or cp2105 (10c4:ea70, two ports)"),
+                **_BACKEND, "second_port": _SECOND},
+     _cp210x, "Silicon Labs CP210x USB-serial chip (cp210x): CP2102 or CP2105"),
+    ("ch340", dict(_BACKEND), _ch340, "WCH CH340 USB-serial chip (ch341), 1a86:7523"),
+    ("pl2303", dict(_BACKEND), _pl2303, "Prolific PL2303G USB-serial chip (pl2303, HXN type), 067b:23a3"),
+)
+"""The kinds this class adds: (name, fields, builder, description); registered by :mod:`.plugin`."""
+
+DOCS = "devices/usb-serial.md"
+
+
 def register_profile_kinds() -> None:
-    """Make ``kind: ftdi``, ``cp210x``, ``ch340`` and ``pl2303`` available to profiles."""
-    register_kind("ftdi", {"chip": Field("choice", False, "ft232r", choices=tuple(FTDI_CHIPS),
-                                         help="ft232r (0403:6001, bcdDevice 0x0600, full speed) or ft2232h "
-                                              "(0403:6010, bcdDevice 0x0700, high speed, two ports)"),
-                           **_BACKEND, "second_port": _SECOND},
-                  _ftdi, "FTDI USB-serial chip (ftdi_sio): FT232R or FT2232H")
-    register_kind("cp210x", {"chip": Field("choice", False, "cp2102", choices=tuple(CP210X_CHIPS),
-                                           help="cp2102 (10c4:ea60) or cp2105 (10c4:ea70, two ports)"),
-                             **_BACKEND, "second_port": _SECOND},
-                  _cp210x, "Silicon Labs CP210x USB-serial chip (cp210x): CP2102 or CP2105")
-    register_kind("ch340", dict(_BACKEND), _ch340, "WCH CH340 USB-serial chip (ch341), 1a86:7523")
-    register_kind("pl2303", dict(_BACKEND), _pl2303, "Prolific PL2303G USB-serial chip (pl2303, HXN type), 067b:23a3")
+    """Make ``kind: ftdi``, ``cp210x``, ``ch340`` and ``pl2303`` available to profiles (done by the registry anyway)."""
+    for name, fields, build, description in CHIP_KINDS:
+        register_kind(name, fields, build, description, docs=DOCS)
