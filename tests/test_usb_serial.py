@@ -8,6 +8,8 @@ makes for a requested one, how its data and modem status reach the host.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
 import os
 import re
@@ -534,11 +536,26 @@ def test_documentation_example_runs_as_written(pytester: pytest.Pytester) -> Non
     pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider").assert_outcomes(passed=2)
 
 
+@pytest.mark.parametrize(("argv", "request_body"), [
+    (["ctl", "serial-write", "1-1", "AT\\r", "--port", "1"],
+     {"cmd": "serial-write", "busid": "1-1", "port": 1, "data": "AT\r"}),
+    (["ctl", "--port", "4000", "serial-read", "1-1", "--port", "1", "--line"],
+     {"cmd": "serial-read", "busid": "1-1", "port": 1, "line": True}),
+    (["ctl", "serial-read", "1-1", "-n", "5"], {"cmd": "serial-read", "busid": "1-1", "n": 5}),
+])
+def test_vusb_ctl_port_flag_picks_a_chip_port(argv: list[str], request_body: dict[str, object]) -> None:
+    from vusb.cli import build_parser
+    from vusb.control_cli import build_request
+
+    args = build_parser().parse_args(argv)
+    assert build_request(args.ctl_args) == (request_body, False)
+
+
 async def test_vusb_ctl_serial_commands_reach_a_chip_port(tmp_path: Path) -> None:
     import json
 
     from vusb.client import RemoteDevice
-    from vusb.control import ControlServer
+    from vusb.control import ControlServer, ctl_main
     from vusb.server import Server
 
     dev = Cp2105(backend=[None, None])
@@ -565,6 +582,17 @@ async def test_vusb_ctl_serial_commands_reach_a_chip_port(tmp_path: Path) -> Non
             await remote.transfer_out(0x01, b"OK\r\n")
             assert (await ctl(cmd="serial-read", busid="1-1", line=True, timeout=2))["data"] == "OK\r\n"
             assert "no port 2" in str((await ctl(cmd="serial-write", busid="1-1", port=2, data="x"))["error"])
+            # the same through `vusb ctl ... --port 1` (the --port before the command is the server's port)
+            sock = str(control.path)
+            assert await asyncio.to_thread(ctl_main, sock, 0, ["serial-write", "1-1", "hi\\n", "--port", "1"]) == 0
+            assert await remote.transfer_in(0x82, 64, timeout=2) == b"hi\n"
+            await remote.transfer_out(0x02, b"from port B\n")
+            await remote.transfer_out(0x01, b"from port A\n")
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                assert await asyncio.to_thread(ctl_main, sock, 0, ["serial-read", "1-1", "--line", "--port", "1"]) == 0
+                assert await asyncio.to_thread(ctl_main, sock, 0, ["serial-read", "1-1", "--line"]) == 0
+            assert out.getvalue() == "from port B\nfrom port A\n"
     finally:
         writer.close()
         await control.close()
