@@ -162,21 +162,23 @@ async def test_chip_on_linux_6_1(guest: Guest, tiocm_binary: Path, chip: Chip) -
             ]
             for args, expected in settings:
                 # The tty stays open while the settings are checked: ftdi_sio turns flow control off on close.
-                job = await guest.start_background(f"exec 3<>{tty}; stty -F {tty} raw -echo {args} && sleep 2")
+                job = await guest.start_background(f"exec 3<>{tty}; stty -F {tty} raw -echo {args} && echo set "
+                                                   "&& exec sleep 30")
                 try:
                     got = await dev.wait_line_settings(lambda s, e=expected: s == e, timeout=10)
                 except TimeoutError:
                     got = dev.line
+                held = await job.stop(grace=2)  # closes the tty once the chip has the settings
                 assert got == expected, f"stty {args}: the chip has {got}, expected {expected}"
-                assert (await job.wait(timeout=20)).returncode == 0
+                assert held.stdout == "set\n", held
 
             # DTR and RTS set by the guest (TIOCMBIS/TIOCMBIC) are seen on the device.
             await dev.wait_dtr(False, timeout=10)
             for dtr, rts in ((0, 1), (1, 0), (1, 1)):
-                job = await guest.start_background(f"{tiocm} {tty} dtr={dtr} rts={rts} hold=1500")
+                job = await guest.start_background(f"{tiocm} {tty} dtr={dtr} rts={rts} hold=30000")
                 want = (ControlLine.DTR if dtr else ControlLine.NONE) | (ControlLine.RTS if rts else ControlLine.NONE)
                 await dev.wait_control_lines(lambda lines, w=want: lines == w, timeout=10)
-                await job.wait(timeout=20)
+                await job.stop(grace=2)  # closing the tty drops both lines
                 await dev.wait_control_lines(lambda lines: lines == ControlLine.NONE, timeout=10)  # closed: HUPCL
 
             # CTS, DSR, RI and DCD set on the device are what TIOCMGET reports in the guest.
@@ -273,10 +275,11 @@ async def test_dual_port_chip_on_linux_6_1(guest: Guest, tiocm_binary: Path, chi
                 assert driver.strip() == chip.driver
             for i, (tty, uart) in enumerate(zip(ttys, dev.ports, strict=True)):
                 await guest.wait_for(f"[ -c {tty} ]", timeout=10)
-                job = await guest.start_background(f"exec 3<>{tty}; stty -F {tty} raw -echo 115200 cs7 parenb && sleep 2")
+                job = await guest.start_background(f"exec 3<>{tty}; stty -F {tty} raw -echo 115200 cs7 parenb "
+                                                   "&& exec sleep 30")
                 expected = LineSettings(chip.rates[i], 7, Parity.EVEN, StopBits.ONE)
                 await uart.wait_line_settings(lambda s, e=expected: s == e, timeout=10)
-                await job.wait(timeout=20)
+                await job.stop(grace=2)
                 await guest.run(f"stty -F {tty} cs8 -parenb", check=True)
                 other = dev.ports[1 - i]
                 uart.update_modem(cts=False, dsr=True, ri=True, dcd=True)
