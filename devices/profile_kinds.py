@@ -8,6 +8,7 @@ from vusb.devices.hid import HidFunction
 from vusb.devices.keyboard import KeyboardFunction
 from vusb.devices.mouse import MouseFunction
 from vusb.devices.storage import register_profile_kinds as _register_storage
+from vusb.devices.video.profile import register_profile_kinds as _register_video
 
 from vusb.device import Function
 from vusb.errors import UsageError
@@ -88,3 +89,4 @@ register_kind(
 _register_cdc_acm()
 _register_storage()
 _register_gadget_zero()
+_register_video()

@@ -92,6 +92,8 @@ class ProfileContext:
         self.file = file
         self.base_dir = base_dir
         self.allow_outside_paths = allow_outside_paths
+        self.speed: Speed | None = None
+        """The device's speed while its functions are built (a kind may check what that speed allows)."""
 
     def error(self, node: Node | None, path: str, message: str) -> ProfileError:
         line = node.start_mark.line + 1 if node is not None else None
@@ -475,6 +477,7 @@ class Profile:
         if self.descriptors is not None:
             return self.descriptors.build(self)
         built = []
+        self.context.speed = Speed.parse(self.identity["speed"])
         for kind, options in self.functions:
             try:
                 built.append(kind.build(self.context, options))

@@ -71,6 +71,8 @@ DEFAULT_CONTROLS: tuple[str, ...] = ("brightness", "contrast", "hue", "saturatio
 TRANSPORTS = ("iso", "bulk")
 QUEUED_FRAMES = 2
 """Frames made but not yet sent that the device keeps; a further one drops the oldest."""
+CATCH_UP = 0.016
+"""Seconds the isochronous bus clock may lag real time (the host's jitter it absorbs), see _Stream.iso."""
 
 # Bulk throughput a bus can give one endpoint: 13 x 512 bytes a microframe, 19 x 64 a frame.
 BULK_BYTES_PER_SECOND = {Speed.HIGH: 13 * 512 * 8000, Speed.FULL: 19 * 64 * 1000}
@@ -239,11 +241,14 @@ class _Stream:
         loop = asyncio.get_running_loop()
         packets = urb.iso_packets or ()
         now = loop.time()
-        if self.bus_time < now:  # the host submitted late: the URB starts at the next (micro)frame (ISO_ASAP)
-            self.bus_time = now
+        # The bus clock may run behind real time by CATCH_UP at most: a host that came back late (a busy
+        # guest) gets the (micro)frames it missed at once, as long as it keeps up on average; later
+        # than that, the URB starts at the next (micro)frame (ISO_ASAP) and the time missed is lost.
+        self.bus_time = max(self.bus_time, now - CATCH_UP)
         first = self.bus_time
         self.bus_time += len(packets) * packet_time
-        await asyncio.sleep(self.bus_time - now)
+        if self.bus_time > now:
+            await asyncio.sleep(self.bus_time - now)
         parts: list[bytes] = []
         out: list[IsoPacket] = []
         per_ms = round(1e-3 / packet_time) or 1
