@@ -25,7 +25,7 @@ Streaming
     and (micro)frame number when the payload left, both in dwClockFrequency units.
 
 Frames are made by the source at the committed frame interval, whether or not the
-host reads them; a frame the host has not taken when two more are ready is
+host reads them; a frame the host has not taken when three more are ready is
 dropped (counted in :attr:`UvcFunction.stats`).  A source that raises stops
 producing frames for that stream (logged, :attr:`VideoStats.last_error`); the
 server and the device carry on.
@@ -69,9 +69,9 @@ DEFAULT_FORMATS: tuple[VideoFormat, ...] = (
 DEFAULT_CONTROLS: tuple[str, ...] = ("brightness", "contrast", "hue", "saturation", "sharpness", "gamma", "gain",
                                      "power_line_frequency", "backlight_compensation")
 TRANSPORTS = ("iso", "bulk")
-QUEUED_FRAMES = 2
+QUEUED_FRAMES = 3
 """Frames made but not yet sent that the device keeps; a further one drops the oldest."""
-CATCH_UP = 0.016
+CATCH_UP = 0.1
 """Seconds the isochronous bus clock may lag real time (the host's jitter it absorbs), see _Stream.iso."""
 
 # Bulk throughput a bus can give one endpoint: 13 x 512 bytes a microframe, 19 x 64 a frame.
