@@ -435,3 +435,33 @@ def test_profile_sources_and_controls(tmp_path: Path) -> None:
     assert camera.source.description == "2 images"  # type: ignore[attr-defined]
     assert camera.transport == "bulk"  # type: ignore[attr-defined]
     assert camera.control_value("brightness") == 2  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- vusb ctl webcam-show
+async def test_ctl_webcam_show_switches_the_source(tmp_path: Path) -> None:
+    from vusb.devices import Keyboard
+
+    from vusb.control import ControlServer, build_request
+    from vusb.server import Server
+
+    picture = png(tmp_path, "logo.png", (0, 255, 0))
+    cam = Webcam()
+    async with Server([cam, Keyboard()], port=0) as server:
+        control = ControlServer(server, tmp_path / "ctl.sock")
+        body, _ = build_request(["webcam-show", "1-1", str(picture)])
+        assert body == {"cmd": "webcam-show", "busid": "1-1", "image": str(picture)}
+        reply = await control.handle(body)
+        assert reply["ok"] and reply["source"] == f"image {picture}"
+        assert cam.camera.source.description == f"image {picture}"
+        reply = await control.handle(build_request(["webcam-show", "1-1", "--bars"])[0])
+        assert reply["ok"] and isinstance(cam.camera.source, ColourBars)
+        refused = [
+            ({"cmd": "webcam-show", "busid": "1-1", "image": str(tmp_path / "nope.png")},
+             f"webcam-show: image '{tmp_path / 'nope.png'}' does not exist"),
+            ({"cmd": "webcam-show", "busid": "1-1"}, "give 'image' (a file on the server) or 'bars': true"),
+            ({"cmd": "webcam-show", "busid": "1-2", "bars": True}, "has no webcam function"),
+        ]
+        for request, message in refused:
+            reply = await control.handle(request)
+            assert not reply["ok"] and message in reply["error"], reply
+        assert isinstance(cam.camera.source, ColourBars)  # a refused request changes nothing

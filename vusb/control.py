@@ -48,6 +48,8 @@ from vusb.devices.keyboard import Key, KeyboardFunction, Modifier
 from vusb.devices.mouse import ALL_BUTTONS, Button, MouseFunction
 from vusb.devices.storage.backing import BackingStore, ImageFile, MemoryStore
 from vusb.devices.storage.bot import MassStorageFunction
+from vusb.devices.video.function import UvcFunction
+from vusb.devices.video.sources import ColourBars, StillImage
 from vusb.errors import ProfileError, UsageError, VusbError
 from vusb.faults import Fault
 from vusb.profile import FAULT_FIELDS, ProfileContext, read_fault
@@ -190,6 +192,8 @@ def function_kind(function: Function) -> str:
         return "storage"
     if isinstance(function, CdcAcmFunction):
         return "serial"
+    if isinstance(function, UvcFunction):
+        return "webcam"
     return "other"
 
 
@@ -264,6 +268,7 @@ class ControlServer:
             "insert": self._insert, "serial-write": self._serial_write, "serial-read": self._serial_read,
             "unplug": self._unplug, "plug": self._plug,
             "fault-add": self._fault_add, "fault-list": self._fault_list, "fault-clear": self._fault_clear,
+            "webcam-show": self._webcam_show,
         }
 
     # ------------------------------------------------------------ lifecycle
@@ -654,6 +659,17 @@ class ControlServer:
         return {"busid": busid}
 
 
+    # ------------------------------------------------------------ webcam
+    async def _webcam_show(self, req: _Request) -> dict[str, Any]:
+        image = req.get("image", str)
+        bars = bool(req.get("bars", bool, False))
+        if (image is None) == (not bars):
+            raise ControlError("give 'image' (a file on the server) or 'bars': true, exactly one of them")
+        busid, _, f = self._function(req, "webcam")
+        assert isinstance(f, UvcFunction)
+        f.source = ColourBars() if bars else await asyncio.to_thread(StillImage, image)
+        return {"busid": busid, "source": f.source.description, "frames_sent": f.stats.frames_sent}
+
     # ------------------------------------------------------------ faults
     async def _fault_add(self, req: _Request) -> dict[str, Any]:
         busid, device = self._device(req)
@@ -816,6 +832,9 @@ def _ctl_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", help=", ".join(FAULT_FIELDS))
     p.add_argument("fields", nargs="*", metavar="FIELD=VALUE", help="e.g. endpoint=0x81 count=1")
     command("fault-list", "the fault rules and how often they fired", function=False, timeout=False)
+    p = command("webcam-show", "show an image file on a webcam (or, with --bars, colour bars again)", timeout=False)
+    p.add_argument("image", nargs="?")
+    p.add_argument("--bars", action="store_true", help="colour bars with the frame counter")
     command("fault-clear", "remove every fault rule, or the one at INDEX", function=False, timeout=False).add_argument(
         "index", type=int, nargs="?")
     return parser
@@ -855,6 +874,11 @@ def build_request(argv: Sequence[str]) -> tuple[dict[str, Any], bool]:
         body["fault"] = {"kind": args.kind, **dict(_field_value(item) for item in args.fields)}
     elif cmd == "fault-clear" and args.index is not None:
         body["index"] = args.index
+    elif cmd == "webcam-show":
+        if args.image is not None:
+            body["image"] = os.path.abspath(args.image)
+        if args.bars:
+            body["bars"] = True
     return body, as_json
 
 
