@@ -465,3 +465,16 @@ async def test_ctl_webcam_show_switches_the_source(tmp_path: Path) -> None:
             reply = await control.handle(request)
             assert not reply["ok"] and message in reply["error"], reply
         assert isinstance(cam.camera.source, ColourBars)  # a refused request changes nothing
+
+
+# ---------------------------------------------------------------- the docs page's example
+def test_docs_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "devices" / "webcam.md").read_text()
+    match = re.search(r"```python\n# webcam_example.py\n(.*?)```", page, re.S)
+    assert match is not None, "docs/devices/webcam.md has no webcam_example.py block"
+    exec(compile(match.group(1), "docs/devices/webcam.md", "exec"), {"__name__": "__main__"})
+    out = capsys.readouterr().out
+    assert "streaming MJPEG 320x240: 512 bytes a microframe" in out
+    assert "frame 2: a " in out

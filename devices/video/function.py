@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vusb.devices.video import spec
-from vusb.devices.video.sources import ColourBars, VideoSource, as_source
+from vusb.devices.video.sources import ColourBars, VideoSource, as_source, frame_counter, jpeg_with_counter
 from vusb.devices.video.spec import (
     HEADER_LENGTH,
     ControlSpec,
@@ -197,6 +197,8 @@ class _Stream:
                 log.error("webcam: frame %d from %s failed: %s; the stream makes no more frames", n,
                           source.description, exc, exc_info=not isinstance(exc, spec_errors()))
                 return
+            if self.format.format is PixelFormat.MJPEG and frame_counter(data) != n:
+                data = jpeg_with_counter(data, n)  # every JPEG says which frame it is
             if self.queue and len(self.queue) >= QUEUED_FRAMES:
                 self.queue.popleft()
                 stats.frames_dropped += 1
