@@ -62,8 +62,10 @@ class Webcam(Device):
         manufacturer: str | None = "vusb",
         product: str | None = "Virtual Webcam",
         serial_number: str | None = None,
+        queued_frames: int = 3,
     ) -> None:
-        self.camera = UvcFunction(formats, source=source, transport=transport, controls=controls)
+        self.camera = UvcFunction(formats, source=source, transport=transport, controls=controls,
+                                  queued_frames=queued_frames)
         super().__init__(self.camera, vendor_id=vendor_id, product_id=product_id, manufacturer=manufacturer,
                          product=product, serial_number=serial_number, speed=speed, max_power_ma=200)
 

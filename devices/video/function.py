@@ -25,8 +25,8 @@ Streaming
     and (micro)frame number when the payload left, both in dwClockFrequency units.
 
 Frames are made by the source at the committed frame interval, whether or not the
-host reads them; a frame the host has not taken when three more are ready is
-dropped (counted in :attr:`UvcFunction.stats`).  A source that raises stops
+host reads them; a frame the host has not taken when ``queued_frames`` (3) more are
+ready is dropped (counted in :attr:`UvcFunction.stats`).  A source that raises stops
 producing frames for that stream (logged, :attr:`VideoStats.last_error`); the
 server and the device carry on.
 """
@@ -71,6 +71,7 @@ DEFAULT_CONTROLS: tuple[str, ...] = ("brightness", "contrast", "hue", "saturatio
 TRANSPORTS = ("iso", "bulk")
 QUEUED_FRAMES = 3
 """Frames made but not yet sent that the device keeps; a further one drops the oldest."""
+MAX_QUEUED_FRAMES = 1024
 CATCH_UP = 0.1
 """Seconds the isochronous bus clock may lag real time (the host's jitter it absorbs), see _Stream.iso."""
 
@@ -199,7 +200,7 @@ class _Stream:
                 return
             if self.format.format is PixelFormat.MJPEG and frame_counter(data) != n:
                 data = jpeg_with_counter(data, n)  # every JPEG says which frame it is
-            if self.queue and len(self.queue) >= QUEUED_FRAMES:
+            if self.queue and len(self.queue) >= self.function.queued_frames:
                 self.queue.popleft()
                 stats.frames_dropped += 1
             self.queue.append(_Frame(n, data, self.stc(made)))
@@ -319,7 +320,9 @@ class UvcFunction(Function):
     :class:`VideoSource`, an image path, a PIL image, a callback or an async iterator.
     ``controls`` names the processing-unit controls offered, or gives their
     :class:`~vusb.devices.video.spec.ControlSpec` with ranges of your own.
-    ``transport`` is ``"iso"`` (default) or ``"bulk"``.
+    ``transport`` is ``"iso"`` (default) or ``"bulk"``.  ``queued_frames`` is how many
+    frames the device keeps for a host that is late (default 3, as a camera's buffer; a
+    test that must see every frame on a slow host keeps more).
     """
 
     function_class = None  # the function declares its own interface association
@@ -333,8 +336,13 @@ class UvcFunction(Function):
         transport: str = "iso",
         controls: Sequence[str | ControlSpec] = DEFAULT_CONTROLS,
         interface_name: str | None = "Video Control",
+        queued_frames: int = QUEUED_FRAMES,
     ) -> None:
         super().__init__()
+        if not 1 <= queued_frames <= MAX_QUEUED_FRAMES:
+            raise DeviceDefinitionError(f"webcam queued_frames {queued_frames} is out of range 1..{MAX_QUEUED_FRAMES}")
+        self.queued_frames = queued_frames
+        """Frames made but not yet taken by the host that the device keeps; one more drops the oldest."""
         self.formats = tuple(formats)
         check_formats(self.formats)
         if transport not in TRANSPORTS:

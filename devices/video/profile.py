@@ -45,6 +45,8 @@ FIELDS: dict[str, Field] = {
     "controls": Field("map", False, None, help="processing-unit controls offered: name -> {min, max, step, default} "
                                                 f"(names: {', '.join(CONTROL_NAMES)})"),
     "interface_name": Field("str", False, "Video Control", help="iInterface string of the VideoControl interface"),
+    "queued_frames": Field("int", False, 3, 1, 1024,
+                           help="frames kept for a host that is late; one more drops the oldest (default 3)"),
 }
 
 FORMAT_FIELDS: dict[str, Field] = {
@@ -167,7 +169,7 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     source = _source(ctx, o)
     try:
         return UvcFunction(formats, source=source, transport=o["transport"].value, controls=controls,
-                           interface_name=o["interface_name"].value)
+                           interface_name=o["interface_name"].value, queued_frames=o["queued_frames"].value)
     except DeviceDefinitionError as exc:
         raise ctx.error(o["formats"].node, o["formats"].path, str(exc)) from None
 

@@ -59,11 +59,21 @@ async def attach_camera(guest: Guest, server: Server, device: Device) -> Camera:
     return Camera(device, function, port, node)
 
 
+DEEP_BUFFER = 128
+"""Frames the device keeps for a late host in these tests (default 3).
+
+The tests prove that every frame arrives whole and once; how fast the emulated guest takes
+them in depends on the machine's load and is measured by benchmarks/bench_video.py.  A
+deep buffer keeps a busy guest from costing frames at the device."""
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def camera(guest: Guest) -> AsyncIterator[Camera]:
     """The shipped webcam profile, attached to the 6.1 guest for the whole module."""
     async with Server([], port=0) as server:
-        cam = await attach_camera(guest, server, load_device(PROFILE))
+        device = load_device(PROFILE)
+        cam = await attach_camera(guest, server, device)
+        cam.function.queued_frames = DEEP_BUFFER
         yield cam
         await guest.detach(cam.port)
 
@@ -154,11 +164,11 @@ async def test_processing_unit_controls_from_their_declared_ranges(guest: Guest,
 
 async def test_yuyv_640x480_at_30_fps_every_frame_complete_and_in_order(guest: Guest, camera: Camera) -> None:
     stats = camera.function.stats
-    sent_before = stats.frames_sent
+    sent_before, dropped_before = stats.frames_sent, stats.frames_dropped
     cap = await capture(guest, camera, "YUYV", 640, 480, 30, 60, whole=False)
     counters = [frame_counter(head) for head in cap.frames]
     assert len(counters) == 60 and consecutive(counters), (str(counters), stats, cap.seconds)
-    assert stats.frames_sent - sent_before >= 60
+    assert stats.frames_sent - sent_before >= 60 and stats.frames_dropped == dropped_before
 
 
 async def test_a_whole_yuyv_frame_is_what_the_device_made(guest: Guest, camera: Camera) -> None:
@@ -187,7 +197,8 @@ async def test_mjpeg_frames_decode(guest: Guest, camera: Camera, width: int, hei
 
 
 async def test_bulk_webcam_streams_too(guest: Guest, camera: Camera) -> None:
-    cam = Webcam([VideoFormat(PixelFormat.YUYV, (FrameSize(320, 240, (30,)),))], transport="bulk", serial_number="bulk")
+    cam = Webcam([VideoFormat(PixelFormat.YUYV, (FrameSize(320, 240, (30,)),))], transport="bulk", serial_number="bulk",
+                 queued_frames=DEEP_BUFFER)
     async with Server([], port=0) as server:
         attached = await attach_camera(guest, server, cam)
         try:
