@@ -41,7 +41,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vusb.devices.video import spec
-from vusb.devices.video.sources import ColourBars, VideoSource, as_source, frame_counter, jpeg_with_counter
+from vusb.devices.video.sources import (
+    ColourBars,
+    VideoSource,
+    VideoSourceError,
+    as_source,
+    frame_counter,
+    jpeg_with_counter,
+)
 from vusb.devices.video.spec import (
     HEADER_LENGTH,
     ControlSpec,
@@ -196,7 +203,7 @@ class _Stream:
                 self.failed = True
                 stats.last_error = f"{source.description}: {exc}"
                 log.error("webcam: frame %d from %s failed: %s; the stream makes no more frames", n,
-                          source.description, exc, exc_info=not isinstance(exc, spec_errors()))
+                          source.description, exc, exc_info=not isinstance(exc, VideoSourceError))
                 return
             if self.format.format is PixelFormat.MJPEG and frame_counter(data) != n:
                 data = jpeg_with_counter(data, n)  # every JPEG says which frame it is
@@ -304,11 +311,6 @@ class _Stream:
             header = spec.payload_header(self.fid, eof=i == len(pieces) - 1, pts=frame.pts, stc=self.stc(t), sof=sof)
             self.payloads.append(header + piece)
         self.payload_offset = 0
-
-
-def spec_errors() -> tuple[type[BaseException], ...]:
-    from vusb.devices.video.sources import VideoSourceError
-    return (VideoSourceError,)
 
 
 class UvcFunction(Function):
