@@ -2,8 +2,9 @@
 
 profiles/webcam.yaml is attached to a QEMU guest (6.1 by default); for every format
 and frame size it offers, ``v4l2-ctl --stream-mmap`` captures frames at 30 fps in the
-guest.  Two captures of different lengths are timed from the host, so the rate
-(extra frames / extra seconds) leaves out v4l2-ctl's start and stop.  Drops are
+guest.  The rate is taken from when the capture's frames left the device (the guest
+takes each one in as it comes: a stream's isochronous URBs wait for the host), from the
+first to the last, so v4l2-ctl's start and stop are left out.  Drops are
 counted from the frame counters the device stamps into every frame (a gap or a repeat
 in the longer capture) and from the device's own count of frames it had to discard.
 The committed rate, the bytes per second it needs and the machine's loopback TCP copy
@@ -86,15 +87,17 @@ async def measure(kernel: str, seconds: float, short: int = 10) -> list[Row]:
             for fmt in camera.formats:
                 for size in fmt.frames:
                     fourcc = FOURCC[fmt.format]
-                    t_short, _ = await _capture(guest, node, fourcc, size.width, size.height, short)
                     dropped_before = camera.stats.frames_dropped
                     cpu0, wall0 = time.process_time(), time.perf_counter()
-                    t_long, counters = await _capture(guest, node, fourcc, size.width, size.height, long)
+                    _, counters = await _capture(guest, node, fourcc, size.width, size.height, long)
                     cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+                    # The capture's frames are the stream's first ones: from the first to the last of
+                    # them, when each left the device.
+                    sent = camera.frame_times()[:long]
                     known = [c for c in counters if c is not None]
                     gaps = sum(max(b - a - 1, 0) for a, b in itertools.pairwise(known))
                     repeats = sum(1 for a, b in itertools.pairwise(known) if b <= a)
-                    fps = (long - short) / (t_long - t_short) if t_long > t_short else float("nan")
+                    fps = (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 and sent[-1] > sent[0] else float("nan")
                     need = size.width * size.height * 2 * FPS / 1e6 if fmt.format is PixelFormat.YUYV else float("nan")
                     rows.append(Row(f"{fourcc} {size.label()} at {FPS} fps", fps, len(counters), gaps, repeats,
                                     camera.stats.frames_dropped - dropped_before, need, cpu))
@@ -107,7 +110,7 @@ async def measure(kernel: str, seconds: float, short: int = 10) -> list[Row]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_video", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernel", default="6.1")
-    parser.add_argument("--seconds", type=float, default=4.0, help="extra seconds the longer capture runs")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds of frames each capture asks for")
     parser.add_argument("--quick", action="store_true", help="tiny captures: proves the script works")
     args = parser.parse_args(argv)
     total, secs = tcp_copy(0.5 if args.quick else 2.0)

@@ -178,6 +178,8 @@ class _Stream:
         self.payload_offset = 0
         self.zlp_due = False
         self.failed = False
+        self.sent_at: list[float] = []
+        """When each frame's last payload left (loop time), for measurements; the first 100000 frames."""
         self.task = loop.create_task(self._produce(), name="vusb webcam frames")
 
     def stc(self, t: float) -> int:
@@ -244,6 +246,7 @@ class _Stream:
         if eof:
             self.current = None
             self.function.stats.frames_sent += 1
+            self._sent()
         self.function.stats.payloads += 1
         return header + chunk
 
@@ -297,8 +300,13 @@ class _Stream:
             self.function.stats.payloads += 1
             if not self.payloads:
                 self.function.stats.frames_sent += 1
+                self._sent()
         self.function.stats.bytes_sent += len(chunk)
         return Completion(0, chunk)
+
+    def _sent(self) -> None:
+        if len(self.sent_at) < 100_000:
+            self.sent_at.append(asyncio.get_running_loop().time())
 
     def _frame_payloads(self, frame: _Frame) -> None:
         self.fid ^= 1
@@ -370,6 +378,7 @@ class UvcFunction(Function):
         self.probe: StreamingControl = StreamingControl()
         self.committed: StreamingControl | None = None
         self._stream: _Stream | None = None
+        self._last_sent_at: list[float] = []
 
     # ------------------------------------------------------------ public API
     @property
@@ -390,6 +399,10 @@ class UvcFunction(Function):
     @property
     def streaming(self) -> bool:
         return self._stream is not None
+
+    def frame_times(self) -> list[float]:
+        """When each frame of the current (or last) stream finished leaving the device, in event-loop time."""
+        return list(self._last_sent_at)
 
     def control_value(self, name: str) -> int:
         """The current value of a processing-unit control, by name (``"brightness"``)."""
@@ -485,6 +498,7 @@ class UvcFunction(Function):
             log.warning("webcam: the host started streaming without a commit; using the probe's settings")
             ctrl = self.probe
         self._stream = _Stream(self, ctrl)
+        self._last_sent_at = self._stream.sent_at
         self.stats.streams_started += 1
         log.info("webcam: streaming %s %s at %.3g fps (%s)", self._stream.format.format.value,
                  self._stream.size.label(), 1 / self._stream.period, self.transport)
