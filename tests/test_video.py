@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import re
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -469,8 +470,6 @@ async def test_ctl_webcam_show_switches_the_source(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- the docs page's example
 def test_docs_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
-    import re
-
     page = (Path(__file__).resolve().parent.parent / "docs" / "devices" / "webcam.md").read_text()
     match = re.search(r"```python\n# webcam_example.py\n(.*?)```", page, re.S)
     assert match is not None, "docs/devices/webcam.md has no webcam_example.py block"
@@ -478,3 +477,24 @@ def test_docs_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "streaming MJPEG 320x240: 512 bytes a microframe" in out
     assert "frame 2: a " in out
+
+
+SPEEDS = [
+    # (speed, formats, what happens)
+    ("full", [VideoFormat(PixelFormat.YUYV, (FrameSize(160, 120, (5,)),))], [128, 256, 512, 1023]),
+    ("full", None, "yuyv 640x480 at 30 fps needs 18444 bytes per frame, more than the 1023"),
+    ("super", None, "the webcam runs at full or high speed, not super"),
+    ("low", None, "the webcam runs at full or high speed, not low"),
+]
+
+
+@pytest.mark.parametrize(("speed", "formats", "outcome"), SPEEDS, ids=[f"{s[0]}-{i}" for i, s in enumerate(SPEEDS)])
+def test_speeds(speed: str, formats: list[VideoFormat] | None, outcome: object) -> None:
+    kwargs = {"formats": formats} if formats is not None else {}
+    if isinstance(outcome, str):
+        with pytest.raises(DeviceDefinitionError, match=re.escape(outcome)):
+            Webcam(speed=speed, **kwargs)  # type: ignore[arg-type]
+        return
+    cam = Webcam(speed=speed, **kwargs)  # type: ignore[arg-type]
+    sizes = [e.max_packet_size for i in cam.configurations[0].interfaces for e in i.endpoints]
+    assert sizes == outcome
