@@ -460,6 +460,7 @@ async def test_ctl_webcam_show_switches_the_source(tmp_path: Path) -> None:
             ({"cmd": "webcam-show", "busid": "1-1", "image": str(tmp_path / "nope.png")},
              f"webcam-show: image '{tmp_path / 'nope.png'}' does not exist"),
             ({"cmd": "webcam-show", "busid": "1-1"}, "give 'image' (a file on the server) or 'bars': true"),
+            ({"cmd": "webcam-show", "busid": "1-1", "image": "logo.png"}, "image path 'logo.png' must be absolute"),
             ({"cmd": "webcam-show", "busid": "1-2", "bars": True}, "has no webcam function"),
         ]
         for request, message in refused:

@@ -37,7 +37,15 @@ from vusb.devices.video.sources import (
     frame_counter,
     load_image,
 )
-from vusb.devices.video.spec import ControlSpec, FrameSize, PixelFormat, StreamingControl, VideoFormat
+from vusb.devices.video.spec import (
+    ALT_SETTINGS,
+    ControlSpec,
+    FrameSize,
+    PayloadHeader,
+    PixelFormat,
+    StreamingControl,
+    VideoFormat,
+)
 
 from vusb.constants import Speed
 from vusb.device import Device
@@ -79,7 +87,8 @@ class Webcam(Device):
 
 
 __all__ = [
-    "DEFAULT_FORMATS", "CallbackSource", "ColourBars", "ControlSpec", "FrameSize", "ImageSequence", "IteratorSource",
-    "PixelFormat", "StillImage", "StreamingControl", "UvcFunction", "VideoFormat", "VideoSource", "VideoSourceError",
-    "VideoStats", "Webcam", "bandwidth_problems", "controls_from", "frame_counter", "load_image",
+    "ALT_SETTINGS", "DEFAULT_FORMATS", "CallbackSource", "ColourBars", "ControlSpec", "FrameSize", "ImageSequence",
+    "IteratorSource", "PayloadHeader", "PixelFormat", "StillImage", "StreamingControl", "UvcFunction", "VideoFormat",
+    "VideoSource", "VideoSourceError", "VideoStats", "Webcam", "bandwidth_problems", "controls_from", "frame_counter",
+    "load_image",
 ]

@@ -1,4 +1,4 @@
-"""The ``uvc`` function kind of YAML profiles: a webcam.
+"""The ``uvc`` function kind of YAML profiles: a webcam (registered by :mod:`vusb.devices.video.plugin`).
 
 ::
 
@@ -29,7 +29,7 @@ from vusb.devices.video.spec import CONTROL_NAMES, FrameSize, PixelFormat, Video
 
 from vusb.device import Function
 from vusb.errors import DeviceDefinitionError
-from vusb.profile import Field, Located, ProfileContext, read_mapping, register_kind
+from vusb.profile_fields import Field, Located, ProfileContext, read_mapping
 
 SOURCES = ("bars", "image", "images")
 
@@ -140,7 +140,10 @@ def _source(ctx: ProfileContext, o: dict[str, Located]) -> VideoSource:
     return ColourBars()
 
 
-def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+    """A :class:`UvcFunction` from checked fields; the first error inside ``formats`` or ``controls`` is raised
+    (their later checks need every field of an entry), whether or not the context collects errors."""
+    ctx = ctx.first_error_only()
     formats = DEFAULT_FORMATS
     if o["formats"].value is not None:
         formats, nodes, _ = _formats(ctx, o["formats"])
@@ -172,8 +175,3 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
                            interface_name=o["interface_name"].value, queued_frames=o["queued_frames"].value)
     except DeviceDefinitionError as exc:
         raise ctx.error(o["formats"].node, o["formats"].path, str(exc)) from None
-
-
-def register_profile_kinds() -> None:
-    """Make ``kind: uvc`` available to profiles."""
-    register_kind("uvc", FIELDS, _build, "webcam (USB Video Class 1.1): YUYV and MJPEG, colour bars or images")
