@@ -33,6 +33,7 @@ from vusb.devices.video.spec import PayloadHeader, RequestError
 
 from vusb.errors import DeviceDefinitionError, ProfileError
 from vusb.profile import parse_profile
+from vusb.profile_fields import ProfileErrors
 from vusb.protocol import IsoPacket
 from vusb.testing import LocalHost
 from vusb.urb import SetupPacket
@@ -426,6 +427,16 @@ def test_profile_errors_name_the_field(tmp_path: Path, what: str, body: str, spe
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(("what", "body", "speed", "message"), PROFILE_ERRORS, ids=[e[0] for e in PROFILE_ERRORS])
+def test_vusb_check_reports_the_same_errors(tmp_path: Path, what: str, body: str, speed: str, message: str) -> None:
+    """``vusb check`` collects every function's errors: the webcam's first one is among them, speed checks too."""
+    with pytest.raises(ProfileErrors) as info:
+        parse_profile(HEAD.format(speed=speed) + body + "  - kind: keyboard\n    type_dealy: 3\n", "p.yaml", tmp_path,
+                      all_errors=True)
+    assert any(message in str(e) for e in info.value.errors), str(info.value)
+    assert any("type_dealy" in str(e) for e in info.value.errors), str(info.value)
+
+
 def test_profile_sources_and_controls(tmp_path: Path) -> None:
     png(tmp_path, "a.png", (1, 2, 3))
     png(tmp_path, "b.png", (4, 5, 6))
@@ -467,6 +478,8 @@ async def test_ctl_webcam_show_switches_the_source(tmp_path: Path) -> None:
             reply = await control.handle(request)
             assert not reply["ok"] and message in reply["error"], reply
         assert isinstance(cam.camera.source, ColourBars)  # a refused request changes nothing
+        listed = (await control.handle({"cmd": "list"}))["devices"][0]["functions"]
+        assert [(f["kind"], f["source"]) for f in listed] == [("webcam", "colour bars")]
 
 
 # ---------------------------------------------------------------- the docs page's example
