@@ -5,18 +5,24 @@ usually, a ready-made device of that one function (:class:`vusb.SingleFunctionDe
 ``HidFunction``/``HidDevice``, ``KeyboardFunction``/``Keyboard``, ``MouseFunction``/``Mouse``,
 ``CdcAcmFunction``/``SerialPort`` (package :mod:`vusb.devices.cdc_acm`),
 ``MassStorageFunction``/``MassStorage`` (package :mod:`vusb.devices.storage`),
-``GadgetZeroFunction``/``GadgetZero``, ``UvcFunction``/``Webcam`` (package :mod:`vusb.devices.video`).  docs/writing-a-device.md writes a new one.
+``GadgetZeroFunction``/``GadgetZero``, ``PrinterFunction``/``Printer`` (package
+:mod:`vusb.devices.printer`), ``DfuFunction``/``DfuDevice`` (package :mod:`vusb.devices.dfu`),
+``UvcFunction``/``Webcam`` (package :mod:`vusb.devices.video`).
+docs/writing-a-device.md writes a new one.
 """
 
 from vusb.devices.cdc_acm import CdcAcmFunction, SerialPort
+from vusb.devices.dfu import DfuDevice, DfuFunction
 from vusb.devices.gadget_zero import GadgetZero, GadgetZeroFunction
 from vusb.devices.hid import HidDevice, HidFunction
 from vusb.devices.keyboard import Key, Keyboard, KeyboardFunction, Led, Modifier
 from vusb.devices.mouse import Button, Mouse, MouseFunction
+from vusb.devices.printer import Printer, PrinterFunction
 from vusb.devices.storage import MassStorage, MassStorageFunction
 from vusb.devices.video import UvcFunction, Webcam
 
 __all__ = [
-    "Button", "CdcAcmFunction", "GadgetZero", "GadgetZeroFunction", "HidDevice", "HidFunction", "Key", "Keyboard", "KeyboardFunction", "Led",
-    "MassStorage", "MassStorageFunction", "Modifier", "Mouse", "MouseFunction", "SerialPort", "UvcFunction", "Webcam",
+    "Button", "CdcAcmFunction", "DfuDevice", "DfuFunction", "GadgetZero", "GadgetZeroFunction", "HidDevice", "HidFunction", "Key", "Keyboard", "KeyboardFunction", "Led",
+    "MassStorage", "MassStorageFunction", "Modifier", "Mouse", "MouseFunction", "Printer", "PrinterFunction",
+    "SerialPort", "UvcFunction", "Webcam",
 ]

@@ -70,8 +70,8 @@ def block(page: str, first_line: str) -> Block:
 QUICKSTART_INSTALL = "python3 -m pip install .            # from a clone (or pip install vusb-*.whl); Python 3.11+"
 QUICKSTART_ECHO = ("from vusb import (BuildContext, Device, Direction, Function, InterfaceDescriptor, Recipient, "
                    "RequestType,")
-QUICKSTART_MODES = ("from vusb import (AttachedFunction, ConfigurationDescriptor, Device, DeviceDescriptor, "
-                    "EndpointDescriptor,")
+QUICKSTART_ECHO_TEST = "from collections.abc import Callable"
+QUICKSTART_MODES = '"""A device with two configurations, and its test."""'
 RUN = {
     ("README.md", "python3 -m pip install . && vusb serve keyboard mouse"):
         "test_readme_install_and_serve",
@@ -83,7 +83,7 @@ RUN = {
     ("docs/quickstart.md", "import asyncio"): "test_quickstart_python_example_and_vusb_host",
     ("docs/quickstart.md", "vusb host 127.0.0.1 1-1 --seconds 3"): "test_quickstart_python_example_and_vusb_host",
     ("docs/quickstart.md", QUICKSTART_ECHO): "test_quickstart_tests_pass_under_plain_pytest",
-    ("docs/quickstart.md", "async def test_echo(vusb_host) -> None:"): "test_quickstart_tests_pass_under_plain_pytest",
+    ("docs/quickstart.md", QUICKSTART_ECHO_TEST): "test_quickstart_tests_pass_under_plain_pytest",
     ("docs/quickstart.md", QUICKSTART_MODES): "test_quickstart_tests_pass_under_plain_pytest",
 }
 NOT_RUN = {
@@ -365,7 +365,7 @@ def test_quickstart_tests_pass_under_plain_pytest(installed: Installed, ns: Name
     project = tmp_path / "project"
     project.mkdir()
     echo = block("docs/quickstart.md", QUICKSTART_ECHO)
-    test = block("docs/quickstart.md", "async def test_echo(vusb_host) -> None:")
+    test = block("docs/quickstart.md", QUICKSTART_ECHO_TEST)
     (project / "test_echo.py").write_text(echo.text + "\n\n" + test.text)  # "beside the Echo device above"
     modes = block("docs/quickstart.md", QUICKSTART_MODES)
     (project / "test_echo_modes.py").write_text(modes.text)

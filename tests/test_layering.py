@@ -47,7 +47,8 @@ def test_importing_every_framework_module_loads_no_device_class() -> None:
 def test_every_built_in_class_registers_through_the_table() -> None:
     reg = registry()
     assert reg.classes[:len(BUILTIN_CLASSES)] == list(BUILTIN_CLASSES) and not reg.problems
-    assert set(reg.kinds) == {"hid", "keyboard", "mouse", "mass-storage", "cdc-acm", "gadget-zero", "uvc"}
+    assert set(reg.kinds) == {"hid", "keyboard", "mouse", "mass-storage", "cdc-acm", "gadget-zero",
+                               "printer", "dfu", "uvc"}
     assert {"scsi-failure", "stall", "corrupt-descriptor"} <= set(reg.faults)
     assert {"type", "move", "eject", "insert", "serial-write", "serial-read", "webcam-show"} <= set(reg.commands)
 

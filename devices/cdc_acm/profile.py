@@ -30,7 +30,8 @@ from vusb.devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction
 from vusb.devices.cdc_acm.spec import AcmProtocol
 
 from vusb.device import Function
-from vusb.profile import Field, Located, ProfileContext, read_mapping, register_kind
+from vusb.profile import Field, Located, ProfileContext, read_mapping
+from vusb.registry import register_kind
 
 BACKENDS = ("loopback", "pty", "tcp", "answers", "none")
 
