@@ -6,7 +6,8 @@ usually, a ready-made device of that one function (:class:`vusb.SingleFunctionDe
 ``CdcAcmFunction``/``SerialPort`` (package :mod:`vusb.devices.cdc_acm`),
 ``MassStorageFunction``/``MassStorage`` (package :mod:`vusb.devices.storage`),
 ``GadgetZeroFunction``/``GadgetZero``, ``PrinterFunction``/``Printer`` (package
-:mod:`vusb.devices.printer`), ``DfuFunction``/``DfuDevice`` (package :mod:`vusb.devices.dfu`),
+:mod:`vusb.devices.printer`), ``DfuFunction``/``DfuDevice`` (package :mod:`vusb.devices.dfu`), the USB-serial
+chips ``Ft232r``, ``Ft2232h``, ``Cp2102``, ``Cp2105``, ``Ch340``, ``Pl2303`` (package :mod:`vusb.devices.usb_serial`),
 ``UvcFunction``/``Webcam`` (package :mod:`vusb.devices.video`).
 docs/writing-a-device.md writes a new one.
 """
@@ -19,10 +20,12 @@ from vusb.devices.keyboard import Key, Keyboard, KeyboardFunction, Led, Modifier
 from vusb.devices.mouse import Button, Mouse, MouseFunction
 from vusb.devices.printer import Printer, PrinterFunction
 from vusb.devices.storage import MassStorage, MassStorageFunction
+from vusb.devices.usb_serial import Ch340, Cp2102, Cp2105, Ft232r, Ft2232h, Pl2303
 from vusb.devices.video import UvcFunction, Webcam
 
 __all__ = [
-    "Button", "CdcAcmFunction", "DfuDevice", "DfuFunction", "GadgetZero", "GadgetZeroFunction", "HidDevice", "HidFunction", "Key", "Keyboard", "KeyboardFunction", "Led",
-    "MassStorage", "MassStorageFunction", "Modifier", "Mouse", "MouseFunction", "Printer", "PrinterFunction",
-    "SerialPort", "UvcFunction", "Webcam",
+    "Button", "CdcAcmFunction", "Ch340", "Cp2102", "Cp2105", "DfuDevice", "DfuFunction", "Ft232r", "Ft2232h",
+    "GadgetZero", "GadgetZeroFunction", "HidDevice", "HidFunction", "Key", "Keyboard", "KeyboardFunction", "Led",
+    "MassStorage", "MassStorageFunction", "Modifier", "Mouse", "MouseFunction", "Pl2303", "Printer",
+    "PrinterFunction", "SerialPort", "UvcFunction", "Webcam",
 ]

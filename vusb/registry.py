@@ -69,6 +69,7 @@ BUILTIN_CLASSES: tuple[str, ...] = (
     "vusb.devices.gadget_zero_plugin",
     "vusb.devices.printer.plugin",
     "vusb.devices.dfu.plugin",
+    "vusb.devices.usb_serial.plugin",
     "vusb.devices.video.plugin",
 )
 """The device classes shipped with vusb: modules with a ``register(registry)`` function."""
