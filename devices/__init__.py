@@ -8,7 +8,8 @@ usually, a ready-made device of that one function (:class:`vusb.SingleFunctionDe
 ``GadgetZeroFunction``/``GadgetZero``, ``PrinterFunction``/``Printer`` (package
 :mod:`vusb.devices.printer`), ``DfuFunction``/``DfuDevice`` (package :mod:`vusb.devices.dfu`), the USB-serial
 chips ``Ft232r``, ``Ft2232h``, ``Cp2102``, ``Cp2105``, ``Ch340``, ``Pl2303`` (package :mod:`vusb.devices.usb_serial`),
-``NcmFunction``/``EcmFunction``/``RndisFunction``/``NetworkAdapter`` (package :mod:`vusb.devices.net`).
+``NcmFunction``/``EcmFunction``/``RndisFunction``/``NetworkAdapter`` (package :mod:`vusb.devices.net`),
+``UvcFunction``/``Webcam`` (package :mod:`vusb.devices.video`).
 docs/writing-a-device.md writes a new one.
 """
 
@@ -22,10 +23,11 @@ from vusb.devices.net import EcmFunction, NcmFunction, NetworkAdapter, RndisFunc
 from vusb.devices.printer import Printer, PrinterFunction
 from vusb.devices.storage import MassStorage, MassStorageFunction
 from vusb.devices.usb_serial import Ch340, Cp2102, Cp2105, Ft232r, Ft2232h, Pl2303
+from vusb.devices.video import UvcFunction, Webcam
 
 __all__ = [
     "Button", "CdcAcmFunction", "Ch340", "Cp2102", "Cp2105", "DfuDevice", "DfuFunction", "EcmFunction", "Ft232r",
     "Ft2232h", "GadgetZero", "GadgetZeroFunction", "HidDevice", "HidFunction", "Key", "Keyboard", "KeyboardFunction",
     "Led", "MassStorage", "MassStorageFunction", "Modifier", "Mouse", "MouseFunction", "NcmFunction", "NetworkAdapter",
-    "Pl2303", "Printer", "PrinterFunction", "RndisFunction", "SerialPort",
+    "Pl2303", "Printer", "PrinterFunction", "RndisFunction", "SerialPort", "UvcFunction", "Webcam",
 ]

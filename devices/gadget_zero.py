@@ -42,8 +42,17 @@ loopback (g_zero's configuration 2)
     returns one buffer (or its first part if the host asks for less).  The
     vendor requests stall in this mode, as in g_zero.
 
-Isochronous and interrupt endpoints (g_zero's alternate setting 1) are not
-modelled: usbtest picks the first alternate setting with a bulk pair anyway.
+Alternate settings (source/sink only)
+    Like g_zero's source/sink function, alternate setting 1 adds an isochronous IN and
+    OUT pair to the bulk pair (wMaxPacketSize 1024, 1023 at full speed; bInterval 4, one
+    packet every 8 microframes).  The source fills every packet to the length the host
+    asks with the pattern; the sink takes every packet unchecked, as g_zero's does.
+    Each isochronous URB is answered once the (micro)frames its packets stand for have
+    passed.  Alternate setting 2 adds an interrupt IN and OUT pair (1024 bytes every
+    microframe; 64 every frame at full speed) that behave like the bulk source and sink;
+    usbtest's interrupt cases (25, 26) were written for it.  usbtest binds to the first
+    alternate setting with a bulk pair (0) unless its ``alt`` module parameter names
+    another.  ``alternates=False`` leaves both out.
 
 ::
 
@@ -78,6 +87,7 @@ from vusb.endpoint import HandlerResult
 from vusb.errors import ArgumentError, DeviceDefinitionError, Stall
 from vusb.function import request
 from vusb.profile import Field, Located, ProfileContext
+from vusb.protocol import IsoPacket
 from vusb.registry import register_kind
 from vusb.urb import Completion, SetupPacket, Urb
 
@@ -95,6 +105,15 @@ REQUEST_WRITE_BUFFER = 0x5B
 REQUEST_READ_BUFFER = 0x5C
 CONTROL_BUFFER_SIZE = 4096
 """g_zero answers the vendor requests from its ep0 buffer (USB_COMP_EP0_BUFSIZ)."""
+
+ISO_MAXPACKET = 1024
+"""g_zero's isoc_maxpacket default (1023 at full speed); one transaction a (micro)frame (isoc_mult 0)."""
+ISO_INTERVAL = 4
+"""g_zero's isoc_interval default: a packet every 2**(4-1) (micro)frames."""
+INT_MAXPACKET = 1024
+INT_INTERVAL = 1
+ISO_CATCH_UP = 0.1
+"""Seconds the isochronous bus clock may lag real time before a late host loses (micro)frames."""
 
 DEFAULT_BUFLEN = 4096
 DEFAULT_QLEN = 32
@@ -141,6 +160,13 @@ class GadgetZeroStats:
     control_reads: int = 0
     last_error: str | None = None
     """The message of the last pattern error."""
+    iso_packets: int = 0
+    """Isochronous packets carried either way (alternate setting 1)."""
+    iso_bytes_in: int = 0
+    iso_bytes_out: int = 0
+    int_bytes_in: int = 0
+    """Interrupt bytes sent to the host (alternate setting 2)."""
+    int_bytes_out: int = 0
 
 
 def pattern_bytes(pattern: Pattern | int, length: int, max_packet_size: int) -> bytes:
@@ -210,6 +236,7 @@ class GadgetZeroFunction(Function):
         buflen: int = DEFAULT_BUFLEN,
         qlen: int = DEFAULT_QLEN,
         interface_name: str | None = None,
+        alternates: bool = True,
     ) -> None:
         super().__init__()
         try:
@@ -236,6 +263,13 @@ class GadgetZeroFunction(Function):
         """The mode of the selected configuration (None while unconfigured)."""
         self.in_address = 0
         self.out_address = 0
+        self.alternates = alternates
+        """Source/sink offers alternate settings 1 (isochronous pair) and 2 (interrupt pair) beside bulk."""
+        self.iso_in_address = 0
+        self.iso_out_address = 0
+        self.int_in_address = 0
+        self.int_out_address = 0
+        self._iso_clock: dict[int, float] = {}
         self._control_buffer = bytearray(CONTROL_BUFFER_SIZE)
         self._source = _PatternCache()
         self._sink = _PatternCache()
@@ -247,7 +281,7 @@ class GadgetZeroFunction(Function):
 
     # ------------------------------------------------------------ declaration
     def declare(self, ctx: BuildContext, name_index: int) -> InterfaceDescriptor:
-        """The interface (number from ``ctx``) with its bulk IN and OUT endpoints."""
+        """The interface (number from ``ctx``) with its bulk IN and OUT endpoints (alternate setting 0)."""
         if ctx.speed == Speed.LOW:
             raise DeviceDefinitionError("gadget zero needs bulk endpoints, which low-speed devices cannot have")
         number = ctx.interface_number()
@@ -260,14 +294,45 @@ class GadgetZeroFunction(Function):
         self.interface_numbers = (number,)
         return InterfaceDescriptor(number, 0, 0xFF, 0, 0, name_index, (source, sink))
 
+    def declare_alternates(self, ctx: BuildContext, name_index: int, mode: Mode) -> list[InterfaceDescriptor]:
+        """Alternate setting 0 (bulk pair) and, for source/sink, 1 (bulk and isochronous pairs) and
+        2 (bulk and interrupt pairs), as g_zero's source/sink function lays them out."""
+        alt0 = self.declare(ctx, name_index)
+        if mode != Mode.SOURCE_SINK or not self.alternates:
+            return [alt0]
+        bulk = alt0.endpoints
+        speed = ctx.speed
+        iso_packet = ISO_MAXPACKET if speed != Speed.FULL else min(ISO_MAXPACKET, 1023)
+        iso_in = ctx.endpoint_in(TransferType.ISOCHRONOUS, max_packet_size=iso_packet, interval=ISO_INTERVAL,
+                                 number=(self.iso_in_address & 0x0F) or None)
+        iso_out = ctx.endpoint_out(TransferType.ISOCHRONOUS, max_packet_size=iso_packet, interval=ISO_INTERVAL,
+                                   number=(self.iso_out_address & 0x0F) or iso_in.number)
+        int_packet = INT_MAXPACKET if speed != Speed.FULL else 64
+        int_interval = INT_INTERVAL if speed != Speed.FULL else 1
+        int_in = ctx.endpoint_in(TransferType.INTERRUPT, max_packet_size=int_packet, interval=int_interval,
+                                 number=(self.int_in_address & 0x0F) or None)
+        int_out = ctx.endpoint_out(TransferType.INTERRUPT, max_packet_size=int_packet, interval=int_interval,
+                                   number=(self.int_out_address & 0x0F) or int_in.number)
+        self.iso_in_address, self.iso_out_address = iso_in.address, iso_out.address
+        self.int_in_address, self.int_out_address = int_in.address, int_out.address
+        number = alt0.number
+        return [alt0,
+                InterfaceDescriptor(number, 1, 0xFF, 0, 0, name_index, (*bulk, iso_in, iso_out)),
+                InterfaceDescriptor(number, 2, 0xFF, 0, 0, name_index, (*bulk, int_in, int_out))]
+
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
         default = SOURCESINK_NAME if self.mode == Mode.SOURCE_SINK else LOOPBACK_NAME
         name = self.interface_name if self.interface_name is not None else default
-        return [self.declare(ctx, ctx.string(name))]
+        return self.declare_alternates(ctx, ctx.string(name), self.mode)
 
     def bind(self, device: Device) -> None:
         device.endpoint(self.in_address).handler = self._bulk_in
         device.endpoint(self.out_address).handler = self._bulk_out
+        if self.iso_in_address:
+            device.endpoint(self.iso_in_address).handler = self._iso_in
+            device.endpoint(self.iso_out_address).handler = self._iso_out
+            device.endpoint(self.int_in_address).handler = self._int_in
+            device.endpoint(self.int_out_address).handler = self._int_out
 
     # ------------------------------------------------------------ state
     def mode_for(self, configuration_value: int) -> Mode:
@@ -287,6 +352,7 @@ class GadgetZeroFunction(Function):
         self._flush()
 
     def on_alternate(self, interface: int, alternate: int) -> None:
+        self._iso_clock.clear()
         self._flush()  # g_zero restarts its endpoints on SET_INTERFACE: queued data is gone
 
     def on_reset(self) -> None:
@@ -370,8 +436,9 @@ class GadgetZeroFunction(Function):
             fut.set_result(Completion(0, b"", length))
             self._queue(chunks, length)
 
-    def _check(self, data: bytes | memoryview) -> None:
-        max_packet_size = self._max_packet(self.out_address)
+    def _check(self, data: bytes | memoryview, address: int | None = None) -> None:
+        address = self.out_address if address is None else address
+        max_packet_size = self._max_packet(address)
         if self._sink.matches(self.pattern, data, max_packet_size):
             return
         expected = self._sink.get(self.pattern, len(data), max_packet_size)
@@ -380,12 +447,73 @@ class GadgetZeroFunction(Function):
         message = f"bad OUT byte, buf[{index}] = {got[index]}"
         self.stats.pattern_errors += 1
         self.stats.last_error = message
-        log.error("gadget zero: %s (pattern %d); halting endpoint 0x%02x", message, self.pattern, self.out_address)
+        log.error("gadget zero: %s (pattern %d); halting endpoint 0x%02x", message, self.pattern, address)
         device = self.device
         if device is not None:
             # Like usb_ep_set_halt() in g_zero's completion: this transfer was received,
             # the following ones stall until the host clears the halt.
-            device.endpoint(self.out_address).halted = True
+            device.endpoint(address).halted = True
+
+    # ------------------------------------------------------------ interrupt (alternate setting 2)
+    def _int_in(self, urb: Urb) -> HandlerResult:
+        if self.active_mode != Mode.SOURCE_SINK:
+            raise Stall()
+        data = self._source.get(self.pattern, urb.length, self._max_packet(self.int_in_address))
+        self.stats.int_bytes_in += len(data)
+        return Completion(0, data)
+
+    def _int_out(self, urb: Urb) -> HandlerResult:
+        if self.active_mode != Mode.SOURCE_SINK:
+            raise Stall()
+        self.stats.int_bytes_out += len(urb.data)
+        if self.pattern != Pattern.NONE:
+            self._check(urb.data, self.int_out_address)
+        return Completion(0, b"", len(urb.data))
+
+    # ------------------------------------------------------------ isochronous (alternate setting 1)
+    def _iso_in(self, urb: Urb) -> HandlerResult:
+        if self.active_mode != Mode.SOURCE_SINK:
+            raise Stall()
+        return self._iso(urb, self.iso_in_address)
+
+    def _iso_out(self, urb: Urb) -> HandlerResult:
+        if self.active_mode != Mode.SOURCE_SINK:
+            raise Stall()
+        return self._iso(urb, self.iso_out_address)
+
+    async def _iso(self, urb: Urb, address: int) -> Completion:
+        """One isochronous URB, answered once the (micro)frames its packets stand for have passed.
+
+        IN packets are filled to the length the host asked with the pattern (each packet
+        starts it afresh, as each of g_zero's iso requests does); OUT packets are taken
+        whole and, like g_zero's iso sink, not checked.
+        """
+        device = self.device
+        assert device is not None
+        ep = device.endpoint(address)
+        interval = ep.descriptor.interval if ep.descriptor is not None else 1
+        frame = 125e-6 if device.speed in (Speed.HIGH, Speed.SUPER) else 1e-3
+        period = frame * (1 << (interval - 1))
+        packets = urb.iso_packets or ()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # ISO_ASAP: the URB follows the previous one on the bus, or starts now if the host came late
+        # (up to 100 ms of host jitter is absorbed by catching up).
+        start = max(self._iso_clock.get(address, now), now - ISO_CATCH_UP)
+        end = start + len(packets) * period
+        self._iso_clock[address] = end
+        if end > now:
+            await asyncio.sleep(end - now)
+        out = tuple(IsoPacket(p.offset, p.length, p.length, 0) for p in packets)
+        total = sum(p.length for p in packets)
+        self.stats.iso_packets += len(packets)
+        if urb.is_in:
+            maxp = self._max_packet(address)
+            data = b"".join(bytes(self._source.get(self.pattern, p.length, maxp)) for p in packets)
+            self.stats.iso_bytes_in += total
+            return Completion(0, data, iso_packets=out)
+        self.stats.iso_bytes_out += total
+        return Completion(0, b"", total, iso_packets=out)
 
     def _max_packet(self, address: int) -> int:
         device = self.device
@@ -463,8 +591,8 @@ class GadgetZero(Device):
             power = max(max_power_ma - max_power_ma % unit, 0)
             out = []
             for value, mode in order:
-                itf = function.declare(BuildContext(at, strings), names[mode])
-                out.append(ConfigurationDescriptor(value, (itf,), (), True, False, power, names[mode],
+                itfs = function.declare_alternates(BuildContext(at, strings), names[mode], mode)
+                out.append(ConfigurationDescriptor(value, tuple(itfs), (), True, False, power, names[mode],
                                                    power_unit_ma=unit))
             return tuple(out)
 
@@ -501,6 +629,8 @@ PROFILE_FIELDS: dict[str, Field] = {
     "qlen": Field("int", False, DEFAULT_QLEN, 1, MAX_QLEN,
                   help="loopback: buffers queued before the OUT endpoint holds the host's writes"),
     "interface_name": Field("str", False, None, help="iInterface string (default: g_zero's name for the mode)"),
+    "alternates": Field("bool", False, True,
+                        help="sourcesink: alternate settings 1 (isochronous pair) and 2 (interrupt pair) beside bulk"),
 }
 
 
@@ -509,7 +639,8 @@ def register_profile_kinds() -> None:
 
     def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         return GadgetZeroFunction(o["mode"].value, pattern=o["pattern"].value, buflen=o["buflen"].value,
-                                  qlen=o["qlen"].value, interface_name=o["interface_name"].value)
+                                  qlen=o["qlen"].value, interface_name=o["interface_name"].value,
+                                  alternates=o["alternates"].value)
 
     register_kind("gadget-zero", PROFILE_FIELDS, build,
                   "Linux gadget zero test interface (source/sink or loopback), for the usbtest driver")

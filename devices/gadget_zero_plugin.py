@@ -11,7 +11,8 @@ from vusb.registry import Registry
 
 def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     return GadgetZeroFunction(o["mode"].value, pattern=o["pattern"].value, buflen=o["buflen"].value,
-                              qlen=o["qlen"].value, interface_name=o["interface_name"].value)
+                              qlen=o["qlen"].value, interface_name=o["interface_name"].value,
+                              alternates=o["alternates"].value)
 
 
 def register(registry: Registry) -> None:

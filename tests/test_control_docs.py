@@ -33,6 +33,9 @@ PAGE = (ROOT / "docs" / "control.md").read_text()
 SERVE = re.search(r"^\$ vusb serve (.+)$", PAGE, re.M)
 EXAMPLES = re.search(r"<!-- ctl-examples -->\n```sh\n(.*?)```", PAGE, re.S)
 HOST_LINE = b"OK\r\n" + b"sixteen bytes..!" + b"\n"  # what the host sends the serial port
+PNG = bytes.fromhex(  # a 1x1 red picture
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de"
+    "0000000c4944415478da63f8cfc0000003010100c9fe92ef0000000049454e44ae426082")
 
 
 def endpoints(device: Device, transfer_type: TransferType) -> list[tuple[int, int]]:
@@ -107,7 +110,8 @@ async def run_line(line: str, env: dict[str, str], cwd: Path) -> tuple[int, str,
 async def test_every_ctl_example_runs_as_written(served: tuple[dict[str, str], dict[str, list[bytes]]],
                                                  tmp_path: Path) -> None:
     env, received = served
-    assert EXAMPLES is not None
+    assert EXAMPLES is not None and SERVE is not None
+    (tmp_path / "logo.png").write_bytes(PNG)  # the image the webcam example shows
     outputs: dict[str, str] = {}
     for line in EXAMPLES.group(1).splitlines():
         if not line.strip():
@@ -123,7 +127,9 @@ async def test_every_ctl_example_runs_as_written(served: tuple[dict[str, str], d
     assert (read_line, read_n) == ("OK\r\n", "sixteen bytes..!")
     assert (tmp_path / "other.img").stat().st_size == 64 << 20
     busids = json.loads("[" + ",".join(outputs["vusb ctl --json list | jq '.devices[].busid'"].split()) + "]")
-    assert sorted(busids) == [f"1-{n}" for n in range(1, 6)]  # 1-1 too, plugged back
+    assert sorted(busids) == [f"1-{n}" for n in range(1, len(SERVE.group(1).split()) + 1)]  # 1-1 too, plugged back
+    shown = next(out for line, out in outputs.items() if "webcam-show" in line and "logo.png" in line)
+    assert f"source=image {tmp_path / 'logo.png'}" in shown  # the webcam showed the picture
     assert received["1-1"] and received["1-2"]  # the host read the typed keys and the mouse reports
     assert b"AT\r" in b"".join(received["1-4"])  # and what serial-write sent
 

@@ -34,7 +34,8 @@ from installed_layout import ROOT, stage_installed_tree
 DOCS = ROOT / "docs"
 PAGES = sorted([*DOCS.glob("*.md"), *(DOCS / "devices").glob("*.md")])
 PUBLIC_MODULES = {"vusb", "vusb.devices", "vusb.devices.cdc_acm", "vusb.devices.net", "vusb.devices.storage", "vusb.harness",
-                  "vusb.devices.printer", "vusb.devices.dfu", "vusb.winusb", "vusb.devices.usb_serial"}
+                  "vusb.devices.printer", "vusb.devices.dfu", "vusb.winusb", "vusb.devices.usb_serial",
+                  "vusb.devices.video"}
 PROFILE_API = {"kinds", "load_profile", "parse_profile"}
 FILE_BLOCK = re.compile(r"# (\w+\.py)\n")
 

@@ -28,6 +28,7 @@ from vusb.device import Device
 from vusb.errors import DeviceDefinitionError, ProfileError, Stall
 from vusb.harness import image as image_mod
 from vusb.profile import load_device, parse_profile
+from vusb.protocol import IsoPacket
 from vusb.testing import LocalHost
 from vusb.urb import SetupPacket
 
@@ -57,10 +58,19 @@ async def test_enumerates_like_g_zero_with_source_sink_first() -> None:
         assert info.strings[d.serial_number_index] == "0123456789.0123456789.0123456789"
         for config in info.configurations:
             assert config.self_powered
-            (itf,) = config.interfaces
+            itf = config.interfaces[0]
             assert (itf.number, itf.alternate, itf.interface_class) == (0, 0, 0xFF)
             assert [(e.address, e.transfer_type, e.max_packet_size) for e in itf.endpoints] == [
                 (IN, TransferType.BULK, 512), (OUT, TransferType.BULK, 512)]
+        # Source/sink adds g_zero's isochronous alternate setting and an interrupt one; loopback has neither.
+        sourcesink, loopback = info.configurations
+        assert len(loopback.interfaces) == 1
+        assert [[(e.address, e.transfer_type, e.max_packet_size, e.interval) for e in i.endpoints[2:]]
+                for i in sourcesink.interfaces] == [
+            [],
+            [(0x82, TransferType.ISOCHRONOUS, 1024, 4), (0x02, TransferType.ISOCHRONOUS, 1024, 4)],
+            [(0x83, TransferType.INTERRUPT, 1024, 1), (0x03, TransferType.INTERRUPT, 1024, 1)],
+        ]
         assert await host.get_configuration() == SOURCESINK_CONFIGURATION
         assert gz.function.active_mode == Mode.SOURCE_SINK
 
@@ -108,6 +118,70 @@ def test_low_speed_is_refused() -> None:
 def test_bad_options_name_what_is_wrong(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(DeviceDefinitionError, match=message):
         GadgetZeroFunction(**kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------ isochronous and interrupt alternate settings
+ISO_IN, ISO_OUT, INT_IN, INT_OUT = 0x82, 0x02, 0x83, 0x03
+
+
+async def test_iso_source_fills_every_packet_at_the_bus_rate() -> None:
+    gz = GadgetZero(pattern=Pattern.MOD63)
+    async with LocalHost(gz) as host:
+        await host.enumerate()
+        await host.set_interface(0, 1)
+        packets = tuple(IsoPacket(i * 1024, 1024 if i < 7 else 100) for i in range(8))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        results = [host.submit(ISO_IN, 1, 7 * 1024 + 100, iso_packets=packets)[1] for _ in range(3)]
+        done = [await asyncio.wait_for(f, 2) for f in results]
+        elapsed = loop.time() - start
+    # bInterval 4 at high speed: a packet a millisecond, so 24 packets take 24 ms.
+    assert 0.022 < elapsed < 0.5
+    for result in done:
+        assert result.iso_packets is not None
+        assert [(p.actual_length, p.status) for p in result.iso_packets] == [(1024, 0)] * 7 + [(100, 0)]
+        assert bytes(result.data) == pattern_bytes(Pattern.MOD63, 1024, 1024) * 7 + pattern_bytes(Pattern.MOD63, 100, 1024)
+    assert gz.stats.iso_packets == 24 and gz.stats.iso_bytes_in == 3 * (7 * 1024 + 100)
+
+
+async def test_iso_sink_takes_every_packet() -> None:
+    gz = GadgetZero()
+    async with LocalHost(gz) as host:
+        await host.enumerate()
+        await host.set_interface(0, 1)
+        packets = tuple(IsoPacket(i * 1024, 1024) for i in range(4))
+        _, fut = host.submit(ISO_OUT, 0, 4096, bytes(4096), iso_packets=packets)
+        result = await asyncio.wait_for(fut, 2)
+        assert result.status == 0 and result.actual_length == 4096
+        assert [p.actual_length for p in result.iso_packets or ()] == [1024] * 4
+        assert gz.stats.iso_bytes_out == 4096
+
+
+async def test_iso_endpoints_exist_only_in_alternate_setting_1() -> None:
+    async with LocalHost(GadgetZero()) as host:
+        await host.enumerate()
+        packets = (IsoPacket(0, 1024),)
+        _, fut = host.submit(ISO_IN, 1, 1024, iso_packets=packets)
+        assert (await asyncio.wait_for(fut, 2)).status == -32  # alternate setting 0: no such endpoint
+
+
+async def test_interrupt_source_and_sink_in_alternate_setting_2() -> None:
+    gz = GadgetZero(pattern=Pattern.MOD63)
+    async with LocalHost(gz) as host:
+        await host.enumerate()
+        await host.set_interface(0, 2)
+        assert await host.transfer_in(INT_IN, 1024) == pattern_bytes(Pattern.MOD63, 1024, 1024)
+        assert await host.transfer_out(INT_OUT, pattern_bytes(Pattern.MOD63, 2048, 1024)) == 2048
+        await host.transfer_out(INT_OUT, bytes(8))  # mod63 expects 0, 1, 2...: halts the endpoint
+        assert gz.stats.last_error == "bad OUT byte, buf[1] = 0"
+        assert await host.get_status(Recipient.ENDPOINT, INT_OUT) == 1
+        assert (gz.stats.int_bytes_in, gz.stats.int_bytes_out) == (1024, 2056)
+        assert len(await host.bulk_in(IN, 512)) == 512  # the bulk pair is there too
+
+
+def test_alternates_can_be_left_out() -> None:
+    device = Device(GadgetZeroFunction(alternates=False), vendor_id=0x0525, product_id=0xA4A0, speed="high")
+    assert [i.alternate for i in device.configurations[0].interfaces] == [0]
 
 
 # ------------------------------------------------------------ source/sink

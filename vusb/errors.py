@@ -30,6 +30,7 @@
     ├── LineCodingError                  a CDC line coding field is out of range (vusb.devices.cdc_acm; a ValueError)
     ├── CheckCondition                   a SCSI command ends in CHECK CONDITION (vusb.devices.storage, internal)
     ├── MediumError                      a disk image refused a read or write (vusb.devices.storage; an OSError)
+    ├── VideoSourceError                 a webcam's frame source failed: an image, Pillow, a frame (vusb.devices.video)
     ├── NetFormatError                   a malformed NTB, RNDIS message, frame or MAC address (vusb.devices.net; a ValueError)
     ├── NetBackendError                  a network adapter's backend cannot work as configured (vusb.devices.net)
     └── HarnessError                     the test harness failed (vusb.harness)

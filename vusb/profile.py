@@ -214,6 +214,7 @@ class Profile:
         return device
 
     def _build(self, ctx: ProfileContext) -> Device:
+        ctx.speed = Speed.parse(self.identity["speed"])
         if self.descriptors is not None:
             return self.descriptors.build(self, ctx)
         built = []
@@ -370,6 +371,8 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
     elif ident_node is not None:
         ident_values = _attempt(ctx, lambda: read_mapping(ctx, ident_node, "identity", IDENTITY_FIELDS)) or {}
         identity = {k: v.value for k, v in ident_values.items()}
+    if identity.get("speed") is not None:
+        ctx.speed = Speed.parse(identity["speed"])  # kinds may check what it allows while `vusb check` reads them
     funcs_node = top["functions"].value
     if funcs_node is None:
         funcs_node = yaml.SequenceNode("tag:yaml.org,2002:seq", [])

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from vusb.constants import Speed
 from vusb.errors import ProfileError
 
 Node = yaml.Node
@@ -96,17 +97,23 @@ class ProfileContext:
         self.dry_run = dry_run
         """A check, not a build for serving: kinds check everything but create, open for writing or
         change no file, and make nothing outside the process (no pty link, no connection)."""
+        self.speed: Speed | None = None
+        """The device's speed while its functions are built (a kind may check what that speed allows);
+        None where no speed is known."""
 
     def checking(self) -> ProfileContext:
         """This context for a dry run (:attr:`dry_run`), as ``vusb check`` and the load-time check build."""
         ctx = ProfileContext(self.file, self.base_dir, allow_outside_paths=self.allow_outside_paths, dry_run=True)
         ctx.errors = self.errors
+        ctx.speed = self.speed
         return ctx
 
     def first_error_only(self) -> ProfileContext:
         """This context raising at the first error (to read one list entry whose later checks need every field)."""
-        return ProfileContext(self.file, self.base_dir, allow_outside_paths=self.allow_outside_paths,
-                              dry_run=self.dry_run)
+        ctx = ProfileContext(self.file, self.base_dir, allow_outside_paths=self.allow_outside_paths,
+                             dry_run=self.dry_run)
+        ctx.speed = self.speed
+        return ctx
 
     def report(self, error: ProfileError) -> None:
         """An error: kept to report with the others when collecting, else raised at once."""

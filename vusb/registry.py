@@ -70,6 +70,7 @@ BUILTIN_CLASSES: tuple[str, ...] = (
     "vusb.devices.printer.plugin",
     "vusb.devices.dfu.plugin",
     "vusb.devices.usb_serial.plugin",
+    "vusb.devices.video.plugin",
     "vusb.devices.net.plugin",
 )
 """The device classes shipped with vusb: modules with a ``register(registry)`` function."""

@@ -1,10 +1,10 @@
 """Linux's usbtest driver against vusb's Gadget Zero (0525:a4a0), through the guest's testusb tool.
 
 usbtest binds to the device as it does to a g_zero gadget and runs each test inside the
-kernel when testusb asks (USBDEVFS_IOCTL / USBTEST_REQUEST).  Every case below passes;
-the ones usbtest offers but that do not apply are listed in docs/devices/gadget-zero.md:
-15, 16, 22, 23 (isochronous) and 25, 26 (interrupt) need endpoints Gadget Zero's first
-alternate setting does not have, so usbtest answers EOPNOTSUPP.
+kernel when testusb asks (USBDEVFS_IOCTL / USBTEST_REQUEST).  Every case below passes.
+usbtest takes the first alternate setting with a bulk pair (0) unless its ``alt`` module
+parameter names another when it binds: the isochronous cases (15, 16, 22, 23) run on a
+device bound with ``alt=1``, the interrupt cases (25, 26) on one bound with ``alt=2``.
 
 One device is attached for the whole module (usbtest runs each test from a clean state:
 it selects alternate setting 0 first, which resets the endpoints), so the 24 cases take
@@ -182,6 +182,72 @@ async def test_loopback_configuration(guest: Guest, gadget_zero: Attached) -> No
             await guest.detach(attached.port)
         assert control[0] == 0, control[1]
         assert vendor[0] == 1 and "test 14: FAILED: Broken pipe" in vendor[1], vendor[1]
+
+
+ALTERNATE_CASES = [
+    # (alternate setting usbtest binds to, case)
+    (1, Case(15, "isochronous OUT: 8 queued URBs of 8 packets, the sink takes every packet", "-c 10 -s 8192 -g 8")),
+    (1, Case(16, "isochronous IN: every packet filled to its length", "-c 10 -s 8192 -g 8")),
+    (1, Case(22, "isochronous OUT from an odd buffer address", "-c 10 -s 8192 -g 8")),
+    (1, Case(23, "isochronous IN to an odd buffer address", "-c 10 -s 8192 -g 8")),
+    (1, Case(1, "bulk still works beside the isochronous pair", "-c 20 -s 16384")),
+    (2, Case(25, "interrupt OUT, the sink checks the pattern", "-c 100 -s 1024")),
+    (2, Case(26, "interrupt IN, the source fills every transfer", "-c 100 -s 1024")),
+    (2, Case(9, "chapter 9 requests with all three alternate settings", "-c 5")),
+]
+
+
+class Rebinder:
+    """One Gadget Zero whose usbtest binding is redone with the ``alt`` parameter a test needs.
+
+    usbtest keeps the alternate setting it bound to in data it shares between all gadget
+    zeros (``gz_info``) and selects it before every test: only the device bound last may
+    be tested.  So one device is rebound (unbind, set ``alt``, bind) when the setting changes.
+    """
+
+    def __init__(self, guest: Guest, attached: Attached) -> None:
+        self.guest = guest
+        self.attached = attached
+        self.alt: int | None = None
+
+    async def bind(self, alt: int) -> Attached:
+        if alt != self.alt:
+            itf = self.attached.interface.rsplit("/", 1)[-1]
+            await self.guest.run(f"echo {itf} > /sys/bus/usb/drivers/usbtest/unbind; "
+                                 f"echo {alt} > /sys/module/usbtest/parameters/alt; "
+                                 f"echo {itf} > /sys/bus/usb/drivers/usbtest/bind", check=True)
+            await self.guest.wait_for(f"[ -e {self.attached.interface}/driver ]", timeout=60,
+                                      description=f"usbtest bound with alt={alt}")
+            self.alt = alt
+        return self.attached
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rebinder(guest: Guest, gadget_zero: Attached) -> AsyncIterator[Rebinder]:
+    """A second Gadget Zero for the alternate settings; afterwards ``alt`` is reset and usbtest's shared
+    setting is back to 0 (the device is bound once more without it, then detached)."""
+    async with Server([], port=0) as server:
+        r = Rebinder(guest, await attach(guest, server, GadgetZero(serial_number="alternates")))
+        try:
+            yield r
+        finally:
+            await r.bind(-1)
+            await guest.detach(r.attached.port)
+
+
+@pytest.mark.parametrize(("alt", "case"), ALTERNATE_CASES, ids=[f"alt{a}-test{c.test}" for a, c in ALTERNATE_CASES])
+async def test_isochronous_and_interrupt_cases_pass(guest: Guest, rebinder: Rebinder, alt: int, case: Case) -> None:
+    device = await rebinder.bind(alt)
+    code, output = await run_testusb(guest, f"-D {device.node} -t {case.test} {case.options}")
+    assert code == 0 and f"test {case.test}: ok" in output, f"usbtest test {case.test} ({case.what}):\n{output}"
+    assert device.device.alternates.get(0) == alt  # usbtest selected the alternate setting it bound to
+    stats = device.device.stats
+    if case.test in (15, 16, 22, 23):
+        assert stats.iso_packets > 0
+    if case.test == 25:
+        assert stats.int_bytes_out >= 100 * 1024 and stats.pattern_errors == 0
+    if case.test == 26:
+        assert stats.int_bytes_in >= 100 * 1024
 
 
 QUICK = "-t 1,2,9,10,13,14 -c 10 -s 4096 -v 512 -g 8"

@@ -1,0 +1,130 @@
+"""The webcam through a real Linux kernel: delivered frame rate and drops at each shipped size.
+
+profiles/webcam.yaml is attached to a QEMU guest (6.1 by default); for every format
+and frame size it offers, ``v4l2-ctl --stream-mmap`` captures frames at 30 fps in the
+guest.  The rate is taken from when the capture's frames left the device (the guest
+takes each one in as it comes: a stream's isochronous URBs wait for the host), from the
+first to the last, so v4l2-ctl's start and stop are left out.  Drops are
+counted from the frame counters the device stamps into every frame (a gap or a repeat
+in the longer capture) and from the device's own count of frames it had to discard.
+The committed rate, the bytes per second it needs and the machine's loopback TCP copy
+are printed beside them.  The guest CPU is emulated (TCG): compare figures only within
+one run.
+
+    python -m benchmarks.bench_video [--kernel 6.1] [--seconds 4] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vusb.devices.video import UvcFunction, frame_counter
+from vusb.devices.video.spec import PixelFormat
+
+from benchmarks.common import tcp_copy
+from vusb.harness import Guest
+from vusb.profile import load_device
+from vusb.server import Server, run
+
+PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "webcam.yaml"
+FPS = 30
+FOURCC = {PixelFormat.YUYV: "YUYV", PixelFormat.MJPEG: "MJPG"}
+
+
+@dataclass
+class Row:
+    label: str
+    fps: float
+    frames: int
+    gaps: int
+    repeats: int
+    device_dropped: int
+    megabytes_per_second: float
+    cpu: float
+
+
+async def _capture(guest: Guest, node: str, fourcc: str, width: int, height: int, count: int) -> tuple[float, list[int | None]]:
+    path = "/tmp/vusb-bench.raw"
+    cmd = (f"v4l2-ctl -d {node} --set-fmt-video=width={width},height={height},pixelformat={fourcc} "
+           f"--set-parm={FPS} --stream-mmap=4 --stream-count={count} --stream-to={path}")
+    start = time.perf_counter()
+    await guest.run(cmd, timeout=300, check=True)
+    seconds = time.perf_counter() - start
+    frame = width * height * 2
+    if fourcc == "YUYV":
+        heads = (await guest.run(
+            f"for i in $(seq 0 {count - 1}); do dd if={path} bs=64 count=1 skip=$((i * {frame // 64})) 2>/dev/null; "
+            "done", timeout=120, check=True)).stdout_bytes
+        counters = [frame_counter(heads[i:i + 64]) for i in range(0, len(heads), 64)]
+    else:
+        data = await guest.read_file(path)
+        counters = [frame_counter(b"\xff\xd8" + part) for part in data.split(b"\xff\xd8")[1:]]
+    await guest.run(f"rm -f {path}")
+    return seconds, counters
+
+
+async def measure(kernel: str, seconds: float, short: int = 10) -> list[Row]:
+    guest = await asyncio.to_thread(Guest.shared, kernel)
+    device = load_device(PROFILE)
+    camera = next(f for f in device.functions if isinstance(f, UvcFunction))
+    rows: list[Row] = []
+    async with Server([device], port=0) as server:
+        port = await guest.attach(None, server.port, "1-1")
+        try:
+            d = device.descriptor
+            sysfs = await guest.wait_for_usb_device(d.vendor_id, d.product_id, timeout=60)
+            await guest.wait_for(f"ls {sysfs}:1.0/video4linux/ 2>/dev/null | grep -q video", timeout=60)
+            names = (await guest.run(f"ls {sysfs}:1.0/video4linux/", check=True)).stdout.split()
+            node = f"/dev/{sorted(names, key=lambda n: int(n[5:]))[0]}"
+            long = short + max(int(seconds * FPS), 1)
+            for fmt in camera.formats:
+                for size in fmt.frames:
+                    fourcc = FOURCC[fmt.format]
+                    dropped_before = camera.stats.frames_dropped
+                    cpu0, wall0 = time.process_time(), time.perf_counter()
+                    _, counters = await _capture(guest, node, fourcc, size.width, size.height, long)
+                    cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+                    # The capture's frames are the stream's first ones: from the first to the last of
+                    # them, when each left the device.
+                    sent = camera.frame_times()[:long]
+                    known = [c for c in counters if c is not None]
+                    gaps = sum(max(b - a - 1, 0) for a, b in itertools.pairwise(known))
+                    repeats = sum(1 for a, b in itertools.pairwise(known) if b <= a)
+                    fps = (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 and sent[-1] > sent[0] else float("nan")
+                    need = size.width * size.height * 2 * FPS / 1e6 if fmt.format is PixelFormat.YUYV else float("nan")
+                    rows.append(Row(f"{fourcc} {size.label()} at {FPS} fps", fps, len(counters), gaps, repeats,
+                                    camera.stats.frames_dropped - dropped_before, need, cpu))
+        finally:
+            await guest.detach(port)
+            await device.aclose()
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_video", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernel", default="6.1")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds of frames each capture asks for")
+    parser.add_argument("--quick", action="store_true", help="tiny captures: proves the script works")
+    args = parser.parse_args(argv)
+    total, secs = tcp_copy(0.5 if args.quick else 2.0)
+    rows = run(measure(args.kernel, 0.3 if args.quick else args.seconds, 3 if args.quick else 10))
+    print(f"loopback TCP copy between two processes (machine limit): {total / secs / 1e6:,.0f} MB/s")
+    print(f"committed rate: {FPS} fps; the guest is Linux {args.kernel} under QEMU TCG")
+    print(f"{'stream':26} {'delivered':>10} {'frames':>7} {'gaps':>5} {'repeats':>8} {'device drops':>13} "
+          f"{'raw MB/s needed':>16} {'vusb CPU':>9}")
+    for r in rows:
+        need = f"{r.megabytes_per_second:.1f}" if r.megabytes_per_second == r.megabytes_per_second else "-"
+        print(f"{r.label:26} {r.fps:6.1f} fps {r.frames:7d} {r.gaps:5d} {r.repeats:8d} {r.device_dropped:13d} "
+              f"{need:>16} {100 * r.cpu:8.0f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

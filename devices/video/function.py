@@ -1,0 +1,679 @@
+"""The USB Video Class 1.1 function: a webcam that Linux's uvcvideo drives.
+
+Interfaces
+    VideoControl (camera terminal 1 -> processing unit 2 -> output terminal 3) and
+    VideoStreaming, tied by an interface association.  The processing unit's controls
+    (brightness, contrast, ...) answer GET_CUR/MIN/MAX/RES/DEF/INFO/LEN from their
+    declared ranges; SET_CUR outside the range or off the step stalls and sets the
+    request error code, as the specification asks.
+
+Streaming
+    Isochronous (default): alternate setting 0 has no endpoint; settings 1..N have one
+    isochronous IN endpoint each, sized from 128 bytes to three 1024-byte transactions
+    a microframe.  The probe control's dwMaxPayloadTransferSize is the smallest setting
+    that carries the committed format at its frame rate; the host selects it, and
+    frames flow while it is selected.  Each isochronous URB completes when the
+    (micro)frames its packets stand for have passed, one payload a packet, so data
+    leaves at the rate of a real bus.
+
+    Bulk (``transport="bulk"``): one bulk IN endpoint in alternate setting 0; a
+    commit starts the stream, CLEAR_FEATURE(ENDPOINT_HALT) stops it (what Windows and
+    Linux send).  Each frame is one payload of dwMaxPayloadTransferSize at most.
+
+    Every payload starts with a 12-byte header: FID toggles per frame, EOF marks the
+    frame's last payload, PTS is the frame's capture time and SCR the device clock
+    and (micro)frame number when the payload left, both in dwClockFrequency units.
+
+Frames are made by the source at the committed frame interval, whether or not the
+host reads them; a frame the host has not taken when ``queued_frames`` (3) more are
+ready is dropped (counted in :attr:`UvcFunction.stats`).  A source that raises stops
+producing frames for that stream (logged, :attr:`VideoStats.last_error`); the
+server and the device carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vusb.devices.video import spec
+from vusb.devices.video.sources import (
+    ColourBars,
+    VideoSource,
+    VideoSourceError,
+    as_source,
+    frame_counter,
+    jpeg_with_counter,
+)
+from vusb.devices.video.spec import (
+    HEADER_LENGTH,
+    ControlSpec,
+    FrameSize,
+    PixelFormat,
+    RequestError,
+    StreamingControl,
+    VideoFormat,
+)
+
+from vusb.constants import RequestType, Speed, TransferType
+from vusb.descriptors import EndpointDescriptor, InterfaceAssociation, InterfaceDescriptor, RawDescriptor
+from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
+from vusb.endpoint import HandlerResult
+from vusb.errors import DeviceDefinitionError, Stall
+from vusb.protocol import IsoPacket
+from vusb.urb import Completion, SetupPacket, Urb
+
+log = logging.getLogger("vusb.video")
+
+DEFAULT_FORMATS: tuple[VideoFormat, ...] = (
+    VideoFormat(PixelFormat.YUYV, (FrameSize(640, 480, (30, 15)), FrameSize(320, 240, (30, 15)))),
+    VideoFormat(PixelFormat.MJPEG, (FrameSize(640, 480, (30, 15)), FrameSize(320, 240, (30, 15)))),
+)
+DEFAULT_CONTROLS: tuple[str, ...] = ("brightness", "contrast", "hue", "saturation", "sharpness", "gamma", "gain",
+                                     "power_line_frequency", "backlight_compensation")
+TRANSPORTS = ("iso", "bulk")
+QUEUED_FRAMES = 3
+"""Frames made but not yet sent that the device keeps; a further one drops the oldest."""
+MAX_QUEUED_FRAMES = 1024
+CATCH_UP = 0.1
+"""Seconds the isochronous bus clock may lag real time (the host's jitter it absorbs), see _Stream.iso."""
+
+# Bulk throughput a bus can give one endpoint: 13 x 512 bytes a microframe, 19 x 64 a frame.
+BULK_BYTES_PER_SECOND = {Speed.HIGH: 13 * 512 * 8000, Speed.FULL: 19 * 64 * 1000}
+
+
+@dataclasses.dataclass
+class VideoStats:
+    """What the webcam did since it was made."""
+
+    streams_started: int = 0
+    frames_made: int = 0
+    frames_sent: int = 0
+    """Frames whose last payload (EOF) went to the host."""
+    frames_dropped: int = 0
+    """Frames made but replaced by newer ones before the host took them."""
+    payloads: int = 0
+    bytes_sent: int = 0
+    last_error: str | None = None
+    """Why the last stream stopped making frames (a source that raised), or None."""
+
+
+def bandwidth_problems(formats: Sequence[VideoFormat], speed: Speed, transport: str) -> list[tuple[int, int, str]]:
+    """(format position, frame position, why) for every frame the bus cannot carry at its fastest rate."""
+    problems = []
+    for fi, fmt in enumerate(formats):
+        for si, size in enumerate(fmt.frames):
+            if size.width % 2 or not 2 <= size.width <= 0xFFFF or not 1 <= size.height <= 0xFFFF:
+                problems.append((fi, si, f"frame size {size.label()} is not possible (width even, 2..65535)"))
+                continue
+            if transport == "iso":
+                need = spec.required_bandwidth(size, fmt.format, speed)
+                have = spec.max_bandwidth(speed)
+                if need > have:
+                    problems.append((fi, si, (
+                        f"{fmt.format.value} {size.label()} at {max(size.fps):g} fps needs {need} bytes per "
+                        f"{'micro' if speed == Speed.HIGH else ''}frame, more than the {have} an isochronous "
+                        f"endpoint carries at {speed.name.lower()} speed")))
+            else:
+                per_second = size.max_frame_size(fmt.format) // (2 if fmt.format.compressed else 1) * max(size.fps)
+                if per_second > BULK_BYTES_PER_SECOND[speed]:
+                    problems.append((fi, si, (
+                        f"{fmt.format.value} {size.label()} at {max(size.fps):g} fps needs {per_second / 1e6:.1f} MB/s, "
+                        f"more than bulk carries at {speed.name.lower()} speed "
+                        f"({BULK_BYTES_PER_SECOND[speed] / 1e6:.1f} MB/s)")))
+    return problems
+
+
+def check_formats(formats: Sequence[VideoFormat]) -> None:
+    if not formats:
+        raise DeviceDefinitionError("a webcam needs at least one format")
+    if len(formats) > 255:
+        raise DeviceDefinitionError("a webcam has at most 255 formats")
+    for i, fmt in enumerate(formats):
+        if not fmt.frames:
+            raise DeviceDefinitionError(f"format {i + 1} ({fmt.format.value}) has no frame size")
+        if len(fmt.frames) > 255:
+            raise DeviceDefinitionError(f"format {i + 1} ({fmt.format.value}) has more than 255 frame sizes")
+        for size in fmt.frames:
+            if not size.fps:
+                raise DeviceDefinitionError(f"format {i + 1} frame {size.label()} has no frame rate")
+            for fps in size.fps:
+                if not 0.1 <= fps <= 1000:
+                    raise DeviceDefinitionError(f"format {i + 1} frame {size.label()}: {fps:g} fps is outside 0.1..1000")
+            if len(set(size.intervals)) != len(size.intervals):
+                raise DeviceDefinitionError(f"format {i + 1} frame {size.label()}: frame rates repeat")
+
+
+@dataclasses.dataclass
+class _Frame:
+    index: int
+    data: bytes
+    pts: int
+
+
+class _Stream:
+    """One stream from its start (alternate setting or commit) to its stop: frames made and being sent."""
+
+    def __init__(self, function: UvcFunction, ctrl: StreamingControl) -> None:
+        self.function = function
+        self.ctrl = ctrl
+        self.format = function.formats[ctrl.bFormatIndex - 1]
+        self.size = self.format.frames[ctrl.bFrameIndex - 1]
+        self.period = ctrl.dwFrameInterval / 10_000_000
+        self.queue: deque[_Frame] = deque()
+        self.ready = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.epoch = loop.time()
+        self.fid = 1
+        self.current: memoryview | None = None
+        self.current_pts = 0
+        self.offset = 0
+        self.bus_time = self.epoch
+        # bulk: payloads of the frame being sent
+        self.payloads: deque[bytes] = deque()
+        self.payload_offset = 0
+        self.zlp_due = False
+        self.failed = False
+        self.sent_at: list[float] = []
+        """When each frame's last payload left (loop time), for measurements; the first 100000 frames."""
+        self.task = loop.create_task(self._produce(), name="vusb webcam frames")
+
+    def stc(self, t: float) -> int:
+        return int((t - self.epoch) * spec.CLOCK_FREQUENCY) & 0xFFFFFFFF
+
+    def stop(self) -> None:
+        self.task.cancel()
+        self.ready.set()
+
+    async def _produce(self) -> None:
+        loop = asyncio.get_running_loop()
+        stats = self.function.stats
+        start = loop.time()
+        n = 0
+        while True:
+            made = loop.time()
+            source = self.function.source
+            try:
+                data = await source.frame(n, self.format.format, self.size)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failed = True
+                stats.last_error = f"{source.description}: {exc}"
+                log.error("webcam: frame %d from %s failed: %s; the stream makes no more frames", n,
+                          source.description, exc, exc_info=not isinstance(exc, VideoSourceError))
+                return
+            if self.format.format is PixelFormat.MJPEG and frame_counter(data) != n:
+                data = jpeg_with_counter(data, n)  # every JPEG says which frame it is
+            if self.queue and len(self.queue) >= self.function.queued_frames:
+                self.queue.popleft()
+                stats.frames_dropped += 1
+            self.queue.append(_Frame(n, data, self.stc(made)))
+            stats.frames_made += 1
+            self.ready.set()
+            n += 1
+            delay = start + n * self.period - loop.time()
+            if delay < -2 * self.period:  # far behind (a slow source): keep the rate from now on, no burst
+                start = loop.time() - n * self.period
+                delay = 0
+            await asyncio.sleep(max(delay, 0))
+
+    # ------------------------------------------------------------ isochronous
+    def _next_frame(self) -> bool:
+        if not self.queue:
+            return False
+        frame = self.queue.popleft()
+        self.fid ^= 1
+        self.current = memoryview(frame.data)
+        self.current_pts = frame.pts
+        self.offset = 0
+        return True
+
+    def packet(self, capacity: int, stc: int, sof: int) -> bytes:
+        """One isochronous payload of at most ``capacity`` bytes (a header alone when no frame is ready)."""
+        if self.current is None and not self._next_frame():
+            return spec.payload_header(self.fid, eof=False, pts=self.current_pts, stc=stc, sof=sof)
+        assert self.current is not None
+        room = max(capacity - HEADER_LENGTH, 0)
+        chunk = self.current[self.offset:self.offset + room]
+        self.offset += len(chunk)
+        eof = self.offset >= len(self.current)
+        header = spec.payload_header(self.fid, eof=eof, pts=self.current_pts, stc=stc, sof=sof)
+        if eof:
+            self.current = None
+            self.function.stats.frames_sent += 1
+            self._sent()
+        self.function.stats.payloads += 1
+        return header + chunk
+
+    async def iso(self, urb: Urb, capacity: int, packet_time: float) -> Completion:
+        loop = asyncio.get_running_loop()
+        packets = urb.iso_packets or ()
+        now = loop.time()
+        # The bus clock may run behind real time by CATCH_UP at most: a host that came back late (a busy
+        # guest) gets the (micro)frames it missed at once, as long as it keeps up on average; later
+        # than that, the URB starts at the next (micro)frame (ISO_ASAP) and the time missed is lost.
+        self.bus_time = max(self.bus_time, now - CATCH_UP)
+        first = self.bus_time
+        self.bus_time += len(packets) * packet_time
+        if self.bus_time > now:
+            await asyncio.sleep(self.bus_time - now)
+        parts: list[bytes] = []
+        out: list[IsoPacket] = []
+        per_ms = round(1e-3 / packet_time) or 1
+        for i, p in enumerate(packets):
+            t = first + i * packet_time
+            sof = int(t * 1000 * per_ms) // per_ms
+            data = self.packet(min(p.length, capacity), self.stc(t), sof)
+            parts.append(data)
+            out.append(IsoPacket(p.offset, p.length, len(data), 0))
+        data = b"".join(parts)
+        self.function.stats.bytes_sent += len(data)
+        return Completion(0, data, iso_packets=tuple(out))
+
+    # ------------------------------------------------------------ bulk
+    async def bulk(self, urb: Urb) -> Completion:
+        if self.zlp_due:
+            self.zlp_due = False
+            return Completion(0, b"")
+        while not self.payloads:
+            if self.queue:
+                self._frame_payloads(self.queue.popleft())
+                break
+            self.ready.clear()
+            await self.ready.wait()
+            if self.task.done() and not self.queue:
+                await asyncio.Event().wait()  # stopped or failed: the host's URB waits (NAK) until unlinked
+        payload = self.payloads[0]
+        chunk = payload[self.payload_offset:self.payload_offset + urb.length]
+        self.payload_offset += len(chunk)
+        if self.payload_offset >= len(payload):
+            self.payloads.popleft()
+            self.payload_offset = 0
+            max_payload = self.ctrl.dwMaxPayloadTransferSize
+            # A payload shorter than the maximum ends with a short transfer; one that fills URBs exactly needs a ZLP.
+            self.zlp_due = len(chunk) == urb.length and len(payload) < max_payload and urb.length > 0
+            self.function.stats.payloads += 1
+            if not self.payloads:
+                self.function.stats.frames_sent += 1
+                self._sent()
+        self.function.stats.bytes_sent += len(chunk)
+        return Completion(0, chunk)
+
+    def _sent(self) -> None:
+        if len(self.sent_at) < 100_000:
+            self.sent_at.append(asyncio.get_running_loop().time())
+
+    def _frame_payloads(self, frame: _Frame) -> None:
+        self.fid ^= 1
+        room = max(self.ctrl.dwMaxPayloadTransferSize - HEADER_LENGTH, 1)
+        data = memoryview(frame.data)
+        t = asyncio.get_running_loop().time()
+        pieces = [data[i:i + room] for i in range(0, len(data), room)] or [data]
+        sof = int(t * 1000) & 0x7FF
+        for i, piece in enumerate(pieces):
+            header = spec.payload_header(self.fid, eof=i == len(pieces) - 1, pts=frame.pts, stc=self.stc(t), sof=sof)
+            self.payloads.append(header + piece)
+        self.payload_offset = 0
+
+
+class UvcFunction(Function):
+    """A UVC 1.1 camera: formats and frame sizes, a frame source, processing-unit controls.
+
+    ``formats`` lists :class:`~vusb.devices.video.spec.VideoFormat` (default: YUYV and
+    MJPEG at 640x480 and 320x240, 30 and 15 fps).  ``source`` is what the camera
+    shows (default :class:`~vusb.devices.video.sources.ColourBars`): any
+    :class:`VideoSource`, an image path, a PIL image, a callback or an async iterator.
+    ``controls`` names the processing-unit controls offered, or gives their
+    :class:`~vusb.devices.video.spec.ControlSpec` with ranges of your own.
+    ``transport`` is ``"iso"`` (default) or ``"bulk"``.  ``queued_frames`` is how many
+    frames the device keeps for a host that is late (default 3, as a camera's buffer; a
+    test that must see every frame on a slow host keeps more).
+    """
+
+    function_class = None  # the function declares its own interface association
+    name: str | None = "Webcam"
+
+    def __init__(
+        self,
+        formats: Sequence[VideoFormat] = DEFAULT_FORMATS,
+        *,
+        source: Any = None,
+        transport: str = "iso",
+        controls: Sequence[str | ControlSpec] = DEFAULT_CONTROLS,
+        interface_name: str | None = "Video Control",
+        queued_frames: int = QUEUED_FRAMES,
+    ) -> None:
+        super().__init__()
+        if not 1 <= queued_frames <= MAX_QUEUED_FRAMES:
+            raise DeviceDefinitionError(f"webcam queued_frames {queued_frames} is out of range 1..{MAX_QUEUED_FRAMES}")
+        self.queued_frames = queued_frames
+        """Frames made but not yet taken by the host that the device keeps; one more drops the oldest."""
+        self.formats = tuple(formats)
+        check_formats(self.formats)
+        if transport not in TRANSPORTS:
+            raise DeviceDefinitionError(f"webcam transport {transport!r} is not one of: {', '.join(TRANSPORTS)}")
+        self.transport = transport
+        self._source: VideoSource = ColourBars() if source is None else as_source(source)
+        self.controls: dict[int, ControlSpec] = {}
+        for c in controls:
+            cs = spec.control_spec(c) if isinstance(c, str) else c
+            problem = cs.check()
+            if problem:
+                raise DeviceDefinitionError(f"webcam control {cs.name}: {problem}")
+            self.controls[cs.selector] = cs
+        self.values: dict[int, int] = {sel: cs.default for sel, cs in self.controls.items()}
+        self.interface_name = interface_name
+        self.stats = VideoStats()
+        self.request_error = RequestError.NO_ERROR
+        self.speed: Speed | None = None
+        self.vc_interface = 0
+        self.vs_interface = 1
+        self.ep_address = 0
+        self.alt_settings: tuple[spec.AltSetting, ...] = ()
+        self.probe: StreamingControl = StreamingControl()
+        self.committed: StreamingControl | None = None
+        self._stream: _Stream | None = None
+        self._last_sent_at: list[float] = []
+
+    # ------------------------------------------------------------ public API
+    @property
+    def source(self) -> VideoSource:
+        return self._source
+
+    @source.setter
+    def source(self, value: Any) -> None:
+        """Show something else from the next frame on (a source, an image path, a PIL image, a callback...)."""
+        old, self._source = self._source, as_source(value)
+        if old is not self._source:
+            old.close()
+
+    def show(self, value: Any) -> None:
+        """Same as setting :attr:`source`."""
+        self.source = value
+
+    @property
+    def streaming(self) -> bool:
+        return self._stream is not None
+
+    def frame_times(self) -> list[float]:
+        """When each frame of the current (or last) stream finished leaving the device, in event-loop time."""
+        return list(self._last_sent_at)
+
+    def control_value(self, name: str) -> int:
+        """The current value of a processing-unit control, by name (``"brightness"``)."""
+        for sel, cs in self.controls.items():
+            if cs.name == name:
+                return self.values[sel]
+        raise KeyError(name)
+
+    # ------------------------------------------------------------ declaration
+    def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
+        speed = ctx.speed
+        primary = self.speed is None or self.speed == speed
+        if speed not in (Speed.HIGH, Speed.FULL):
+            raise DeviceDefinitionError(f"the webcam runs at full or high speed, not {speed.name.lower()}")
+        if primary:
+            problems = bandwidth_problems(self.formats, speed, self.transport)
+            if problems:
+                raise DeviceDefinitionError(problems[0][2])
+        vc = ctx.interface_number()
+        vs = ctx.interface_number()
+        alts = spec.ALT_SETTINGS[speed]
+        if self.transport == "iso":
+            address = ctx.endpoint_address(True)
+            endpoints = [EndpointDescriptor(address, TransferType.ISOCHRONOUS, a.w_max_packet_size, 1,
+                                            attributes_extra=0x04) for a in alts]
+        else:
+            bulk = ctx.endpoint(True, TransferType.BULK)
+            address = bulk.address
+        name = ctx.string(self.interface_name)
+        ctx.associations.append(InterfaceAssociation(vc, 2, spec.CC_VIDEO, spec.SC_VIDEO_INTERFACE_COLLECTION, 0,
+                                                     ctx.string(self.name)))
+        bm = 0
+        for cs in self.controls.values():
+            bm |= 1 << cs.bit
+        units = spec.camera_terminal() + spec.processing_unit(bm) + spec.output_terminal()
+        header = spec.vc_header(12 + 1 + len(units), (vs,))
+        vc_extra = (RawDescriptor(header), RawDescriptor(spec.camera_terminal()), RawDescriptor(spec.processing_unit(bm)),
+                    RawDescriptor(spec.output_terminal()))
+        body: list[bytes] = []
+        for fi, fmt in enumerate(self.formats, start=1):
+            body.append(spec.format_descriptor(fi, fmt))
+            body.extend(spec.frame_descriptor(si, fmt.format, size) for si, size in enumerate(fmt.frames, start=1))
+            body.append(spec.color_matching())
+        total = 13 + len(self.formats) + sum(len(b) for b in body)
+        vs_extra = (RawDescriptor(spec.vs_input_header(len(self.formats), total, address)),
+                    *(RawDescriptor(b) for b in body))
+        interfaces = [InterfaceDescriptor(vc, 0, spec.CC_VIDEO, spec.SC_VIDEOCONTROL, 0, name, (), vc_extra)]
+        if self.transport == "iso":
+            interfaces.append(InterfaceDescriptor(vs, 0, spec.CC_VIDEO, spec.SC_VIDEOSTREAMING, 0, 0, (), vs_extra))
+            interfaces.extend(InterfaceDescriptor(vs, i, spec.CC_VIDEO, spec.SC_VIDEOSTREAMING, 0, 0, (ep,))
+                              for i, ep in enumerate(endpoints, start=1))
+        else:
+            interfaces.append(InterfaceDescriptor(vs, 0, spec.CC_VIDEO, spec.SC_VIDEOSTREAMING, 0, 0, (bulk,), vs_extra))
+        if primary:
+            self.speed = speed
+            self.vc_interface, self.vs_interface, self.ep_address = vc, vs, address
+            self.alt_settings = alts
+            self.probe = self._default_control()
+        return interfaces
+
+    def bind(self, device: Device) -> None:
+        ep = device.endpoint(self.ep_address)
+        ep.handler = self._iso_in if self.transport == "iso" else self._bulk_in
+
+    # ------------------------------------------------------------ streaming lifecycle
+    def on_alternate(self, interface: int, alternate: int) -> None:
+        if interface != self.vs_interface or self.transport != "iso":
+            return
+        self._stop()
+        if alternate:
+            self._start()
+
+    def on_configured(self, configured: bool) -> None:
+        self._stop()
+
+    def on_reset(self) -> None:
+        self._stop()
+        self.committed = None
+        self.probe = self._default_control()
+        self.request_error = RequestError.NO_ERROR
+
+    def on_clear_halt(self, address: int) -> None:
+        if address == self.ep_address and self.transport == "bulk":
+            self._stop()  # how hosts tell a bulk camera to stop streaming
+
+    async def close(self) -> None:  # type: ignore[override]
+        self._stop()
+        self._source.close()
+
+    def _start(self) -> None:
+        ctrl = self.committed
+        if ctrl is None:
+            log.warning("webcam: the host started streaming without a commit; using the probe's settings")
+            ctrl = self.probe
+        self._stream = _Stream(self, ctrl)
+        self._last_sent_at = self._stream.sent_at
+        self.stats.streams_started += 1
+        log.info("webcam: streaming %s %s at %.3g fps (%s)", self._stream.format.format.value,
+                 self._stream.size.label(), 1 / self._stream.period, self.transport)
+
+    def _stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
+
+    def _iso_in(self, urb: Urb) -> HandlerResult:
+        stream = self._stream
+        device = self.device
+        if stream is None or device is None:
+            raise Stall()
+        alt = device.alternates.get(self.vs_interface, 0)
+        setting = self.alt_settings[alt - 1] if 1 <= alt <= len(self.alt_settings) else self.alt_settings[0]
+        packet_time = 125e-6 if device.speed == Speed.HIGH else 1e-3
+        return stream.iso(urb, setting.bytes_per_interval, packet_time)
+
+    def _bulk_in(self, urb: Urb) -> HandlerResult:
+        stream = self._stream
+        if stream is None:
+            return asyncio.get_running_loop().create_future()  # not streaming: the host's read waits (NAK)
+        return stream.bulk(urb)
+
+    # ------------------------------------------------------------ probe and commit
+    def _filled(self, fi: int, si: int, interval: int, *, hint: int = 0, quality: int = 0) -> StreamingControl:
+        fmt = self.formats[fi - 1]
+        size = fmt.frames[si - 1]
+        frame_bytes = size.max_frame_size(fmt.format)
+        if self.transport == "iso":
+            speed = self.speed or Speed.HIGH
+            at_rate = FrameSize(size.width, size.height, (10_000_000 / interval,))
+            need = spec.required_bandwidth(at_rate, fmt.format, speed)
+            fitting = [a.bytes_per_interval for a in self.alt_settings if a.bytes_per_interval >= need]
+            payload = min(fitting) if fitting else max(a.bytes_per_interval for a in self.alt_settings)
+        else:
+            payload = frame_bytes + HEADER_LENGTH
+        return StreamingControl(
+            bmHint=hint, bFormatIndex=fi, bFrameIndex=si, dwFrameInterval=interval,
+            wCompQuality=quality if fmt.format.compressed else 0,
+            dwMaxVideoFrameSize=frame_bytes, dwMaxPayloadTransferSize=payload,
+            dwClockFrequency=spec.CLOCK_FREQUENCY, bmFramingInfo=spec.BM_FRAMING_INFO,
+            bPreferedVersion=1, bMinVersion=1, bMaxVersion=1,
+        )
+
+    def _default_control(self) -> StreamingControl:
+        return self._filled(1, 1, self.formats[0].frames[0].intervals[0])
+
+    def _negotiate(self, asked: StreamingControl, setup: SetupPacket) -> StreamingControl:
+        fi, si = asked.bFormatIndex, asked.bFrameIndex
+        if not 1 <= fi <= len(self.formats):
+            self._refuse(setup, RequestError.OUT_OF_RANGE,
+                         f"format index {fi} is not offered (1..{len(self.formats)})")
+        frames = self.formats[fi - 1].frames
+        if not 1 <= si <= len(frames):
+            self._refuse(setup, RequestError.OUT_OF_RANGE,
+                         f"frame index {si} is not offered by format {fi} (1..{len(frames)})")
+        intervals = frames[si - 1].intervals
+        interval = asked.dwFrameInterval
+        if interval == 0 or interval not in intervals:
+            # The device picks the closest interval it supports (UVC 1.1 section 4.3.1.1.1).
+            interval = intervals[0] if interval == 0 else min(intervals, key=lambda i: (abs(i - asked.dwFrameInterval), i))
+        return self._filled(fi, si, interval, hint=asked.bmHint, quality=asked.wCompQuality)
+
+    def _streaming_request(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        selector = setup.value >> 8
+        if selector not in (spec.VS_PROBE_CONTROL, spec.VS_COMMIT_CONTROL) or setup.index >> 8:
+            self._refuse(setup, RequestError.INVALID_CONTROL, f"no streaming control {selector}")
+        probe = selector == spec.VS_PROBE_CONTROL
+        req = setup.request
+        if req == spec.SET_CUR:
+            try:
+                asked = StreamingControl.parse(data)
+            except ValueError as exc:
+                self._refuse(setup, RequestError.INVALID_REQUEST, str(exc))
+            ctrl = self._negotiate(asked, setup)
+            if probe:
+                self.probe = ctrl
+            else:
+                self.committed = ctrl
+                self.probe = ctrl
+                if self.transport == "bulk" or self._stream is not None:
+                    self._stop()
+                    self._start()
+            self.request_error = RequestError.NO_ERROR
+            return None
+        if req == spec.GET_INFO:
+            return bytes((spec.INFO_GET_SET,))
+        if req == spec.GET_LEN:
+            return spec.PROBE_LENGTH.to_bytes(2, "little")
+        current = self.probe if probe else (self.committed or self.probe)
+        if req == spec.GET_CUR:
+            return current.to_bytes()
+        if not probe:
+            self._refuse(setup, RequestError.INVALID_REQUEST, "the commit control answers GET_CUR, GET_INFO and GET_LEN")
+        fi, si = current.bFormatIndex, current.bFrameIndex
+        intervals = self.formats[fi - 1].frames[si - 1].intervals
+        if req == spec.GET_MIN:
+            return self._filled(fi, si, intervals[0], quality=0).to_bytes()
+        if req == spec.GET_MAX:
+            return self._filled(fi, si, intervals[-1], quality=10000).to_bytes()
+        if req == spec.GET_DEF:
+            return self._default_control().to_bytes()
+        if req == spec.GET_RES:
+            return StreamingControl(dwFrameInterval=1, wCompQuality=1).to_bytes()
+        self._refuse(setup, RequestError.INVALID_REQUEST, f"request 0x{req:02x} is not a UVC request")
+        return None
+
+    # ------------------------------------------------------------ VideoControl requests
+    def _control_request(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        entity = setup.index >> 8
+        selector = setup.value >> 8
+        req = setup.request
+        if entity == 0:
+            if selector == spec.VC_REQUEST_ERROR_CODE_CONTROL and req in (spec.GET_CUR, spec.GET_INFO):
+                return bytes((int(self.request_error),)) if req == spec.GET_CUR else b"\x01"
+            self._refuse(setup, RequestError.INVALID_CONTROL, f"no interface control {selector}")
+        if entity in (spec.CAMERA_TERMINAL_ID, spec.OUTPUT_TERMINAL_ID):
+            self._refuse(setup, RequestError.INVALID_CONTROL, f"terminal {entity} has no control {selector}")
+        if entity != spec.PROCESSING_UNIT_ID:
+            self._refuse(setup, RequestError.INVALID_UNIT, f"no unit or terminal {entity}")
+        cs = self.controls.get(selector)
+        if cs is None:
+            self._refuse(setup, RequestError.INVALID_CONTROL, f"the processing unit has no control {selector}")
+        assert cs is not None
+        if req == spec.SET_CUR:
+            if len(data) != cs.size:
+                self._refuse(setup, RequestError.INVALID_REQUEST, f"{cs.name} is {cs.size} bytes, SET_CUR sent {len(data)}")
+            value = cs.decode(data)
+            if not cs.minimum <= value <= cs.maximum:
+                self._refuse(setup, RequestError.OUT_OF_RANGE,
+                             f"{cs.name} {value} is outside {cs.minimum}..{cs.maximum}")
+            if (value - cs.minimum) % cs.resolution:
+                self._refuse(setup, RequestError.INVALID_VALUE_WITHIN_RANGE,
+                             f"{cs.name} {value} is not {cs.minimum} plus a multiple of {cs.resolution}")
+            self.values[selector] = value
+            self.request_error = RequestError.NO_ERROR
+            log.info("webcam: %s set to %d", cs.name, value)
+            return None
+        answers = {spec.GET_CUR: self.values[selector], spec.GET_MIN: cs.minimum, spec.GET_MAX: cs.maximum,
+                   spec.GET_RES: cs.resolution, spec.GET_DEF: cs.default}
+        if req in answers:
+            self.request_error = RequestError.NO_ERROR
+            return cs.encode(answers[req])
+        if req == spec.GET_INFO:
+            return bytes((spec.INFO_GET_SET,))
+        if req == spec.GET_LEN:
+            return cs.size.to_bytes(2, "little")
+        self._refuse(setup, RequestError.INVALID_REQUEST, f"request 0x{req:02x} is not a UVC request")
+        return None
+
+    def _refuse(self, setup: SetupPacket, code: RequestError, why: str) -> None:
+        self.request_error = code
+        name = spec.REQUEST_NAMES.get(setup.request, f"0x{setup.request:02x}")
+        log.warning("webcam: stalling %s (%s): %s", name, setup.describe(), why)
+        raise Stall()
+
+    def control(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if setup.type != RequestType.CLASS:
+            return NOT_HANDLED
+        interface = setup.index & 0xFF
+        if interface == self.vs_interface:
+            return self._streaming_request(setup, data)
+        if interface == self.vc_interface:
+            return self._control_request(setup, data)
+        return NOT_HANDLED
+
+
+def controls_from(values: Mapping[str, Mapping[str, int]]) -> list[ControlSpec]:
+    """ControlSpecs from ``{name: {min, max, step, default}}`` (every key optional)."""
+    out = []
+    for name, r in values.items():
+        if name not in spec.CONTROL_NAMES:
+            raise DeviceDefinitionError(f"no processing unit control {name!r}; known: {', '.join(spec.CONTROL_NAMES)}")
+        out.append(spec.control_spec(name, minimum=r.get("min"), maximum=r.get("max"), step=r.get("step"),
+                                     default=r.get("default")))
+    return out
