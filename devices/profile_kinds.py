@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from vusb.devices.audio import register_profile_kinds as _register_audio
 from vusb.devices.cdc_acm import register_profile_kinds as _register_cdc_acm
 from vusb.devices.gadget_zero import register_profile_kinds as _register_gadget_zero
 from vusb.devices.hid import HidFunction
 from vusb.devices.keyboard import KeyboardFunction
+from vusb.devices.midi import register_profile_kinds as _register_midi
 from vusb.devices.mouse import MouseFunction
 from vusb.devices.storage import register_profile_kinds as _register_storage
 
@@ -88,3 +90,5 @@ register_kind(
 _register_cdc_acm()
 _register_storage()
 _register_gadget_zero()
+_register_audio()
+_register_midi()

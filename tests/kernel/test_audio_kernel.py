@@ -1,0 +1,137 @@
+"""The sound card attached to a real Linux kernel: snd-usb-audio binds, ALSA records and plays through it.
+
+The microphone plays a counting pattern (sample i holds i), so the capture that
+``arecord`` makes in the guest shows any lost, repeated or reordered packet; the
+speaker keeps what ``aplay`` played, compared byte for byte with the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from vusb.devices.audio import Counting, Format, Microphone, PcmFormat, SoundCard, Speaker
+
+from vusb.harness import Guest
+from vusb.profile import load_device
+from vusb.server import Server
+
+pytestmark = pytest.mark.kernel
+ROOT = Path(__file__).resolve().parents[2]
+
+ALSA_FORMAT = {16: "S16_LE", 24: "S24_3LE", 32: "S32_LE"}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    async with Server([], port=0) as srv:
+        yield srv
+
+
+async def attach_card(guest: Guest, server: Server, card: SoundCard) -> int:
+    """Attach the card; wait until ALSA has it; return its card number."""
+    server.add(card)
+    await guest.attach(guest.host_address, server.port, server.exports[-1].busid)
+    d = card.descriptor
+    devdir = await guest.wait_for_usb_device(d.vendor_id, d.product_id, timeout=60)
+    paths = await guest.wait_for_path(f"{devdir}:1.0/sound/card*", timeout=60)
+    number = int(re.sub(r".*card", "", paths[0]))
+    await guest.wait_for_path(f"/proc/asound/card{number}/stream0", timeout=30)
+    return number
+
+
+def stream_formats(text: str, section: str) -> set[tuple[str, int, tuple[int, ...]]]:
+    """(ALSA format, channels, rates) of every alternate setting listed under Playback: or Capture:."""
+    part = text.split(f"{section}:", 1)
+    if len(part) < 2:
+        return set()
+    body = re.split(r"\n(?:Playback|Capture):", part[1])[0]
+    found = set()
+    for block in re.split(r"\n\s*Altset \d+\n", body)[1:]:
+        fmt = re.search(r"Format: (\S+)", block)
+        ch = re.search(r"Channels: (\d+)", block)
+        rates = re.search(r"Rates: ([\d, ]+)", block)
+        assert fmt and ch and rates, block
+        found.add((fmt.group(1), int(ch.group(1)), tuple(int(r) for r in rates.group(1).replace(" ", "").split(","))))
+    return found
+
+
+def expected_formats(formats: tuple[Format, ...], rates: tuple[int, ...]) -> set[tuple[str, int, tuple[int, ...]]]:
+    return {(ALSA_FORMAT[f.bits], f.channels, tuple(sorted(rates))) for f in formats}
+
+
+def counting_values(data: bytes, fmt: PcmFormat) -> list[int]:
+    w = fmt.subslot
+    shift = w * 8 - fmt.bits
+    return [int.from_bytes(data[i:i + w], "little") >> shift for i in range(0, len(data) - w + 1, w)]
+
+
+def assert_consecutive(values: list[int], bits: int) -> None:
+    """After the first non-zero sample, each sample is the previous plus one (mod 2**bits)."""
+    start = next(i for i, v in enumerate(values) if v)
+    mask = (1 << bits) - 1
+    first = values[start]
+    for i, v in enumerate(values[start:]):
+        if v != (first + i) & mask:
+            raise AssertionError(f"sample {start + i}: {v} where {(first + i) & mask} was due "
+                                 f"(a packet lost or repeated {i} samples into the pattern)")
+
+
+async def checked(guest: Guest, command: str) -> None:
+    """Run ``command``; on failure the error shows what the kernel said."""
+    result = await guest.run(command, timeout=120)
+    if result.returncode != 0:
+        dmesg = (await guest.run("dmesg | tail -40")).stdout
+        raise AssertionError(f"{command} failed ({result.returncode}): {result.stderr}\nkernel log:\n{dmesg}")
+
+
+async def record(guest: Guest, card: int, fmt: PcmFormat, frames: int) -> bytes:
+    await checked(guest, f"arecord -q -D hw:{card},0 -t raw -f {ALSA_FORMAT[fmt.bits]} -c {fmt.channels} "
+                         f"-r {fmt.rate} -s {frames} /tmp/capture.raw")
+    return await guest.read_file("/tmp/capture.raw")
+
+
+async def play(guest: Guest, card: int, fmt: PcmFormat, data: bytes) -> None:
+    await guest.write_file("/tmp/play.raw", data)
+    await checked(guest, f"aplay -q -D hw:{card},0 -t raw -f {ALSA_FORMAT[fmt.bits]} -c {fmt.channels} "
+                         f"-r {fmt.rate} /tmp/play.raw")
+
+
+def counting_file(fmt: PcmFormat, frames: int) -> bytes:
+    """A counting pattern starting at 1 (no zero sample, so it cannot be confused with silence)."""
+    source = Counting()
+    source.position = 1
+    return source.read(frames, fmt)
+
+
+async def check_playback(guest: Guest, card: int, speaker: Speaker, fmt: PcmFormat, frames: int) -> None:
+    data = counting_file(fmt, frames)
+    speaker.clear()
+    await play(guest, card, fmt, data)
+    got = await speaker.wait_recorded(len(data), timeout=30)
+    assert speaker.recorded_format == fmt
+    at = got.find(data)
+    assert at >= 0, f"the {len(data)} bytes aplay played are not in the {len(got)} bytes the speaker received"
+    assert not got[:at].strip(b"\0") and not got[at + len(data):].strip(b"\0"), "the speaker received other samples"
+
+
+async def test_uac2_card_binds_lists_its_formats_and_moves_exact_samples(any_guest: Guest, server: Server) -> None:
+    card = load_device(ROOT / "profiles" / "sound-card.yaml")
+    assert isinstance(card, SoundCard) or card.functions
+    audio = card.functions[0]
+    speaker, mic = audio.speaker, audio.microphone  # type: ignore[attr-defined]
+    assert isinstance(speaker, Speaker) and isinstance(mic, Microphone)
+    mic.source = Counting()
+    number = await attach_card(any_guest, server, card)  # type: ignore[arg-type]
+    text = (await any_guest.run(f"cat /proc/asound/card{number}/stream0", check=True)).stdout
+    assert stream_formats(text, "Playback") == expected_formats(speaker.formats, speaker.rates), text
+    assert stream_formats(text, "Capture") == expected_formats(mic.formats, mic.rates), text
+    assert "snd-usb-audio" in (await any_guest.run(
+        f"basename $(readlink /sys/class/sound/card{number}/device/driver)", check=True)).stdout
+    fmt = PcmFormat(2, 16, 48000)
+    captured = await record(any_guest, number, fmt, 48000)
+    assert len(captured) == 48000 * fmt.frame_bytes
+    assert_consecutive(counting_values(captured, fmt), 16)
+    await check_playback(any_guest, number, speaker, fmt, 24000)
