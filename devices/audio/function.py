@@ -249,6 +249,12 @@ class Microphone(_Stream):
         return sum(len(d) // f.frame_bytes for d, f, _ in self._queue) - (
             self._pos // self._queue[0][1].frame_bytes if self._queue else 0)
 
+    def _start(self) -> None:
+        super()._start()
+        starter = getattr(self.source, "start", None)
+        if callable(starter):  # a source that fills a buffer (IteratorSource) begins now
+            starter()
+
     def _read(self, frames: int, fmt: PcmFormat) -> bytes:
         out = bytearray()
         while frames > 0 and self._queue:

@@ -363,7 +363,8 @@ class IteratorSource:
         self.error: BaseException | None = None
         self.finished = False
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Begin filling the buffer (the microphone calls this when the host starts streaming)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._pump())
 
@@ -381,7 +382,7 @@ class IteratorSource:
             self.finished = True
 
     def read(self, frames: int, fmt: PcmFormat) -> bytes:
-        self._start()
+        self.start()
         if self.error is not None:
             raise self.error
         out = self.fifo.take(frames, fmt)

@@ -135,3 +135,37 @@ async def test_uac2_card_binds_lists_its_formats_and_moves_exact_samples(any_gue
     assert len(captured) == 48000 * fmt.frame_bytes
     assert_consecutive(counting_values(captured, fmt), 16)
     await check_playback(any_guest, number, speaker, fmt, 24000)
+
+
+UAC1_CASES = [
+    # (formats, rates, the format recorded and played)
+    ((Format(2, 16), Format(1, 16)), (44100, 48000), PcmFormat(2, 16, 44100)),
+    ((Format(2, 24),), (48000, 96000), PcmFormat(2, 24, 96000)),
+]
+
+
+@pytest.mark.parametrize(("formats", "rates", "fmt"), UAC1_CASES, ids=["16bit-44k1", "24bit-96k"])
+async def test_uac1_card_moves_exact_samples(guest: Guest, server: Server, formats: tuple[Format, ...],
+                                             rates: tuple[int, ...], fmt: PcmFormat) -> None:
+    speaker = Speaker(formats, rates)
+    mic = Microphone(formats, rates, source=Counting())
+    card = SoundCard(speaker=speaker, microphone=mic, version=1)
+    number = await attach_card(guest, server, card)
+    text = (await guest.run(f"cat /proc/asound/card{number}/stream0", check=True)).stdout
+    assert "full speed" in text
+    assert stream_formats(text, "Playback") == expected_formats(speaker.formats, speaker.rates), text
+    assert stream_formats(text, "Capture") == expected_formats(mic.formats, mic.rates), text
+    frames = fmt.rate // 2
+    captured = await record(guest, number, fmt, frames)
+    assert len(captured) == frames * fmt.frame_bytes
+    assert_consecutive(counting_values(captured, fmt), fmt.bits)
+    await check_playback(guest, number, speaker, fmt, frames)
+
+
+async def test_host_asking_an_unlisted_rate_is_refused(guest: Guest, server: Server) -> None:
+    mic = Microphone((Format(2, 16),), (48000,), source=Counting())
+    card = SoundCard(microphone=mic)
+    number = await attach_card(guest, server, card)
+    result = await guest.run(f"arecord -q -D hw:{number},0 -t raw -f S16_LE -c 2 -r 44100 -s 100 /tmp/x.raw")
+    assert result.returncode != 0  # ALSA offers only the listed rate: hw: does not resample
+    assert "Rate" in result.stderr or "rate" in result.stderr
