@@ -33,6 +33,7 @@ import socket
 import stat
 import struct
 import sys
+import wave
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +43,13 @@ import yaml
 
 from vusb.constants import USBIP_PORT
 from vusb.device import Device, Function
+from vusb.devices.audio.function import AudioFunction
+from vusb.devices.audio.pcm import PcmFormat, read_wav, resample
 from vusb.devices.cdc_acm.function import CdcAcmFunction
 from vusb.devices.hid import HidFunction
 from vusb.devices.keyboard import Key, KeyboardFunction, Modifier
+from vusb.devices.midi.function import MidiFunction
+from vusb.devices.midi.messages import split_messages
 from vusb.devices.mouse import ALL_BUTTONS, Button, MouseFunction
 from vusb.devices.storage.backing import BackingStore, ImageFile, MemoryStore
 from vusb.devices.storage.bot import MassStorageFunction
@@ -60,6 +65,10 @@ DEFAULT_TIMEOUT = 10.0
 
 MAX_LINE = 4 * 1024 * 1024
 """Longest request line accepted (bytes); a longer one closes that connection."""
+
+
+_PLAYING: set[asyncio.Future[None]] = set()
+"""``audio-play`` without ``wait``: the plays in progress (held so they are not collected)."""
 
 
 class ControlError(VusbError):
@@ -190,6 +199,10 @@ def function_kind(function: Function) -> str:
         return "storage"
     if isinstance(function, CdcAcmFunction):
         return "serial"
+    if isinstance(function, AudioFunction):
+        return "audio"
+    if isinstance(function, MidiFunction):
+        return "midi"
     return "other"
 
 
@@ -264,6 +277,8 @@ class ControlServer:
             "insert": self._insert, "serial-write": self._serial_write, "serial-read": self._serial_read,
             "unplug": self._unplug, "plug": self._plug,
             "fault-add": self._fault_add, "fault-list": self._fault_list, "fault-clear": self._fault_clear,
+            "audio-play": self._audio_play, "audio-save": self._audio_save,
+            "midi-send": self._midi_send, "midi-read": self._midi_read,
         }
 
     # ------------------------------------------------------------ lifecycle
@@ -654,6 +669,98 @@ class ControlServer:
         return {"busid": busid}
 
 
+    # ------------------------------------------------------------ audio and MIDI
+    def _audio(self, req: _Request) -> tuple[str, AudioFunction]:
+        busid, _, f = self._function(req, "audio")
+        assert isinstance(f, AudioFunction)
+        return busid, f
+
+    async def _audio_play(self, req: _Request) -> dict[str, Any]:
+        path = req.get("wav", str, required=True)
+        wait = bool(req.get("wait", bool, False))
+        busid, f = self._audio(req)
+        mic = f.microphone
+        if mic is None:
+            raise ControlError(f"the sound card {busid} has no microphone")
+        data, fmt = read_wav(path)  # MediaError (a VusbError) names the file and what is wrong
+        data = resample(data, fmt, mic.rate)
+        play = mic.play(data, bits=fmt.bits, channels=fmt.channels, wait=True)
+        frames = len(data) // fmt.frame_bytes
+        if not wait:
+            task = asyncio.ensure_future(play)
+            _PLAYING.add(task)
+            task.add_done_callback(_PLAYING.discard)
+            return {"busid": busid, "frames": frames, "rate": mic.rate, "queued": True}
+        timeout = req.timeout()
+        try:
+            await asyncio.wait_for(play, timeout)
+        except TimeoutError:
+            raise ControlError(f"timed out after {timeout:g} s: the host of {busid} did not capture all "
+                               f"{frames} frames (is something recording?)") from None
+        return {"busid": busid, "frames": frames, "rate": mic.rate, "queued": False}
+
+    async def _audio_save(self, req: _Request) -> dict[str, Any]:
+        path = req.get("wav", str, required=True)
+        clear = bool(req.get("clear", bool, False))
+        busid, f = self._audio(req)
+        speaker = f.speaker
+        if speaker is None:
+            raise ControlError(f"the sound card {busid} has no speaker")
+        data, fmt = speaker.recorded(), speaker.recorded_format
+        if fmt is None:
+            fmt = PcmFormat(2, 16, speaker.rate)
+        try:
+            with open(path, "wb") as raw, wave.open(raw, "wb") as w:
+                w.setnchannels(fmt.channels)
+                w.setsampwidth(fmt.subslot)
+                w.setframerate(fmt.rate)
+                w.writeframes(data)
+        except OSError as exc:
+            raise ControlError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if clear:
+            speaker.clear()
+        return {"busid": busid, "frames": len(data) // fmt.frame_bytes, "rate": fmt.rate, "channels": fmt.channels,
+                "bits": fmt.bits, "truncated": speaker.recorded_truncated}
+
+    def _midi(self, req: _Request) -> tuple[str, MidiFunction]:
+        busid, _, f = self._function(req, "midi")
+        assert isinstance(f, MidiFunction)
+        return busid, f
+
+    async def _midi_send(self, req: _Request) -> dict[str, Any]:
+        text = req.get("data", str, required=True)
+        cable = req.integer("cable", 0)
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise ControlError(f"field 'data' must be hexadecimal bytes such as '90 3C 7F', not {text!r}") from None
+        try:
+            messages = split_messages(raw)
+        except UsageError as exc:
+            raise ControlError(f"field 'data': {exc}") from None
+        busid, f = self._midi(req)
+        if not 0 <= cable < f.cables:
+            raise ControlError(f"the MIDI interface {busid} has cables 0..{f.cables - 1}, not {cable}")
+        timeout = req.timeout()
+        try:
+            await f.send(raw, cable, timeout=timeout)
+        except TimeoutError:
+            raise ControlError(f"timed out after {timeout:g} s: the host of {busid} is not reading MIDI") from None
+        return {"busid": busid, "messages": len(messages), "cable": cable}
+
+    async def _midi_read(self, req: _Request) -> dict[str, Any]:
+        busid, f = self._midi(req)
+        timeout = req.timeout()
+        out = []
+        try:
+            msg = await f.receive(timeout)
+        except TimeoutError:
+            raise ControlError(f"no MIDI message from the host of {busid} within {timeout:g} s") from None
+        out.append(msg)
+        while not f.received.empty():
+            out.append(f.received.get_nowait())
+        return {"busid": busid, "messages": [{"cable": m.cable, "data": m.hex(), "type": m.type} for m in out]}
+
     # ------------------------------------------------------------ faults
     async def _fault_add(self, req: _Request) -> dict[str, Any]:
         busid, device = self._device(req)
@@ -816,6 +923,16 @@ def _ctl_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", help=", ".join(FAULT_FIELDS))
     p.add_argument("fields", nargs="*", metavar="FIELD=VALUE", help="e.g. endpoint=0x81 count=1")
     command("fault-list", "the fault rules and how often they fired", function=False, timeout=False)
+    p = command("audio-play", "play a WAV file into a sound card's microphone")
+    p.add_argument("wav")
+    p.add_argument("--wait", action="store_true", help="return once the host has captured it all")
+    p = command("audio-save", "save what the host played on a sound card's speaker as a WAV file", timeout=False)
+    p.add_argument("wav")
+    p.add_argument("--clear", action="store_true", help="forget the saved samples afterwards")
+    p = command("midi-send", "send MIDI messages (hex bytes such as '90 3C 7F') to the host")
+    p.add_argument("data")
+    p.add_argument("--cable", type=int, help="the cable (port) number, default 0")
+    command("midi-read", "MIDI messages the host sent (waits for the first)")
     command("fault-clear", "remove every fault rule, or the one at INDEX", function=False, timeout=False).add_argument(
         "index", type=int, nargs="?")
     return parser
@@ -855,6 +972,16 @@ def build_request(argv: Sequence[str]) -> tuple[dict[str, Any], bool]:
         body["fault"] = {"kind": args.kind, **dict(_field_value(item) for item in args.fields)}
     elif cmd == "fault-clear" and args.index is not None:
         body["index"] = args.index
+    elif cmd in ("audio-play", "audio-save"):
+        body["wav"] = os.path.abspath(args.wav)
+        if getattr(args, "wait", False):
+            body["wait"] = True
+        if getattr(args, "clear", False):
+            body["clear"] = True
+    elif cmd == "midi-send":
+        body["data"] = args.data
+        if args.cable is not None:
+            body["cable"] = args.cable
     return body, as_json
 
 
@@ -890,6 +1017,8 @@ def format_reply(body: dict[str, Any], reply: dict[str, Any]) -> str:
         return "\n".join(lines) if lines else "no devices"
     if body["cmd"] == "serial-read":
         return str(reply.get("data", ""))
+    if body["cmd"] == "midi-read":
+        return "\n".join(f"cable {m['cable']}: {m['data']}" for m in reply.get("messages", []))
     if body["cmd"] == "fault-list":
         lines = [f"{f['index']}: {f['rule']}  matched {f['matched']} fired {f['fired']}"
                  + (" (spent)" if f["exhausted"] else "") for f in reply.get("faults", [])]
