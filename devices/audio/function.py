@@ -165,6 +165,9 @@ class _Stream:
         self.started.set()
 
     def _stop(self) -> None:
+        if self._clock is not None and self._clock.restarts:
+            log.info("%s: the schedule restarted %d time(s): the host stopped submitting for a while",
+                     self.direction, self._clock.restarts)
         self._clock = None
         self._counter = None
         self.started.clear()
@@ -200,10 +203,12 @@ class _Stream:
             return None
         return (self.frames / (elapsed * self.rate) - 1) * 1e6
 
-    async def _at(self, slot: Slot) -> None:
+    async def _at(self, slot: Slot, clock: IsoClock | None = None) -> None:
         delay = slot.end - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        if clock is not None:
+            clock.finished(time.monotonic())
 
 
 class Microphone(_Stream):
@@ -294,11 +299,11 @@ class Microphone(_Stream):
             log.debug("microphone: URB %d flags 0x%x start_frame %d, %d packets of %s bytes; slot %.4f..%.4f",
                       urb.seqnum, urb.flags, urb.start_frame, len(packets), packets[0].length if packets else 0,
                       slot.start, slot.end)
-        return self._finish(urb, slot, packets, counter, fmt)
+        return self._finish(urb, slot, packets, counter, fmt, clock)
 
     async def _finish(self, urb: Urb, slot: Slot, packets: tuple[IsoPacket, ...], counter: FrameCounter,
-                      fmt: PcmFormat) -> Completion:
-        await self._at(slot)
+                      fmt: PcmFormat, clock: IsoClock) -> Completion:
+        await self._at(slot, clock)
         fb = fmt.frame_bytes
         out: list[IsoPacket] = []
         pieces: list[bytes] = []
@@ -409,10 +414,11 @@ class Speaker(_Stream):
         if packets is None or clock is None or fmt is None:
             return Completion(Status.EPIPE)
         slot = clock.plan(len(packets), urb.flags, urb.start_frame, time.monotonic())
-        return self._finish(urb, slot, packets, fmt)
+        return self._finish(urb, slot, packets, fmt, clock)
 
-    async def _finish(self, urb: Urb, slot: Slot, packets: tuple[IsoPacket, ...], fmt: PcmFormat) -> Completion:
-        await self._at(slot)
+    async def _finish(self, urb: Urb, slot: Slot, packets: tuple[IsoPacket, ...], fmt: PcmFormat,
+                      clock: IsoClock) -> Completion:
+        await self._at(slot, clock)
         data = bytes(urb.data)
         fb = fmt.frame_bytes
         out: list[IsoPacket] = []
@@ -454,10 +460,10 @@ class Speaker(_Stream):
         if packets is None or clock is None:
             return Completion(Status.EPIPE)
         slot = clock.plan(len(packets), urb.flags, urb.start_frame, time.monotonic())
-        return self._feedback(slot, packets)
+        return self._feedback(slot, packets, clock)
 
-    async def _feedback(self, slot: Slot, packets: tuple[IsoPacket, ...]) -> Completion:
-        await self._at(slot)
+    async def _feedback(self, slot: Slot, packets: tuple[IsoPacket, ...], clock: IsoClock) -> Completion:
+        await self._at(slot, clock)
         out: list[IsoPacket] = []
         pieces: list[bytes] = []
         for p in packets:

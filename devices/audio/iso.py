@@ -15,7 +15,8 @@ complete them at the bus's pace.  :class:`IsoClock` gives each URB its slot:
   forward ``URB_ISO_ASAP``, and a driver resubmits URBs with the frame of their last run;
 * a host that falls behind by more than ``late_limit`` seconds (it stopped
   submitting) restarts the schedule at the current time rather than getting a
-  burst of instant completions.
+  burst of instant completions; a server that fell behind (URBs waited in the queue)
+  catches up instead, so the average rate stays exact.
 
 :class:`FrameCounter` spreads a rate over packets with an integer accumulator keyed
 to the packet index since the stream started: packet ``k`` carries
@@ -83,12 +84,18 @@ class IsoClock:
         self.epoch = time.monotonic() if epoch is None else epoch
         self.late_limit = late_limit
         self.max_ahead = 0.1  # seconds: a start frame further ahead is taken for a stale one
+        self.finished_at: float | None = None
         self.next_time: float | None = None
         self.started_at: float | None = None
         self.packets = 0
         self.restarts = 0
 
+    def finished(self, t: float) -> None:
+        """The URB planned last has been answered at ``t``."""
+        self.finished_at = t
+
     def reset(self) -> None:
+        self.finished_at = None
         self.next_time = None
         self.started_at = None
         self.packets = 0
@@ -98,7 +105,11 @@ class IsoClock:
 
     def plan(self, npackets: int, flags: int, start_frame: int, now: float) -> Slot:
         skipped = 0
-        running = self.next_time is not None and self.next_time >= now - self.late_limit
+        # Running: the host keeps URBs coming, this one came soon after the previous one was answered.
+        # A server that fell behind (a busy machine) stays running: the burst that follows catches up.
+        running = self.next_time is not None and (
+            self.next_time >= now - self.late_limit
+            or (self.finished_at is not None and now - self.finished_at < self.late_limit))
         if running:  # back to back with the previous URB, as EHCI and xHCI schedule a running stream
             assert self.next_time is not None
             start = self.next_time

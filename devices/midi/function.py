@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from vusb.devices.audio import spec
@@ -130,8 +130,13 @@ class MidiFunction(Function):
                 except Exception:
                     log.exception("MIDI: on_message failed on %s", msg)
 
-    async def send(self, message: bytes | Message, cable: int | None = None, *, timeout: float | None = None) -> None:
-        """Send one message (or several concatenated: ``split_messages`` rules) to the host; returns when taken."""
+    def send(self, message: bytes | Message, cable: int | None = None, *,
+             timeout: float | None = None) -> Awaitable[None]:
+        """Queue one message (or several concatenated) for the host; await the result to know it was read.
+
+        The packets are queued at the call, so messages keep the order of the calls even
+        when their results are awaited later.
+        """
         if isinstance(message, Message):
             cable = message.cable if cable is None else cable
             message = message.data
@@ -141,7 +146,8 @@ class MidiFunction(Function):
         packets = b"".join(encode(m, cable) for m in split_messages(bytes(message)))
         if self.device is None:
             raise UsageError("the MIDI function is not part of a device yet")
-        await asyncio.wait_for(self.endpoint(self.in_address).send(packets), timeout)
+        taken = self.endpoint(self.in_address).send(packets)
+        return taken if timeout is None else asyncio.wait_for(taken, timeout)
 
     async def receive(self, timeout: float | None = None) -> Message:
         """The next message the host sent."""
