@@ -497,6 +497,7 @@ class AudioFunction(Function):
         self.epoch = time.monotonic()
         self.control_interface = -1
         self._built_speed: Speed | None = None
+        self._refused: set[tuple[int, int, int, int]] = set()
         for stream in self.streams:
             stream.function = self
 
@@ -510,7 +511,8 @@ class AudioFunction(Function):
         if speed not in (Speed.FULL, Speed.HIGH):
             raise DeviceDefinitionError(f"the sound card runs at full or high speed, not {speed.name.lower()}")
         if self.version == 1 and speed != Speed.FULL:
-            raise DeviceDefinitionError("the USB Audio Class 1.0 card runs at full speed")
+            raise DeviceDefinitionError(f"the USB Audio Class 1.0 card runs at full speed, not {speed.name.lower()} "
+                                        "(identity speed: full, or uac: 2)")
         interval = self.data_interval or 1
         if speed == Speed.FULL and interval != 1:
             raise DeviceDefinitionError(f"data_interval {interval}: at full speed audio endpoints use bInterval 1")
@@ -674,9 +676,13 @@ class AudioFunction(Function):
             return self.microphone
         return None
 
-    @staticmethod
-    def _refuse(setup: SetupPacket, why: str) -> ControlResult:
-        log.warning("sound card: %s: %s; stalling", setup.describe(), why)
+    def _refuse(self, setup: SetupPacket, why: str) -> ControlResult:
+        """Stall, as a card does; each kind of refused request is logged as a warning once, then at debug."""
+        key = (setup.request_type, setup.request, setup.value, setup.index)
+        level = logging.DEBUG if key in self._refused else logging.WARNING
+        if len(self._refused) < 256:
+            self._refused.add(key)
+        log.log(level, "sound card: %s: %s; stalling", setup.describe(), why)
         raise Stall()
 
     def _clock_request(self, setup: SetupPacket, data: bytes, stream: _Stream, selector: int) -> ControlResult:
