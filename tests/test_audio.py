@@ -99,8 +99,18 @@ def test_an_idle_stream_honours_start_frame(offset: int, skipped: int, status: i
 def test_a_host_that_stops_submitting_restarts_the_schedule() -> None:
     clock = IsoClock(Speed.FULL, 1, epoch=0.0)
     clock.plan(10, URB_ISO_ASAP, 0, now=1.0)
-    later = clock.plan(10, URB_ISO_ASAP, 0, now=5.0)
-    assert later.start == 5.0 and clock.restarts == 1
+    later = clock.plan(10, URB_ISO_ASAP, 0, now=7.0)  # nothing for 6 s
+    assert later.start == 7.0 and clock.restarts == 1
+
+
+def test_a_late_host_or_server_is_caught_up_and_an_unlink_stops_the_schedule() -> None:
+    clock = IsoClock(Speed.FULL, 1, epoch=0.0)
+    first = clock.plan(10, URB_ISO_ASAP, 0, now=1.0)
+    late = clock.plan(10, URB_ISO_ASAP, 0, now=1.5)  # half a second late: completes at once
+    assert late.start == first.end and late.end < 1.5
+    clock.stopped()
+    again = clock.plan(10, URB_ISO_ASAP, 0, now=1.6)
+    assert again.start == 1.6
 
 
 # ---------------------------------------------------------------- PCM conversion

@@ -206,7 +206,12 @@ class _Stream:
     async def _at(self, slot: Slot, clock: IsoClock | None = None) -> None:
         delay = slot.end - time.monotonic()
         if delay > 0:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:  # unlinked: the host stops the stream
+                if clock is not None:
+                    clock.stopped()
+                raise
         if clock is not None:
             clock.finished(time.monotonic())
 

@@ -13,10 +13,12 @@ complete them at the bus's pace.  :class:`IsoClock` gives each URB its slot:
   URB whose first slots have gone get -EXDEV and carry nothing.  A start frame more
   than 0.1 s ahead, or entirely gone, starts the URB at once: Linux's vhci-hcd does not
   forward ``URB_ISO_ASAP``, and a driver resubmits URBs with the frame of their last run;
-* a host that falls behind by more than ``late_limit`` seconds (it stopped
-  submitting) restarts the schedule at the current time rather than getting a
-  burst of instant completions; a server that fell behind (URBs waited in the queue)
-  catches up instead, so the average rate stays exact.
+* a host that unlinks a URB (how snd-usb-audio and uvcvideo stop a stream) or
+  selects another alternate setting stops the schedule: the next URB starts afresh;
+* a host or a server that falls behind while streaming (a busy machine) is caught up:
+  the late URBs complete at once until the schedule is met again, so the average rate
+  stays exact.  Only a host that submitted nothing for ``late_limit`` seconds (5 s)
+  restarts the schedule at the current time.
 
 :class:`FrameCounter` spreads a rate over packets with an integer accumulator keyed
 to the packet index since the stream started: packet ``k`` carries
@@ -77,7 +79,7 @@ class Slot:
 class IsoClock:
     """The schedule of one isochronous stream (see the module documentation)."""
 
-    def __init__(self, speed: Speed, interval: int, *, epoch: float | None = None, late_limit: float = 0.2) -> None:
+    def __init__(self, speed: Speed, interval: int, *, epoch: float | None = None, late_limit: float = 5.0) -> None:
         self.period = service_period(speed, interval)
         self.frame_unit = 0.001 if speed in (Speed.FULL, Speed.LOW) else 0.000125
         self.frame_mod = 2048 if speed in (Speed.FULL, Speed.LOW) else 16384
@@ -89,6 +91,11 @@ class IsoClock:
         self.started_at: float | None = None
         self.packets = 0
         self.restarts = 0
+
+    def stopped(self) -> None:
+        """The host unlinked a URB of the stream (how drivers stop streaming): the next one starts afresh."""
+        self.next_time = None
+        self.finished_at = None
 
     def finished(self, t: float) -> None:
         """The URB planned last has been answered at ``t``."""
