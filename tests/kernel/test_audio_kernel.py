@@ -139,6 +139,11 @@ async def test_uac2_card_binds_lists_its_formats_and_moves_exact_samples(any_gue
     captured = await record(any_guest, number, fmt, 48000)
     assert len(captured) == 48000 * fmt.frame_bytes
     assert_consecutive(counting_values(captured, fmt), 16)
+    # again at 44.1 kHz (5.5125 frames a microframe): the stream restarts, with the URBs of its last run
+    mono = PcmFormat(1, 16, 44100)
+    captured = await record(any_guest, number, mono, 22050)
+    assert len(captured) == 22050 * mono.frame_bytes
+    assert_consecutive(counting_values(captured, mono), 16)
     await check_playback(any_guest, number, speaker, fmt, 24000)
 
 
