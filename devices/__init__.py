@@ -1,12 +1,26 @@
-"""Ready device classes for vusb: one module per USB device class."""
+"""Ready device classes for vusb: one module (or package) per USB device class.
 
+A class is a :class:`vusb.Function` subclass (composable into any device) plus,
+usually, a ready-made device of that one function (:class:`vusb.SingleFunctionDevice`):
+``HidFunction``/``HidDevice``, ``KeyboardFunction``/``Keyboard``, ``MouseFunction``/``Mouse``,
+``CdcAcmFunction``/``SerialPort`` (package :mod:`vusb.devices.cdc_acm`),
+``MassStorageFunction``/``MassStorage`` (package :mod:`vusb.devices.storage`),
+``GadgetZeroFunction``/``GadgetZero``, ``AudioFunction``/``SoundCard`` (package
+:mod:`vusb.devices.audio`), ``MidiFunction``/``MidiDevice`` (package :mod:`vusb.devices.midi`).
+docs/writing-a-device.md writes a new one.
+"""
+
+from vusb.devices.audio import AudioFunction, SoundCard
 from vusb.devices.cdc_acm import CdcAcmFunction, SerialPort
+from vusb.devices.gadget_zero import GadgetZero, GadgetZeroFunction
 from vusb.devices.hid import HidDevice, HidFunction
 from vusb.devices.keyboard import Key, Keyboard, KeyboardFunction, Led, Modifier
+from vusb.devices.midi import MidiDevice, MidiFunction
 from vusb.devices.mouse import Button, Mouse, MouseFunction
 from vusb.devices.storage import MassStorage, MassStorageFunction
 
 __all__ = [
-    "Button", "CdcAcmFunction", "HidDevice", "HidFunction", "Key", "Keyboard", "KeyboardFunction", "Led",
-    "MassStorage", "MassStorageFunction", "Modifier", "Mouse", "MouseFunction", "SerialPort",
+    "AudioFunction", "Button", "CdcAcmFunction", "GadgetZero", "GadgetZeroFunction", "HidDevice", "HidFunction", "Key", "Keyboard", "KeyboardFunction", "Led",
+    "MassStorage", "MassStorageFunction", "MidiDevice", "MidiFunction", "Modifier", "Mouse", "MouseFunction",
+    "SerialPort", "SoundCard",
 ]

@@ -64,7 +64,7 @@ import enum
 import logging
 from collections import deque
 
-from vusb.constants import LANG_EN_US, RequestType, Speed, TransferType
+from vusb.constants import LANG_EN_US, Direction, Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import (
     BosDescriptor,
     ConfigurationDescriptor,
@@ -75,7 +75,8 @@ from vusb.descriptors import (
 )
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function, StringTable
 from vusb.endpoint import HandlerResult
-from vusb.errors import DeviceDefinitionError, Stall
+from vusb.errors import ArgumentError, DeviceDefinitionError, Stall
+from vusb.function import request
 from vusb.profile import Field, Located, ProfileContext, register_kind
 from vusb.urb import Completion, SetupPacket, Urb
 
@@ -144,9 +145,9 @@ class GadgetZeroStats:
 def pattern_bytes(pattern: Pattern | int, length: int, max_packet_size: int) -> bytes:
     """The bytes a source sends (and a sink expects) in a transfer of ``length`` bytes."""
     if length < 0:
-        raise ValueError(f"length {length} is negative")
+        raise ArgumentError(f"length {length} is negative")
     if max_packet_size < 1:
-        raise ValueError(f"max_packet_size {max_packet_size} must be at least 1")
+        raise ArgumentError(f"max_packet_size {max_packet_size} must be at least 1")
     if Pattern(pattern) != Pattern.MOD63:
         return bytes(length)
     packet = bytes((i % 63) for i in range(max_packet_size))
@@ -249,11 +250,11 @@ class GadgetZeroFunction(Function):
         if ctx.speed == Speed.LOW:
             raise DeviceDefinitionError("gadget zero needs bulk endpoints, which low-speed devices cannot have")
         number = ctx.interface_number()
-        source = ctx.endpoint(True, TransferType.BULK, preferred=self.in_address or None)
+        source = ctx.endpoint_in(TransferType.BULK, number=(self.in_address & 0x0F) or None)
         try:
-            sink = ctx.endpoint(False, TransferType.BULK, preferred=self.out_address or (source.address & 0x0F))
+            sink = ctx.endpoint_out(TransferType.BULK, number=(self.out_address & 0x0F) or source.number)
         except DeviceDefinitionError:
-            sink = ctx.endpoint(False, TransferType.BULK)
+            sink = ctx.endpoint_out(TransferType.BULK)
         self.in_address, self.out_address = source.address, sink.address
         self.interface_numbers = (number,)
         return InterfaceDescriptor(number, 0, 0xFF, 0, 0, name_index, (source, sink))
@@ -390,20 +391,29 @@ class GadgetZeroFunction(Function):
         return device.endpoint(address).max_packet_size if device is not None else 64
 
     # ------------------------------------------------------------ control
-    def control(self, setup: SetupPacket, data: bytes) -> ControlResult:
-        if setup.type != RequestType.VENDOR or setup.request not in (REQUEST_WRITE_BUFFER, REQUEST_READ_BUFFER):
-            return NOT_HANDLED
+    # Vendor requests of f_sourcesink (usbtest's "control write/read" tests): a 4 KiB buffer, wValue and
+    # wIndex 0.  g_zero's loopback configuration has none.
+    @request(Direction.OUT, RequestType.VENDOR, Recipient.DEVICE, REQUEST_WRITE_BUFFER)
+    def _write_buffer(self, setup: SetupPacket, data: bytes) -> ControlResult:
         if self.active_mode != Mode.SOURCE_SINK:
-            return NOT_HANDLED  # g_zero's loopback configuration has no vendor requests
-        wanted = 0x40 if setup.request == REQUEST_WRITE_BUFFER else 0xC0
-        if setup.request_type != wanted or setup.value or setup.index or setup.length > CONTROL_BUFFER_SIZE:
-            raise Stall()
-        if setup.request == REQUEST_WRITE_BUFFER:
-            self._control_buffer[: len(data)] = data
-            self.stats.control_writes += 1
-            return None
+            return NOT_HANDLED
+        self._check_buffer_request(setup)
+        self._control_buffer[: len(data)] = data
+        self.stats.control_writes += 1
+        return None
+
+    @request(Direction.IN, RequestType.VENDOR, Recipient.DEVICE, REQUEST_READ_BUFFER)
+    def _read_buffer(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if self.active_mode != Mode.SOURCE_SINK:
+            return NOT_HANDLED
+        self._check_buffer_request(setup)
         self.stats.control_reads += 1
         return bytes(self._control_buffer[: setup.length])
+
+    @staticmethod
+    def _check_buffer_request(setup: SetupPacket) -> None:
+        if setup.value or setup.index or setup.length > CONTROL_BUFFER_SIZE:
+            raise Stall()
 
 
 class GadgetZero(Device):

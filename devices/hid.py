@@ -24,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
-from vusb.constants import DescriptorType, RequestType, TransferType
+from vusb.constants import DescriptorType, Direction, Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import HidDescriptor, InterfaceDescriptor
-from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
+from vusb.device import BuildContext, ControlResult, Device, Function
 from vusb.errors import Stall, UsageError
+from vusb.function import request
+from vusb.single import Forwarded, SingleFunctionDevice, forward
 from vusb.urb import Completion, SetupPacket, Urb
 
 HID_CLASS = 0x03
@@ -123,18 +126,16 @@ class HidFunction(Function):
     # ------------------------------------------------------------ declaration
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
         number = ctx.interface_number()
-        eps = [ctx.endpoint(True, TransferType.INTERRUPT, max_packet_size=self.max_packet_size, interval=self.interval)]
+        eps = [ctx.endpoint_in(TransferType.INTERRUPT, max_packet_size=self.max_packet_size, interval=self.interval)]
         if self.use_out_endpoint:
-            eps.append(ctx.endpoint(False, TransferType.INTERRUPT, max_packet_size=self.max_packet_size,
-                                    interval=self.interval))
+            eps.append(ctx.endpoint_out(TransferType.INTERRUPT, max_packet_size=self.max_packet_size,
+                                        interval=self.interval))
         hid = HidDescriptor(len(self.report_descriptor), 0x0111, self.country_code)
         self.interface_number = number
         self.in_address = eps[0].address
         self.out_address = eps[1].address if len(eps) > 1 else None
-        return [
-            InterfaceDescriptor(number, 0, HID_CLASS, self.subclass, self.protocol_code,
-                                ctx.string(self.interface_name), tuple(eps), (hid,))
-        ]
+        return [ctx.interface(HID_CLASS, self.subclass, self.protocol_code, number=number, endpoints=eps,
+                              extra=(hid,), name=self.interface_name)]
 
     def bind(self, device: Device) -> None:
         device.endpoint(self.in_address).handler = self._interrupt_in
@@ -168,46 +169,54 @@ class HidFunction(Function):
             return self.hid_descriptor.to_bytes()
         return None
 
-    def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
-        if setup.type != RequestType.CLASS or setup.recipient != 1:
-            return NOT_HANDLED
+    # ------------------------------------------------------------ class requests (section 7.2)
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, HidRequest.GET_REPORT)
+    def _get_report(self, setup: SetupPacket, data: bytes) -> ControlResult:
         report_type, report_id = setup.value >> 8, setup.value & 0xFF
-        req = setup.request
-        if req == HidRequest.GET_REPORT and setup.is_in:
-            if report_type == ReportType.INPUT:
-                return self.current_input(report_id)
-            if report_type == ReportType.FEATURE:
-                if report_id not in self.features:
-                    raise Stall()
-                return self.features[report_id]
-            raise Stall()
-        if req == HidRequest.SET_REPORT and not setup.is_in:
-            if report_type == ReportType.OUTPUT:
-                self._output(report_id, data)
-                return None
-            if report_type == ReportType.FEATURE:
-                self.features[report_id] = data
-                if self.on_feature is not None:
-                    self.on_feature(report_id, data)
-                return None
-            raise Stall()
-        if req == HidRequest.GET_IDLE and setup.is_in:
-            return bytes((self.idle.get(report_id, 0),))
-        if req == HidRequest.SET_IDLE and not setup.is_in:
-            duration = setup.value >> 8
-            if report_id == 0:
-                self.idle.clear()
-            self.idle[report_id] = duration
-            return None
-        if req == HidRequest.GET_PROTOCOL and setup.is_in:
-            return bytes((int(self.protocol),))
-        if req == HidRequest.SET_PROTOCOL and not setup.is_in:
-            if self.subclass != HidSubclass.BOOT or setup.value not in (0, 1):
+        if report_type == ReportType.INPUT:
+            return self.current_input(report_id)
+        if report_type == ReportType.FEATURE:
+            if report_id not in self.features:
                 raise Stall()
-            self.protocol = Protocol(setup.value)
-            self.on_protocol(self.protocol)
+            return self.features[report_id]
+        raise Stall()
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, HidRequest.SET_REPORT)
+    def _set_report(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        report_type, report_id = setup.value >> 8, setup.value & 0xFF
+        if report_type == ReportType.OUTPUT:
+            self._output(report_id, data)
             return None
-        return NOT_HANDLED
+        if report_type == ReportType.FEATURE:
+            self.features[report_id] = data
+            if self.on_feature is not None:
+                self.on_feature(report_id, data)
+            return None
+        raise Stall()
+
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, HidRequest.GET_IDLE)
+    def _get_idle(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return bytes((self.idle.get(setup.value & 0xFF, 0),))
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, HidRequest.SET_IDLE)
+    def _set_idle(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        duration, report_id = setup.value >> 8, setup.value & 0xFF
+        if report_id == 0:
+            self.idle.clear()
+        self.idle[report_id] = duration
+        return None
+
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, HidRequest.GET_PROTOCOL)
+    def _get_protocol(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return bytes((int(self.protocol),))
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, HidRequest.SET_PROTOCOL)
+    def _set_protocol(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if self.subclass != HidSubclass.BOOT or setup.value not in (0, 1):
+            raise Stall()
+        self.protocol = Protocol(setup.value)
+        self.on_protocol(self.protocol)
+        return None
 
     def on_protocol(self, protocol: Protocol) -> None:
         """Boot/report protocol changed (boot devices override to switch report format)."""
@@ -309,23 +318,20 @@ def _uses_report_ids(descriptor: bytes) -> bool:
     return False
 
 
-class HidDevice(Device):
-    """A device with one generic HID interface."""
+class HidDevice(SingleFunctionDevice[HidFunction]):
+    """A device with one generic HID interface, whose API it offers."""
 
     def __init__(self, report_descriptor: bytes, *, input_size: int = 8, out_endpoint: bool = False,
                  features: dict[int, bytes] | None = None, vendor_id: int = 0x1209, product_id: int = 0x0003,
                  manufacturer: str | None = "vusb", product: str | None = "HID Device",
-                 serial_number: str | None = None, speed: str | int = "full", **kwargs: object) -> None:
+                 serial_number: str | None = None, speed: str | int = "full", **kwargs: Any) -> None:
         self.hid = HidFunction(report_descriptor, input_size=input_size, out_endpoint=out_endpoint, features=features)
+        """The HID function (also :attr:`function`)."""
         super().__init__(self.hid, vendor_id=vendor_id, product_id=product_id, manufacturer=manufacturer,
-                         product=product, serial_number=serial_number, speed=speed, **kwargs)  # type: ignore[arg-type]
+                         product=product, serial_number=serial_number,
+                         speed=Speed(speed) if isinstance(speed, int) else speed, **kwargs)
 
-    async def send(self, report: bytes, timeout: float | None = None) -> None:
-        await self.hid.send(report, timeout)
-
-    async def read_output(self, timeout: float | None = None) -> tuple[int, bytes]:
-        return await self.hid.read_output(timeout)
-
-    @property
-    def features(self) -> dict[int, bytes]:
-        return self.hid.features
+    send = forward(HidFunction.send)
+    send_report = forward(HidFunction.send_report)
+    read_output = forward(HidFunction.read_output)
+    features: Forwarded[dict[int, bytes]] = Forwarded("Feature reports by report id; both sides may change them.")

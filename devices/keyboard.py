@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from typing import Any
 
-from vusb.devices.hid import HidFunction, HidProtocolCode, HidSubclass
+from vusb.devices.hid import HidFunction, HidProtocolCode, HidSubclass, Protocol
 
-from vusb.device import Device
+from vusb.constants import Speed
 from vusb.errors import UsageError
+from vusb.single import Forwarded, SingleFunctionDevice, forward
 
 BOOT_KEYBOARD_REPORT_DESCRIPTOR = bytes.fromhex(
     "05 01 09 06 a1 01"  # Usage Page (Generic Desktop), Usage (Keyboard), Collection (Application)
@@ -310,8 +312,8 @@ class KeyboardFunction(HidFunction):
         return await asyncio.wait_for(fut, timeout)
 
 
-class Keyboard(Device):
-    """A USB boot keyboard."""
+class Keyboard(SingleFunctionDevice[KeyboardFunction]):
+    """A USB boot keyboard: one :class:`KeyboardFunction`, whose typing API it offers."""
 
     def __init__(
         self,
@@ -323,39 +325,21 @@ class Keyboard(Device):
         product: str | None = "Virtual Keyboard",
         serial_number: str | None = None,
         speed: str | int = "full",
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         self.keyboard = KeyboardFunction()
+        """The keyboard function (also :attr:`function`)."""
         super().__init__(self.keyboard, vendor_id=vendor_id, product_id=product_id, device_version=device_version,
                          manufacturer=manufacturer, product=product, serial_number=serial_number,
-                         speed=speed, **kwargs)  # type: ignore[arg-type]
+                         speed=Speed(speed) if isinstance(speed, int) else speed, **kwargs)
 
-    async def type(self, text: str, timeout: float | None = None) -> None:
-        await self.keyboard.type(text, timeout)
-
-    async def press(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
-        await self.keyboard.press(*keys, modifiers=modifiers, timeout=timeout)
-
-    async def release(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
-        await self.keyboard.release(*keys, modifiers=modifiers, timeout=timeout)
-
-    async def release_all(self, timeout: float | None = None) -> None:
-        await self.keyboard.release_all(timeout)
-
-    async def tap(self, *keys: Key | int, modifiers: Modifier = Modifier.NONE, timeout: float | None = None) -> None:
-        await self.keyboard.tap(*keys, modifiers=modifiers, timeout=timeout)
-
-    async def wait_leds(self, leds: Led, timeout: float | None = None) -> Led:
-        return await self.keyboard.wait_leds(leds, timeout)
-
-    @property
-    def leds(self) -> Led:
-        return self.keyboard.leds
-
-    @property
-    def protocol(self) -> int:
-        return int(self.keyboard.protocol)
-
-    @property
-    def idle(self) -> dict[int, int]:
-        return self.keyboard.idle
+    type = forward(KeyboardFunction.type)
+    press = forward(KeyboardFunction.press)
+    release = forward(KeyboardFunction.release)
+    release_all = forward(KeyboardFunction.release_all)
+    tap = forward(KeyboardFunction.tap)
+    wait_leds = forward(KeyboardFunction.wait_leds)
+    read_output = forward(KeyboardFunction.read_output)
+    leds: Forwarded[Led] = Forwarded("The LEDs the host set last.")
+    protocol: Forwarded[Protocol] = Forwarded("Boot (0) or report (1) protocol, as the host set it.")
+    idle: Forwarded[dict[int, int]] = Forwarded("Idle rate per report id, in 4 ms units, as the host set it.")

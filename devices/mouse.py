@@ -13,10 +13,12 @@ so the wheel is left out of boot reports.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from vusb.devices.hid import HidFunction, HidProtocolCode, HidSubclass, Protocol
 
-from vusb.device import Device
+from vusb.constants import Speed
+from vusb.single import Forwarded, SingleFunctionDevice, forward
 
 BOOT_MOUSE_REPORT_DESCRIPTOR = bytes.fromhex(
     "05 01 09 02 a1 01"  # Usage Page (Generic Desktop), Usage (Mouse), Collection (Application)
@@ -99,8 +101,8 @@ class MouseFunction(HidFunction):
         await self.release(buttons, timeout)
 
 
-class Mouse(Device):
-    """A USB boot mouse with a wheel."""
+class Mouse(SingleFunctionDevice[MouseFunction]):
+    """A USB boot mouse with a wheel: one :class:`MouseFunction`, whose API it offers."""
 
     def __init__(
         self,
@@ -112,28 +114,17 @@ class Mouse(Device):
         product: str | None = "Virtual Mouse",
         serial_number: str | None = None,
         speed: str | int = "full",
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         self.mouse = MouseFunction()
+        """The mouse function (also :attr:`function`)."""
         super().__init__(self.mouse, vendor_id=vendor_id, product_id=product_id, device_version=device_version,
                          manufacturer=manufacturer, product=product, serial_number=serial_number,
-                         speed=speed, **kwargs)  # type: ignore[arg-type]
+                         speed=Speed(speed) if isinstance(speed, int) else speed, **kwargs)
 
-    async def move(self, dx: int, dy: int, timeout: float | None = None) -> None:
-        await self.mouse.move(dx, dy, timeout)
-
-    async def scroll(self, amount: int, timeout: float | None = None) -> None:
-        await self.mouse.scroll(amount, timeout)
-
-    async def press(self, buttons: Button, timeout: float | None = None) -> None:
-        await self.mouse.press(buttons, timeout)
-
-    async def release(self, buttons: Button = ALL_BUTTONS, timeout: float | None = None) -> None:
-        await self.mouse.release(buttons, timeout)
-
-    async def click(self, buttons: Button = Button.LEFT, timeout: float | None = None) -> None:
-        await self.mouse.click(buttons, timeout)
-
-    @property
-    def buttons(self) -> Button:
-        return self.mouse.buttons
+    move = forward(MouseFunction.move)
+    scroll = forward(MouseFunction.scroll)
+    press = forward(MouseFunction.press)
+    release = forward(MouseFunction.release)
+    click = forward(MouseFunction.click)
+    buttons: Forwarded[Button] = Forwarded("The buttons held down.")

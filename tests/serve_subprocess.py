@@ -119,12 +119,13 @@ class ServeProcess:
     ``args`` follow ``vusb serve`` as they are (profiles, ``--port``...). ``prefix`` comes
     before the Python interpreter (``["unshare", ...]``), ``env`` is added to this process's
     environment, ``cwd`` is where it runs (the repository by default, so
-    ``profiles/keyboard.yaml`` works). Usable as a context manager, plain or async.
+    ``profiles/keyboard.yaml`` works), ``python`` the interpreter (another venv's, say). Usable as a context manager, plain or async.
     """
 
     def __init__(self, *args: str, prefix: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 cwd: Path | str = ROOT, banner_timeout: float = 30.0, stop_timeout: float = 10.0) -> None:
-        self.command = [*prefix, sys.executable, "-m", "vusb", "serve", *args]
+                 cwd: Path | str = ROOT, banner_timeout: float = 30.0, stop_timeout: float = 10.0,
+                 python: Path | str = sys.executable) -> None:
+        self.command = [*prefix, str(python), "-m", "vusb", "serve", *args]
         self.env = {**os.environ, **env} if env else None
         self.cwd = Path(cwd)
         self.banner_timeout = banner_timeout

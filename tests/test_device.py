@@ -12,7 +12,7 @@ from vusb.devices import Keyboard, KeyboardFunction, MouseFunction
 
 from vusb.constants import DescriptorType, RequestType, Speed, Status, TransferType
 from vusb.descriptors import ConfigurationDescriptor, DeviceDescriptor, EndpointDescriptor, InterfaceDescriptor
-from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
+from vusb.device import NOT_HANDLED, AttachedFunction, BuildContext, ControlResult, Device, Function
 from vusb.errors import DeviceDefinitionError, Stall, UsageError
 from vusb.testing import LocalHost
 from vusb.urb import Completion, SetupPacket, Urb
@@ -288,7 +288,7 @@ async def test_urb_after_unlink_and_reconfiguration_in_one_turn_is_answered() ->
 
 # ------------------------------------------------------------ a user's own multi-configuration device
 
-class TwoWayFunction(Function):
+class TwoWayFunction(AttachedFunction):
     """Interface 0 of :class:`TwoWayDevice`: bulk OUT data comes back on bulk IN, as sent in
     configuration 1 and reversed in configuration 2, where interrupt IN 0x82 counts the OUT transfers."""
 

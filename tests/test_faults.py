@@ -28,6 +28,7 @@ from vusb.devices.storage import (
     MassStorageFunction,
     MemoryStore,
     Opcode,
+    ScsiFailure,
 )
 from vusb.devices.storage.scsi import Failed
 
@@ -87,8 +88,8 @@ class UrbCase:
 
 
 URB_CASES = [
-    UrbCase("stall IN", lambda: faults.Stall(endpoint=IN), False, Status.EPIPE, b""),
-    UrbCase("stall OUT", lambda: faults.Stall(endpoint=OUT), True, Status.EPIPE, None),
+    UrbCase("stall IN", lambda: faults.StallRule(endpoint=IN), False, Status.EPIPE, b""),
+    UrbCase("stall OUT", lambda: faults.StallRule(endpoint=OUT), True, Status.EPIPE, None),
     UrbCase("short IN", lambda: faults.Short(endpoint=IN, length=3), False, 0, b"abc"),
     UrbCase("short OUT", lambda: faults.Short(endpoint=OUT, length=2), True, 0, None, 2),
     UrbCase("babble IN", lambda: faults.Babble(endpoint=IN), False, Status.EOVERFLOW, b"abcdefgh" + b"\xff" * 56),
@@ -133,7 +134,7 @@ async def test_short_out_gives_the_device_what_the_host_is_told_was_taken(length
 async def test_stall_halts_the_endpoint_until_the_host_clears_it() -> None:
     device = pipe_device()
     host = await configured(device)
-    device.faults.add(faults.Stall(endpoint=IN, count=1))
+    device.faults.add(faults.StallRule(endpoint=IN, count=1))
     device.endpoint(IN).send_nowait(b"data")
     with pytest.raises(Stall):
         await host.transfer_in(IN, 64)
@@ -148,7 +149,7 @@ async def test_stall_halts_the_endpoint_until_the_host_clears_it() -> None:
 async def test_stall_without_halt_stalls_one_urb() -> None:
     device = pipe_device()
     host = await configured(device)
-    device.faults.add(faults.Stall(endpoint=IN, count=1, halt=False))
+    device.faults.add(faults.StallRule(endpoint=IN, count=1, halt=False))
     device.endpoint(IN).send_nowait(b"data")
     with pytest.raises(Stall):
         await host.transfer_in(IN, 64)
@@ -288,13 +289,13 @@ HANDOVER_CASES = [
                  SETTLED, unlinked_in_the_turn_its_data_came, False, [BABBLED, (0, SECOND)]),
     HandoverCase("babble, unlinked before its data came", lambda: faults.Babble(endpoint=IN, count=1),
                  SETTLED, unlinked_before_its_data_came, True, PLAIN),
-    HandoverCase("after_bytes, answered", lambda: faults.Stall(endpoint=IN, halt=False, after_bytes=5, count=1),
+    HandoverCase("after_bytes, answered", lambda: faults.StallRule(endpoint=IN, halt=False, after_bytes=5, count=1),
                  SETTLED, answered, None, COUNTED_THEN_STALLED),
     HandoverCase("after_bytes, unlinked in the turn its data came",
-                 lambda: faults.Stall(endpoint=IN, halt=False, after_bytes=5, count=1), SETTLED,
+                 lambda: faults.StallRule(endpoint=IN, halt=False, after_bytes=5, count=1), SETTLED,
                  unlinked_in_the_turn_its_data_came, False, COUNTED_THEN_STALLED),
     HandoverCase("after_bytes, unlinked before its data came",
-                 lambda: faults.Stall(endpoint=IN, halt=False, after_bytes=5, count=1), SETTLED,
+                 lambda: faults.StallRule(endpoint=IN, halt=False, after_bytes=5, count=1), SETTLED,
                  unlinked_before_its_data_came, True, COUNTED_THEN_STALLED),
     # Drop takes nothing from the device: what it queued waits behind the dropped URB.
     HandoverCase("drop, never unlinked", lambda: faults.Drop(endpoint=IN, count=1), SETTLED,
@@ -304,9 +305,9 @@ HANDOVER_CASES = [
     HandoverCase("drop, unlinked before its data came", lambda: faults.Drop(endpoint=IN, count=1), SETTLED,
                  unlinked_before_its_data_came, True, PLAIN),
     # Stall answers at once, before any data comes, and leaves it queued.
-    HandoverCase("stall, answered", lambda: faults.Stall(endpoint=IN, halt=False, count=1), SETTLED,
+    HandoverCase("stall, answered", lambda: faults.StallRule(endpoint=IN, halt=False, count=1), SETTLED,
                  answered, None, [(Status.EPIPE, b""), *PLAIN], held=False),
-    HandoverCase("stall, unlink comes too late", lambda: faults.Stall(endpoint=IN, halt=False, count=1), SETTLED,
+    HandoverCase("stall, unlink comes too late", lambda: faults.StallRule(endpoint=IN, halt=False, count=1), SETTLED,
                  unlinked_in_the_turn_its_data_came, False, [(Status.EPIPE, b""), *PLAIN], held=False),
 ]
 
@@ -522,13 +523,13 @@ class FiringCase:
 
 
 FIRING_CASES = [
-    FiringCase("every time by default", lambda: faults.Stall(endpoint=IN, halt=False), "xxxxxx"),
-    FiringCase("count", lambda: faults.Stall(endpoint=IN, halt=False, count=2), "xx...."),
-    FiringCase("after", lambda: faults.Stall(endpoint=IN, halt=False, after=3, count=1), "...x.."),
-    FiringCase("after_bytes", lambda: faults.Stall(endpoint=IN, halt=False, after_bytes=8, count=2), "..xx.."),
-    FiringCase("probability, seeded", lambda: faults.Stall(endpoint=IN, halt=False, probability=0.5, seed=3),
+    FiringCase("every time by default", lambda: faults.StallRule(endpoint=IN, halt=False), "xxxxxx"),
+    FiringCase("count", lambda: faults.StallRule(endpoint=IN, halt=False, count=2), "xx...."),
+    FiringCase("after", lambda: faults.StallRule(endpoint=IN, halt=False, after=3, count=1), "...x.."),
+    FiringCase("after_bytes", lambda: faults.StallRule(endpoint=IN, halt=False, after_bytes=8, count=2), "..xx.."),
+    FiringCase("probability, seeded", lambda: faults.StallRule(endpoint=IN, halt=False, probability=0.5, seed=3),
                seeded_pattern(3, 0.5, 6)),
-    FiringCase("another endpoint only", lambda: faults.Stall(endpoint=OUT, halt=False), "......"),
+    FiringCase("another endpoint only", lambda: faults.StallRule(endpoint=OUT, halt=False), "......"),
 ]
 
 
@@ -554,7 +555,7 @@ async def test_when_a_rule_fires(case: FiringCase) -> None:
 async def test_control_requests_match_on_setup_fields() -> None:
     device = pipe_device()
     host = await configured(device)
-    rule = device.faults.add(faults.Stall(endpoint=0, request_type=0x80, request=6, value=0x0300))
+    rule = device.faults.add(faults.StallRule(endpoint=0, request_type=0x80, request=6, value=0x0300))
     with pytest.raises(Stall):
         await host.get_descriptor(DescriptorType.STRING, 0)
     assert len(await host.get_descriptor(DescriptorType.DEVICE, 0, 18)) == 18
@@ -583,7 +584,7 @@ async def test_rules_come_and_go_at_runtime_and_spent_rules_leave_the_urb_path()
 async def test_wait_returns_once_the_rule_fired() -> None:
     device = pipe_device()
     host = await configured(device)
-    rule = device.faults.add(faults.Stall(endpoint=IN, halt=False, after=1))
+    rule = device.faults.add(faults.StallRule(endpoint=IN, halt=False, after=1))
     device.endpoint(IN).send_nowait(b"a")
     waiter = asyncio.ensure_future(rule.wait(timeout=2))
     assert await host.transfer_in(IN, 4) == b"a"
@@ -670,7 +671,7 @@ SCSI_CASES = [  # (name, rule, LBA read, fails?, sense INFORMATION)
 async def test_scsi_failure_with_chosen_sense(name: str, match: dict[str, int], lba: int, fails: bool,
                                               information: int | None) -> None:
     disk = MassStorage(memory=True, size=1 << 20)
-    rule = disk.faults.add(faults.ScsiFailure(**{"opcode": Opcode.READ_10, **match}, sense_key="MEDIUM_ERROR",
+    rule = disk.faults.add(ScsiFailure(**{"opcode": Opcode.READ_10, **match}, sense_key="MEDIUM_ERROR",
                                               asc=0x11, ascq=0x00))
     async with LocalHost(disk) as host:
         await host.enumerate(strings=False)
@@ -690,7 +691,7 @@ async def test_scsi_failure_with_chosen_sense(name: str, match: dict[str, int], 
 
 async def test_not_ready_twice_then_the_command_succeeds() -> None:
     disk = MassStorage(memory=True, size=1 << 20)
-    rule = disk.faults.add(faults.ScsiFailure(opcode=Opcode.TEST_UNIT_READY, sense_key="NOT_READY", asc=0x04,
+    rule = disk.faults.add(ScsiFailure(opcode=Opcode.TEST_UNIT_READY, sense_key="NOT_READY", asc=0x04,
                                               ascq=0x01, count=2))
     async with LocalHost(disk) as host:
         await host.enumerate(strings=False)
@@ -721,7 +722,7 @@ LUN_CASES = [  # (name, rule's lun, which (function, LUN) fail)
 def test_scsi_failure_lun_is_numbered_within_each_function(name: str, lun: int | None,
                                                              failing: set[tuple[int, int]]) -> None:
     device = two_disk_device()
-    device.faults.add(faults.ScsiFailure(sense_key="MEDIUM_ERROR", asc=0x11, lun=lun, opcode=Opcode.READ_10))
+    device.faults.add(ScsiFailure(sense_key="MEDIUM_ERROR", asc=0x11, lun=lun, opcode=Opcode.READ_10))
     functions = [f for f in device.functions if isinstance(f, MassStorageFunction)]
     failed = {(f, n) for f, function in enumerate(functions) for n, unit in enumerate(function.luns)
               if isinstance(unit.command(read10(0, 1)), Failed)}
@@ -731,25 +732,25 @@ def test_scsi_failure_lun_is_numbered_within_each_function(name: str, lun: int |
 def test_scsi_failure_lun_beyond_every_function_is_refused() -> None:
     device = two_disk_device()
     with pytest.raises(UsageError, match=r"at most 2 logical unit\(s\); there is no LUN 2"):
-        device.faults.add(faults.ScsiFailure(sense_key=3, lun=2))
+        device.faults.add(ScsiFailure(sense_key=3, lun=2))
 
 
 # ------------------------------------------------------------------ misuse
 
 
 MISUSE = [
-    ("endpoint not an address", lambda: faults.Stall(endpoint=0x31), "not an endpoint address"),
+    ("endpoint not an address", lambda: faults.StallRule(endpoint=0x31), "not an endpoint address"),
     ("count zero", lambda: faults.Drop(count=0), "count 0 is out of range"),
     ("probability above one", lambda: faults.Drop(probability=1.5), "probability must be a number in (0, 1]"),
     ("negative delay", lambda: faults.Delay(seconds=-1), "seconds must be a finite number >= 0"),
-    ("setup fields on a bulk endpoint", lambda: faults.Stall(endpoint=IN, request=6), "not the control endpoint"),
+    ("setup fields on a bulk endpoint", lambda: faults.StallRule(endpoint=IN, request=6), "not the control endpoint"),
     ("babble on OUT", lambda: faults.Babble(endpoint=OUT), "only IN transfers babble"),
     ("descriptor without patch", lambda: faults.CorruptDescriptor(type="device"), "needs offset and data"),
     ("descriptor type unknown", lambda: faults.CorruptDescriptor(type="hub", offset=0, data=b"\x00"),
      "unknown descriptor type 'hub'"),
-    ("sense key unknown", lambda: faults.ScsiFailure(sense_key="OOPS"), "unknown sense key 'OOPS'"),
-    ("sense key reserved", lambda: faults.ScsiFailure(sense_key=0xC), "reserved"),
-    ("scsi rule with an endpoint", lambda: faults.ScsiFailure(sense_key=3, endpoint=IN), "endpoint is not used"),
+    ("sense key unknown", lambda: ScsiFailure(sense_key="OOPS"), "unknown sense key 'OOPS'"),
+    ("sense key reserved", lambda: ScsiFailure(sense_key=0xC), "reserved"),
+    ("scsi rule with an endpoint", lambda: ScsiFailure(sense_key=3, endpoint=IN), "endpoint is not used"),
 ]
 
 
@@ -762,9 +763,9 @@ def test_bad_rules_are_usage_errors(name: str, make: Callable[[], object], messa
 def test_rules_that_do_not_fit_the_device_are_refused() -> None:
     device = pipe_device()
     with pytest.raises(UsageError, match="no endpoint 0x83"):
-        device.faults.add(faults.Stall(endpoint=0x83))
+        device.faults.add(faults.StallRule(endpoint=0x83))
     with pytest.raises(UsageError, match="no SCSI logical unit"):
-        device.faults.add(faults.ScsiFailure(sense_key="MEDIUM_ERROR"))
+        device.faults.add(ScsiFailure(sense_key="MEDIUM_ERROR"))
     with pytest.raises(UsageError, match="not SetupPacket"):
         device.faults.add(SetupPacket(0, 0))  # type: ignore[type-var]
     rule = device.faults.add(faults.Drop())
@@ -775,7 +776,7 @@ def test_rules_that_do_not_fit_the_device_are_refused() -> None:
         device.faults.remove(rule)
     disk = MassStorage(memory=True, size=1 << 20)
     with pytest.raises(UsageError, match="there is no LUN 1"):
-        disk.faults.add(faults.ScsiFailure(sense_key=3, lun=1))
+        disk.faults.add(ScsiFailure(sense_key=3, lun=1))
     disk.close()
 
 
@@ -824,9 +825,9 @@ def test_profile_faults_become_fresh_rules_for_each_device(tmp_path: Path) -> No
     profile = parse_profile(PROFILE_HEAD + GOOD_FAULTS, str(tmp_path / "p.yaml"), tmp_path)
     first, second = profile.build(), profile.build()
     kinds = [type(r).__name__ for r in first.faults]
-    assert kinds == ["ScsiFailure", "Stall", "Delay", "CorruptDescriptor"]
+    assert kinds == ["ScsiFailure", "StallRule", "Delay", "CorruptDescriptor"]  # the rule was renamed from Stall
     scsi = next(iter(first.faults))
-    assert isinstance(scsi, faults.ScsiFailure) and (scsi.sense_key, scsi.asc, scsi.lba, scsi.blocks) == (3, 0x11, 100, 8)
+    assert isinstance(scsi, ScsiFailure) and (scsi.sense_key, scsi.asc, scsi.lba, scsi.blocks) == (3, 0x11, 100, 8)
     assert all(a is not b for a, b in zip(first.faults, second.faults, strict=True))
     first.close_unstarted()
     second.close_unstarted()
@@ -879,7 +880,7 @@ async def test_control_channel_adds_lists_and_clears_rules(tmp_path: Path) -> No
         listed = await control.handle({"cmd": "fault-list", "busid": "1-1"})
         assert [(f["kind"], f["fired"]) for f in listed["faults"]] == [("scsi-failure", 0), ("stall", 0)]
         assert (await control.handle({"cmd": "fault-clear", "busid": "1-1", "index": 0}))["removed"] == 1
-        assert [type(r).__name__ for r in disk.faults] == ["Stall"]
+        assert [type(r).__name__ for r in disk.faults] == ["StallRule"]  # the rule was renamed from Stall
         assert (await control.handle({"cmd": "fault-clear", "busid": "1-1"}))["removed"] == 1
         assert not disk.faults
     disk.close()

@@ -390,7 +390,7 @@ def test_shipped_profile_is_gadget_zero_for_usbtest() -> None:
 PROFILE = """\
 identity: {vendor_id: 0x0525, product_id: 0xa4a0, speed: high}
 functions:
-  - kind: gadget_zero
+  - kind: gadget-zero
 """
 
 

@@ -14,9 +14,10 @@ SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
-def test_shipped_profiles_load(path: Path) -> None:
-    device = load_device(path)
+def test_shipped_profiles_load(path: Path, tmp_path: Path) -> None:
+    device = load_profile(path, data_dir=tmp_path).build()  # a disk image goes to tmp_path, not into profiles/
     assert device.descriptor.vendor_id
+    device.close_unstarted()
 
 
 def test_keyboard_profile_identity() -> None:

@@ -29,7 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
     from vusb.profile import load_profile
     from vusb.server import Server, ServerLimits, run
 
-    profiles = [load_profile(p, allow_outside_paths=args.allow_outside_paths) for p in args.profiles]
+    profiles = [load_profile(p, allow_outside_paths=args.allow_outside_paths, data_dir=args.data_dir)
+                for p in args.profiles]
     devices = [p.build() for p in profiles]
 
     async def main() -> None:
@@ -37,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
                               max_urbs_in_flight=args.max_urbs)
         server = Server(devices, host=args.host, port=args.port, limits=limits, allow_remote=args.allow_remote,
                         allowed_clients=args.allow_client or None, capture=args.capture,
+                        capture_format=args.capture_format,
                         busy_poll=args.busy_poll / 1e6)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -56,8 +58,8 @@ def _serve(args: argparse.Namespace) -> int:
         client_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost", "::1") else "<this-host>"
         port_opt = f" --tcp-port {server.port}" if server.port != USBIP_PORT else ""
         print(f"vusb: serving {len(devices)} device(s) on {args.host}:{server.port}", flush=True)
-        for profile, export in zip(profiles, server.exports, strict=False):
-            print(f"  {export.busid}  {export.device.describe():40s} ({profile.file})", flush=True)
+        for spec, export in zip(args.profiles, server.exports, strict=False):
+            print(f"  {export.busid}  {export.device.describe():40s} ({spec})", flush=True)
             print(f"      attach: usbip{port_opt} attach -r {client_host} -b {export.busid}", flush=True)
         if client_host == "127.0.0.1":
             print("  (a QEMU guest with user networking reaches this server as 10.0.2.2)", flush=True)
@@ -115,16 +117,35 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.profiles:
         try:
-            profile = load_profile(path, allow_outside_paths=args.allow_outside_paths)
+            profile = load_profile(path, allow_outside_paths=args.allow_outside_paths, data_dir=args.data_dir,
+                                   all_errors=True)
         except VusbError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            for line in str(exc).splitlines():  # every error of the file, one a line
+                print(f"error: {line}", file=sys.stderr)
             failed += 1
         else:
             print(f"ok: {path} ({profile.name})")
+            for note in profile.notes:
+                print(f"note: {note}")
             if profile.descriptors is not None:
                 for note in profile.descriptors.notes:
                     print(f"note: {path}: {note}")
     return 1 if failed else 0
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    from vusb.profile import builtin_profiles, find_builtin_profile
+
+    if args.show:
+        sys.stdout.write(find_builtin_profile(args.show).path.read_text(encoding="utf-8"))
+        return 0
+    known = builtin_profiles()
+    width = max((len(name) for name in known), default=0)
+    for name, profile in known.items():
+        print(f"{name:{width}s}  {profile.description}")
+    print("\nserve one by name: vusb serve NAME [NAME...]  (files it makes, such as disk images, go in the\n"
+          "current folder, or --data-dir DIR); vusb profiles --show NAME prints its YAML to copy and change")
+    return 0
 
 
 def _clone(args: argparse.Namespace) -> int:
@@ -158,15 +179,25 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+_PROFILE_HELP = "a profile file (.yaml), or the name of a built-in profile (`vusb profiles` lists them)"
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder for the files profiles name (disk images, pty links); default: a profile file's "
+                   "own folder, and the current folder for a built-in profile")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let profiles use files outside their data folder (disk images, pty links)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vusb", description="Virtual USB devices served over USB/IP.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="serve profiles as USB/IP devices")
-    p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
-    p.add_argument("--allow-outside-paths", action="store_true",
-                   help="let profiles use files outside their own folder (disk images, pty links)")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE", help=_PROFILE_HELP)
+    _data_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
     p.add_argument("--allow-remote", action="store_true",
@@ -178,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest transfer a client may ask for (default 64 MiB)")
     p.add_argument("--max-urbs", type=int, default=4096, help="URBs in flight per connection (default 4096)")
     p.add_argument("--capture", metavar="FILE.pcap",
-                   help="write the USB/IP traffic as a pcap (Wireshark: -d tcp.port==PORT,usbip)")
+                   help="write the traffic as a pcap (usbip form: Wireshark -d tcp.port==PORT,usbip)")
+    p.add_argument("--capture-format", choices=("usbip", "usbmon"), default="usbip",
+                   help="usbip: the USB/IP messages as TCP streams (default); usbmon: the URBs as Linux's "
+                        "usbmon records them (what tcpdump -i usbmon0 writes on a machine with the hardware)")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     p.add_argument("--busy-poll", type=_busy_poll, default=0, metavar="MICROSECONDS",
                    help="after each reply keep polling this long instead of sleeping: lower latency on virtual "
@@ -191,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ctl", help="drive the devices of a running `vusb serve` (type, move, eject, unplug...)",
                        description="Send one command to the control socket of a running `vusb serve`. "
-                       "`vusb ctl` alone lists the commands (they are defined in vusb/control.py); "
+                       "`vusb ctl` alone lists the commands (the device classes add their own); "
                        "`vusb ctl COMMAND --help` shows a command's arguments.")
     p.add_argument("--socket", metavar="PATH", help="the control socket (default: the one of --port)")
     p.add_argument("--port", type=int, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
@@ -220,10 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("validate", "check"):
         p = sub.add_parser(name, help="check profiles and report every error with file, line, column and field"
                            + (" (alias of validate)" if name == "check" else ""))
-        p.add_argument("profiles", nargs="+", metavar="PROFILE.yaml")
-        p.add_argument("--allow-outside-paths", action="store_true",
-                       help="let profiles use files outside their own folder (disk images, pty links)")
+        p.add_argument("profiles", nargs="+", metavar="PROFILE", help=_PROFILE_HELP)
+        _data_options(p)
         p.set_defaults(func=_check)
+
+    p = sub.add_parser("profiles", help="list the built-in profiles (serve one by name: vusb serve keyboard)")
+    p.add_argument("--show", metavar="NAME", help="print a built-in profile's YAML, to copy and change it")
+    p.set_defaults(func=_profiles)
 
     p = sub.add_parser("clone", help="make a raw-descriptor profile from lsusb -v text, sysfs or a usbmon capture")
     p.add_argument("input", metavar="INPUT", help="lsusb -v text file, sysfs device folder or descriptors file, "

@@ -24,6 +24,7 @@ from vusb.errors import (
     NoSuchDevice,
     ProtocolError,
     RemoteError,
+    TransferTimeout,
 )
 from vusb.host import DEFAULT_TIMEOUT, DeviceInfo, TransferResult, UsbHost
 from vusb.protocol import (
@@ -306,7 +307,7 @@ class RemoteDevice(UsbHost):
                 del self._waiting[seqnum]
             if late.done() and not late.cancelled():
                 return late.result()
-            raise TimeoutError(f"URB seqnum {seqnum}: no reply within {timeout} s; it was unlinked") from None
+            raise TransferTimeout(f"URB seqnum {seqnum}: no reply within {timeout} s; it was unlinked") from None
         finally:
             timer.cancel()
 

@@ -28,6 +28,7 @@ from vusb.descriptors import (
     Usb2Extension,
 )
 from vusb.errors import VusbError
+from vusb.profile_raw import boot_report_default, declared_report_length
 
 DEFAULT_LANGUAGE = 0x0409
 
@@ -122,8 +123,6 @@ class Clone:
 
     def _needs_length_fix(self) -> list[str]:
         """HID boot interfaces without a report descriptor whose default does not fit wDescriptorLength."""
-        from vusb.profile import _boot_default, _declared_report_length
-
         reasons = []
         seen: set[int] = set()
         for raw in self.configurations:
@@ -135,8 +134,8 @@ class Clone:
                 if itf.interface_class != 0x03 or itf.number in self.reports or itf.number in seen:
                     continue
                 seen.add(itf.number)
-                default = _boot_default(itf)
-                declared = _declared_report_length([raw], itf.number)
+                default = boot_report_default(itf)
+                declared = declared_report_length([raw], itf.number)
                 if default is not None and declared is not None and declared != len(default[1]):
                     reasons.append(f"interface {itf.number}: no report descriptor in the source; the boot "
                                    f"{default[0]} default ({len(default[1])} bytes) is served and wDescriptorLength "

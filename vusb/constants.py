@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from vusb.errors import ArgumentError
+
 
 class Speed(enum.IntEnum):
     """Device speed as USB/IP reports it (Linux ``enum usb_device_speed``)."""
@@ -21,7 +23,7 @@ class Speed(enum.IntEnum):
         try:
             return names[value.lower()]
         except KeyError:
-            raise ValueError(f"unknown speed {value!r}: expected one of {', '.join(names)}") from None
+            raise ArgumentError(f"unknown speed {value!r}: expected one of {', '.join(names)}") from None
 
 
 class DescriptorType(enum.IntEnum):
@@ -81,6 +83,13 @@ class TransferType(enum.IntEnum):
     INTERRUPT = 3
 
 
+class Direction(enum.IntEnum):
+    """Direction of a control request's data stage (bmRequestType bit 7) or of an endpoint."""
+
+    OUT = 0  # host to device
+    IN = 1  # device to host
+
+
 class RequestType(enum.IntEnum):
     STANDARD = 0
     CLASS = 1
@@ -114,7 +123,7 @@ class Status(enum.IntEnum):
 class SenseKey(enum.IntEnum):
     """SCSI sense keys (SPC-4 table 47); 0xC is reserved.
 
-    Used by the mass storage devices (vusb.devices.storage.scsi) and by vusb.faults.ScsiFailure.
+    Used by the mass storage devices (vusb.devices.storage.scsi) and by its ScsiFailure fault rule (vusb.devices.storage).
     """
 
     NO_SENSE = 0x0

@@ -23,12 +23,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+import construct  # type: ignore[import-untyped]
+
 from vusb import layouts
 from vusb.constants import LANG_EN_US, DescriptorType, Speed, TransferType
 from vusb.errors import DescriptorError
 
 __all__ = [
     "BosDescriptor",
+    "ClassSpecificDescriptor",
     "ConfigurationDescriptor",
     "Descriptor",
     "DeviceCapability",
@@ -41,6 +44,7 @@ __all__ = [
     "LanguageTable",
     "RawCapability",
     "RawDescriptor",
+    "Remaining",
     "StringDescriptor",
     "SuperSpeedCapability",
     "SuperSpeedEndpointCompanion",
@@ -192,6 +196,145 @@ class RawDescriptor(Descriptor):
 
     def to_bytes(self) -> bytes:
         return self.data
+
+
+class Remaining(construct.Construct):  # type: ignore[misc]
+    """A layout field holding as many ``item`` values as the descriptor's length leaves room for.
+
+    For variable-length tails whose count no other field gives: a UAC2 feature unit's
+    ``bmaControls`` (one per channel, then ``iFeature``: ``Remaining(Int32ul, after=1)``),
+    a CDC union's subordinate interfaces (``Remaining(Int8ul)``).  When building it
+    writes every item of the value; when parsing it reads ``(rest - after) / size``
+    items, where ``rest`` is what is left of the descriptor before the last ``after``
+    bytes.  Only :class:`ClassSpecificDescriptor` parses with the length it needs.
+    """
+
+    def __init__(self, item: Any, *, after: int = 0) -> None:
+        super().__init__()
+        self.item = item
+        self.after = after
+        self.item_size = item.sizeof()
+
+    def _parse(self, stream: Any, context: Any, path: str) -> Any:
+        total = context._params.body_length
+        room = total - construct.stream_tell(stream, path) - self.after
+        count, extra = divmod(room, self.item_size)
+        if room < 0 or extra:
+            raise construct.ConstructError(
+                f"{room} bytes left for items of {self.item_size} bytes (then {self.after} more)", path=path)
+        return construct.ListContainer(self.item._parsereport(stream, context, path) for _ in range(count))
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        for value in obj:
+            self.item._build(value, stream, context, path)
+        return obj
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise construct.SizeofError("a Remaining field has no fixed size", path=path)
+
+
+@dataclass(frozen=True)
+class ClassSpecificDescriptor(Descriptor):
+    """A class-specific descriptor declared once: its type, subtype and ``construct`` layout.
+
+    A subclass is a frozen dataclass whose fields are the layout's fields, by the same
+    names, in any order; ``bLength`` (and the type and subtype bytes) are never given::
+
+        @dataclass(frozen=True)
+        class FeatureUnit(ClassSpecificDescriptor):        # USB Audio 2.0 section 4.7.2.8
+            descriptor_type = DescriptorType.CS_INTERFACE
+            subtype = 0x06
+            layout = Struct("unit_id" / Int8ul, "source_id" / Int8ul,
+                            "controls" / Remaining(Int32ul, after=1), "name_index" / Int8ul)
+            unit_id: int
+            source_id: int
+            controls: tuple[int, ...]
+            name_index: int = 0
+
+    ``to_bytes()`` writes ``bLength``, ``bDescriptorType``, ``bDescriptorSubtype``
+    (omitted when :attr:`subtype` is None, as in a DFU functional descriptor) and the
+    layout; :meth:`parse` reads them back and checks the header and the length.  A
+    value the layout cannot hold (300 in a byte) raises
+    :class:`~vusb.errors.DescriptorError` when the descriptor is created, naming the
+    class; lists become tuples, so a descriptor is immutable and hashable.  Override
+    :meth:`wire_values` and :meth:`from_wire` for fields that are not plain copies (a
+    count the class computes, packed bits); a subclass with its own checks defines
+    ``__post_init__`` and calls ``super().__post_init__()`` first.
+
+    Instances go in ``InterfaceDescriptor(extra=...)``, or in the ``extra=`` of
+    ``ctx.endpoint_in()``/``ctx.endpoint_out()`` for class-specific endpoint descriptors.
+    """
+
+    descriptor_type: ClassVar[int] = DescriptorType.CS_INTERFACE
+    """bDescriptorType: CS_INTERFACE (0x24), CS_ENDPOINT (0x25) or a class's own type (DFU functional: 0x21)."""
+    subtype: ClassVar[int | None] = None
+    """bDescriptorSubtype, or None for a descriptor that has none."""
+    layout: ClassVar[Any]
+    """The ``construct`` layout of the bytes after the header; its field names are the dataclass's."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        self.to_bytes()  # checks every value against the layout, and the length, once
+
+    @property
+    def header_size(self) -> int:
+        """bLength, bDescriptorType and, if there is one, bDescriptorSubtype: 2 or 3 bytes."""
+        return 2 if self.subtype is None else 3
+
+    def wire_values(self) -> dict[str, Any]:
+        """The values the layout is built from, by layout field name (the dataclass fields by default)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_wire(cls, parsed: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor arguments read from a parsed layout (the dataclass fields by default)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.init and f.name in parsed:
+                value = parsed[f.name]
+                out[f.name] = tuple(value) if isinstance(value, list) else value
+        return out
+
+    def body(self) -> bytes:
+        """The bytes after the header."""
+        try:
+            return bytes(self.layout.build(self.wire_values()))
+        except (construct.ConstructError, TypeError, ValueError, KeyError) as exc:
+            raise DescriptorError(f"{type(self).__name__}: a value does not fit the layout: {exc}") from None
+
+    def to_bytes(self) -> bytes:
+        body = self.body()
+        size = len(body) + self.header_size
+        if size > 255:
+            raise DescriptorError(f"{type(self).__name__}: {size} bytes do not fit in bLength (255 at most)")
+        head = (size, self.descriptor_type)
+        return bytes(head if self.subtype is None else (*head, self.subtype)) + body
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview) -> Self:
+        """Read one descriptor of this class; raises DescriptorError naming what is wrong."""
+        data, name = bytes(data), cls.__name__
+        head = 2 if cls.subtype is None else 3
+        if len(data) < head:
+            raise DescriptorError(f"{name}: {len(data)} bytes is too short for a descriptor")
+        if data[1] != cls.descriptor_type:
+            raise DescriptorError(f"{name}: bDescriptorType is 0x{data[1]:02x}, expected 0x{cls.descriptor_type:02x}")
+        if cls.subtype is not None and data[2] != cls.subtype:
+            raise DescriptorError(f"{name}: bDescriptorSubtype is 0x{data[2]:02x}, expected 0x{cls.subtype:02x}")
+        if not head <= data[0] <= len(data):
+            raise DescriptorError(f"{name}: bLength {data[0]} is invalid (have {len(data)} bytes)")
+        body = data[head : data[0]]
+        try:
+            parsed = cls.layout.parse(body, body_length=len(body))
+            used = len(cls.layout.build(parsed))
+        except construct.ConstructError as exc:
+            raise DescriptorError(f"{name}: bLength {data[0]} does not match the layout: {exc}") from None
+        if used != len(body):
+            raise DescriptorError(f"{name}: bLength {data[0]} does not match the layout ({head + used} bytes)")
+        return cls(**cls.from_wire(parsed))
 
 
 def valid_max_packet_sizes(transfer: TransferType, speed: Speed) -> str:

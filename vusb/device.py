@@ -9,9 +9,12 @@ the profile loader and cloning do; a subclass whose ``__init__`` makes descripto
 values itself (several configurations, say) initialises itself from them with
 :meth:`Device.init_from_descriptors`.
 
-The device answers every standard request itself (chapter 9 of the USB 2.0
-specification and its USB 3.2 additions) and routes class and vendor requests to
-the function that owns the interface or endpoint.  A request nobody handles stalls
+The device keeps the state and routes: it answers every standard request itself
+(chapter 9 of the USB 2.0 specification and its USB 3.2 additions, in
+:mod:`vusb.standard`) and routes class and vendor requests to the function that owns
+the interface or endpoint.  :class:`Function` (the base of every device class) and
+:class:`BuildContext` live in :mod:`vusb.function` and :mod:`vusb.build`; they are
+re-exported here and from :mod:`vusb`.  A request nobody handles stalls
 (-EPIPE) and is logged with its decoded fields.
 """
 
@@ -21,12 +24,13 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
+from vusb import standard
+from vusb.build import BuildContext, StringTable
 from vusb.constants import (
     LANG_EN_US,
     DescriptorType,
-    Feature,
     Recipient,
     Request,
     RequestType,
@@ -39,222 +43,30 @@ from vusb.descriptors import (
     ConfigurationDescriptor,
     DeviceDescriptor,
     DeviceQualifierDescriptor,
-    EndpointDescriptor,
     InterfaceAssociation,
     InterfaceDescriptor,
-    LanguageTable,
-    StringDescriptor,
     SuperSpeedCapability,
-    SuperSpeedEndpointCompanion,
     Usb2Extension,
 )
 from vusb.endpoint import Endpoint, HandlerResult
 from vusb.errors import DescriptorError, DeviceDefinitionError, Stall, UsageError
 from vusb.faults import FaultSet, is_get_descriptor
+from vusb.function import NOT_HANDLED, AttachedFunction, ControlHandler, ControlResult, Function, NotHandled
 from vusb.urb import Completion, SetupPacket, Urb
 
+__all__ = [
+    "NOT_HANDLED",
+    "AttachedFunction",
+    "BuildContext",
+    "ControlHandler",
+    "ControlResult",
+    "Device",
+    "Function",
+    "NotHandled",
+    "StringTable",
+]
+
 log = logging.getLogger("vusb.device")
-
-
-
-class NotHandled:
-    """Type of :data:`NOT_HANDLED`."""
-
-    _instance: NotHandled | None = None
-
-    def __new__(cls) -> NotHandled:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "NOT_HANDLED"
-
-
-NOT_HANDLED = NotHandled()
-"""Returned by a control handler that does not know the request (the device then stalls it)."""
-
-ControlResult = Union[bytes, bytearray, memoryview, None, NotHandled]
-"""What a control handler returns: IN data (truncated to wLength), None for OUT, or NOT_HANDLED."""
-
-ControlHandler = Callable[[SetupPacket, bytes], Union[ControlResult, Awaitable[ControlResult]]]
-
-
-class BuildContext:
-    """Hands out interface numbers, endpoint addresses and string indices while a device is assembled."""
-
-    def __init__(self, speed: Speed, strings: StringTable) -> None:
-        self.speed = speed
-        self._strings = strings
-        self._next_interface = 0
-        self._used_in: set[int] = set()
-        self._used_out: set[int] = set()
-        self.associations: list[InterfaceAssociation] = []
-
-    def interface_number(self) -> int:
-        n = self._next_interface
-        self._next_interface += 1
-        return n
-
-    def reserve_interface(self, number: int) -> int:
-        if number < self._next_interface:
-            raise DeviceDefinitionError(f"interface number {number} is already taken")
-        self._next_interface = number + 1
-        return number
-
-    def endpoint_address(self, is_in: bool, preferred: int | None = None) -> int:
-        """Next free endpoint address in that direction (or ``preferred`` if free)."""
-        used = self._used_in if is_in else self._used_out
-        if preferred is not None:
-            num = preferred & 0x0F
-            if bool(preferred & 0x80) != is_in:
-                raise DeviceDefinitionError(f"endpoint address 0x{preferred:02x} has the wrong direction bit")
-            if num in used or num == 0:
-                raise DeviceDefinitionError(f"endpoint address 0x{preferred:02x} is already used")
-            used.add(num)
-            return preferred
-        for num in range(1, 16):
-            if num not in used:
-                used.add(num)
-                return num | (0x80 if is_in else 0)
-        raise DeviceDefinitionError("no free endpoint numbers left (1..15 per direction)")
-
-    def string(self, text: str | None) -> int:
-        return self._strings.add(text)
-
-    def endpoint(
-        self,
-        is_in: bool,
-        transfer_type: TransferType,
-        *,
-        max_packet_size: int | None = None,
-        interval: int | None = None,
-        preferred: int | None = None,
-        max_burst: int = 0,
-    ) -> EndpointDescriptor:
-        """An endpoint descriptor with a fresh address and speed-appropriate defaults."""
-        address = self.endpoint_address(is_in, preferred)
-        speed = self.speed
-        if max_packet_size is None:
-            max_packet_size = {
-                TransferType.BULK: {Speed.FULL: 64, Speed.HIGH: 512, Speed.SUPER: 1024}.get(speed, 64),
-                TransferType.INTERRUPT: 8 if speed == Speed.LOW else 64,
-                TransferType.ISOCHRONOUS: 1023 if speed == Speed.FULL else 1024,
-            }[transfer_type]
-        if interval is None:
-            if transfer_type == TransferType.BULK:
-                interval = 0
-            elif speed in (Speed.HIGH, Speed.SUPER) or transfer_type == TransferType.ISOCHRONOUS:
-                interval = 4 if transfer_type == TransferType.INTERRUPT else 1
-            else:
-                interval = 10
-        companion = None
-        if speed == Speed.SUPER:
-            bpi = 0 if transfer_type == TransferType.BULK else max_packet_size * (max_burst + 1)
-            companion = SuperSpeedEndpointCompanion(max_burst, 0, bpi)
-        return EndpointDescriptor(address, transfer_type, max_packet_size, interval, companion=companion)
-
-
-class StringTable:
-    """Strings of a device, per language, indexed from 1."""
-
-    def __init__(self, languages: Sequence[int] = (LANG_EN_US,)) -> None:
-        self.languages = tuple(languages)
-        self._by_text: dict[str, int] = {}
-        self.strings: dict[int, dict[int, str]] = {lang: {} for lang in self.languages}
-
-    def add(self, text: str | None, index: int | None = None) -> int:
-        if text is None or text == "":
-            return 0
-        StringDescriptor(text)  # validates the length
-        if index is None:
-            if text in self._by_text:
-                return self._by_text[text]
-            used = set().union(*(s.keys() for s in self.strings.values()))
-            index = max(used, default=0) + 1
-            if index > 255:
-                raise DescriptorError("more than 255 strings")
-        for lang in self.languages:
-            self.strings[lang][index] = text
-        self._by_text.setdefault(text, index)
-        return index
-
-    def set(self, lang: int, index: int, text: str) -> None:
-        StringDescriptor(text)
-        if lang not in self.strings:
-            raise DescriptorError(f"language 0x{lang:04x} is not in the language table")
-        self.strings[lang][index] = text
-
-    def get(self, index: int, lang: int) -> str | None:
-        table = self.strings.get(lang) or self.strings.get(self.languages[0], {})
-        return table.get(index)
-
-
-class Function:
-    """A function of a device: its interfaces, endpoints and class behaviour.
-
-    Subclasses implement :meth:`build` (declare descriptors through the context) and
-    may override the hooks.  After the device is assembled, :attr:`device` is set and
-    :meth:`bind` is called so the function can attach endpoint handlers.
-    """
-
-    #: interface class/subclass/protocol used for an IAD when the function has several interfaces
-    function_class: tuple[int, int, int] | None = None
-    name: str | None = None
-
-    def __init__(self) -> None:
-        self.device: Device | None = None
-        self.interface_numbers: tuple[int, ...] = ()
-
-    # -- declaration
-    def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
-        raise NotImplementedError
-
-    def bind(self, device: Device) -> None:
-        """Called once the device exists; attach endpoint handlers here."""
-
-    # -- hooks
-    def on_configured(self, configured: bool) -> None:
-        """The host selected (True) or deselected (False) the configuration."""
-
-    def on_alternate(self, interface: int, alternate: int) -> None:
-        """The host switched an interface to another alternate setting."""
-
-    def on_reset(self) -> None:
-        """The connection ended or the device was reset: drop transient state."""
-
-    def on_clear_halt(self, address: int) -> None:
-        """The host cleared ENDPOINT_HALT on one of this function's endpoints."""
-
-    def close(self) -> Awaitable[None] | None:
-        """Release what the function holds (files, sockets, backends); may be a coroutine."""
-        return None
-
-    def get_descriptor(self, setup: SetupPacket) -> bytes | None:
-        """Class descriptors fetched with GET_DESCRIPTOR to an interface (HID report...)."""
-        return None
-
-    def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
-        """Class or vendor request addressed to one of this function's interfaces or endpoints.
-
-        Return the IN data (or None for an OUT request), raise :class:`~vusb.errors.Stall`
-        to refuse it, or return ``NOT_HANDLED``.
-        """
-        return NOT_HANDLED
-
-    # -- helpers for subclasses
-    def endpoint(self, address: int) -> Endpoint:
-        if self.device is None:
-            raise UsageError(f"{type(self).__name__} is not part of a device yet")
-        return self.device.endpoint(address)
-
-    @property
-    def configured(self) -> bool:
-        return self.device is not None and self.device.configuration_value != 0
-
-    @property
-    def attached(self) -> bool:
-        return self.device is not None and self.device.attached
 
 
 class Device:
@@ -703,7 +515,7 @@ class Device:
         data = bytes(urb.data)
         try:
             if setup.type == RequestType.STANDARD:
-                result = self._standard(setup, data)
+                result = standard.answer(self, setup, data)
                 if result is NOT_HANDLED:
                     result = self._route(setup, data)
             else:
@@ -762,199 +574,3 @@ class Device:
                     if result is not NOT_HANDLED:
                         return result
         return NOT_HANDLED
-
-    def _standard(self, setup: SetupPacket, data: bytes) -> Any:
-        req = setup.request
-        recipient = setup.recipient
-        if req == Request.GET_DESCRIPTOR and setup.is_in:
-            if recipient == Recipient.DEVICE:
-                return self._get_descriptor(setup)
-            return NOT_HANDLED  # interface-level class descriptors go to the function
-        if req == Request.GET_STATUS and setup.is_in:
-            return self._get_status(setup)
-        if req in (Request.SET_FEATURE, Request.CLEAR_FEATURE) and not setup.is_in:
-            return self._feature(setup, req == Request.SET_FEATURE)
-        if recipient != Recipient.DEVICE:
-            if req == Request.GET_INTERFACE and setup.is_in and recipient == Recipient.INTERFACE:
-                return self._get_interface(setup)
-            if req == Request.SET_INTERFACE and not setup.is_in and recipient == Recipient.INTERFACE:
-                return self._set_interface(setup)
-            if req == Request.SYNCH_FRAME and setup.is_in and recipient == Recipient.ENDPOINT:
-                ep = self._endpoints.get(setup.index & 0xFF)
-                if ep is not None and ep.transfer_type == TransferType.ISOCHRONOUS:
-                    return b"\x00\x00"
-                raise Stall()
-            return NOT_HANDLED
-        if req == Request.SET_CONFIGURATION and not setup.is_in:
-            return self._set_configuration(setup.value & 0xFF)
-        if req == Request.GET_CONFIGURATION and setup.is_in:
-            return bytes((self.configuration_value,))
-        if req == Request.SET_ADDRESS and not setup.is_in:
-            return None  # handled by the host controller; accept if forwarded
-        if req == Request.SET_ISOCH_DELAY and not setup.is_in:
-            if self.speed != Speed.SUPER:
-                raise Stall()
-            self.isoch_delay = setup.value
-            return None
-        if req == Request.SET_SEL and not setup.is_in:
-            if self.speed != Speed.SUPER or setup.length != 6:
-                raise Stall()
-            self.sel = data
-            return None
-        return NOT_HANDLED
-
-    def _get_descriptor(self, setup: SetupPacket) -> Any:
-        dtype, index = setup.descriptor_type, setup.descriptor_index
-        if dtype == DescriptorType.DEVICE:
-            return self._device_bytes
-        if dtype == DescriptorType.CONFIGURATION:
-            if index >= len(self._config_bytes):
-                raise Stall()
-            return self._config_bytes[index]
-        if dtype == DescriptorType.STRING:
-            return self._string(index, setup.index)
-        if dtype == DescriptorType.DEVICE_QUALIFIER:
-            if self.speed != Speed.HIGH or self._qualifier_bytes is None:
-                raise Stall()
-            return self._qualifier_bytes
-        if dtype == DescriptorType.OTHER_SPEED_CONFIGURATION:
-            if self.speed != Speed.HIGH or index >= len(self._other_speed_bytes):
-                raise Stall()
-            return self._other_speed_bytes[index]
-        if dtype == DescriptorType.BOS:
-            if self._bos_bytes is None:
-                raise Stall()
-            return self._bos_bytes
-        # Device-level class/vendor descriptors (e.g. HID report on a device recipient): ask the functions.
-        for f in self.functions:
-            desc = f.get_descriptor(setup)
-            if desc is not None:
-                return desc
-        return NOT_HANDLED
-
-    def _string(self, index: int, lang: int) -> bytes:
-        key = (index, lang)
-        cached = self._string_bytes.get(key)
-        if cached is None:
-            if index == 0:
-                cached = LanguageTable(self.strings.languages).to_bytes()
-            else:
-                text = self.strings.get(index, lang)
-                if text is None:
-                    raise Stall()
-                cached = StringDescriptor(text).to_bytes()
-            if len(self._string_bytes) < 1024:  # bounded: hosts choose the language id
-                self._string_bytes[key] = cached
-        return cached
-
-    def _get_status(self, setup: SetupPacket) -> bytes:
-        if setup.length < 2 and setup.length != 0:
-            raise Stall()
-        recipient = setup.recipient
-        if recipient == Recipient.DEVICE:
-            config = self.active_configuration or self.configurations[0]
-            bits = (1 if config.self_powered else 0) | (2 if self.remote_wakeup_enabled else 0)
-            if self.speed == Speed.SUPER:
-                bits |= (4 if self.u1_enabled else 0) | (8 if self.u2_enabled else 0)
-            return bits.to_bytes(2, "little")
-        if recipient == Recipient.INTERFACE:
-            if not self.configured or (setup.index & 0xFF) not in self._interface_numbers():
-                raise Stall()
-            return b"\x00\x00"
-        if recipient == Recipient.ENDPOINT:
-            address = setup.index & 0xFF
-            if address in (0, 0x80):
-                return b"\x00\x00"
-            if not self._endpoint_active(address):
-                raise Stall()
-            return (1 if self._endpoints[address].halted else 0).to_bytes(2, "little")
-        raise Stall()
-
-    def _interface_numbers(self) -> set[int]:
-        config = self.active_configuration
-        return {i.number for i in config.interfaces} if config else set()
-
-    def _feature(self, setup: SetupPacket, on: bool) -> Any:
-        recipient, feature = setup.recipient, setup.value
-        if recipient == Recipient.DEVICE:
-            if feature == Feature.DEVICE_REMOTE_WAKEUP:
-                config = self.active_configuration or self.configurations[0]
-                if not config.remote_wakeup:
-                    raise Stall()
-                self.remote_wakeup_enabled = on
-                return None
-            if feature == Feature.TEST_MODE and on:
-                return None
-            if self.speed == Speed.SUPER and feature in (Feature.U1_ENABLE, Feature.U2_ENABLE, Feature.LTM_ENABLE):
-                if feature == Feature.U1_ENABLE:
-                    self.u1_enabled = on
-                elif feature == Feature.U2_ENABLE:
-                    self.u2_enabled = on
-                return None
-            raise Stall()
-        if recipient == Recipient.INTERFACE:
-            if feature == 0 and self.speed == Speed.SUPER and (setup.index & 0xFF) in self._interface_numbers():
-                return None  # FUNCTION_SUSPEND
-            raise Stall()
-        if recipient == Recipient.ENDPOINT and feature == Feature.ENDPOINT_HALT:
-            address = setup.index & 0xFF
-            if address in (0, 0x80):
-                return None
-            if not self._endpoint_active(address):
-                raise Stall()
-            ep = self._endpoints[address]
-            if on:
-                ep.halt()
-            else:
-                ep.clear_halt()
-                owner = self._endpoint_owner.get(address)
-                if owner is not None:
-                    owner.on_clear_halt(address)
-            return None
-        raise Stall()
-
-    def _set_configuration(self, value: int) -> None:
-        if value != 0 and not any(c.value == value for c in self.configurations):
-            raise Stall()
-        was = self.configured
-        for address, ep in self._endpoints.items():
-            if address:
-                ep.reset(answer_pending=True)
-        self.alternates = {}
-        self.configuration_value = value
-        self._update_active_endpoints()
-        if was:
-            for f in self.functions:
-                f.on_configured(False)
-        if value:
-            for f in self.functions:
-                f.on_configured(True)
-            if self._configured_event is not None:
-                self._configured_event.set()
-        elif self._configured_event is not None:
-            self._configured_event.clear()
-        return None
-
-    def _get_interface(self, setup: SetupPacket) -> bytes:
-        number = setup.index & 0xFF
-        if not self.configured or number not in self._interface_numbers():
-            raise Stall()
-        return bytes((self.alternates.get(number, 0),))
-
-    def _set_interface(self, setup: SetupPacket) -> None:
-        number, alt = setup.index & 0xFF, setup.value
-        config = self.active_configuration
-        if config is None or config.interface(number, alt) is None:
-            raise Stall()
-        old = config.interface(number, self.alternates.get(number, 0))
-        for itf in (old, config.interface(number, alt)):
-            if itf is None:
-                continue
-            for epd in itf.endpoints:
-                self._endpoints[epd.address].reset(answer_pending=True)
-        self.alternates[number] = alt
-        self._update_active_endpoints()
-        owner = self._interface_owner.get(number)
-        if owner is not None:
-            owner.on_alternate(number, alt)
-        return None

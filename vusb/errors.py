@@ -1,24 +1,48 @@
-"""The one exception hierarchy of vusb.
+"""The one exception hierarchy of vusb: every error it raises on purpose is a :class:`VusbError`.
 
 ::
 
-    VusbError                      every error vusb raises on purpose
-    ├── DescriptorError            a descriptor value is invalid (raised when defined)
-    ├── DeviceDefinitionError      a device, function or endpoint layout is inconsistent
-    ├── ProfileError               a YAML profile is wrong (names file, line, column, field)
-    ├── UsageError                 the API was misused (wrong state, wrong argument)
-    ├── ProtocolError              bytes from the wire break the USB/IP protocol
-    │   └── LimitExceeded          a peer asked for more than the configured bounds
-    ├── TransferError              a transfer ended with a USB error status (client side)
-    │   └── Stall                  the device stalled the request (-EPIPE)
-    ├── RemoteError                a USB/IP peer answered an op with a failure status
-    │   ├── DeviceBusy             OP_REP_IMPORT status 2: another client holds it
-    │   └── NoSuchDevice           OP_REP_IMPORT status 4 / unknown busid
-    └── ConnectionClosed           the peer closed the connection
+    VusbError                            every error vusb raises on purpose
+    ├── UsageError                       the calling program misused the API (wrong state, wrong argument)
+    │   ├── ArgumentError                an argument has a value the API does not accept (also a ValueError)
+    │   ├── ArgumentTypeError            an argument has a type the API does not accept (also a TypeError)
+    │   └── AnswerRuleError              a serial port's answer rule is invalid (vusb.devices.cdc_acm)
+    ├── DescriptorError                  a descriptor value is invalid (raised when defined; also a ValueError)
+    ├── DeviceDefinitionError            a device, function or endpoint layout is inconsistent (also a ValueError)
+    ├── ProfileError                     a YAML profile is wrong (names file, line, column, field)
+    ├── CloneError                       a device could not be cloned (vusb.clone)
+    ├── ControlError                     a control-channel command failed (vusb.control)
+    ├── ProtocolError                    bytes from the wire break the USB/IP protocol
+    │   └── LimitExceeded                a peer asked for more than the configured bounds
+    ├── TransferError                    a transfer ended with a USB error status (client side)
+    │   └── Stall                        the device stalled the request (-EPIPE); handlers raise it to refuse one
+    ├── TransferTimeout                  a transfer got no answer in time and was unlinked (also a TimeoutError)
+    ├── RemoteError                      a USB/IP peer answered an op with a failure status
+    │   ├── DeviceBusy                   OP_REP_IMPORT status 2: another client holds it
+    │   └── NoSuchDevice                 OP_REP_IMPORT status 4 / unknown busid
+    ├── ConnectionClosed                 the peer closed the connection (also a ConnectionError)
+    ├── LineCodingError                  a CDC line coding field is out of range (vusb.devices.cdc_acm; a ValueError)
+    ├── CheckCondition                   a SCSI command ends in CHECK CONDITION (vusb.devices.storage, internal)
+    ├── MediumError                      a disk image refused a read or write (vusb.devices.storage; an OSError)
+    └── HarnessError                     the test harness failed (vusb.harness)
+        ├── HarnessPrerequisiteError     a host program or file the harness needs is missing
+        ├── ImageBuildError              a guest image could not be built
+        └── GuestError                   something went wrong with a running guest
+            ├── GuestBootError           the guest did not come up
+            ├── GuestDiedError           QEMU exited while the guest was in use
+            ├── GuestCommandError        a guest command exited with a non-zero status
+            └── GuestTimeoutError        a guest command or wait did not finish in time (also a TimeoutError)
 
-Protocol errors describe what came from the wire; usage errors describe what the
-calling program did wrong.  A server never lets either escape: a protocol error
-closes the connection that caused it and is logged, nothing else is touched.
+Two families never mix.  Errors from the wire (:class:`ProtocolError`,
+:class:`RemoteError`, :class:`ConnectionClosed`) describe what a peer sent; a server
+never lets one escape: it closes the connection that caused it and logs it, nothing
+else is touched.  Errors of the calling program (:class:`UsageError`,
+:class:`DescriptorError`, :class:`DeviceDefinitionError`, :class:`ProfileError`) are
+raised where the program made the mistake, when it defines a device or calls the
+API, never later when a host enumerates the device.  Where a builtin exception used
+to be raised, the vusb error also derives from it (``except ValueError`` keeps
+working).  The classes outside this module are defined next to their code; the
+tree lists them all (``tests/test_errors.py`` checks it against the code).
 """
 
 from __future__ import annotations
@@ -71,6 +95,14 @@ class UsageError(VusbError, RuntimeError):
     """The library was used in a way it does not support."""
 
 
+class ArgumentError(UsageError, ValueError):
+    """An argument has a value the API does not accept."""
+
+
+class ArgumentTypeError(UsageError, TypeError):
+    """An argument has a type the API does not accept."""
+
+
 class ProtocolError(VusbError):
     """Bytes received from a peer violate the USB/IP protocol."""
 
@@ -95,6 +127,10 @@ class Stall(TransferError):
         super().__init__(-32, message or "request stalled (-EPIPE)", data)
 
 
+class TransferTimeout(VusbError, TimeoutError):
+    """A transfer got no answer within its timeout; the client unlinked it."""
+
+
 class RemoteError(VusbError):
     """A USB/IP peer answered an operation with a failure status."""
 
@@ -113,3 +149,7 @@ class NoSuchDevice(RemoteError):
 
 class ConnectionClosed(VusbError, ConnectionError):
     """The peer closed the connection."""
+
+
+class HarnessError(VusbError):
+    """Base class of every error raised by :mod:`vusb.harness`."""

@@ -4,13 +4,14 @@ Rules are plain objects added to a device's :class:`FaultSet` (``device.faults``
 
     from vusb import faults
 
-    stall = disk.faults.add(faults.Stall(endpoint=0x81, count=1))
-    disk.faults.add(faults.ScsiFailure(opcode=0x28, sense_key="MEDIUM_ERROR", asc=0x11, lba=100, blocks=8))
+    stall = disk.faults.add(faults.StallRule(endpoint=0x81, count=1))
+    disk.faults.add(ScsiFailure(opcode=0x28, sense_key="MEDIUM_ERROR", asc=0x11, lba=100, blocks=8))  # vusb.devices.storage
     ...
     assert stall.fired == 1
     disk.faults.clear()
 
-(``vusb.faults.Stall`` is a rule; ``vusb.Stall`` is the exception a request handler raises.)
+(:class:`StallRule` is a rule; ``vusb.Stall`` is the exception a request handler raises.  The rule's
+old name, ``vusb.faults.Stall``, still works and warns.)
 
 Each rule says which URBs (or SCSI commands, or descriptors) it matches and when it
 fires among them: ``count`` (at most that many times; None: every time), ``after``
@@ -22,7 +23,7 @@ URB the endpoint already holds (an interrupt IN waiting for data) is not affecte
 
 Kinds (docs/faults.md tells what a real Linux kernel does with each):
 
-- :class:`Stall`: answer -EPIPE; a bulk or interrupt endpoint stays halted until the
+- :class:`StallRule`: answer -EPIPE; a bulk or interrupt endpoint stays halted until the
   host clears the halt, as hardware does.
 - :class:`Delay`: handle the URB ``seconds`` late (it takes nothing from the device before).
 - :class:`Drop`: never answer; the URB stays pending until the host unlinks it (a device
@@ -33,8 +34,8 @@ Kinds (docs/faults.md tells what a real Linux kernel does with each):
   bytes (OUT); the rest is lost.
 - :class:`Babble`: the device sends more than the host asked: -EOVERFLOW with a full buffer.
 - :class:`CorruptDescriptor`: patch bytes of a descriptor (or pass it through a function).
-- :class:`ScsiFailure`: a SCSI command ends in CHECK CONDITION with the given sense data
-  (mass storage devices).
+Device classes add kinds of their own: ``vusb.devices.storage.ScsiFailure`` (a SCSI
+command ends in CHECK CONDITION with the given sense data) comes with mass storage.
 
 With no rule on an endpoint the URB path costs one ``is None`` test.
 
@@ -49,10 +50,11 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from vusb.constants import DescriptorType, Request, RequestType, SenseKey, Status
+from vusb.constants import DescriptorType, Request, RequestType, Status
 from vusb.endpoint import Derived
 from vusb.errors import UsageError
 from vusb.urb import Completion, SetupPacket, Urb
@@ -64,9 +66,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("vusb.faults")
 
 F = TypeVar("F", bound="Fault")
-
-#: SCSI sense keys (SPC-4 table 47, :class:`vusb.constants.SenseKey`), by name, for :class:`ScsiFailure`
-SENSE_KEYS: dict[str, int] = {key.name: int(key) for key in SenseKey}
 
 #: descriptor types by name, for :class:`CorruptDescriptor` (and profiles)
 DESCRIPTOR_TYPES: dict[str, int] = {
@@ -213,6 +212,15 @@ class Fault:
     def act(self, faults: FaultSet, endpoint: Endpoint, urb: Urb) -> HandlerResult:
         raise NotImplementedError
 
+    @classmethod
+    def wire(cls, faults: FaultSet, rules: Sequence[Fault]) -> None:
+        """Connect the live ``rules`` of this class to the device (a rule that is not about URBs or descriptors).
+
+        Called with every change of ``faults`` once a rule of the class was added, the
+        empty tuple included (to disconnect).  A device class's fault kind overrides it:
+        :class:`vusb.devices.storage.ScsiFailure` hooks its rules into the SCSI units.
+        """
+
     def check_device(self, device: Device) -> None:
         """Raise UsageError if the rule cannot apply to ``device``."""
         if self.endpoint is not None and self.endpoint not in device.endpoints:
@@ -244,7 +252,7 @@ class Fault:
         return f"{type(self).__name__}({', '.join(self._details())})"
 
 
-class Stall(Fault):
+class StallRule(Fault):
     """Answer the URB with a stall (-EPIPE).
 
     On a bulk or interrupt endpoint the endpoint then stays halted, so the URBs after it
@@ -463,117 +471,10 @@ class CorruptDescriptor(Fault):
         yield from super()._details()
 
 
-class ScsiFailure(Fault):
-    """A SCSI command ends in CHECK CONDITION with chosen sense data (mass storage).
-
-    Matches ``opcode`` (None: any command), ``lun`` (the LUN the host sends, so on a device
-    with several mass storage functions it matches that LUN of each; None: any) and, when
-    ``lba`` is given, READ/WRITE/VERIFY commands touching blocks ``lba`` to
-    ``lba + blocks - 1``; the sense data then carries the first failing block in its
-    INFORMATION field, as a disk reports a bad sector.  The command does not run.
-    ``sense_key`` is a number or a name of :data:`SENSE_KEYS`.
-    """
-
-    kind = "scsi-failure"
-    urb_level = False
-
-    def __init__(
-        self,
-        *,
-        sense_key: int | str,
-        asc: int = 0,
-        ascq: int = 0,
-        opcode: int | None = None,
-        lun: int | None = None,
-        lba: int | None = None,
-        blocks: int = 1,
-        **firing: Any,
-    ) -> None:
-        for forbidden in ("endpoint", "request_type", "request", "value", "index", "min_length", "when"):
-            if forbidden in firing:
-                raise UsageError(f"ScsiFailure matches SCSI commands (opcode, lun, lba); {forbidden} is not used")
-        super().__init__(**firing)
-        if isinstance(sense_key, str):
-            key = SENSE_KEYS.get(sense_key.upper())
-            if key is None:
-                raise UsageError(f"ScsiFailure: unknown sense key {sense_key!r}; one of: {', '.join(SENSE_KEYS)}")
-            sense_key = key
-        self.sense_key = _int("ScsiFailure: sense_key", sense_key, 0, 0xF, optional=False) or 0
-        if self.sense_key not in SENSE_KEYS.values():
-            raise UsageError(f"ScsiFailure: sense key 0x{self.sense_key:X} is reserved")
-        self.asc = _int("ScsiFailure: asc", asc, 0, 0xFF, optional=False) or 0
-        self.ascq = _int("ScsiFailure: ascq", ascq, 0, 0xFF, optional=False) or 0
-        self.opcode = _int("ScsiFailure: opcode", opcode, 0, 0xFF)
-        self.lun = _int("ScsiFailure: lun", lun, 0, 15)
-        self.lba = _int("ScsiFailure: lba", lba, 0, (1 << 64) - 1)
-        self.blocks = _int("ScsiFailure: blocks", blocks, 1, optional=False) or 1
-
-    def match_command(self, lun: int, cdb: bytes) -> tuple[bool, int | None]:
-        """(matches, INFORMATION) for a command to logical unit ``lun``."""
-        if not cdb or (self.opcode is not None and cdb[0] != self.opcode):
-            return False, None
-        if self.lun is not None and lun != self.lun:
-            return False, None
-        if self.lba is None:
-            return True, None
-        from vusb.devices.storage.scsi import cdb_extent  # not at the top: vusb.devices.storage imports vusb
-
-        extent = cdb_extent(cdb)
-        if extent is None:
-            return False, None
-        start, count = extent
-        first, last = max(start, self.lba), min(start + count, self.lba + self.blocks) - 1
-        if first > last:
-            return False, None
-        return True, first
-
-    def check_device(self, device: Device) -> None:
-        functions = _scsi_functions(device)
-        if not functions:
-            raise UsageError(f"{self!r}: device {device.describe()} has no SCSI logical unit (a mass storage function)")
-        most = max(len(units) for units in functions)
-        if self.lun is not None and self.lun >= most:
-            has = (f"the device has {most} logical unit(s)" if len(functions) == 1 else
-                   f"each of the device's {len(functions)} mass storage functions has at most {most} logical unit(s)")
-            raise UsageError(f"{self!r}: {has}; there is no LUN {self.lun}")
-
-    def _details(self) -> Iterator[str]:
-        yield f"sense_key=0x{self.sense_key:x}"
-        yield f"asc=0x{self.asc:02x}"
-        yield f"ascq=0x{self.ascq:02x}"
-        if self.opcode is not None:
-            yield f"opcode=0x{self.opcode:02x}"
-        if self.lun is not None:
-            yield f"lun={self.lun}"
-        if self.lba is not None:
-            yield f"lba={self.lba}"
-            yield f"blocks={self.blocks}"
-        yield from super()._details()
-
-
 KINDS: dict[str, type[Fault]] = {
-    cls.kind: cls for cls in (Stall, Delay, Drop, Disconnect, Short, Babble, CorruptDescriptor, ScsiFailure)
+    cls.kind: cls for cls in (StallRule, Delay, Drop, Disconnect, Short, Babble, CorruptDescriptor)
 }
-"""Fault classes by their profile name."""
-
-
-def scsi_units(device: Device) -> list[Any]:
-    """The SCSI logical units of a device, in LUN order of each mass storage function."""
-    return [unit for units in _scsi_functions(device) for unit in units]
-
-
-def _scsi_functions(device: Device) -> list[list[Any]]:
-    """The logical units of each mass storage function of a device, in LUN order (the LUN the host sends)."""
-    try:
-        from vusb.devices.storage.scsi import LogicalUnit
-    except ImportError:  # pragma: no cover - the storage package is part of vusb's distribution
-        return []
-    functions: list[list[Any]] = []
-    for function in device.functions:
-        units = [lun for lun in getattr(function, "luns", ()) if isinstance(lun, LogicalUnit)]
-        if units:
-            functions.append(units)
-    return functions
+"""The generic fault classes by their profile name (device classes register more: vusb.registry)."""
 
 
 # ------------------------------------------------------------ completions of pass-through URBs
@@ -625,7 +526,7 @@ class FaultSet:
         self.descriptor_rules: tuple[CorruptDescriptor, ...] = ()
         """Active descriptor rules (the device checks this on GET_DESCRIPTOR)."""
         self._by_endpoint: dict[int, tuple[Fault, ...]] = {}
-        self._scsi: tuple[ScsiFailure, ...] = ()
+        self._wired: dict[type[Fault], None] = {}  # rule classes with their own wiring (Fault.wire), in order
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -642,10 +543,12 @@ class FaultSet:
     def add(self, rule: F) -> F:
         """Add a rule (it acts from the next URB, command or descriptor request on); returns it."""
         if not isinstance(rule, Fault):
-            raise UsageError(f"faults.add() takes a fault rule (Stall, Delay, ...), not {type(rule).__name__}")
+            raise UsageError(f"faults.add() takes a fault rule (StallRule, Delay, ...), not {type(rule).__name__}")
         if rule.faults is not None:
             raise UsageError(f"{rule!r} is already in a device's fault set; make a new rule")
         rule.check_device(self.device)
+        if type(rule).wire.__func__ is not Fault.wire.__func__:  # type: ignore[attr-defined]
+            self._wired.setdefault(type(rule))
         rule.faults = self
         self.rules.append(rule)
         self._refresh()
@@ -677,10 +580,8 @@ class FaultSet:
             self._by_endpoint[address] = mine
             endpoint.faults = self if mine else None
         self.descriptor_rules = tuple(r for r in live if isinstance(r, CorruptDescriptor))
-        self._scsi = tuple(r for r in live if isinstance(r, ScsiFailure))
-        for units in _scsi_functions(self.device):
-            for number, unit in enumerate(units):  # numbered within each function, as the host addresses them
-                unit.fault_hook = self._scsi_hook(number) if self._scsi else None
+        for cls in self._wired:
+            cls.wire(self, tuple(r for r in live if isinstance(r, cls)))
 
     # ------------------------------------------------------------ URBs
     def dispatch(self, endpoint: Endpoint, urb: Urb) -> HandlerResult:
@@ -718,28 +619,35 @@ class FaultSet:
                 descriptor = rule.patch(descriptor)
         return descriptor
 
-    # ------------------------------------------------------------ SCSI
-    def _scsi_hook(self, lun: int) -> Callable[[bytes], tuple[int, int, int, int | None] | None]:
-        def hook(cdb: bytes) -> tuple[int, int, int, int | None] | None:
-            return self.scsi_failure(lun, cdb)
-
-        return hook
-
-    def scsi_failure(self, lun: int, cdb: bytes) -> tuple[int, int, int, int | None] | None:
-        """(sense key, ASC, ASCQ, INFORMATION) for a command that must fail, or None."""
-        for rule in self._scsi:
-            matched, information = rule.match_command(lun, cdb)
-            if matched and rule._trigger():
-                return rule.sense_key, rule.asc, rule.ascq, information
-        return None
-
 
 def is_get_descriptor(setup: SetupPacket) -> bool:
     """A standard GET_DESCRIPTOR request (device or interface recipient)."""
     return setup.is_in and setup.request == Request.GET_DESCRIPTOR and setup.type == RequestType.STANDARD
 
 
+check_int = _int
+"""Check an integer option of a rule (for device classes' fault kinds): None when optional and missing."""
+
+_MOVED = {"ScsiFailure": "vusb.devices.storage.faults", "SENSE_KEYS": "vusb.devices.storage.faults",
+          "scsi_units": "vusb.devices.storage.faults"}
+
+
+def __getattr__(name: str) -> Any:
+    """Old names that still work, with a DeprecationWarning: SCSI failures moved to the mass storage class
+    (vusb.devices.storage), and the stall rule was renamed (vusb.Stall is the exception a handler raises)."""
+    if name == "Stall":
+        warnings.warn("vusb.faults.Stall is now vusb.faults.StallRule (vusb.Stall is the exception)",
+                      DeprecationWarning, stacklevel=2)
+        return StallRule
+    if name in _MOVED:
+        import importlib
+
+        warnings.warn(f"vusb.faults.{name} moved to vusb.devices.storage.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "DESCRIPTOR_TYPES", "KINDS", "SENSE_KEYS", "Babble", "CorruptDescriptor", "Delay", "Disconnect", "Drop", "Fault",
-    "FaultSet", "ScsiFailure", "Short", "Stall", "scsi_units",
+    "DESCRIPTOR_TYPES", "KINDS", "Babble", "CorruptDescriptor", "Delay", "Disconnect", "Drop", "Fault",
+    "FaultSet", "Short", "StallRule", "check_int",
 ]

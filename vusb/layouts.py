@@ -28,6 +28,8 @@ from construct import (  # type: ignore[import-untyped]
     this,
 )
 
+from vusb.errors import ArgumentTypeError
+
 # ---------------------------------------------------------------- USB descriptors
 # Bodies after bLength/bDescriptorType, unless the declaration names those.
 
@@ -256,9 +258,9 @@ def compile_fixed(layout: Any) -> struct.Struct:
         elif inner.__class__.__name__ == "Padded":  # Padding(n) is Padded(n, Pass)
             fmt.append(f"{inner.length}x")
         else:
-            raise TypeError(f"compile_fixed: unsupported field {sub!r}")
+            raise ArgumentTypeError(f"compile_fixed: unsupported field {sub!r}")
     if len(orders) > 1:
-        raise TypeError("compile_fixed: mixed byte orders")
+        raise ArgumentTypeError("compile_fixed: mixed byte orders")
     return struct.Struct((orders.pop() if orders else ">") + "".join(fmt))
 
 

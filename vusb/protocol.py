@@ -22,7 +22,7 @@ from typing import Any, Callable, Final, Union
 
 from vusb import layouts
 from vusb.constants import USBIP_VERSION, OpStatus, Status
-from vusb.errors import LimitExceeded, ProtocolError
+from vusb.errors import ArgumentError, ArgumentTypeError, LimitExceeded, ProtocolError
 
 OP_REQ_DEVLIST: Final = 0x8005
 OP_REP_DEVLIST: Final = 0x0005
@@ -200,13 +200,13 @@ def _cstr(raw: bytes) -> str:
 def _fixed(text: str, size: int, what: str) -> bytes:
     raw = text.encode("ascii")
     if len(raw) >= size:
-        raise ValueError(f"{what} {text!r} is longer than {size - 1} bytes")
+        raise ArgumentError(f"{what} {text!r} is longer than {size - 1} bytes")
     return raw.ljust(size, b"\x00")
 
 
 def encode_device_record(dev: ExportedDevice) -> bytes:
     if not (0 <= dev.busnum <= 255 and 0 <= dev.devnum <= 255):
-        raise ValueError("busnum and devnum must fit in 8 bits (Linux packs them into devid)")
+        raise ArgumentError("busnum and devnum must fit in 8 bits (Linux packs them into devid)")
     out: bytes = layouts.DEVICE_RECORD.build(
         {
             "path": _fixed(dev.path, 256, "path"),
@@ -350,11 +350,11 @@ class _Buffer:
         if self._fill is not None and self._got < self._need:
             room = min(len(self._fill), self._need) - self._got
             if not 0 <= n <= room:
-                raise ValueError(f"{n} bytes reported in a {room}-byte buffer")
+                raise ArgumentError(f"{n} bytes reported in a {room}-byte buffer")
             self._got += n
         else:
             if not 0 <= n <= len(self._buf) - self._end:
-                raise ValueError(f"{n} bytes reported in a {len(self._buf) - self._end}-byte buffer")
+                raise ArgumentError(f"{n} bytes reported in a {len(self._buf) - self._end}-byte buffer")
             self._end += n
 
     def peek(self, n: int) -> memoryview:
@@ -613,7 +613,7 @@ class ServerCodec:
                 parts.append(_encode_interfaces(dev))
             self.phase = Phase.CLOSED
             return b"".join(parts)
-        raise TypeError(f"cannot send {type(event).__name__} from a server")
+        raise ArgumentTypeError(f"cannot send {type(event).__name__} from a server")
 
 
 def ret_submit_header(seqnum: int, status: int, actual_length: int, error_count: int = 0) -> bytes:
@@ -703,11 +703,11 @@ class ClientCodec:
         if into is not None:
             target = memoryview(into).cast("B")
             if target.readonly:
-                raise ValueError("the buffer for IN data is read-only")
+                raise ArgumentError("the buffer for IN data is read-only")
             if event.direction != 1:
-                raise ValueError(f"CMD_SUBMIT seqnum {event.seqnum}: a receive buffer is only for IN transfers")
+                raise ArgumentError(f"CMD_SUBMIT seqnum {event.seqnum}: a receive buffer is only for IN transfers")
             if len(target) < event.transfer_buffer_length:
-                raise ValueError(f"CMD_SUBMIT seqnum {event.seqnum}: the {len(target)}-byte buffer is smaller than "
+                raise ArgumentError(f"CMD_SUBMIT seqnum {event.seqnum}: the {len(target)}-byte buffer is smaller than "
                                  f"transfer_buffer_length {event.transfer_buffer_length}")
         iso = event.iso_packets is not None
         head = _SUBMIT.pack(
@@ -736,7 +736,7 @@ class ClientCodec:
         if isinstance(event, UnlinkCommand):
             self._unlinking[event.seqnum] = event.unlink_seqnum
             return _UNLINK.pack(CMD_UNLINK, event.seqnum, event.devid, event.direction, event.ep, event.unlink_seqnum, _ZERO24)
-        raise TypeError(f"cannot send {type(event).__name__} from a client")
+        raise ArgumentTypeError(f"cannot send {type(event).__name__} from a client")
 
     def next_event(self) -> ClientEvent | _NeedData:
         buf = self._buf

@@ -16,13 +16,13 @@ from typing import Any
 from vusb.profile import (
     CONTROL_FIELDS,
     DESCRIPTOR_FIELDS,
-    FAULT_FIELDS,
     IDENTITY_FIELDS,
     RAW_IDENTITY_FIELDS,
     TOP_FIELDS,
     Field,
     kinds,
 )
+from vusb.profile_faults import fault_fields
 
 SCHEMA_ID = "https://vusb.invalid/profile.schema.json"
 _INT_TEXT = r"^(0[xX][0-9a-fA-F]+|[0-9]+)$"
@@ -83,17 +83,15 @@ def profile_schema() -> dict[str, Any]:
             "interface": {"type": "integer", "minimum": 0, "maximum": 255,
                           "description": "raw-descriptor profiles: the interface this function serves"},
         }
-        if name == "mass-storage" and "luns" in kind.fields:
-            from vusb.devices.storage.profile import LUN_FIELDS
-
-            extra["luns"] = {"type": "array", "items": _mapping(LUN_FIELDS, required=[]),
-                             "description": kind.fields["luns"].help}
+        for table, item_fields in kind.tables.items():  # a list field whose items are mappings of known fields
+            extra[table] = {"type": "array", "items": _mapping(item_fields),
+                            "description": kind.fields[table].help}
         functions.append(_mapping(kind.fields, extra=extra,
                                   required=["kind", *[n for n, s in kind.fields.items() if s.required]]))
     faults = [
         _mapping(fields, extra={"kind": {"const": name}},
                  required=["kind", *[n for n, s in fields.items() if s.required]])
-        for name, fields in FAULT_FIELDS.items()
+        for name, fields in fault_fields().items()
     ]
     descriptors = _mapping(DESCRIPTOR_FIELDS, extra={
         "configurations": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": _HEX},

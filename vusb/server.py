@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from vusb.capture import Capture, Stream
+from vusb.capture import FORMATS as CAPTURE_FORMATS
+from vusb.capture import Capture, Stream, usbmon_event
 from vusb.constants import USBIP_PORT, OpStatus, Status
 from vusb.device import Device
 from vusb.errors import ProtocolError, UsageError
@@ -126,6 +127,8 @@ class Connection(asyncio.BufferedProtocol):
         self._batch: list[bytes | memoryview] | None = None  # replies gathered during one read
         self._capture: Stream | None = None
         self._lent: memoryview | None = None  # the last get_buffer() view, kept only while capturing
+        self._usbmon: Capture | None = None  # the URB-level capture (capture_format="usbmon")
+        self._urb_ids: dict[int, int] = {}  # seqnum -> usbmon URB tag, while capturing in that form
 
     # ------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -140,9 +143,12 @@ class Connection(asyncio.BufferedProtocol):
         self.transport.set_write_buffer_limits(high=self.server.limits.write_buffer_high)
         if not self.server._accept(self):
             return
-        if self.server.capture is not None and isinstance(peer, tuple):
+        capture = self.server.capture
+        if capture is not None and capture.usbmon:
+            self._usbmon = capture
+        elif capture is not None and isinstance(peer, tuple):
             local = transport.get_extra_info("sockname")
-            self._capture = self.server.capture.stream((peer[0], peer[1]), (local[0], local[1]))
+            self._capture = capture.stream((peer[0], peer[1]), (local[0], local[1]))
         log.debug("connection from %s", self.peer)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -245,6 +251,8 @@ class Connection(asyncio.BufferedProtocol):
         device.disconnect_handler = self.close  # Device.disconnect(): the device leaves the bus
         if device.iso_addresses:  # which URBs carry iso packet descriptors follows the configuration in use
             self.codec.is_iso = lambda ep, direction: device.is_iso(ep | (0x80 if direction else 0))
+        if self._capture is not None:
+            self._capture.imported = True
         self._write(self.codec.send(ImportReply(OpStatus.OK, export.record())))
         log.info("client %s imported %s (%s)", self.peer, export.busid, device.describe())
 
@@ -269,6 +277,8 @@ class Connection(asyncio.BufferedProtocol):
             flags=cmd.transfer_flags, setup=setup, data=cmd.data, iso_packets=cmd.iso_packets,
             interval=cmd.interval, start_frame=cmd.start_frame, sink=self._complete,
         )
+        if self._usbmon is not None:
+            self._capture_urb(urb, export, cmd.data)
         if setup is not None and not setup.is_in and len(cmd.data) < setup.length:
             # A control OUT whose data stage is shorter than wLength: answer as a device would.
             self.pending[cmd.seqnum] = urb
@@ -302,10 +312,50 @@ class Connection(asyncio.BufferedProtocol):
                 parts = (header, data)
         else:
             parts = (ret_submit_header(urb.seqnum, result.status, actual, result.error_count),)
+        if self._capture is not None:
+            self._capture.server_message(parts)
+        elif self._usbmon is not None:
+            self._capture_completion(urb, result, actual, data)
         if batch is not None:
             batch.extend(parts)
         else:
             self._send(parts)
+
+    def _capture_urb(self, urb: Urb, export: Export, out_data: bytes | memoryview) -> None:
+        """A submission in the usbmon form of the capture."""
+        assert self._usbmon is not None
+        address = urb.ep | (0x80 if urb.direction == 1 else 0)
+        endpoint = export.device.endpoints.get(address) if urb.ep else None
+        urb_id = self._urb_ids[urb.seqnum] = self._usbmon.urb_id()
+        usbmon_event(
+            self._usbmon, urb_id=urb_id, submit=True,
+            transfer_type=int(endpoint.transfer_type) if endpoint is not None else 0,
+            endpoint=address, devnum=export.devnum, busnum=1, status=0, length=urb.length,
+            data=out_data if urb.direction == 0 else b"",
+            setup=urb.setup.to_bytes() if urb.setup is not None else None,
+            interval=urb.interval, start_frame=urb.start_frame, flags=urb.flags,
+            iso_packets=[(0, p.offset, p.length) for p in urb.iso_packets or ()],
+        )
+
+    def _capture_completion(self, urb: Urb, result: Completion, actual: int,
+                            data: bytes | memoryview | Gather) -> None:
+        """A completion in the usbmon form of the capture."""
+        assert self._usbmon is not None
+        export = self.export
+        urb_id = self._urb_ids.pop(urb.seqnum, None)
+        if export is None or urb_id is None:
+            return
+        address = urb.ep | (0x80 if urb.direction == 1 else 0)
+        endpoint = export.device.endpoints.get(address) if urb.ep else None
+        usbmon_event(
+            self._usbmon, urb_id=urb_id, submit=False,
+            transfer_type=int(endpoint.transfer_type) if endpoint is not None else 0,
+            endpoint=address, devnum=export.devnum, busnum=1, status=result.status, length=actual,
+            data=bytes(data) if isinstance(data, Gather) else data,
+            interval=urb.interval, start_frame=urb.start_frame, flags=urb.flags,
+            iso_packets=[(p.status, p.offset, p.actual_length) for p in result.iso_packets or ()],
+            error_count=result.error_count,
+        )
 
     def _unlink(self, cmd: UnlinkCommand) -> None:
         if self.export is None:
@@ -365,6 +415,8 @@ class Connection(asyncio.BufferedProtocol):
     # ------------------------------------------------------------ helpers
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self._closing:
+            if self._capture is not None:
+                self._capture.server_message((data,))
             if self._batch is not None:
                 self._batch.append(data)  # keeps replies in order with batched RET_SUBMITs
             else:
@@ -381,11 +433,8 @@ class Connection(asyncio.BufferedProtocol):
                 self._capture.close()
 
     def _send(self, parts: Sequence[bytes | memoryview]) -> None:
-        """The one place bytes leave for the client (and the capture, when on)."""
+        """The one place bytes leave for the client (the capture took each message as it was made)."""
         assert self.transport is not None
-        if self._capture is not None:
-            for part in parts:
-                self._capture.server_data(part)
         self.transport.writelines(parts)
         if self.server.busy_poll:
             self.server._keep_polling()
@@ -401,7 +450,9 @@ class Server:
 
     ``host``/``allow_remote``/``allowed_clients``: who may connect (loopback only unless
     told otherwise).  ``limits``: what one client may ask for (:class:`ServerLimits`).
-    ``capture``: a pcap file of everything on the wire.  ``busy_poll``: seconds to keep
+    ``capture``: a pcap file of everything on the wire; ``capture_format`` is ``"usbip"`` (the
+    USB/IP messages as TCP streams) or ``"usbmon"`` (the URBs, as Linux's usbmon records them; see
+    :mod:`vusb.capture`).  ``busy_poll``: seconds to keep
     polling after each reply instead of sleeping (0, the default, is off; at most
     :data:`MAX_BUSY_POLL`): lower latency on virtual machines for a client that waits for
     each reply, at the cost of that much CPU per reply (docs/benchmarks.md, "Busy polling").
@@ -418,6 +469,7 @@ class Server:
         allowed_clients: Iterable[str] | None = None,
         capture: str | None = None,
         busy_poll: float = 0.0,
+        capture_format: str = "usbip",
     ) -> None:
         if not 0.0 <= busy_poll <= MAX_BUSY_POLL:
             raise UsageError(f"busy_poll={busy_poll!r} seconds: it must be between 0 (off) and {MAX_BUSY_POLL}")
@@ -438,7 +490,9 @@ class Server:
             )
         except ValueError as exc:
             raise UsageError(f"allowed client list: {exc}") from None
-        self.capture: Capture | None = Capture(capture) if capture else None
+        if capture_format not in CAPTURE_FORMATS:
+            raise UsageError(f"capture_format={capture_format!r}: choose one of {', '.join(CAPTURE_FORMATS)}")
+        self.capture: Capture | None = Capture(capture, capture_format) if capture else None
         self._server: asyncio.base_events.Server | None = None
         if not _is_loopback(host) and not allow_remote:
             raise UsageError(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable, Final, Union, overload
 
 from vusb import layouts
 from vusb.constants import URB_SHORT_NOT_OK, DescriptorType, Feature, Recipient, Request, RequestType, Status
+from vusb.errors import ArgumentTypeError
 from vusb.protocol import IsoPacket
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class Gather:
         length = 0
         for piece in pieces:
             if not isinstance(piece, (bytes, bytearray, memoryview)):
-                raise TypeError(f"a Gather piece must be bytes, bytearray or memoryview, not {type(piece).__name__}")
+                raise ArgumentTypeError(f"a Gather piece must be bytes, bytearray or memoryview, not {type(piece).__name__}")
             n = piece.nbytes if isinstance(piece, memoryview) else len(piece)
             if n:
                 kept.append(piece)
@@ -164,7 +165,7 @@ class Gather:
                     return int(view[index])
                 index -= len(view)
         if not isinstance(index, slice):
-            raise TypeError(f"Gather indices are int or slice, not {type(index).__name__}")
+            raise ArgumentTypeError(f"Gather indices are int or slice, not {type(index).__name__}")
         start, stop, step = index.indices(self._length)
         if step != 1:
             return Gather((bytes(self)[index],))

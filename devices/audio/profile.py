@@ -42,7 +42,10 @@ from vusb.devices.audio.pcm import Counting, Discard, MediaError, Silence, Sink,
 from vusb.constants import Speed
 from vusb.device import Function
 from vusb.errors import DeviceDefinitionError
-from vusb.profile import Field, Located, ProfileContext, read_mapping, register_kind
+from vusb.profile_fields import Field, Located, ProfileContext, read_mapping
+from vusb.registry import register_kind
+
+DESCRIPTION = "USB sound card (UAC 2.0 or 1.0): speaker and/or microphone"
 
 SOURCES = ("silence", "tone", "wav", "counting", "loopback")
 SINKS = ("discard", "wav")
@@ -135,7 +138,7 @@ def _only(ctx: ProfileContext, o: dict[str, Located], field: str, owner: str, ch
         raise ctx.error(loc.node, loc.path, f"{field} only applies to {what}: {owner} (this one is {chosen})")
 
 
-def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     version = o["uac"].value
     speed = Speed.HIGH if version == 2 else Speed.FULL
     interval = o["data_interval"].value
@@ -198,4 +201,5 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
 
 
 def register_profile_kinds() -> None:
-    register_kind("audio", FIELDS, _build, "USB sound card (UAC 2.0 or 1.0): speaker and/or microphone")
+    """Make ``kind: audio`` available to profiles (older API; the class registers through its plugin module)."""
+    register_kind("audio", FIELDS, build, DESCRIPTION)

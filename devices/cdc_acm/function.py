@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from vusb.devices.cdc_acm.backends import BackendSpec, SerialBackend, make_backend
 from vusb.devices.cdc_acm.fifo import ByteFifo
@@ -36,10 +36,12 @@ from vusb.devices.cdc_acm.spec import (
     UnionDescriptor,
 )
 
-from vusb.constants import Recipient, RequestType, Speed, TransferType
+from vusb.constants import Direction, Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
 from vusb.errors import DeviceDefinitionError, Stall, UsageError
+from vusb.function import request
+from vusb.single import Forwarded, SingleFunctionDevice, forward, forward_property
 from vusb.urb import Completion, SetupPacket, Urb
 
 log = logging.getLogger("vusb.cdc_acm")
@@ -176,12 +178,12 @@ class CdcAcmFunction(Function):
             raise DeviceDefinitionError("a CDC ACM function needs bulk endpoints, which low-speed devices cannot have")
         comm = ctx.interface_number()
         data = ctx.interface_number()
-        notify = ctx.endpoint(True, TransferType.INTERRUPT, max_packet_size=self.notify_packet_size)
-        bulk_in = ctx.endpoint(True, TransferType.BULK)
+        notify = ctx.endpoint_in(TransferType.INTERRUPT, max_packet_size=self.notify_packet_size)
+        bulk_in = ctx.endpoint_in(TransferType.BULK)
         try:  # the usual layout: both data endpoints share a number (0x82 / 0x02)
-            bulk_out = ctx.endpoint(False, TransferType.BULK, preferred=bulk_in.address & 0x0F)
+            bulk_out = ctx.endpoint_out(TransferType.BULK, number=bulk_in.number)
         except DeviceDefinitionError:
-            bulk_out = ctx.endpoint(False, TransferType.BULK)
+            bulk_out = ctx.endpoint_out(TransferType.BULK)
         self.comm_interface, self.data_interface = comm, data
         self.notify_address, self.in_address, self.out_address = notify.address, bulk_in.address, bulk_out.address
         functional = (
@@ -191,10 +193,9 @@ class CdcAcmFunction(Function):
             UnionDescriptor(comm, (data,)),
         )
         return [
-            InterfaceDescriptor(comm, 0, CDC_CLASS, ACM_SUBCLASS, self.protocol, ctx.string(self.interface_name),
-                                (notify,), functional),
-            InterfaceDescriptor(data, 0, CDC_DATA_CLASS, 0, 0, ctx.string(self.data_interface_name),
-                                (bulk_out, bulk_in)),
+            ctx.interface(CDC_CLASS, ACM_SUBCLASS, self.protocol, number=comm, endpoints=(notify,), extra=functional,
+                          name=self.interface_name),
+            ctx.interface(CDC_DATA_CLASS, number=data, endpoints=(bulk_out, bulk_in), name=self.data_interface_name),
         ]
 
     def bind(self, device: Device) -> None:
@@ -270,55 +271,75 @@ class CdcAcmFunction(Function):
 
     # ------------------------------------------------------------ class requests
     def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
-        if setup.type != RequestType.CLASS or setup.recipient != Recipient.INTERFACE:
-            return NOT_HANDLED
+        """Requests to the communications interface go through the request table; the data interface has none."""
         if (setup.index & 0xFF) != self.comm_interface:
             return NOT_HANDLED
-        req, caps = setup.request, self.capabilities
-        if req == CdcRequest.SET_LINE_CODING and not setup.is_in and caps & AcmCapability.LINE:
-            if setup.length != LineCoding.SIZE or len(data) != LineCoding.SIZE:
-                raise Stall(f"SET_LINE_CODING carries 7 bytes, not {len(data)}")
-            try:
-                coding = LineCoding.parse(data)
-            except LineCodingError as exc:
-                log.warning("%s: SET_LINE_CODING refused: %s", self._where(), exc)
-                raise Stall(str(exc)) from None
-            self._set_line_coding(coding)
-            return None
-        if req == CdcRequest.GET_LINE_CODING and setup.is_in and caps & AcmCapability.LINE:
-            return self.line_coding.to_bytes()
-        if req == CdcRequest.SET_CONTROL_LINE_STATE and not setup.is_in and caps & AcmCapability.LINE:
-            if setup.length != 0:
-                raise Stall("SET_CONTROL_LINE_STATE has no data stage")
-            self._set_lines(ControlLine(setup.value & 0x03))
-            return None
-        if req == CdcRequest.SEND_BREAK and not setup.is_in and caps & AcmCapability.SEND_BREAK:
-            if setup.length != 0:
-                raise Stall("SEND_BREAK has no data stage")
-            self._send_break(setup.value)
-            return None
-        if req in (CdcRequest.SET_COMM_FEATURE, CdcRequest.GET_COMM_FEATURE, CdcRequest.CLEAR_COMM_FEATURE) \
-                and caps & AcmCapability.COMM_FEATURE:
-            return self._comm_feature(setup, data)
-        if req == CdcRequest.SEND_ENCAPSULATED_COMMAND and not setup.is_in:
-            return None  # required by CDC; no control protocol is spoken over it
-        if req == CdcRequest.GET_ENCAPSULATED_RESPONSE and setup.is_in:
-            return b""  # no response is ever pending
-        return NOT_HANDLED
+        return super().control(setup, data)
 
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SET_LINE_CODING)
+    def _set_line_coding_request(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.LINE:
+            return NOT_HANDLED
+        if setup.length != LineCoding.SIZE or len(data) != LineCoding.SIZE:
+            raise Stall(f"SET_LINE_CODING carries 7 bytes, not {len(data)}")
+        try:
+            coding = LineCoding.parse(data)
+        except LineCodingError as exc:
+            log.warning("%s: SET_LINE_CODING refused: %s", self._where(), exc)
+            raise Stall(str(exc)) from None
+        self._set_line_coding(coding)
+        return None
+
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.GET_LINE_CODING)
+    def _get_line_coding(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.LINE:
+            return NOT_HANDLED
+        return self.line_coding.to_bytes()
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SET_CONTROL_LINE_STATE)
+    def _set_control_line_state(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.LINE:
+            return NOT_HANDLED
+        if setup.length != 0:
+            raise Stall("SET_CONTROL_LINE_STATE has no data stage")
+        self._set_lines(ControlLine(setup.value & 0x03))
+        return None
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SEND_BREAK)
+    def _send_break_request(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.SEND_BREAK:
+            return NOT_HANDLED
+        if setup.length != 0:
+            raise Stall("SEND_BREAK has no data stage")
+        self._send_break(setup.value)
+        return None
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SET_COMM_FEATURE)
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.GET_COMM_FEATURE)
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.CLEAR_COMM_FEATURE)
     def _comm_feature(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & AcmCapability.COMM_FEATURE:
+            return NOT_HANDLED
         selector = setup.value
         if selector not in self.comm_features:
             raise Stall(f"unknown communications feature selector {selector}")
-        if setup.request == CdcRequest.GET_COMM_FEATURE and setup.is_in:
+        if setup.request == CdcRequest.GET_COMM_FEATURE:
             return self.comm_features[selector].to_bytes(2, "little")
-        if setup.request == CdcRequest.SET_COMM_FEATURE and not setup.is_in and len(data) == 2:
+        if setup.request == CdcRequest.SET_COMM_FEATURE and len(data) == 2:
             self.comm_features[selector] = int.from_bytes(data, "little")
             return None
-        if setup.request == CdcRequest.CLEAR_COMM_FEATURE and not setup.is_in and setup.length == 0:
+        if setup.request == CdcRequest.CLEAR_COMM_FEATURE and setup.length == 0:
             self.comm_features[selector] = 0
             return None
         raise Stall()
+
+    @request(Direction.OUT, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.SEND_ENCAPSULATED_COMMAND)
+    def _send_encapsulated_command(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return None  # required by CDC; no control protocol is spoken over it
+
+    @request(Direction.IN, RequestType.CLASS, Recipient.INTERFACE, CdcRequest.GET_ENCAPSULATED_RESPONSE)
+    def _get_encapsulated_response(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return b""  # no response is ever pending
 
     def _set_line_coding(self, coding: LineCoding) -> None:
         log.debug("%s: line coding %s", self._where(), coding)
@@ -664,7 +685,7 @@ def _lines_text(lines: ControlLine) -> str:
     return f"DTR={'on' if lines & ControlLine.DTR else 'off'} RTS={'on' if lines & ControlLine.RTS else 'off'}"
 
 
-class SerialPort(Device):
+class SerialPort(SingleFunctionDevice[CdcAcmFunction]):
     """A USB serial port (CDC ACM), the device a Linux host sees as ``/dev/ttyACM0``.
 
     ::
@@ -693,20 +714,18 @@ class SerialPort(Device):
         line_coding: LineCoding | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         interface_name: str | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         self.acm = CdcAcmFunction(backend, protocol=protocol, line_coding=line_coding, buffer_size=buffer_size,
                                   interface_name=interface_name)
+        """The ACM function (also :attr:`function`)."""
         super().__init__(self.acm, vendor_id=vendor_id, product_id=product_id, device_version=device_version,
                          manufacturer=manufacturer, product=product, serial_number=serial_number, speed=speed,
-                         **kwargs)  # type: ignore[arg-type]
+                         **kwargs)
 
     # -- lifecycle
-    def start(self) -> None:
-        self.acm.start()
-
-    async def close(self) -> None:
-        await self.acm.close()
+    start = forward(CdcAcmFunction.start)
+    close = forward(CdcAcmFunction.close)
 
     async def __aenter__(self) -> SerialPort:
         self.start()
@@ -715,87 +734,36 @@ class SerialPort(Device):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @property
-    def backend(self) -> SerialBackend:
-        return self.acm.backend
+    backend: Forwarded[SerialBackend] = Forwarded("Where the bytes go (loopback, pty, TCP, or this Python code).")
 
     # -- data
-    async def read(self, n: int = -1, timeout: float | None = None) -> bytes:
-        return await self.acm.read(n, timeout)
-
-    async def readexactly(self, n: int, timeout: float | None = None) -> bytes:
-        return await self.acm.readexactly(n, timeout)
-
-    async def readline(self, separator: bytes = b"\n", timeout: float | None = None) -> bytes:
-        return await self.acm.readline(separator, timeout)
-
-    async def write(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> None:
-        await self.acm.write(data, timeout)
-
-    async def flush(self, timeout: float | None = None) -> None:
-        await self.acm.flush(timeout)
+    read = forward(CdcAcmFunction.read)
+    readexactly = forward(CdcAcmFunction.readexactly)
+    readline = forward(CdcAcmFunction.readline)
+    write = forward(CdcAcmFunction.write)
+    flush = forward(CdcAcmFunction.flush)
 
     # -- what the host set
-    @property
-    def line_coding(self) -> LineCoding:
-        return self.acm.line_coding
-
-    @property
-    def control_lines(self) -> ControlLine:
-        return self.acm.control_lines
-
-    @property
-    def dtr(self) -> bool:
-        return self.acm.dtr
-
-    @property
-    def rts(self) -> bool:
-        return self.acm.rts
-
-    @property
-    def break_active(self) -> bool:
-        return self.acm.break_active
-
-    async def wait_control_lines(self, predicate: Callable[[ControlLine], bool] | None = None,
-                                 timeout: float | None = None) -> ControlLine:
-        return await self.acm.wait_control_lines(predicate, timeout)
-
-    async def wait_dtr(self, state: bool = True, timeout: float | None = None) -> None:
-        await self.acm.wait_dtr(state, timeout)
-
-    async def wait_rts(self, state: bool = True, timeout: float | None = None) -> None:
-        await self.acm.wait_rts(state, timeout)
-
-    async def wait_line_coding(self, predicate: Callable[[LineCoding], bool] | None = None,
-                               timeout: float | None = None) -> LineCoding:
-        return await self.acm.wait_line_coding(predicate, timeout)
-
-    async def wait_break(self, timeout: float | None = None) -> int:
-        return await self.acm.wait_break(timeout)
+    line_coding = forward_property(CdcAcmFunction.line_coding)
+    control_lines = forward_property(CdcAcmFunction.control_lines)
+    dtr = forward_property(CdcAcmFunction.dtr)
+    rts = forward_property(CdcAcmFunction.rts)
+    break_active: Forwarded[bool] = Forwarded("Whether the host holds a break (SEND_BREAK) on the line.")
+    breaks: Forwarded[int] = Forwarded("How many breaks the host started.")
+    wait_control_lines = forward(CdcAcmFunction.wait_control_lines)
+    wait_dtr = forward(CdcAcmFunction.wait_dtr)
+    wait_rts = forward(CdcAcmFunction.wait_rts)
+    wait_line_coding = forward(CdcAcmFunction.wait_line_coding)
+    wait_break = forward(CdcAcmFunction.wait_break)
 
     # -- what the device reports
-    @property
-    def dcd(self) -> bool:
-        return self.acm.dcd
-
-    @property
-    def dsr(self) -> bool:
-        return self.acm.dsr
-
-    def set_dcd(self, on: bool) -> None:
-        self.acm.set_dcd(on)
-
-    def set_dsr(self, on: bool) -> None:
-        self.acm.set_dsr(on)
-
-    def ring(self) -> None:
-        self.acm.ring()
-
-    def signal_break(self) -> None:
-        self.acm.signal_break()
-
-    def report_errors(self, *, framing: bool = False, parity: bool = False, overrun: bool = False) -> None:
-        self.acm.report_errors(framing=framing, parity=parity, overrun=overrun)
-
-    async def wait_notified(self, timeout: float | None = None) -> None:
-        await self.acm.wait_notified(timeout)
+    serial_state = forward_property(CdcAcmFunction.serial_state)
+    dcd = forward_property(CdcAcmFunction.dcd)
+    dsr = forward_property(CdcAcmFunction.dsr)
+    set_dcd = forward(CdcAcmFunction.set_dcd)
+    set_dsr = forward(CdcAcmFunction.set_dsr)
+    update_state = forward(CdcAcmFunction.update_state)
+    ring = forward(CdcAcmFunction.ring)
+    signal_break = forward(CdcAcmFunction.signal_break)
+    report_errors = forward(CdcAcmFunction.report_errors)
+    wait_notified = forward(CdcAcmFunction.wait_notified)

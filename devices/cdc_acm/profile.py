@@ -58,7 +58,7 @@ ANSWER_FIELDS: dict[str, Field] = {
 }
 
 
-def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     kind = o["backend"].value
     owners = {"answers": "answers", "unmatched": "answers", "echo": "answers"}
     given = {name for name, loc in o.items()
@@ -77,7 +77,9 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         backend = _answers(ctx, o)
     elif kind == "pty":
         link = o["pty_link"].value
-        backend = PtyBackend(ctx.resolve(link, o["pty_link"], follow_final=False) if link is not None else None)
+        path = ctx.resolve(link, o["pty_link"], follow_final=False) if link is not None else None
+        # a check makes no pseudo-terminal and no link: the path is checked, the port stays unconnected
+        backend = NullBackend() if ctx.dry_run else PtyBackend(path)
     else:
         listen = bool(o["tcp_listen"].value)
         port = o["tcp_port"].value
@@ -113,4 +115,4 @@ def _answers(ctx: ProfileContext, o: dict[str, Located]) -> SerialBackend:
 
 def register_profile_kinds() -> None:
     """Make ``kind: cdc-acm`` available to profiles."""
-    register_kind("cdc-acm", FIELDS, _build, "USB serial port (CDC ACM): loopback, pty or TCP bridge")
+    register_kind("cdc-acm", FIELDS, build, "USB serial port (CDC ACM): loopback, pty or TCP bridge")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import Any, ClassVar
 
 from construct import Int8ul, Int16ul, Int32ul, Struct  # type: ignore[import-untyped]
 
-from vusb.descriptors import Descriptor
+from vusb.descriptors import ClassSpecificDescriptor, Remaining
 from vusb.errors import DescriptorError, VusbError
 from vusb.layouts import compile_fixed
 
@@ -153,11 +153,6 @@ SEND_BREAK_UNTIL_CLEARED = 0xFFFF
 
 # ---------------------------------------------------------------- layouts (little-endian, USB)
 
-FUNCTIONAL_HEAD = Struct("bFunctionLength" / Int8ul, "bDescriptorType" / Int8ul, "bDescriptorSubtype" / Int8ul)
-HEADER = Struct("bcdCDC" / Int16ul)
-CALL_MANAGEMENT = Struct("bmCapabilities" / Int8ul, "bDataInterface" / Int8ul)
-ACM = Struct("bmCapabilities" / Int8ul)
-UNION = Struct("bControlInterface" / Int8ul)  # followed by bSubordinateInterface0..N-1, one byte each
 LINE_CODING = Struct("dwDTERate" / Int32ul, "bCharFormat" / Int8ul, "bParityType" / Int8ul, "bDataBits" / Int8ul)
 NOTIFICATION = Struct(
     "bmRequestType" / Int8ul,
@@ -167,7 +162,6 @@ NOTIFICATION = Struct(
     "wLength" / Int16ul,
 )
 
-_HEAD = compile_fixed(FUNCTIONAL_HEAD)
 _LINE_CODING = compile_fixed(LINE_CODING)
 _NOTIFICATION = compile_fixed(NOTIFICATION)
 
@@ -183,33 +177,11 @@ def _u8(owner: str, name: str, value: int) -> None:
 # ---------------------------------------------------------------- functional descriptors
 
 
-class FunctionalDescriptor(Descriptor):
-    """A class-specific interface descriptor: bFunctionLength, CS_INTERFACE, bDescriptorSubtype, body."""
+@dataclass(frozen=True)
+class FunctionalDescriptor(ClassSpecificDescriptor):
+    """A CDC functional descriptor: bFunctionLength, CS_INTERFACE, bDescriptorSubtype, then its layout."""
 
     descriptor_type: ClassVar[int] = CS_INTERFACE
-    subtype: ClassVar[int]
-
-    def body(self) -> bytes:
-        raise NotImplementedError
-
-    def to_bytes(self) -> bytes:
-        body = self.body()
-        return _HEAD.pack(len(body) + 3, CS_INTERFACE, self.subtype) + body
-
-    @classmethod
-    def _body_of(cls, data: bytes | memoryview, minimum: int) -> bytes:
-        data = bytes(data)
-        name = cls.__name__
-        if len(data) < 3:
-            raise DescriptorError(f"{name}: {len(data)} bytes is too short for a functional descriptor")
-        length, dtype, subtype = _HEAD.unpack_from(data)
-        if dtype != CS_INTERFACE:
-            raise DescriptorError(f"{name}: bDescriptorType is 0x{dtype:02x}, expected CS_INTERFACE (0x24)")
-        if subtype != cls.subtype:
-            raise DescriptorError(f"{name}: bDescriptorSubtype is 0x{subtype:02x}, expected 0x{cls.subtype:02x}")
-        if length < minimum or length > len(data):
-            raise DescriptorError(f"{name}: bFunctionLength {length} is invalid (need {minimum}, have {len(data)})")
-        return data[3:length]
 
 
 @dataclass(frozen=True)
@@ -217,7 +189,8 @@ class HeaderDescriptor(FunctionalDescriptor):
     """Header functional descriptor (CDC 1.2 section 5.2.3.1): starts the functional descriptors."""
 
     cdc_version: int = CDC_VERSION
-    subtype: ClassVar[int] = FunctionalSubtype.HEADER
+    subtype: ClassVar[int | None] = FunctionalSubtype.HEADER
+    layout: ClassVar[Any] = Struct("cdc_version" / Int16ul)  # bcdCDC
 
     def __post_init__(self) -> None:
         value = self.cdc_version
@@ -225,13 +198,7 @@ class HeaderDescriptor(FunctionalDescriptor):
             raise DescriptorError(f"HeaderDescriptor.cdc_version = {value!r} is not a 16-bit value")
         if any((value >> shift) & 0xF > 9 for shift in (0, 4, 8, 12)):
             raise DescriptorError(f"HeaderDescriptor.cdc_version = 0x{value:04x} is not binary-coded decimal")
-
-    def body(self) -> bytes:
-        return bytes(HEADER.build({"bcdCDC": self.cdc_version}))
-
-    @classmethod
-    def parse(cls, data: bytes | memoryview) -> Self:
-        return cls(HEADER.parse(cls._body_of(data, 5)).bcdCDC)
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -240,7 +207,8 @@ class CallManagementDescriptor(FunctionalDescriptor):
 
     data_interface: int
     capabilities: int = CallManagementCapability.NONE
-    subtype: ClassVar[int] = FunctionalSubtype.CALL_MANAGEMENT
+    subtype: ClassVar[int | None] = FunctionalSubtype.CALL_MANAGEMENT
+    layout: ClassVar[Any] = Struct("capabilities" / Int8ul, "data_interface" / Int8ul)  # bmCapabilities, bDataInterface
 
     def __post_init__(self) -> None:
         _u8("CallManagementDescriptor", "data_interface", self.data_interface)
@@ -250,14 +218,7 @@ class CallManagementDescriptor(FunctionalDescriptor):
                 f"CallManagementDescriptor.capabilities = 0x{self.capabilities:02x} sets reserved bits (only D0, D1)"
             )
         object.__setattr__(self, "capabilities", CallManagementCapability(self.capabilities))
-
-    def body(self) -> bytes:
-        return bytes(CALL_MANAGEMENT.build({"bmCapabilities": self.capabilities, "bDataInterface": self.data_interface}))
-
-    @classmethod
-    def parse(cls, data: bytes | memoryview) -> Self:
-        p = CALL_MANAGEMENT.parse(cls._body_of(data, 5))
-        return cls(p.bDataInterface, p.bmCapabilities)
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -265,20 +226,15 @@ class AcmDescriptor(FunctionalDescriptor):
     """Abstract control management functional descriptor (PSTN 1.2 section 5.3.2)."""
 
     capabilities: int = AcmCapability.LINE | AcmCapability.SEND_BREAK
-    subtype: ClassVar[int] = FunctionalSubtype.ACM
+    subtype: ClassVar[int | None] = FunctionalSubtype.ACM
+    layout: ClassVar[Any] = Struct("capabilities" / Int8ul)  # bmCapabilities
 
     def __post_init__(self) -> None:
         _u8("AcmDescriptor", "capabilities", self.capabilities)
         if self.capabilities & ~0x0F:
             raise DescriptorError(f"AcmDescriptor.capabilities = 0x{self.capabilities:02x} sets reserved bits (only D0..D3)")
         object.__setattr__(self, "capabilities", AcmCapability(self.capabilities))
-
-    def body(self) -> bytes:
-        return bytes(ACM.build({"bmCapabilities": self.capabilities}))
-
-    @classmethod
-    def parse(cls, data: bytes | memoryview) -> Self:
-        return cls(ACM.parse(cls._body_of(data, 4)).bmCapabilities)
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -287,7 +243,9 @@ class UnionDescriptor(FunctionalDescriptor):
 
     control_interface: int
     subordinate_interfaces: tuple[int, ...]
-    subtype: ClassVar[int] = FunctionalSubtype.UNION
+    subtype: ClassVar[int | None] = FunctionalSubtype.UNION
+    # bControlInterface, then bSubordinateInterface0..N-1: as many as bFunctionLength leaves room for.
+    layout: ClassVar[Any] = Struct("control_interface" / Int8ul, "subordinate_interfaces" / Remaining(Int8ul))
 
     def __post_init__(self) -> None:
         _u8("UnionDescriptor", "control_interface", self.control_interface)
@@ -299,14 +257,7 @@ class UnionDescriptor(FunctionalDescriptor):
             raise DescriptorError(f"UnionDescriptor: {len(subs)} subordinate interfaces do not fit in bFunctionLength")
         for i, number in enumerate(subs):
             _u8("UnionDescriptor", f"subordinate_interfaces[{i}]", number)
-
-    def body(self) -> bytes:
-        return bytes(UNION.build({"bControlInterface": self.control_interface})) + bytes(self.subordinate_interfaces)
-
-    @classmethod
-    def parse(cls, data: bytes | memoryview) -> Self:
-        body = cls._body_of(data, 5)
-        return cls(body[0], tuple(body[1:]))
+        super().__post_init__()
 
 
 FUNCTIONAL_DESCRIPTORS: dict[int, type[HeaderDescriptor | CallManagementDescriptor | AcmDescriptor | UnionDescriptor]] = {

@@ -14,7 +14,10 @@ import yaml
 from vusb.devices.midi.function import MidiFunction
 
 from vusb.device import Function
-from vusb.profile import Field, Located, ProfileContext, register_kind
+from vusb.profile_fields import Field, Located, ProfileContext
+from vusb.registry import register_kind
+
+DESCRIPTION = "USB MIDI 1.0 interface (bulk), one port per cable each way"
 
 FIELDS: dict[str, Field] = {
     "cables": Field("int", False, 1, 1, 16, help="MIDI ports in each direction"),
@@ -23,7 +26,7 @@ FIELDS: dict[str, Field] = {
 }
 
 
-def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
     names: list[str] | None = None
     loc = o["port_names"]
     if loc.value is not None:
@@ -39,4 +42,5 @@ def _build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
 
 
 def register_profile_kinds() -> None:
-    register_kind("midi", FIELDS, _build, "USB MIDI 1.0 interface (bulk), one port per cable each way")
+    """Make ``kind: midi`` available to profiles (older API; the class registers through its plugin module)."""
+    register_kind("midi", FIELDS, build, DESCRIPTION)

@@ -24,10 +24,12 @@ import hashlib
 import os
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from vusb.devices.storage.backing import (
     BackingStore,
     ImageFile,
+    MediumError,
     MemoryStore,
     OverlayStore,
     StrPath,
@@ -41,12 +43,12 @@ from vusb.devices.storage.bot import (
     MassStorageFunction,
     MscRequest,
 )
+from vusb.devices.storage.faults import ScsiFailure
 from vusb.devices.storage.scsi import CheckCondition, LogicalUnit, Opcode, Sense, SenseKey
 
 from vusb.constants import Speed
-from vusb.device import Device
 from vusb.errors import UsageError
-from vusb.faults import ScsiFailure
+from vusb.single import SingleFunctionDevice
 
 __all__ = [
     "BackingStore",
@@ -58,6 +60,7 @@ __all__ = [
     "LogicalUnit",
     "MassStorage",
     "MassStorageFunction",
+    "MediumError",
     "MemoryStore",
     "MscRequest",
     "Opcode",
@@ -81,7 +84,7 @@ def default_serial(store: BackingStore | None) -> str:
     return uuid.uuid4().hex[:12].upper()
 
 
-class MassStorage(Device):
+class MassStorage(SingleFunctionDevice[MassStorageFunction]):
     """A USB flash drive: one Bulk-Only interface, one or more logical units.
 
     The medium of a single-LUN drive comes from ``image`` (a path or a
@@ -118,7 +121,7 @@ class MassStorage(Device):
         scsi_revision: str = "1.00",
         speed: Speed | str = "high",
         interface_name: str | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         if luns is not None:
             if image is not None or memory or overlay not in (None, False) or size is not None:
@@ -134,9 +137,10 @@ class MassStorage(Device):
         if serial_number is None:
             serial_number = default_serial(units[0].medium if units else None)
         self.storage = MassStorageFunction(*units, interface_name=interface_name)
+        """The Bulk-Only function (also :attr:`function`)."""
         super().__init__(self.storage, vendor_id=vendor_id, product_id=product_id, device_version=device_version,
                          manufacturer=manufacturer, product=product, serial_number=serial_number, speed=speed,
-                         **kwargs)  # type: ignore[arg-type]
+                         **kwargs)
 
     @property
     def luns(self) -> list[LogicalUnit]:

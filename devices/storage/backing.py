@@ -33,7 +33,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Union
 
-from vusb.errors import UsageError
+from vusb.errors import UsageError, VusbError
+
+
+class MediumError(VusbError, OSError):
+    """A disk image refused a read or write (read-only, past the end, closed); ``errno`` says which."""
+
 
 log = logging.getLogger("vusb.storage")
 
@@ -123,9 +128,9 @@ class BackingStore(abc.ABC):
 
     def _check_write(self, offset: int, length: int) -> None:
         if self.read_only:
-            raise OSError(errno.EROFS, f"{self.describe()} is read-only")
+            raise MediumError(errno.EROFS, f"{self.describe()} is read-only")
         if offset < 0 or offset + length > self.size:
-            raise OSError(errno.ENOSPC, f"write of {length} bytes at {offset} is past the end ({self.size} bytes)")
+            raise MediumError(errno.ENOSPC, f"write of {length} bytes at {offset} is past the end ({self.size} bytes)")
 
 
 # ------------------------------------------------------------------ image files
@@ -180,7 +185,7 @@ class ImageFile(BackingStore):
     @property
     def fd(self) -> int:
         if self._fd is None:
-            raise OSError(errno.EBADF, f"disk image {self.path} is closed")
+            raise MediumError(errno.EBADF, f"disk image {self.path} is closed")
         return self._fd
 
     @property
@@ -211,7 +216,7 @@ class ImageFile(BackingStore):
             while view:
                 done = os.pwrite(fd, view, offset)
                 if done <= 0:
-                    raise OSError(errno.EIO, f"short write to {self.path}")
+                    raise MediumError(errno.EIO, f"short write to {self.path}")
                 view = view[done:]
                 offset += done
         finally:

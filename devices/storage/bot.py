@@ -58,11 +58,13 @@ from vusb.devices.storage.scsi import (
     Sense,
 )
 
-from vusb.constants import RequestType, Speed, Status, TransferType
+from vusb.constants import Direction as RequestDirection
+from vusb.constants import Recipient, RequestType, Speed, Status, TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
 from vusb.endpoint import Endpoint, HandlerResult
 from vusb.errors import Stall, UsageError
+from vusb.function import request
 from vusb.urb import Completion, SetupPacket, Urb
 
 log = logging.getLogger("vusb.storage")
@@ -203,11 +205,11 @@ class MassStorageFunction(Function):
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
         self.interface_number = ctx.interface_number()
         burst = 15 if ctx.speed == Speed.SUPER else 0
-        bulk_in = ctx.endpoint(True, TransferType.BULK, max_burst=burst)
-        bulk_out = ctx.endpoint(False, TransferType.BULK, max_burst=burst)
+        bulk_in = ctx.endpoint_in(TransferType.BULK, max_burst=burst)
+        bulk_out = ctx.endpoint_out(TransferType.BULK, max_burst=burst)
         self.in_address, self.out_address = bulk_in.address, bulk_out.address
-        return [InterfaceDescriptor(self.interface_number, 0, MASS_STORAGE_CLASS, SCSI_TRANSPARENT_SUBCLASS,
-                                    BULK_ONLY_PROTOCOL, ctx.string(self.interface_name), (bulk_in, bulk_out))]
+        return [ctx.interface(MASS_STORAGE_CLASS, SCSI_TRANSPARENT_SUBCLASS, BULK_ONLY_PROTOCOL,
+                              number=self.interface_number, endpoints=(bulk_in, bulk_out), name=self.interface_name)]
 
     def bind(self, device: Device) -> None:
         device.endpoint(self.in_address).handler = self._bulk_in
@@ -247,20 +249,25 @@ class MassStorageFunction(Function):
             # Clearing the halt alone does not end the stall of an invalid CBW (6.6.1).
             self.device.endpoint(address).halt()
 
-    def control(self, setup: SetupPacket, data: bytes) -> ControlResult:
-        if setup.type != RequestType.CLASS or setup.recipient != 1 or (setup.index & 0xFF) != self.interface_number:
+    def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
+        """Class requests of this interface (Bulk-Only 3.1, 3.2) go through the request table."""
+        if (setup.index & 0xFF) != self.interface_number:
             return NOT_HANDLED
-        if setup.request == MscRequest.BULK_ONLY_RESET and not setup.is_in:
-            if setup.value != 0 or setup.length != 0:
-                raise Stall()
-            log.info("Bulk-Only Mass Storage Reset")
-            self._reset_transport()
-            return None
-        if setup.request == MscRequest.GET_MAX_LUN and setup.is_in:
-            if setup.value != 0 or setup.length != 1:
-                raise Stall()
-            return bytes((len(self.luns) - 1,))
-        return NOT_HANDLED
+        return super().control(setup, data)
+
+    @request(RequestDirection.OUT, RequestType.CLASS, Recipient.INTERFACE, MscRequest.BULK_ONLY_RESET)
+    def _bulk_only_reset(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if setup.value != 0 or setup.length != 0:
+            raise Stall()
+        log.info("Bulk-Only Mass Storage Reset")
+        self._reset_transport()
+        return None
+
+    @request(RequestDirection.IN, RequestType.CLASS, Recipient.INTERFACE, MscRequest.GET_MAX_LUN)
+    def _get_max_lun(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if setup.value != 0 or setup.length != 1:
+            raise Stall()
+        return bytes((len(self.luns) - 1,))
 
     # ------------------------------------------------------------ state
     @property

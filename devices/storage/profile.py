@@ -17,10 +17,12 @@ Several logical units (a card reader with two slots, the second empty)::
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
-from vusb.devices.storage.backing import BackingStore, open_store, parse_size
+from vusb.devices.storage.backing import BackingStore, ImageFile, open_store, parse_size
 from vusb.devices.storage.bot import MAX_LUNS, MassStorageFunction
 from vusb.devices.storage.scsi import LogicalUnit
 
@@ -93,9 +95,12 @@ def _lun(ctx: ProfileContext, o: dict[str, Located], path: str) -> LogicalUnit:
                             "give an image (a disk image file), memory: true with a size, or empty: true")
         if memory and size is None and image is None:
             raise ctx.error(where, f"{path}.size" if path else "size", "a memory disk needs a size")
+        image_path = str(ctx.resolve(image, o["image"])) if image is not None else None
         try:
-            store = open_store(str(ctx.resolve(image, o["image"])) if image is not None else None, size=size,
-                               read_only=read_only, memory=memory, overlay=overlay)
+            if ctx.dry_run:
+                store = _check_store(image_path, size=size, read_only=read_only, memory=memory, overlay=overlay)
+            else:
+                store = open_store(image_path, size=size, read_only=read_only, memory=memory, overlay=overlay)
         except (UsageError, OSError) as exc:
             raise ctx.error(where, o["image"].path, str(exc)) from None
     return LogicalUnit(
@@ -108,6 +113,30 @@ def _lun(ctx: ProfileContext, o: dict[str, Located], path: str) -> LogicalUnit:
         revision=_value(o, "revision", "1.00"),
         serial=o["serial"].value,
     )
+
+
+def _check_store(path: str | None, *, size: int | None, read_only: bool, memory: bool,
+                 overlay: bool | str | None) -> BackingStore | None:
+    """What :func:`open_store` would refuse, refused the same way, without creating or changing a file.
+
+    A missing image that serving would create gives no store (the trial unit is empty); an
+    existing one is opened read-only; an overlay's side file is not made (an overlay in
+    memory stands in for it).
+    """
+    if path is not None and not memory and overlay is None and not Path(path).exists():
+        if size is None:
+            raise UsageError(f"disk image {path} does not exist; give a size to create it")
+        if read_only:
+            raise UsageError(f"disk image {path} does not exist and cannot be created read-only")
+        if size <= 0:
+            raise UsageError(f"cannot create disk image {path} with size {size}")
+        return None
+    if path is not None and not memory and overlay is None:
+        if not read_only and not os.access(path, os.W_OK):
+            raise UsageError(f"cannot open disk image {path}: Permission denied; open it read-only (read_only: true)")
+        return ImageFile(path, size, read_only=True, create=False)
+    return open_store(path, size=size, read_only=read_only, memory=memory,
+                      overlay=True if isinstance(overlay, str) else overlay)
 
 
 def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:

@@ -44,7 +44,7 @@ from typing import ClassVar
 from vusb.devices.storage.backing import BackingStore, Buffer
 
 from vusb.constants import SenseKey as SenseKey  # defined there for vusb.faults; part of this module's API
-from vusb.errors import UsageError
+from vusb.errors import UsageError, VusbError
 from vusb.urb import Gather
 
 log = logging.getLogger("vusb.storage")
@@ -93,7 +93,7 @@ SPACE_ALLOCATION_FAILED = Sense(SenseKey.DATA_PROTECT, 0x27, 0x07, "SPACE ALLOCA
 MISCOMPARE_DURING_VERIFY = Sense(SenseKey.MISCOMPARE, 0x1D, 0x00, "MISCOMPARE DURING VERIFY OPERATION")
 
 
-class CheckCondition(Exception):
+class CheckCondition(VusbError):
     """A command ends in CHECK CONDITION with this sense data."""
 
     def __init__(self, sense: Sense) -> None:

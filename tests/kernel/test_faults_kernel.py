@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from vusb.devices import Keyboard, MassStorage
-from vusb.devices.storage import Opcode
+from vusb.devices.storage import Opcode, ScsiFailure
 
 from vusb import faults
 from vusb.harness import Guest
@@ -106,7 +106,7 @@ KEYBOARD_CASES = [
     # Typing "ab" sends four reports: press a, release, press b, release.  The URB the host
     # already holds takes the first; rules act on the next ones ("after=1": on press b).
     # usbhid clears the halt (CLEAR_FEATURE(ENDPOINT_HALT)) and resubmits: nothing lost, nothing logged.
-    KeyboardCase("stall", lambda: faults.Stall(endpoint=0x81, count=1), "ab", None),
+    KeyboardCase("stall", lambda: faults.StallRule(endpoint=0x81, count=1), "ab", None),
     # -EOVERFLOW: usbhid logs it and drops that report (press b), then goes on.
     KeyboardCase("babble", lambda: faults.Babble(endpoint=0x81, after=1, count=1), "a", "input irq status -75 received"),
     # A 2-byte report: HID pads it with zeros, so press b reads as "no key"; nothing logged.
@@ -132,7 +132,7 @@ async def test_keyboard_interrupt_faults(clean_guest: Guest, server: Server, cas
     assert rule.fired == 1
     endpoint = keyboard.endpoint(0x81)
     assert not endpoint.halted
-    if isinstance(rule, faults.Stall):
+    if isinstance(rule, faults.StallRule):
         assert endpoint.halts_cleared >= 1
     if case.logged is not None:
         await log.wait_for(case.logged, timeout=10)
@@ -188,7 +188,7 @@ async def test_short_data_stage_is_completed_by_another_read(clean_guest: Guest,
 
 async def test_medium_error_on_an_lba_range_fails_those_reads_only(clean_guest: Guest, server: Server) -> None:
     disk, content = pattern_disk()
-    rule = disk.faults.add(faults.ScsiFailure(opcode=Opcode.READ_10, sense_key="MEDIUM_ERROR", asc=0x11, ascq=0x00,
+    rule = disk.faults.add(ScsiFailure(opcode=Opcode.READ_10, sense_key="MEDIUM_ERROR", asc=0x11, ascq=0x00,
                                               lba=1000, blocks=16))
     port, sd = await attach_disk(clean_guest, server, disk)
     log = await Dmesg.mark(clean_guest)
@@ -232,7 +232,7 @@ async def test_transient_sense_data(clean_guest: Guest, server: Server, case: Se
     disk, content = pattern_disk(removable=case.removable)
     port, sd = await attach_disk(clean_guest, server, disk)
     log = await Dmesg.mark(clean_guest)
-    rule = disk.faults.add(faults.ScsiFailure(opcode=Opcode.READ_10, **case.sense))
+    rule = disk.faults.add(ScsiFailure(opcode=Opcode.READ_10, **case.sense))
     rc, data, err = await read_blocks(clean_guest, sd, 64, 8)
     if case.read_ok:
         assert rc == 0 and data == content[64 * 512:72 * 512], err

@@ -14,7 +14,7 @@ from vusb.server import Server
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))
-EXPECTED_DRIVERS = {3: {"usbhid"}, 8: {"usb-storage"}, 2: {"cdc_acm"}, 0x0A: {"cdc_acm"}}
+EXPECTED_DRIVERS = {3: {"usbhid"}, 8: {"usb-storage"}, 2: {"cdc_acm"}, 0x0A: {"cdc_acm"}, 1: {"snd-usb-audio"}}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 
+from vusb.errors import ArgumentError
+
 from .guest import (
     GUEST_ADDRESS,
     HOST_FROM_GUEST,
@@ -31,6 +33,7 @@ from .guest import (
     GuestCommandError,
     GuestDiedError,
     GuestError,
+    GuestOptions,
     GuestTimeoutError,
     ImportedPort,
     SyncGuest,
@@ -65,6 +68,7 @@ __all__ = [
     "GuestDiedError",
     "GuestError",
     "GuestImage",
+    "GuestOptions",
     "GuestTimeoutError",
     "HarnessError",
     "HarnessPrerequisiteError",
@@ -93,5 +97,5 @@ async def start_target(kind: str | None = None, kernel: str | None = None) -> Us
     if kind == "local":
         return await LocalVhci.start()
     if kind != "qemu":
-        raise ValueError(f"unknown harness target {kind!r}: use 'qemu' or 'local'")
+        raise ArgumentError(f"unknown harness target {kind!r}: use 'qemu' or 'local'")
     return await Guest.start(kernel or os.environ.get("VUSB_KERNEL") or DEFAULT_KERNEL)

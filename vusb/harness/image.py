@@ -45,6 +45,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from vusb.errors import ArgumentError, HarnessError
+
 __all__ = [
     "DEFAULT_KERNEL",
     "FORMAT_VERSION",
@@ -73,10 +75,6 @@ DEFAULT_KERNEL = "6.1"
 INSTALL_SCRIPT_HINT = (
     "The repository's .ci/install-harness-deps.sh installs everything the harness needs."
 )
-
-
-class HarnessError(Exception):
-    """Base class of every error raised by :mod:`vusb.harness`."""
 
 
 class HarnessPrerequisiteError(HarnessError):
@@ -455,7 +453,7 @@ def _parse_kernel(kernel: str) -> tuple[KernelSeries, str | None]:
             if re.match(series.package_re, name):
                 return series, kernel
     choices = ", ".join(repr(k) for k in KERNELS)
-    raise ValueError(
+    raise ArgumentError(
         f"unknown kernel {kernel!r}: choose one of {choices} or an exact Debian ABI "
         "such as '6.1.0-50' or '6.12.117+deb13'"
     )

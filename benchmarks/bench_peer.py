@@ -1,0 +1,352 @@
+"""vusb beside its nearest peer, PyPI ``usbip`` 0.7.0, measured in one run by one client.
+
+Both servers run as their own processes on loopback and export the same two devices: a
+boot keyboard (busid 1-1) and a 64 MiB memory disk at high speed (busid 1-2). One
+blocking-socket client (:class:`benchmarks.common.RawClient`, which costs almost nothing
+per URB) measures both in alternating rounds, vusb first in odd rounds and the peer
+first in even ones, so a change in the machine's load hits both alike. Each figure is
+the median of its rounds:
+
+- control transfer round trip, GET_DESCRIPTOR(DEVICE) at queue depth 1: p50 and p99;
+- server CPU per control transfer (all threads, from ``/proc/PID/task/*/schedstat``) around
+  the timed loop, and its user share (``/proc/PID/stat``, in clock ticks) (the steadiest figure on a shared machine: it does not depend on how
+  long a halted CPU takes to wake);
+- mass storage READ(10) and WRITE(10) of 120 KiB and 1 MiB per command, one command at a
+  time as Linux usb-storage sends them (CBW, data, CSW), with server CPU per GiB.
+
+The peer is installed from PyPI into a virtual environment kept in
+``~/.cache/vusb/peer/`` (made on first use; ``--peer-python`` names another
+interpreter that has it). Nothing here asserts: the table prints both figures, the
+ratio, the issue's target for it and whether the ratio meets it.
+
+    python -m benchmarks.bench_peer [--rounds 3] [--seconds 1.5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+import venv
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.bench_server import GET_DEVICE_DESCRIPTOR, raw_control_samples
+from benchmarks.bench_storage import CONFIGURATION_DESCRIPTOR, GET_DESCRIPTOR, SET_CONFIGURATION, BotHost, RawBulk
+from benchmarks.common import HOST, RawClient, ServerProcess, machine_description, percentile
+from vusb.descriptors import ConfigurationDescriptor
+from vusb.device import Device
+from vusb.urb import SetupPacket
+
+PEER_REQUIREMENT = "usbip==0.7.0"
+KIB = 1024
+MIB = 1024 * KIB
+DISK_SIZE = 64 * MIB
+SIZES = (120 * KIB, MIB)
+
+#: The peer's server: the same two devices through its own public API, on the port given.
+PEER_SERVER = textwrap.dedent('''
+    import sys, threading
+    from usbip import SPEED_HIGH, USBIP
+    from usbip.classes.device.hid import HID, keyboard_report_descriptor
+    from usbip.classes.device.msc import MSC
+    from usbip.device import USBDevice
+
+    class MemoryStore:
+        block_size = 512
+        def __init__(self, size):
+            self.data = bytearray(size)
+            self.num_blocks = size // 512
+        def read(self, lba, count):
+            return bytes(self.data[lba * 512:(lba + count) * 512])
+        def write(self, lba, count, data):
+            self.data[lba * 512:lba * 512 + len(data)] = data
+
+    port, size = int(sys.argv[1]), int(sys.argv[2])
+    transport = USBIP("127.0.0.1", port)
+    keyboard = USBDevice(0x1209, 0x0001, product="Peer Keyboard")
+    keyboard.set_speed(SPEED_HIGH)
+    keyboard.add(HID(keyboard_report_descriptor(), subclass=1, protocol=1, in_mps=8))
+    keyboard.plug(via=transport)
+    disk = USBDevice(0x1209, 0x0002, product="Peer Disk")
+    disk.set_speed(SPEED_HIGH)
+    disk.add(MSC(MemoryStore(size)))
+    disk.plug(via=transport)
+    print("ready", flush=True)
+    sys.stdin.read()  # until the benchmark closes our standard input
+''')
+
+
+# ------------------------------------------------------------------ the two servers
+
+
+def default_peer_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vusb" / "peer" / PEER_REQUIREMENT.replace("==", "-")
+
+
+def peer_python(directory: Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """An interpreter with the peer installed: a virtual environment made (once) for it."""
+    directory = directory or default_peer_dir()
+    python = directory / "bin" / "python"
+    probe = [str(python), "-c", "import usbip, sys; sys.exit(usbip.__version__ != '0.7.0')"]
+    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        return python
+    log(f"installing {PEER_REQUIREMENT} into {directory} (once)")
+    venv.EnvBuilder(with_pip=True, clear=True).create(directory)
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                             PEER_REQUIREMENT], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"pip could not install {PEER_REQUIREMENT}: {result.stderr.strip()[-400:]}")
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A server process measured by the benchmark: what it is called, its port and its pid."""
+
+    name: str
+    port: int
+    pid: int | None
+
+
+@contextlib.contextmanager
+def peer_server(python: Path) -> Iterator[Served]:
+    port = free_port()
+    proc = subprocess.Popen([str(python), "-c", PEER_SERVER, str(port), str(DISK_SIZE)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            proc.kill()
+            raise RuntimeError(f"the peer's server did not start: {line}{proc.communicate()[1][-600:]}")
+        yield Served(f"usbip {PEER_REQUIREMENT.split('==')[1]}", port, proc.pid)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _Devices:
+    """vusb's two devices, made in the server's process: the keyboard first, then the disk."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def __call__(self) -> Device:
+        from vusb.devices import Keyboard
+        from vusb.devices.storage import MassStorage
+
+        self.made += 1
+        device: Device = Keyboard(speed="high") if self.made == 1 else MassStorage(memory=True, size=DISK_SIZE,
+                                                                                    speed="high")
+        return device
+
+
+@contextlib.contextmanager
+def vusb_server() -> Iterator[Served]:
+    with ServerProcess(_Devices(), count=2) as server:
+        yield Served(f"vusb ({server.loop})", server.port, server.pid)
+
+
+# ------------------------------------------------------------------ measurements
+
+
+def cpu_times(pid: int | None) -> tuple[float, float]:
+    """(CPU seconds, of which user) of a process and all its threads; NaN when unknown.
+
+    The total comes from each thread's /proc/PID/task/TID/schedstat (nanoseconds on a CPU, so a
+    few thousand transfers measure well); the user share from /proc/PID/stat, which counts in
+    clock ticks (10 ms), so it needs longer runs to mean much.
+    """
+    if pid is None:
+        return float("nan"), float("nan")
+    try:
+        total_ns = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{task}/schedstat",
+                                                              encoding="ascii") as fh:
+                total_ns += int(fh.read().split()[0])
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return total_ns / 1e9, int(fields[11]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan"), float("nan")
+
+
+@dataclass
+class Figures:
+    """One server's figures over the rounds: figure name -> one value per round."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.values.setdefault(name, []).append(value)
+
+    def median(self, name: str) -> float:
+        values = self.values.get(name, [])
+        return statistics.median(values) if values else float("nan")
+
+
+def measure_control(served: Served, iterations: int, figures: Figures) -> None:
+    with RawClient(served.port, "1-1") as client:
+        if len(client.control(GET_DEVICE_DESCRIPTOR)) != 18:
+            raise RuntimeError(f"{served.name}: GET_DESCRIPTOR(DEVICE) did not return 18 bytes")
+        raw_control_samples(client, 200, 50)  # warm both ends
+        cpu0, user0 = cpu_times(served.pid)
+        samples = sorted(raw_control_samples(client, iterations, 0))
+        cpu1, user1 = cpu_times(served.pid)
+    figures.add("control p50 µs", percentile(samples, 50) / 1000)
+    figures.add("control p99 µs", percentile(samples, 99) / 1000)
+    figures.add("control server CPU µs", (cpu1 - cpu0) / iterations * 1e6)
+    figures.add("control server user µs", (user1 - user0) / iterations * 1e6)
+
+
+def open_disk(served: Served) -> tuple[RawClient, BotHost]:
+    client = RawClient(served.port, "1-2")
+    head = client.control(SetupPacket(0x80, GET_DESCRIPTOR, CONFIGURATION_DESCRIPTOR << 8, 0, 9))
+    full = client.control(SetupPacket(0x80, GET_DESCRIPTOR, CONFIGURATION_DESCRIPTOR << 8, 0,
+                                      int.from_bytes(head[2:4], "little")))
+    config = ConfigurationDescriptor.parse(full)
+    client.control(SetupPacket(0x00, SET_CONFIGURATION, config.value, 0, 0))
+    bulk = [ep.address for itf in config.interfaces for ep in itf.endpoints]
+    ep_in = next(a for a in bulk if a & 0x80)
+    ep_out = next(a for a in bulk if not a & 0x80)
+    return client, BotHost(RawBulk(client), ep_in, ep_out)
+
+
+async def _storage(served: Served, seconds: float, figures: Figures, pattern: bytes) -> None:
+    client, bot = open_disk(served)
+    try:
+        await bot.ready()
+        blocks, block = await bot.capacity()
+        if blocks * block != DISK_SIZE:
+            raise RuntimeError(f"{served.name}: the disk has {blocks} blocks of {block} bytes")
+        await bot.rw10(True, 0, len(pattern) // block, block, pattern)
+        if bytes(await bot.rw10(False, 0, len(pattern) // block, block)) != pattern:
+            raise RuntimeError(f"{served.name}: the disk did not read back what was written")
+        for size in SIZES:
+            for write in (True, False):
+                per = size // block
+                data = pattern[:size] if write else b""
+                lba = commands = 0
+                cpu0, _ = cpu_times(served.pid)
+                t0 = time.perf_counter()
+                while commands == 0 or time.perf_counter() - t0 < seconds:
+                    if lba + per > blocks:
+                        lba = 0
+                    payload = await bot.rw10(write, lba, per, block, data)
+                    if not write and len(payload) != size:
+                        raise RuntimeError(f"{served.name}: READ(10) returned {len(payload)} bytes of {size}")
+                    lba += per
+                    commands += 1
+                elapsed = time.perf_counter() - t0
+                cpu1, _ = cpu_times(served.pid)
+                moved = commands * size
+                label = f"{'write' if write else 'read'} {size // KIB} KiB"
+                figures.add(f"{label} MB/s", moved / elapsed / 1e6)
+                figures.add(f"{label} server CPU ms/GiB", (cpu1 - cpu0) / (moved / (1 << 30)) * 1e3)
+    finally:
+        client.close()
+
+
+def measure_storage(served: Served, seconds: float, figures: Figures) -> None:
+    pattern = bytes(range(256)) * (MIB // 256)
+    asyncio.run(_storage(served, seconds, figures, pattern))
+
+
+# ------------------------------------------------------------------ the table
+
+#: figure -> (higher is better, the issue's target for vusb / peer, as text)
+TARGETS: dict[str, tuple[bool, float | None]] = {
+    "control p50 µs": (False, 1.0),
+    "control p99 µs": (False, None),
+    "control server CPU µs": (False, 0.6),
+    "control server user µs": (False, None),
+    "read 120 KiB MB/s": (True, 1.2),
+    "read 120 KiB server CPU ms/GiB": (False, 0.6),
+    "write 120 KiB MB/s": (True, None),
+    "write 120 KiB server CPU ms/GiB": (False, None),
+    "read 1024 KiB MB/s": (True, 1.0),
+    "read 1024 KiB server CPU ms/GiB": (False, None),
+    "write 1024 KiB MB/s": (True, None),
+    "write 1024 KiB server CPU ms/GiB": (False, None),
+}
+
+
+def table(ours: Figures, theirs: Figures, names: tuple[str, str], *, verdicts: bool) -> str:
+    headers = ("figure (median of rounds)", names[0], names[1], "vusb/peer", "target", "")
+    rows: list[tuple[str, ...]] = []
+    for name, (higher, target) in TARGETS.items():
+        a, b = ours.median(name), theirs.median(name)
+        if a != a and b != b:  # NaN: not measured
+            continue
+        ratio = a / b if b else float("nan")
+        target_text = "" if target is None else f"{'>=' if higher else '<='} {target:g}"
+        verdict = ""
+        if verdicts and target is not None:
+            verdict = "PASS" if (ratio >= target if higher else ratio <= target) else "MISS"
+        rows.append((name, f"{a:,.1f}", f"{b:,.1f}", f"{ratio:.2f}", target_text, verdict))
+    widths = [max(len(r[i]) for r in (headers, *rows)) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (headers, *rows)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_peer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3; the median is shown)")
+    parser.add_argument("--iterations", type=int, default=3000, help="control transfers per round (default 3000)")
+    parser.add_argument("--seconds", type=float, default=1.5, help="seconds per storage figure per round")
+    parser.add_argument("--quick", action="store_true", help="1 round, 300 transfers, 0.2 s: figures only, "
+                        "no verdicts (a smoke run)")
+    parser.add_argument("--peer-python", type=Path, help="an interpreter that has usbip 0.7.0 installed")
+    parser.add_argument("--no-storage", action="store_true", help="control transfers only")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.quick:
+        args.rounds, args.iterations, args.seconds = 1, 300, 0.2
+    python = args.peer_python or peer_python(log=lambda m: print(f"bench_peer: {m}", file=sys.stderr))
+    ours, theirs = Figures(), Figures()
+    names = ("vusb", "usbip 0.7.0")
+    with vusb_server() as vusb_served, peer_server(python) as peer_served:
+        names = (vusb_served.name, peer_served.name)
+        for round_number in range(args.rounds):
+            order = [(vusb_served, ours), (peer_served, theirs)]
+            if round_number % 2:
+                order.reverse()
+            for served, figures in order:
+                print(f"bench_peer: round {round_number + 1}/{args.rounds}: {served.name}", file=sys.stderr)
+                measure_control(served, args.iterations, figures)
+                if not args.no_storage:
+                    measure_storage(served, args.seconds, figures)
+    print(f"vusb beside PyPI {PEER_REQUIREMENT}: one raw client, {args.rounds} alternating round(s)")
+    print(machine_description())
+    print(table(ours, theirs, names, verdicts=not args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

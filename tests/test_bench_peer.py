@@ -1,0 +1,40 @@
+"""The side-by-side benchmark against PyPI usbip 0.7.0 and the soak benchmark run end to end (issue 17).
+
+It installs the peer into a cached virtual environment (PyPI is reachable here and in
+CI), serves the same keyboard and disk from both, and prints both columns. Nothing is
+asserted about speed: the figures are for the table in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_run_prints_both_servers_side_by_side() -> None:
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_peer", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("figure"))
+    assert "vusb" in header and "usbip 0.7.0" in header
+    for figure in ("control p50 µs", "control server CPU µs", "read 120 KiB MB/s", "read 1024 KiB MB/s",
+                   "write 120 KiB server CPU ms/GiB"):
+        row = next(line for line in lines if line.startswith(figure))
+        vusb, peer = (float(cell.replace(",", "")) for cell in row[len(figure):].split()[:2])
+        assert vusb > 0 and peer > 0, row
+    assert "PASS" not in result.stdout and "MISS" not in result.stdout  # --quick prints figures only
+
+
+def test_soak_benchmark_runs_and_reports_no_errors() -> None:
+    """benchmarks/bench_soak.py (issue 17's load test), a few seconds with few devices."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_soak", "--seconds", "3", "--devices", "6",
+                             "--clients", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "errors                          0" in out
+    for label in ("imports (attach/detach cycles)", "transfers", "server memory (RSS)", "server file descriptors"):
+        assert label in out
