@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from benchmarks.common import Row, Section, format_table, machine_description
+from benchmarks.common import Row, Section, format_table, machine_description, wrap_lines
 from vusb import layouts
 from vusb.protocol import ClientCodec, ImportReply, Phase, ServerCodec, SubmitCommand, ret_submit_header
 from vusb.protocol import ExportedDevice as _Exported
@@ -80,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="construct against compiled struct codecs on the URB path.")
     parser.add_argument("--quick", action="store_true", help="tiny iteration counts (smoke test)")
     args = parser.parse_args(argv)
-    print(f"machine: {machine_description()}\n", flush=True)
-    print(format_table([codec_section(200 if args.quick else 100_000)]), flush=True)
+    print("\n".join(wrap_lines([f"machine: {machine_description()}", ""])), flush=True)
+    print(format_table([codec_section(200 if args.quick else 100_000)], verdicts=not args.quick), flush=True)
     return 0
 
 

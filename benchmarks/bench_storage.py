@@ -50,6 +50,7 @@ from benchmarks.common import (
     profile_report,
     storage_pattern,
     verdict,
+    wrap_lines,
 )
 from vusb.client import RemoteDevice
 from vusb.constants import DescriptorType, Request, TransferType
@@ -516,11 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = BenchConfig.quick_config() if args.quick else BenchConfig()
     limits = MachineLimits()
-    print(f"machine: {machine_description()}\n", flush=True)
+    print("\n".join(wrap_lines([f"machine: {machine_description()}", ""])), flush=True)
     section, floor = storage_section(cfg, limits)
     copy_only = limits.section()
     copy_only.rows = copy_only.rows[:1]
-    print(format_table([copy_only, floor, section]), flush=True)
+    print(format_table([copy_only, floor, section], verdicts=not args.quick), flush=True)
     return 0
 
 

@@ -27,6 +27,7 @@ import socket
 import struct
 import sys
 import tempfile
+import textwrap
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
@@ -140,25 +141,68 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def format_table(sections: Sequence[Section]) -> str:
-    headers = ("benchmark", "result", "machine limit (same run)", "vs limit", "target", "")
+#: The widest line the report prints: it must read in a terminal of 100 columns.
+TABLE_WIDTH = 100
+
+
+def format_table(sections: Sequence[Section], *, verdicts: bool = True, width: int = TABLE_WIDTH) -> str:
+    """The result table, no wider than ``width`` columns.
+
+    ``verdicts=False`` (``--quick``: the figures mean nothing) leaves out the target and
+    PASS/MISS columns. When the columns do not fit side by side, each row is printed as
+    its name followed by its figures on indented lines.
+    """
+    headers: tuple[str, ...] = ("benchmark", "result", "machine limit (same run)", "vs limit", "target", "")
+    keep = len(headers) if verdicts else 4
+
+    def cells(r: Row) -> tuple[str, ...]:
+        return (r.name, r.result, r.limit, r.ratio, r.target, r.verdict)[:keep]
+
     rows = [r for s in sections for r in s.rows]
-    widths = [len(h) for h in headers]
+    widths = [len(h) for h in headers[:keep]]
     for r in rows:
-        for i, cell in enumerate((r.name, r.result, r.limit, r.ratio, r.target, r.verdict)):
+        for i, cell in enumerate(cells(r)):
             widths[i] = max(widths[i], len(cell))
 
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
 
-    out = [line(headers), line(["-" * w for w in widths])]
+    side_by_side = sum(widths) + 2 * (len(widths) - 1) <= width
+    out = [line(headers[:keep]), line(["-" * w for w in widths])] if side_by_side else []
     for s in sections:
         out.append(f"[{s.title}]")
         for r in s.rows:
-            out.append(line((r.name, r.result, r.limit, r.ratio, r.target, r.verdict)))
+            if side_by_side:
+                out.append(line(cells(r)))
+                continue
+            out.extend(_wrap(r.name, width, "  "))
+            figures = [("result", r.result), ("machine limit", r.limit), ("vs limit", r.ratio)]
+            if verdicts:
+                figures.append(("target", f"{r.target} {r.verdict}".strip()))
+            for label, value in figures:
+                if value:
+                    out.extend(_wrap(f"{label}: {value}", width, "      "))
         for note in s.notes:
-            out.append(f"    note: {note}")
+            out.extend(_wrap(f"note: {note}", width, "    ", "          "))
     return "\n".join(out)
+
+
+def _wrap(text: str, width: int, indent: str, subsequent: str | None = None) -> list[str]:
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=subsequent or indent + "  ",
+                         break_on_hyphens=False) or [indent.rstrip()]
+
+
+def wrap_lines(lines: Sequence[str], width: int = TABLE_WIDTH) -> list[str]:
+    """Lines as they are, those wider than ``width`` wrapped with a hanging indent."""
+    out: list[str] = []
+    for text in lines:
+        if len(text) <= width:
+            out.append(text)
+        else:
+            lead = text[:len(text) - len(text.lstrip())]
+            out.extend(textwrap.wrap(text, width, initial_indent="", subsequent_indent=lead + "    ",
+                                     break_on_hyphens=False))
+    return out
 
 
 def load_average() -> str:

@@ -504,11 +504,11 @@ PROFILE_FIELDS: dict[str, Field] = {
 
 
 def register_profile_kinds() -> None:
-    """Make ``kind: gadget_zero`` available to profiles (one configuration in the given mode)."""
+    """Make ``kind: gadget-zero`` available to profiles (one configuration in the given mode)."""
 
     def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
         return GadgetZeroFunction(o["mode"].value, pattern=o["pattern"].value, buflen=o["buflen"].value,
                                   qlen=o["qlen"].value, interface_name=o["interface_name"].value)
 
-    register_kind("gadget_zero", PROFILE_FIELDS, build,
+    register_kind("gadget-zero", PROFILE_FIELDS, build,
                   "Linux gadget zero test interface (source/sink or loopback), for the usbtest driver")

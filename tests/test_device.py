@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -443,14 +444,15 @@ def test_init_from_descriptors_checks_the_values() -> None:
         OneTooFew()
 
 
-async def test_the_quickstart_example_of_several_configurations_runs_as_written() -> None:
+async def test_the_quickstart_example_of_several_configurations_runs_as_written(
+        vusb_host: Callable[[Device], LocalHost]) -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "quickstart.md").read_text()
     section = page.split("## A device with several configurations", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match is not None, "docs/quickstart.md: the section has no example"
     namespace: dict[str, object] = {}
     exec(compile(match.group(1), "docs/quickstart.md", "exec"), namespace)
-    await namespace["test_echo_modes"]()  # type: ignore[operator]
+    await namespace["test_echo_modes"](vusb_host)  # type: ignore[operator]
 
 
 class ShapeShifter(Device):

@@ -1,42 +1,61 @@
-"""``vusb bench``: run the benchmarks in ``benchmarks/`` and print their table.
+"""``vusb bench``: run the benchmarks of a source checkout and print their table.
 
-The benchmark scripts live beside the package in a source checkout (they are not installed
-with it); this module finds them there.  ``main(argv)`` takes the same options as
-``python -m benchmarks.bench_server``: ``--quick``, ``--profile``, ``--top N``, ``--no-storage``.
+The benchmark scripts live in ``benchmarks/`` beside the package in a source checkout of
+vusb; they are not installed with the package (the wheel holds only ``vusb``), so
+``vusb bench`` works from a checkout (``python3 -m pip install -e .``) and, installed
+from a wheel, says where to get them. ``main(argv)`` takes the options of
+``python -m benchmarks.bench_server``; ``vusb bench --help`` lists them.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+NOT_INSTALLED = (
+    "vusb bench: the benchmarks are not installed with vusb; they are in benchmarks/ of a source checkout.\n"
+    "  git clone <the vusb repository> && cd vusb && python3 -m pip install -e . && vusb bench\n"
+    "  (or, in the checkout: python3 -m benchmarks.bench_server)"
+)
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package is imported from, if it has the benchmarks."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "benchmarks" / "bench_server.py").is_file() and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
 
 def _load() -> ModuleType | None:
-    """``benchmarks.bench_server``, importing it from the checkout this package belongs to if needed."""
-    try:
-        from benchmarks import bench_server
-    except ImportError:
-        root = Path(__file__).resolve().parent.parent
-        if not (root / "benchmarks" / "bench_server.py").is_file():
-            return None
+    """``benchmarks.bench_server`` of this package's checkout (never another ``benchmarks`` on the path)."""
+    root = checkout_root()
+    if root is None:
+        return None
+    if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-        try:
-            from benchmarks import bench_server
-        except ImportError:
-            return None
-    return bench_server
+    try:
+        module = importlib.import_module("benchmarks.bench_server")
+    except ImportError:
+        return None
+    if not Path(module.__file__ or "").resolve().is_relative_to(root):
+        return None
+    return module
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmarks and print the table; returns the exit status."""
+    """Run the benchmarks and print the table; returns the exit status (2: not available)."""
     module = _load()
     if module is None:
-        print("vusb bench: the benchmarks/ directory was not found; run it from a source checkout of vusb",
-              file=sys.stderr)
+        print(NOT_INSTALLED, file=sys.stderr)
         return 2
-    status: int = module.main(None if argv is None else list(argv), prog="vusb bench")
+    try:
+        status: int = module.main(None if argv is None else list(argv), prog="vusb bench")
+    except SystemExit as exc:  # --help, or an option the benchmark refuses
+        return exc.code if isinstance(exc.code, int) else 0
     return status
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from vusb.constants import USBIP_PORT
 from vusb.errors import VusbError
+from vusb.net import parse_port
 
 log = logging.getLogger("vusb")
 
@@ -85,30 +86,78 @@ def _ctl(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from vusb.client import list_devices
+    from vusb.lsusb import SPEED_WORDS, class_names
 
     devices = asyncio.run(list_devices(args.host, args.port))
     if not devices:
         print(f"{args.host}:{args.port} exports no free device")
     for d in devices:
-        print(f"{d.busid}: {d.vendor_id:04x}:{d.product_id:04x} speed {d.speed} "
-              f"class {d.device_class:02x}/{d.device_subclass:02x}/{d.device_protocol:02x} "
-              f"({d.num_configurations} configuration(s), {d.interface_count} interface(s))")
+        speed = SPEED_WORDS.get(d.speed, f"speed {d.speed}")
+        triple = (d.device_class, d.device_subclass, d.device_protocol)
+        print(f"{d.busid}: {d.vendor_id:04x}:{d.product_id:04x} {speed} speed, "
+              f"{d.num_configurations} configuration(s), {d.interface_count} interface(s)")
+        print(f"    device class {_triple(triple)} {class_names(*triple)}")
         for n, i in enumerate(d.interfaces):
-            print(f"    interface {n}: class {i.interface_class:02x}/{i.interface_subclass:02x}/{i.interface_protocol:02x}")
+            triple = (i.interface_class, i.interface_subclass, i.interface_protocol)
+            print(f"    interface {n}:  {_triple(triple)} {class_names(*triple)}")
     return 0
+
+
+def _triple(triple: tuple[int, int, int]) -> str:
+    return "{:02x}/{:02x}/{:02x}".format(*triple)
 
 
 def _probe(args: argparse.Namespace) -> int:
     from vusb.client import RemoteDevice
-    from vusb.lsusb import format_device
+    from vusb.descriptors import StringDescriptor
+    from vusb.errors import TransferError
+    from vusb.lsusb import format_device, referenced_strings
 
     async def main() -> str:
         async with await RemoteDevice.open(args.host, args.busid, args.port) as dev:
             info = await dev.enumerate(configure=False)
-            return format_device(info, args.busid)
+            if info.languages:  # the strings class descriptors name (iTerminal, iMacAddress...)
+                for index in sorted(referenced_strings(info)):
+                    try:
+                        raw = await dev.get_descriptor(3, index, 255, info.languages[0])
+                        info.strings[index] = StringDescriptor.parse(raw).text
+                    except TransferError:
+                        pass
+            try:
+                status: int | None = await dev.get_status()
+            except TransferError:
+                status = None
+            return format_device(info, args.busid, status)
 
     print(asyncio.run(main()))
     return 0
+
+
+def _host(args: argparse.Namespace) -> int:
+    from vusb.hostcmd import run_host
+
+    asyncio.run(run_host(args.host, args.busid, args.port, seconds=args.seconds, count=args.count))
+    return 0
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{value:g} s is outside (0, 86400]")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -190,16 +239,29 @@ def _data_options(p: argparse.ArgumentParser) -> None:
                    help="let profiles use files outside their data folder (disk images, pty links)")
 
 
+def _version() -> str:
+    """The installed distribution's version, else the package's own (a source tree on sys.path)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vusb")
+    except PackageNotFoundError:
+        from vusb import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vusb", description="Virtual USB devices served over USB/IP.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"vusb {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="serve profiles as USB/IP devices")
     p.add_argument("profiles", nargs="+", metavar="PROFILE", help=_PROFILE_HELP)
     _data_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (USB/IP has no authentication)")
     p.add_argument("--allow-client", action="append", metavar="ADDR[/PREFIX]",
@@ -228,35 +290,47 @@ def build_parser() -> argparse.ArgumentParser:
                        "`vusb ctl` alone lists the commands (the device classes add their own); "
                        "`vusb ctl COMMAND --help` shows a command's arguments.")
     p.add_argument("--socket", metavar="PATH", help="the control socket (default: the one of --port)")
-    p.add_argument("--port", type=int, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
     p.add_argument("--json", action="store_true", help="print the reply object as JSON")
     p.add_argument("ctl_args", nargs=argparse.REMAINDER, metavar="COMMAND ARGS...")
     p.set_defaults(func=_ctl)
 
     p = sub.add_parser("list", help="list the devices a USB/IP server exports")
     p.add_argument("host", nargs="?", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=USBIP_PORT)
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
     p.set_defaults(func=_list)
 
     p = sub.add_parser("probe", help="import a device and print its descriptors like lsusb -v")
     p.add_argument("host")
     p.add_argument("busid")
-    p.add_argument("--port", type=int, default=USBIP_PORT)
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
     p.set_defaults(func=_probe)
+
+    p = sub.add_parser("host", help="be the host without a kernel: configure a device as Linux does and show "
+                       "what it sends", description="Import a device, enumerate and configure it as Linux does "
+                       "(descriptors, strings, SET_CONFIGURATION, HID SET_IDLE and report descriptor), then read "
+                       "its interrupt IN endpoints and print each report, decoded for boot keyboards and mice.")
+    p.add_argument("host")
+    p.add_argument("busid")
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"the server's TCP port (default {USBIP_PORT})")
+    p.add_argument("--seconds", type=_positive_seconds, default=5.0, help="read for this long (default 5)")
+    p.add_argument("--count", type=_positive_count, help="stop after this many reports")
+    p.set_defaults(func=_host)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the profile format")
     p.set_defaults(func=_schema)
 
-    p = sub.add_parser("bench", help="measure the server (round trips, URB rate, storage, memory) beside the machine's limits")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options for the benchmark (--quick, --profile, ...)")
+    p = sub.add_parser("bench", add_help=False,  # --help goes to the benchmark, which lists its real options
+                       help="measure the server beside the machine's limits (from a source checkout; "
+                       "`vusb bench --help` for its options)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="OPTIONS")
     p.set_defaults(func=_bench)
 
-    for name in ("validate", "check"):
-        p = sub.add_parser(name, help="check profiles and report every error with file, line, column and field"
-                           + (" (alias of validate)" if name == "check" else ""))
-        p.add_argument("profiles", nargs="+", metavar="PROFILE", help=_PROFILE_HELP)
-        _data_options(p)
-        p.set_defaults(func=_check)
+    p = sub.add_parser("check", aliases=["validate"],
+                       help="check profiles and report every error with file, line, column and field")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE", help=_PROFILE_HELP)
+    _data_options(p)
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("profiles", help="list the built-in profiles (serve one by name: vusb serve keyboard)")
     p.add_argument("--show", metavar="NAME", help="print a built-in profile's YAML, to copy and change it")
@@ -277,11 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if args.command != "bench":
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.bench_args = [*args.bench_args, *extra]
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(raw)
+    if args.command == "bench":  # everything after `bench` is the benchmark's, in the order given
+        args.bench_args = raw[raw.index("bench") + 1:]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * min(args.verbose + (1 if args.command == "serve" else 0), 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -21,12 +21,14 @@ from vusb.constants import USBIP_PORT, OpStatus, Status
 from vusb.errors import (
     ConnectionClosed,
     DeviceBusy,
+    NetworkError,
     NoSuchDevice,
     ProtocolError,
     RemoteError,
     TransferTimeout,
 )
 from vusb.host import DEFAULT_TIMEOUT, DeviceInfo, TransferResult, UsbHost
+from vusb.net import check_port, connect_error, host_port
 from vusb.protocol import (
     NEED_DATA,
     ClientCodec,
@@ -129,9 +131,16 @@ class _Link(asyncio.BufferedProtocol):
 
 
 async def _open(host: str, port: int, timeout: float) -> _Link:
+    check_port(port)
     loop = asyncio.get_running_loop()
     link = _Link(ClientCodec())
-    await asyncio.wait_for(loop.create_connection(lambda: link, host, port), timeout)
+    try:
+        await asyncio.wait_for(loop.create_connection(lambda: link, host, port), timeout)
+    except TimeoutError:
+        raise NetworkError(f"no answer from {host_port(host, port)} within {timeout} s "
+                           "(a firewall dropping packets, or the wrong address?)") from None
+    except OSError as exc:
+        raise connect_error(exc, host, port) from None
     return link
 
 

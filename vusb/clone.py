@@ -562,6 +562,11 @@ def _lsusb_records(file: str, text: str) -> tuple[list[list[_Record]], list[str]
                 continue
             if current is not None and current.header in _SKIP:
                 continue
+            raw_bytes = _decoded_bytes(lines, i, len(line) - len(line.lstrip()))
+            if raw_bytes is not None:  # a class descriptor vusb probe decoded: its bytes end the block
+                records.append(_Record("raw", lineno, raw=raw_bytes))
+                current = None
+                continue
             raise _error(file, f"cannot rebuild the bytes of {header!r} from lsusb text; clone from sysfs "
                          "(--from sysfs) or a usbmon capture (--from pcap) instead", lineno)
         if current is None or current.header in _SKIP:
@@ -570,6 +575,18 @@ def _lsusb_records(file: str, text: str) -> tuple[list[list[_Record]], list[str]
         if fm:
             current.fields.append((fm.group(2), fm.group(3), fm.group(4).strip(), lineno))
     return devices, titles
+
+
+def _decoded_bytes(lines: list[str], start: int, indent: int) -> bytes | None:
+    """The ``raw bytes:`` line that ``vusb probe`` prints at the end of a decoded class descriptor, if the
+    block that starts at ``lines[start]`` (indented deeper than ``indent``) has one."""
+    for line in lines[start:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            return None
+        m = re.match(r"^\s*raw bytes:\s*((?:[0-9a-fA-F]{2}\s*)+)$", line)
+        if m:
+            return bytes.fromhex(m.group(1))
+    return None
 
 
 class _Fields:

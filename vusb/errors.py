@@ -10,6 +10,7 @@
     ├── DescriptorError                  a descriptor value is invalid (raised when defined; also a ValueError)
     ├── DeviceDefinitionError            a device, function or endpoint layout is inconsistent (also a ValueError)
     ├── ProfileError                     a YAML profile is wrong (names file, line, column, field)
+    │   └── ProfileErrors                several errors of one profile, one line each (vusb check)
     ├── CloneError                       a device could not be cloned (vusb.clone)
     ├── ControlError                     a control-channel command failed (vusb.control)
     ├── ProtocolError                    bytes from the wire break the USB/IP protocol
@@ -21,6 +22,9 @@
     │   ├── DeviceBusy                   OP_REP_IMPORT status 2: another client holds it
     │   └── NoSuchDevice                 OP_REP_IMPORT status 4 / unknown busid
     ├── ConnectionClosed                 the peer closed the connection (also a ConnectionError)
+    ├── NetworkError                     a socket could not connect or listen (also an OSError)
+    │   ├── NothingListening             connection refused: no server at that address
+    │   └── AddressInUse                 the port to listen on is taken
     ├── LineCodingError                  a CDC line coding field is out of range (vusb.devices.cdc_acm; a ValueError)
     ├── CheckCondition                   a SCSI command ends in CHECK CONDITION (vusb.devices.storage, internal)
     ├── MediumError                      a disk image refused a read or write (vusb.devices.storage; an OSError)
@@ -149,6 +153,26 @@ class NoSuchDevice(RemoteError):
 
 class ConnectionClosed(VusbError, ConnectionError):
     """The peer closed the connection."""
+
+
+class NetworkError(VusbError, OSError):
+    """A socket could not connect or listen; the message names the address and what to do.
+
+    It is an :class:`OSError` too, with the operating system's ``errno``, so code that
+    catches socket errors keeps working.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno  # type: ignore[assignment]
+
+
+class NothingListening(NetworkError, ConnectionRefusedError):
+    """Nothing listens at the address a client connected to (connection refused)."""
+
+
+class AddressInUse(NetworkError):
+    """The address and port a server was to listen on are taken."""
 
 
 class HarnessError(VusbError):

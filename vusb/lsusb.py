@@ -1,7 +1,11 @@
-"""Print descriptors the way ``lsusb -v`` does (used by ``vusb probe``)."""
+"""Print descriptors the way ``lsusb -v`` does (used by ``vusb probe`` and ``vusb list``)."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+from vusb.classdesc import format_class_descriptor
 from vusb.client import DeviceInfo
 from vusb.constants import TransferType
 from vusb.descriptors import (
@@ -26,7 +30,35 @@ CLASS_NAMES = {
 }
 SYNC_NAMES = ("None", "Asynchronous", "Adaptive", "Synchronous")
 USAGE_NAMES = ("Data", "Feedback", "Implicit feedback Data", "Reserved")
-SPEED_NAMES = {1: "1.5M (low)", 2: "12M (full)", 3: "480M (high)", 5: "5000M (super)"}
+SPEED_NAMES = {1: "1.5M (low)", 2: "12M (full)", 3: "480M (high)", 5: "5000M (super)", 6: "10000M (super-plus)"}
+#: USB/IP's speed numbers (Linux enum usb_device_speed) by the name a USB developer uses.
+SPEED_WORDS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "wireless", 5: "super", 6: "super-plus"}
+#: (class, subclass) and (class, subclass, protocol) names, as usb.ids spells the common ones.
+SUBCLASS_NAMES = {
+    (0x01, 0x01): "Control Device", (0x01, 0x02): "Streaming", (0x01, 0x03): "MIDI Streaming",
+    (0x02, 0x02): "Abstract (modem)", (0x02, 0x06): "Ethernet Networking", (0x02, 0x0D): "Network Control Model",
+    (0x03, 0x00): "No Subclass", (0x03, 0x01): "Boot Interface Subclass", (0x07, 0x01): "Printer",
+    (0x08, 0x06): "SCSI", (0x0E, 0x01): "Video Control", (0x0E, 0x02): "Video Streaming",
+    (0x0E, 0x03): "Video Interface Collection", (0xFE, 0x01): "Device Firmware Update",
+    (0xEF, 0x02): "Common Class", (0xFF, 0xFF): "Vendor Specific Subclass",
+}
+PROTOCOL_NAMES = {
+    (0x02, 0x02, 0x01): "AT-commands (v.25ter)", (0x03, 0x01, 0x01): "Keyboard", (0x03, 0x01, 0x02): "Mouse",
+    (0x07, 0x01, 0x01): "Unidirectional", (0x07, 0x01, 0x02): "Bidirectional",
+    (0x07, 0x01, 0x03): "IEEE 1284.4 compatible bidirectional", (0x08, 0x06, 0x50): "Bulk-Only",
+    (0x0A, 0x00, 0x01): "Network Transfer Block", (0xEF, 0x02, 0x01): "Interface Association",
+    (0xFE, 0x01, 0x01): "Runtime", (0xFE, 0x01, 0x02): "DFU mode", (0xFF, 0xFF, 0xFF): "Vendor Specific Protocol",
+}
+
+
+def class_names(cls: int, subclass: int, protocol: int) -> str:
+    """``Human Interface Device / Boot Interface Subclass / Keyboard``: the known parts, as ``usbip list`` shows."""
+    parts = [CLASS_NAMES.get(cls, f"class {cls:02x}")]
+    if (cls, subclass) in SUBCLASS_NAMES:
+        parts.append(SUBCLASS_NAMES[(cls, subclass)])
+    if (cls, subclass, protocol) in PROTOCOL_NAMES:
+        parts.append(PROTOCOL_NAMES[(cls, subclass, protocol)])
+    return " / ".join(parts)
 
 
 def _bcd(value: int) -> str:
@@ -42,7 +74,8 @@ def _string(info: DeviceInfo, index: int) -> str:
     return info.strings.get(index, "") if index else ""
 
 
-def format_device(info: DeviceInfo, busid: str = "") -> str:
+def format_device(info: DeviceInfo, busid: str = "", status: int | None = None) -> str:
+    """The whole ``lsusb -v`` text; ``status``: the device's GET_STATUS answer, shown as Device Status."""
     d = info.device
     out = [
         f"Bus {busid or '?'}: ID {d.vendor_id:04x}:{d.product_id:04x} {_string(info, d.product_index)}".rstrip(),
@@ -80,7 +113,35 @@ def format_device(info: DeviceInfo, busid: str = "") -> str:
             _line(2, "bMaxPacketSize0", q.max_packet_size0),
             _line(2, "bNumConfigurations", q.num_configurations),
         ]
+    if status is not None:
+        out.append(f"Device Status:     0x{status:04x}")
+        out.append("  Self Powered" if status & 1 else "  (Bus Powered)")
+        if status & 2:
+            out.append("  Remote Wakeup Enabled")
+        if status & 4:
+            out.append("  U1 Enabled")
+        if status & 8:
+            out.append("  U2 Enabled")
     return "\n".join(out)
+
+
+class _AskedStrings(dict[int, str]):
+    """The strings table, noting which indices the formatter asked for."""
+
+    def __init__(self, strings: dict[int, str]) -> None:
+        super().__init__(strings)
+        self.asked: set[int] = set()
+
+    def get(self, key: int, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def referenced_strings(info: DeviceInfo) -> set[int]:
+    """String indices the descriptors refer to that enumeration did not read (iTerminal, iMacAddress...)."""
+    asked = _AskedStrings(info.strings)
+    format_device(dataclasses.replace(info, strings=asked))
+    return {i for i in asked.asked if i and i not in info.strings}
 
 
 def format_configuration(c: ConfigurationDescriptor, total: int, info: DeviceInfo) -> list[str]:
@@ -133,25 +194,32 @@ def format_interface(i: InterfaceDescriptor, info: DeviceInfo) -> list[str]:
         _line(6, "bInterfaceProtocol", i.interface_protocol, _protocol_name(i)),
         _line(6, "iInterface", i.name_index, _string(info, i.name_index)),
     ]
+    triple = (i.interface_class, i.interface_subclass, i.interface_protocol)
     for extra in i.extra:
-        out.extend(format_extra(extra, 6))
+        out.extend(format_extra(extra, 6, triple, info))
     for ep in i.endpoints:
-        out.extend(format_endpoint(ep))
+        out.extend(format_endpoint(ep, triple, info))
     return out
 
 
 def _subclass_name(i: InterfaceDescriptor) -> str:
-    names = {(3, 1): "Boot Interface Subclass", (8, 6): "SCSI", (2, 2): "Abstract (modem)"}
-    return names.get((i.interface_class, i.interface_subclass), "")
+    return SUBCLASS_NAMES.get((i.interface_class, i.interface_subclass), "")
 
 
 def _protocol_name(i: InterfaceDescriptor) -> str:
-    names = {(3, 1, 1): "Keyboard", (3, 1, 2): "Mouse", (8, 6, 0x50): "Bulk-Only", (2, 2, 1): "AT-commands (v.25ter)"}
-    return names.get((i.interface_class, i.interface_subclass, i.interface_protocol), "")
+    return PROTOCOL_NAMES.get((i.interface_class, i.interface_subclass, i.interface_protocol), "")
 
 
-def format_extra(d: Descriptor, indent: int) -> list[str]:
+def format_extra(d: Descriptor, indent: int, interface: tuple[int, int, int] | None = None,
+                 info: DeviceInfo | None = None, *, on_endpoint: bool = False) -> list[str]:
+    """A descriptor beside the standard ones: HID, a class-specific one decoded by class, else its bytes."""
     pad = " " * indent
+    strings = info.strings if info is not None else {}
+    if not isinstance(d, HidDescriptor) or (interface is not None and interface[0] != 3):
+        decoded = format_class_descriptor(d.to_bytes(), interface, indent, lambda n: strings.get(n, "") or "",
+                                          on_endpoint=on_endpoint)
+        if decoded is not None:
+            return decoded
     if isinstance(d, HidDescriptor):
         lines = [
             f"{pad}HID Device Descriptor:",
@@ -169,7 +237,8 @@ def format_extra(d: Descriptor, indent: int) -> list[str]:
     return [f"{pad}Descriptor type 0x{kind:02x}, {len(raw)} bytes:", f"{pad}  {raw.hex(' ')}"]
 
 
-def format_endpoint(ep: EndpointDescriptor) -> list[str]:
+def format_endpoint(ep: EndpointDescriptor, interface: tuple[int, int, int] | None = None,
+                    info: DeviceInfo | None = None) -> list[str]:
     direction = "IN" if ep.is_in else "OUT"
     size = ep.max_packet_size & 0x7FF
     mult = ((ep.max_packet_size >> 11) & 3) + 1
@@ -185,6 +254,8 @@ def format_endpoint(ep: EndpointDescriptor) -> list[str]:
         _line(8, "wMaxPacketSize", f"0x{ep.max_packet_size:04x}", f"{mult}x {size} bytes"),
         _line(8, "bInterval", ep.interval),
     ]
+    if len(ep.trailing) >= 2:  # audio class endpoints (UAC1) are 9 bytes long
+        out += [_line(8, "bRefresh", ep.trailing[0]), _line(8, "bSynchAddress", ep.trailing[1])]
     if ep.companion is not None:
         out += [
             "        SuperSpeed Endpoint Companion:",
@@ -193,7 +264,7 @@ def format_endpoint(ep: EndpointDescriptor) -> list[str]:
             _line(10, "bMaxBurst", ep.companion.max_burst),
         ]
     for extra in ep.extra:
-        out.extend(format_extra(extra, 8))
+        out.extend(format_extra(extra, 8, interface, info, on_endpoint=True))
     return out
 
 

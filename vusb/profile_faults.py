@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vusb.errors import ProfileError, VusbError
-from vusb.faults import DESCRIPTOR_TYPES, Babble, CorruptDescriptor, Delay, Disconnect, Drop, Fault, Short
-from vusb.faults import StallRule
+from vusb.faults import DESCRIPTOR_TYPES, Babble, CorruptDescriptor, Delay, Disconnect, Drop, Fault, Short, StallRule
 from vusb.profile_fields import Field, Located, Node, ProfileContext, kind_of, name_or_number, read_mapping
 
 if TYPE_CHECKING:

@@ -22,11 +22,16 @@ profile; a relative path is looked up beside the test file, then in pytest's roo
 When the harness cannot run (QEMU missing...), kernel fixtures skip the test, or fail
 it with ``--vusb-require-kernel`` or when ``$CI`` is set: in CI a skipped kernel test
 is a gap, not a pass.
+
+An ``async def`` test that uses one of these fixtures is marked ``asyncio`` by the
+plugin, so pytest-asyncio runs it in its default (strict) mode without any
+configuration; other async tests need ``@pytest.mark.asyncio`` or ``asyncio_mode = auto``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -81,6 +86,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where vusb_guest attaches devices: a QEMU guest (default) or this machine's vhci-hcd")
     group.addoption("--vusb-require-kernel", action="store_true",
                     help="fail (not skip) kernel tests when the harness cannot run (default when $CI is set)")
+
+
+#: The fixtures whose tests the plugin marks ``asyncio`` (their users' tests are async).
+ASYNC_FIXTURES = frozenset({"vusb_server", "vusb_host", "vusb_attach"})
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> Iterator[None]:
+    """Mark ``async def`` tests that use vusb's fixtures ``asyncio`` as they are collected.
+
+    trylast makes this the innermost wrapper: the mark is on the items before
+    pytest-asyncio's own wrapper decides, from the marks, which tests it runs.
+    """
+    outcome = yield
+    if async_fixture is pytest.fixture or not inspect.iscoroutinefunction(obj):  # type: ignore[comparison-overlap]
+        return
+    result = outcome.get_result()  # type: ignore[attr-defined]
+    for item in result if isinstance(result, list) else [result]:
+        if (isinstance(item, pytest.Function) and ASYNC_FIXTURES & set(item.fixturenames)
+                and item.get_closest_marker("asyncio") is None):
+            item.add_marker(pytest.mark.asyncio)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -23,6 +23,7 @@ from vusb.capture import Capture, Stream, usbmon_event
 from vusb.constants import USBIP_PORT, OpStatus, Status
 from vusb.device import Device
 from vusb.errors import ProtocolError, UsageError
+from vusb.net import check_port, listen_error
 from vusb.protocol import (
     NEED_DATA,
     DevlistReply,
@@ -479,7 +480,7 @@ class Server:
         self._poll_until = 0.0
         self._polling = False
         self.host = host
-        self.port = port
+        self.port = check_port(port)
         self.limits = limits or ServerLimits()
         self.exports: list[Export] = []
         self.connections: set[Connection] = set()
@@ -548,7 +549,11 @@ class Server:
         if self._server is not None:
             raise UsageError("server already started")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(self), self.host, self.port, reuse_address=True)
+        try:
+            self._server = await loop.create_server(lambda: Connection(self), self.host, self.port,
+                                                    reuse_address=True)
+        except OSError as exc:
+            raise listen_error(exc, self.host, self.port) from None
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         if not _is_loopback(self.host):
@@ -556,7 +561,8 @@ class Server:
                 "listening on %s:%d: USB/IP has no authentication or encryption; anyone who can reach this "
                 "address can attach the devices", self.host, self.port,
             )
-        log.info("serving %d device(s) on %s:%d", len(self.exports), self.host, self.port)
+        # debug, not info: `vusb serve` prints its own banner with the same news
+        log.debug("serving %d device(s) on %s:%d", len(self.exports), self.host, self.port)
 
     async def serve_forever(self) -> None:
         if self._server is None:
