@@ -28,6 +28,7 @@
     ├── LineCodingError                  a CDC line coding field is out of range (vusb.devices.cdc_acm; a ValueError)
     ├── CheckCondition                   a SCSI command ends in CHECK CONDITION (vusb.devices.storage, internal)
     ├── MediumError                      a disk image refused a read or write (vusb.devices.storage; an OSError)
+    ├── MediaError                       a WAV file cannot be read or written (vusb.devices.audio)
     └── HarnessError                     the test harness failed (vusb.harness)
         ├── HarnessPrerequisiteError     a host program or file the harness needs is missing
         ├── ImageBuildError              a guest image could not be built
