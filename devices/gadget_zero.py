@@ -77,7 +77,8 @@ from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Functi
 from vusb.endpoint import HandlerResult
 from vusb.errors import ArgumentError, DeviceDefinitionError, Stall
 from vusb.function import request
-from vusb.profile import Field, Located, ProfileContext, register_kind
+from vusb.profile import Field, Located, ProfileContext
+from vusb.registry import register_kind
 from vusb.urb import Completion, SetupPacket, Urb
 
 log = logging.getLogger("vusb.gadget_zero")

@@ -6,11 +6,17 @@ them out as they are and runs them, so the page is exactly what works.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
 import importlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+
+from vusb.registry import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,3 +47,15 @@ def import_doc_files(page: str, dest: Path) -> dict[str, ModuleType]:
         return modules
     finally:
         sys.path.remove(str(dest))
+
+
+@contextlib.contextmanager
+def registry_restored() -> Iterator[None]:
+    """The registry as it was before: a page's class registers for one test, not for the rest of the session."""
+    reg = registry()
+    saved = {f.name: copy.copy(getattr(reg, f.name)) for f in dataclasses.fields(reg)}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(reg, name, value)

@@ -39,12 +39,19 @@ identity: {vendor_id: 0x1209, product_id: 0x0004}
 functions:
   - {kind: cdc-acm, backend: pty, pty_link: ttyV0}
 """,
+    "DFU bootloader (image made on first serve), printer job folder probed for writing": """
+identity: {vendor_id: 0x1209, product_id: 0x0011}
+functions:
+  - {kind: dfu, image: firmware.img, dfuse_address: 0x08000000, capacity: 4KiB}
+  - {kind: printer, job_folder: jobs}
+""",
 }
 
 
 @pytest.mark.parametrize("text", PROFILES.values(), ids=PROFILES.keys())
 def test_check_leaves_the_folder_unchanged(text: str, tmp_path: Path) -> None:
     (tmp_path / "base.img").write_bytes(bytes(4096))
+    (tmp_path / "jobs").mkdir()
     profile = tmp_path / "device.yaml"
     profile.write_text(text)
     before = snapshot(tmp_path)

@@ -66,21 +66,25 @@ def block(page: str, first_line: str) -> Block:
 
 
 # ------------------------------------------------------------------------------------ the inventory
+# blocks named by their first line
+QUICKSTART_INSTALL = "python3 -m pip install .            # from a clone (or pip install vusb-*.whl); Python 3.11+"
+QUICKSTART_ECHO = ("from vusb import (BuildContext, Device, Direction, Function, InterfaceDescriptor, Recipient, "
+                   "RequestType,")
+QUICKSTART_ECHO_TEST = "from collections.abc import Callable"
+QUICKSTART_MODES = '"""A device with two configurations, and its test."""'
 RUN = {
-    ("README.md", "python3 -m pip install . && vusb serve profiles/keyboard.yaml profiles/mouse.yaml"):
+    ("README.md", "python3 -m pip install . && vusb serve keyboard mouse"):
         "test_readme_install_and_serve",
     ("README.md", "import asyncio"): "test_readme_python_example",
-    ("docs/quickstart.md", "python3 -m pip install .            # from a clone; Python 3.11+"):
+    ("docs/quickstart.md", QUICKSTART_INSTALL):
         "test_quickstart_install_and_serve",
     ("docs/quickstart.md", "vusb list 127.0.0.1               # OP_REQ_DEVLIST"):
         "test_quickstart_look_at_a_served_device",
     ("docs/quickstart.md", "import asyncio"): "test_quickstart_python_example_and_vusb_host",
     ("docs/quickstart.md", "vusb host 127.0.0.1 1-1 --seconds 3"): "test_quickstart_python_example_and_vusb_host",
-    ("docs/quickstart.md", "from vusb import BuildContext, Device, Function, InterfaceDescriptor, TransferType, "
-                           "Completion, Urb"): "test_quickstart_tests_pass_under_plain_pytest",
-    ("docs/quickstart.md", "async def test_echo(vusb_host) -> None:"): "test_quickstart_tests_pass_under_plain_pytest",
-    ("docs/quickstart.md", "from vusb import (ConfigurationDescriptor, Device, DeviceDescriptor, EndpointDescriptor, "
-                           "Function,"): "test_quickstart_tests_pass_under_plain_pytest",
+    ("docs/quickstart.md", QUICKSTART_ECHO): "test_quickstart_tests_pass_under_plain_pytest",
+    ("docs/quickstart.md", QUICKSTART_ECHO_TEST): "test_quickstart_tests_pass_under_plain_pytest",
+    ("docs/quickstart.md", QUICKSTART_MODES): "test_quickstart_tests_pass_under_plain_pytest",
 }
 NOT_RUN = {
     ("README.md", "bash .ci/install-deps.sh && python3 -m pip install -e '.[test]' && python3 -m pytest"):
@@ -233,7 +237,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     runtime = base / "runtime"
     runtime.mkdir(mode=0o700)
     inst = Installed(clone, venv, runtime)
-    line = block("README.md", "python3 -m pip install . && vusb serve profiles/keyboard.yaml profiles/mouse.yaml")
+    line = block("README.md", "python3 -m pip install . && vusb serve keyboard mouse")
     namespace = Namespace()
     server = inst.start(namespace, ["bash", "-c", line.text])  # a user's shell; Ctrl-C reaches vusb serve
     try:
@@ -303,7 +307,7 @@ def test_readme_python_example(installed: Installed, ns: Namespace, tmp_path: Pa
 
 # ------------------------------------------------------------------------------------ docs/quickstart.md
 def test_quickstart_install_and_serve(installed: Installed, ns: Namespace) -> None:
-    commands = block("docs/quickstart.md", "python3 -m pip install .            # from a clone; Python 3.11+")
+    commands = block("docs/quickstart.md", QUICKSTART_INSTALL)
     server = installed.start(ns, ["bash", "-ec", commands.text])
     try:
         server.wait_for("(vusb ctl --socket", 300)
@@ -325,7 +329,7 @@ def test_quickstart_look_at_a_served_device(installed: Installed, ns: Namespace)
                          "    interface 0:  03/01/01 Human Interface Device / Boot Interface Subclass / Keyboard",
                          "1-2: 1209:0002 full speed, 1 configuration(s), 1 interface(s)",
                          "Bus 1-1: ID 1209:0001 Virtual Keyboard", "Device Status:     0x0000",
-                         "ok: profiles/keyboard.yaml (Virtual Keyboard)", "ok: profiles/mouse.yaml (Virtual Mouse)"]:
+                         "ok: keyboard (Virtual Keyboard)", "ok: mouse (Virtual Mouse)"]:
             assert expected in result.stdout.splitlines(), f"{expected!r} missing:\n{result.stdout}"
         assert server.interrupt() == 0
     finally:
@@ -360,12 +364,10 @@ def test_quickstart_tests_pass_under_plain_pytest(installed: Installed, ns: Name
     """A fresh project: no pytest.ini, no pyproject.toml, no conftest.py; just the files the page shows."""
     project = tmp_path / "project"
     project.mkdir()
-    echo = block("docs/quickstart.md", "from vusb import BuildContext, Device, Function, InterfaceDescriptor, "
-                                       "TransferType, Completion, Urb")
-    test = block("docs/quickstart.md", "async def test_echo(vusb_host) -> None:")
+    echo = block("docs/quickstart.md", QUICKSTART_ECHO)
+    test = block("docs/quickstart.md", QUICKSTART_ECHO_TEST)
     (project / "test_echo.py").write_text(echo.text + "\n\n" + test.text)  # "beside the Echo device above"
-    modes = block("docs/quickstart.md", "from vusb import (ConfigurationDescriptor, Device, DeviceDescriptor, "
-                                        "EndpointDescriptor, Function,")
+    modes = block("docs/quickstart.md", QUICKSTART_MODES)
     (project / "test_echo_modes.py").write_text(modes.text)
     result = installed.run(ns, ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -200,6 +200,71 @@ def test_iso_packet_count_is_bounded() -> None:
         codec.next_event()
 
 
+# usbip 0.1.x (the userspace tools before Linux 3.x's staging rewrite) sends op version 0x0106 and its
+# usbip_recv_op_common() refuses a reply whose version is not its own ("version mismatch"). The exchanges
+# below are what its `usbip -l HOST` (OP_REQ_DEVLIST) and `usbip -a HOST BUSID` (OP_REQ_IMPORT) send and
+# must get back, byte for byte; current clients send 0x0111 and get 0x0111.
+OLD_AND_NEW_OP_EXCHANGES = [
+    ("0.1.x devlist", "0106 8005 00000000", DevlistReply((KEYBOARD,)), "0106 0005 00000000 00000001"),
+    ("0.1.x import", "0106 8003 00000000" + b"1-1".ljust(32, b"\0").hex(), ImportReply(0, KEYBOARD),
+     "0106 0003 00000000"),
+    ("0.1.x import of an unknown busid", "0106 8003 00000000" + b"9-9".ljust(32, b"\0").hex(), ImportReply(4),
+     "0106 0003 00000004"),
+    ("0.1.x import of a busy device", "0106 8003 00000000" + b"1-1".ljust(32, b"\0").hex(), ImportReply(2),
+     "0106 0003 00000002"),
+    ("current devlist", "0111 8005 00000000", DevlistReply(()), "0111 0005 00000000 00000000"),
+    ("current import", "0111 8003 00000000" + b"1-1".ljust(32, b"\0").hex(), ImportReply(0, KEYBOARD),
+     "0111 0003 00000000"),
+]
+
+
+@pytest.mark.parametrize(("case", "request_wire", "reply", "reply_head"), OLD_AND_NEW_OP_EXCHANGES,
+                         ids=[c[0] for c in OLD_AND_NEW_OP_EXCHANGES])
+def test_op_request_is_answered_in_its_own_version(case: str, request_wire: str, reply: DevlistReply | ImportReply,
+                                                   reply_head: str) -> None:
+    server = ServerCodec()
+    server.receive_data(bytes.fromhex(request_wire))
+    request = server.next_event()
+    assert isinstance(request, (DevlistRequest, ImportRequest))
+    assert request.version == int(request_wire[:4], 16)
+    raw = server.send(reply)
+    head = bytes.fromhex(reply_head)
+    assert raw[:len(head)] == head
+    if isinstance(reply, ImportReply) and reply.device is not None:
+        assert len(raw) == 8 + 312 and raw[8 + 256:8 + 259] == b"1-1"  # the 0.1.x client checks the busid echoed
+        assert server.phase == Phase.URB
+    else:
+        assert server.phase == Phase.CLOSED
+
+
+def test_old_client_import_then_urbs_as_usual() -> None:
+    """After a 0x0106 import the URB phase is the same 48-byte protocol (0.1.x's usbip_header is identical)."""
+    client, server = ClientCodec(), ServerCodec()
+    server.receive_data(client.send(ImportRequest("1-1", version=0x0106)))
+    assert server.next_event() == ImportRequest("1-1", 0x0106)
+    client.receive_data(server.send(ImportReply(0, KEYBOARD)))
+    reply = client.next_event()
+    assert isinstance(reply, ImportReply) and reply.status == 0 and reply.device is not None
+    server.receive_data(client.send(SubmitCommand(1, 0x10001, 1, 0, 0, 18, bytes.fromhex("8006000100001200"))))
+    got = server.next_event()
+    assert isinstance(got, SubmitCommand) and got.setup == bytes.fromhex("8006000100001200")
+
+
+def test_reply_version_can_be_forced() -> None:
+    server = ServerCodec()
+    server.receive_data(bytes.fromhex("0106 8005 00000000"))
+    server.next_event()
+    assert server.send(DevlistReply((), version=0x0111))[:4] == bytes.fromhex("0111 0005")
+
+
+def test_client_expects_the_version_it_sent() -> None:
+    old = ClientCodec()
+    old.send(DevlistRequest(0x0106))
+    old.receive_data(bytes.fromhex("0111 0005 00000000 00000000"))
+    with pytest.raises(ProtocolError, match="reply version 0x0111, expected 0x0106"):
+        old.next_event()
+
+
 def test_client_rejects_wrong_reply_version() -> None:
     client = ClientCodec()
     client.send(DevlistRequest())

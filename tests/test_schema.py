@@ -30,7 +30,7 @@ def test_shipped_profiles_satisfy_the_schema(path: Path) -> None:
 REJECTED = [
     ("unknown top-level key", {"identity": {"vendor_id": 1, "product_id": 1}, "functions": [{"kind": "mouse"}], "x": 1}),
     ("vendor id too large", {"identity": {"vendor_id": 0x10000, "product_id": 1}, "functions": [{"kind": "mouse"}]}),
-    ("unknown kind", {"identity": {"vendor_id": 1, "product_id": 1}, "functions": [{"kind": "printer"}]}),
+    ("unknown kind", {"identity": {"vendor_id": 1, "product_id": 1}, "functions": [{"kind": "plotter"}]}),
     ("hid without report descriptor", {"identity": {"vendor_id": 1, "product_id": 1}, "functions": [{"kind": "hid"}]}),
     ("bad speed", {"identity": {"vendor_id": 1, "product_id": 1, "speed": "warp"}, "functions": [{"kind": "mouse"}]}),
     ("no functions", {"identity": {"vendor_id": 1, "product_id": 1}, "functions": []}),

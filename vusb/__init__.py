@@ -17,7 +17,19 @@ The pieces, bottom up:
 Everything a device class or a program needs is importable from here (``__all__``);
 the ready classes are in :mod:`vusb.devices`.  docs/writing-a-device.md shows the
 authoring API at work.
+
+A class registers what it adds (profile kinds, ``vusb ctl`` commands, fault kinds) in
+its ``register(registry)`` function with :class:`Registry`, :class:`Command`, the
+profile field reader's :class:`Field`, :class:`Located` and :class:`ProfileContext`,
+and the control server's :class:`ControlServer`, :class:`ControlRequest` and
+:class:`ControlError` (:mod:`vusb.registry`, docs/device-classes.md).  These names load
+their modules when first used, so ``import vusb`` stays light.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from vusb.constants import Direction, Recipient, RequestType, Speed, Status, TransferType
 from vusb.descriptors import (
@@ -57,7 +69,34 @@ from vusb.single import DeviceOptions, Forwarded, SingleFunctionDevice, forward,
 from vusb.testing import LocalHost
 from vusb.urb import Completion, SetupPacket, Urb
 
+if TYPE_CHECKING:
+    from vusb.control_server import ControlError, ControlRequest, ControlServer
+    from vusb.profile_fields import Field, Located, ProfileContext
+    from vusb.registry import Command, Registry, load_device_class
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    # The registration API: imported when first used (YAML, the control server and the registry stay unloaded).
+    "Command": "vusb.registry", "Registry": "vusb.registry", "load_device_class": "vusb.registry",
+    "Field": "vusb.profile_fields", "Located": "vusb.profile_fields", "ProfileContext": "vusb.profile_fields",
+    "ControlError": "vusb.control_server", "ControlRequest": "vusb.control_server",
+    "ControlServer": "vusb.control_server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vusb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "NOT_HANDLED",
@@ -67,10 +106,14 @@ __all__ = [
     "BosDescriptor",
     "BuildContext",
     "ClassSpecificDescriptor",
+    "Command",
     "Completion",
     "ConfigurationDescriptor",
     "ConnectionClosed",
+    "ControlError",
+    "ControlRequest",
     "ControlResult",
+    "ControlServer",
     "DescriptorError",
     "Device",
     "DeviceBusy",
@@ -79,6 +122,7 @@ __all__ = [
     "DeviceOptions",
     "Direction",
     "EndpointDescriptor",
+    "Field",
     "Forwarded",
     "Function",
     "HarnessError",
@@ -86,10 +130,13 @@ __all__ = [
     "IsoPacket",
     "LimitExceeded",
     "LocalHost",
+    "Located",
     "NoSuchDevice",
+    "ProfileContext",
     "ProfileError",
     "ProtocolError",
     "Recipient",
+    "Registry",
     "Remaining",
     "RemoteError",
     "RequestKey",
@@ -110,5 +157,6 @@ __all__ = [
     "VusbError",
     "forward",
     "forward_property",
+    "load_device_class",
     "request",
 ]

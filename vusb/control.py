@@ -33,6 +33,7 @@ from vusb.control_server import (
     DEFAULT_TIMEOUT,
     MAX_LINE,
     ControlError,
+    ControlRequest,
     ControlServer,
     Request,
     check_private_dir,
@@ -56,7 +57,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_TIMEOUT", "MAX_LINE", "ControlClient", "ControlError", "ControlServer", "Request", "build_request",
-    "check_private_dir", "command_list", "commands", "ctl_main", "default_socket_path", "fault_from_fields",
-    "format_reply", "function_kind", "name_list", "prepare_socket_path", "unescape",
+    "DEFAULT_TIMEOUT", "MAX_LINE", "ControlClient", "ControlError", "ControlRequest", "ControlServer", "Request",
+    "build_request", "check_private_dir", "command_list", "commands", "ctl_main", "default_socket_path",
+    "fault_from_fields", "format_reply", "function_kind", "name_list", "prepare_socket_path", "unescape",
 ]

@@ -150,8 +150,14 @@ def _product(device: Device) -> str | None:
 
 # ---------------------------------------------------------------- request fields
 @dataclass
-class Request:
-    """One request object, with typed access to its fields (errors name the field)."""
+class ControlRequest:
+    """One control request object, with typed access to its fields (errors name the field).
+
+    What a ``vusb ctl`` command's handler receives beside the :class:`ControlServer`:
+    ``body`` is the JSON object as sent; :meth:`get` reads a field checked for its type,
+    :meth:`integer` an integer, :meth:`timeout` the ``timeout`` field (seconds, default
+    :data:`DEFAULT_TIMEOUT`).  Every error is a :class:`ControlError` naming the field.
+    """
 
     body: dict[str, Any]
 
@@ -178,6 +184,10 @@ class Request:
         return float(value)
 
 
+Request = ControlRequest
+"""The name :class:`ControlRequest` had first; still importable from here and :mod:`vusb.control`."""
+
+
 def _type_name(kind: type | tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
     kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -188,6 +198,13 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
 
 class ControlServer:
     """Serves the control protocol for a :class:`~vusb.server.Server` on a Unix socket.
+
+    A device class's command handler (:class:`vusb.Command`) is called with this server
+    and the :class:`ControlRequest`; it finds what the request names with
+    :meth:`device` and :meth:`function`, waits for the host with :meth:`wait_host`,
+    keeps per-server data in :attr:`state` and releases it with :meth:`on_close`.
+    Commands are the registry's when the server is made: register a class first.
+    :meth:`handle` answers one request object without a socket (tests).
 
     ::
 
@@ -210,18 +227,19 @@ class ControlServer:
         self.state: dict[str, Any] = {}
         """Per-server state of device classes' commands (the media ``eject`` keeps, say), by a key of theirs."""
         self._cleanups: list[Callable[[], None]] = []
-        generic: dict[str, Callable[[Request], Awaitable[dict[str, Any]]]] = {
+        generic: dict[str, Callable[[ControlRequest], Awaitable[dict[str, Any]]]] = {
             "list": self._list, "unplug": self._unplug, "plug": self._plug,
             "fault-add": self._fault_add, "fault-list": self._fault_list, "fault-clear": self._fault_clear,
         }
-        self._commands: dict[str, Callable[[Request], Awaitable[dict[str, Any]]]] = {"list": generic.pop("list")}
+        self._commands: dict[str, Callable[[ControlRequest], Awaitable[dict[str, Any]]]] = {
+            "list": generic.pop("list")}
         for name, command in registry().commands.items():
             self._commands[name] = self._bind(command.run)
         self._commands.update(generic)
 
-    def _bind(self, run: Callable[[ControlServer, Request], Awaitable[dict[str, Any]]]
-              ) -> Callable[[Request], Awaitable[dict[str, Any]]]:
-        async def handler(req: Request) -> dict[str, Any]:
+    def _bind(self, run: Callable[[ControlServer, ControlRequest], Awaitable[dict[str, Any]]]
+              ) -> Callable[[ControlRequest], Awaitable[dict[str, Any]]]:
+        async def handler(req: ControlRequest) -> dict[str, Any]:
             return await run(self, req)
 
         return handler
@@ -341,7 +359,7 @@ class ControlServer:
             handler = self._commands.get(cmd)
             if handler is None:
                 raise ControlError(f"unknown command {cmd!r}; known: {', '.join(self._commands)}")
-            request = Request(body)
+            request = ControlRequest(body)
             request.timeout()  # a bad timeout is reported before anything else is looked at
             result = await handler(request)
         except ControlError as exc:
@@ -354,7 +372,7 @@ class ControlServer:
         return {"id": rid, "ok": True, **result}
 
     # ------------------------------------------------------------ lookups
-    def device(self, req: Request) -> tuple[str, Device]:
+    def device(self, req: ControlRequest) -> tuple[str, Device]:
         """The device a request names (field ``busid``): (busid, device); a clear error if there is none."""
         busid = req.get("busid", str, required=True)
         export = self.server.find(busid)
@@ -365,7 +383,7 @@ class ControlServer:
         known = ", ".join(e.busid for e in self.server.exports) or "none"
         raise ControlError(f"no device {busid!r} (exported: {known})")
 
-    def function(self, req: Request, kind: str, *, need_host: bool = False) -> tuple[str, Device, Function]:
+    def function(self, req: ControlRequest, kind: str, *, need_host: bool = False) -> tuple[str, Device, Function]:
         """The function of kind ``kind`` a request names (``busid``, ``function``): (busid, device, function)."""
         busid, device = self.device(req)
         functions = device.functions
@@ -395,7 +413,7 @@ class ControlServer:
                                "(is the device configured and its driver bound?)") from None
 
     # ------------------------------------------------------------ commands
-    async def _list(self, req: Request) -> dict[str, Any]:
+    async def _list(self, req: ControlRequest) -> dict[str, Any]:
         out = []
         for export in self.server.exports:
             out.append(self._describe(export.busid, export.device, plugged=True,
@@ -417,14 +435,14 @@ class ControlServer:
                 "product": _product(device), "plugged": plugged, "attached": device.attached, "client": client,
                 "configured": device.configured, "functions": functions}
 
-    async def _unplug(self, req: Request) -> dict[str, Any]:
+    async def _unplug(self, req: ControlRequest) -> dict[str, Any]:
         busid, device = self.device(req)
         had_client = device.attached
         self.server.remove(busid)
         self.unplugged[busid] = device
         return {"busid": busid, "disconnected": had_client}
 
-    async def _plug(self, req: Request) -> dict[str, Any]:
+    async def _plug(self, req: ControlRequest) -> dict[str, Any]:
         busid = req.get("busid", str, required=True)
         device = self.unplugged.get(busid)
         if device is None:
@@ -437,20 +455,20 @@ class ControlServer:
 
 
     # ------------------------------------------------------------ faults
-    async def _fault_add(self, req: Request) -> dict[str, Any]:
+    async def _fault_add(self, req: ControlRequest) -> dict[str, Any]:
         busid, device = self.device(req)
         spec = req.get("fault", dict, required=True)
         rule = device.faults.add(fault_from_fields(spec))
         return {"busid": busid, "index": len(device.faults) - 1, "rule": repr(rule)}
 
-    async def _fault_list(self, req: Request) -> dict[str, Any]:
+    async def _fault_list(self, req: ControlRequest) -> dict[str, Any]:
         busid, device = self.device(req)
         return {"busid": busid, "faults": [
             {"index": i, "kind": rule.kind, "rule": repr(rule), "matched": rule.matched, "fired": rule.fired,
              "exhausted": rule.exhausted}
             for i, rule in enumerate(device.faults)]}
 
-    async def _fault_clear(self, req: Request) -> dict[str, Any]:
+    async def _fault_clear(self, req: ControlRequest) -> dict[str, Any]:
         busid, device = self.device(req)
         index = req.get("index", int)
         rules = list(device.faults)

@@ -368,6 +368,14 @@ class Device:
             )
 
     # ------------------------------------------------------------ accessors
+    def set_bos(self, bos: BosDescriptor) -> None:
+        """Serve another BOS descriptor from now on (vusb.winusb adds platform capabilities this way)."""
+        if self.descriptor.usb_version < 0x0201:
+            raise UsageError(f"bcdUSB 0x{self.descriptor.usb_version:04x}: hosts ask for a BOS only from 0x0201; "
+                             "make the device with usb_version=0x0210")
+        self.bos = bos
+        self._bos_bytes = bos.to_bytes()
+
     def endpoint(self, address: int) -> Endpoint:
         try:
             return self._endpoints[address]
@@ -548,10 +556,17 @@ class Device:
             return Completion(0, out[: setup.length])
         return Completion(0, b"", setup.length)
 
+    def _high_byte_owner(self, setup: SetupPacket) -> Function | None:
+        """The function a class request names in wIndex's high byte, if it declares that request so."""
+        if setup.type != RequestType.CLASS:
+            return None
+        f = self._interface_owner.get(setup.index >> 8)
+        return f if f is not None and setup.request in f.interface_in_high_byte else None
+
     def _route(self, setup: SetupPacket, data: bytes) -> Any:
         owner: Function | None = None
         if setup.recipient == Recipient.INTERFACE:
-            owner = self._interface_owner.get(setup.index & 0xFF)
+            owner = self._high_byte_owner(setup) or self._interface_owner.get(setup.index & 0xFF)
         elif setup.recipient == Recipient.ENDPOINT:
             owner = self._endpoint_owner.get(setup.index & 0xFF)
         if owner is not None:

@@ -5,8 +5,10 @@
     VusbError                            every error vusb raises on purpose
     ├── UsageError                       the calling program misused the API (wrong state, wrong argument)
     │   ├── ArgumentError                an argument has a value the API does not accept (also a ValueError)
+    │   │   └── DeviceIdError            a printer's IEEE 1284 device ID a host cannot read back (vusb.devices.printer)
     │   ├── ArgumentTypeError            an argument has a type the API does not accept (also a TypeError)
-    │   └── AnswerRuleError              a serial port's answer rule is invalid (vusb.devices.cdc_acm)
+    │   ├── AnswerRuleError              a serial port's answer rule is invalid (vusb.devices.cdc_acm)
+    │   └── JobFolderError               a printer's job folder cannot hold jobs (vusb.devices.printer)
     ├── DescriptorError                  a descriptor value is invalid (raised when defined; also a ValueError)
     ├── DeviceDefinitionError            a device, function or endpoint layout is inconsistent (also a ValueError)
     ├── ProfileError                     a YAML profile is wrong (names file, line, column, field)

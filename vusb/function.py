@@ -148,6 +148,12 @@ class Function(abc.ABC):
     request_table: Mapping[RequestKey, str] = {}
     """This class's request table: each declared request (:func:`request`) and the name of its handler method."""
 
+    interface_in_high_byte: frozenset[int] = frozenset()
+    """Class requests (``bRequest`` codes) to an interface whose ``wIndex`` names the interface in its
+    HIGH byte (the low byte is the alternate setting), as the printer class's GET_DEVICE_ID does;
+    the device routes such a request by its high byte to the function that owns that interface
+    and declares the code here. Every other request names the interface in the low byte."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         table = dict(cls.request_table)

@@ -25,6 +25,7 @@ from vusb.client import RemoteDevice
 from vusb.constants import TransferType
 from vusb.descriptors import HidDescriptor, InterfaceDescriptor
 from vusb.errors import TransferError
+from vusb.hid_usages import US_LAYOUT
 from vusb.lsusb import SPEED_WORDS, class_names
 from vusb.urb import SetupPacket
 
@@ -35,8 +36,6 @@ MOUSE_BUTTONS = ("left", "right", "middle", "back", "forward")
 
 def _keyboard_table() -> dict[tuple[int, bool], str]:
     """(usage, shift) -> the character a US layout types (the inverse of the keyboard device's table)."""
-    from vusb.devices.keyboard import US_LAYOUT
-
     return {(int(key), shift): ch for ch, (key, shift) in US_LAYOUT.items()}
 
 

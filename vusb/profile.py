@@ -30,7 +30,7 @@ import importlib.resources
 import inspect
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,10 +67,26 @@ from vusb.profile_raw import (
     read_descriptors,
     read_interfaces,
 )
-from vusb.registry import FunctionBuilder, Kind, register_kind, registry
+from vusb.registry import FunctionBuilder, Kind, registry
+from vusb.registry import register_kind as _register_kind
 from vusb.urb import SetupPacket
+from vusb.winusb import PlatformSection, read_platform_section
 
 T = TypeVar("T")
+
+
+def register_kind(name: str, fields: Mapping[str, Field], build: FunctionBuilder, description: str = "",
+                  **options: Any) -> None:
+    """Deprecated: make a function kind available to profiles at once.
+
+    It still works, with a :class:`DeprecationWarning`.  A device class now registers its
+    kinds, commands and fault kinds in its own ``register(registry)`` function, with
+    :meth:`vusb.Registry.add_kind` (docs/writing-a-device.md); vusb calls it for built-in
+    classes, ``vusb.devices`` entry points and :func:`vusb.load_device_class`.
+    """
+    warnings.warn("vusb.profile.register_kind is deprecated: register the kind in the class's register(registry) "
+                  "function with registry.add_kind (see docs/writing-a-device.md)", DeprecationWarning, stacklevel=2)
+    _register_kind(name, fields, build, description, **options)
 
 
 def kinds() -> dict[str, Kind]:
@@ -90,6 +106,7 @@ TOP_FIELDS: dict[str, Field] = {
     "descriptors": Field("map", False),
     "control": Field("list", False, help="canned answers to class and vendor control requests"),
     "faults": Field("list", False, help="fault rules: make the device misbehave on purpose (docs/faults.md)"),
+    "platform": Field("map", False, help="WinUSB (Microsoft OS 2.0) and WebUSB descriptors (docs/winusb-webusb.md)"),
 }
 
 CONTROL_FIELDS: dict[str, Field] = {
@@ -174,10 +191,18 @@ class Profile:
     faults: list[FaultSpec] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     """Things worth telling that are not errors (an old kind spelling); ``vusb check`` prints them."""
+    platform: PlatformSection | None = None
+    """The ``platform:`` section: WinUSB and WebUSB descriptors added to every built device."""
 
     def build(self, *, dry_run: bool = False) -> Device:
         """A fresh device; ``dry_run`` checks everything but creates or changes no file (the device is for a check)."""
         device = self._build(self.context.checking() if dry_run else self.context)
+        if self.platform is not None:
+            try:
+                self.platform.apply(device)
+            except VusbError as exc:
+                device.close_unstarted()
+                raise self.context.error(self.platform.node, self.platform.path, str(exc)) from exc
         if self.control:
             device.vendor_handler = canned_handler(self.control)
         for spec in self.faults:
@@ -203,6 +228,8 @@ class Profile:
         ident = dict(self.identity)
         speed = Speed.parse(ident.pop("speed"))
         try:
+            if self.platform is not None and speed != Speed.SUPER:
+                ident["usb_version"] = 0x0210  # hosts ask for the BOS (where the platform capabilities are)
             return Device(*built, speed=speed, **{k: v for k, v in ident.items() if v is not None})
         except VusbError as exc:
             raise ProfileError(str(exc), file=self.file) from exc
@@ -381,7 +408,9 @@ def parse_profile(text: str, file: str = "<profile>", base_dir: Path | None = No
     control = _read_control(ctx, control_node) if control_node is not None else []
     faults_node = top["faults"].value
     faults = read_faults(ctx, faults_node) if faults_node is not None else []
-    profile = Profile(file, identity, functions, ctx, descriptors, control, faults, notes)
+    platform_node = top["platform"].value
+    platform = _attempt(ctx, lambda: read_platform_section(ctx, platform_node)) if platform_node is not None else None
+    profile = Profile(file, identity, functions, ctx, descriptors, control, faults, notes, platform)
     if ctx.errors is not None:
         if raw_node is None:
             for kind, options in functions:  # each function on its own first, to report each one's error

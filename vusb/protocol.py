@@ -5,7 +5,9 @@ sent (:meth:`~ServerCodec.receive_data`) and hands back whole messages
 (:meth:`~ServerCodec.next_event`); messages to send are turned into bytes by
 :meth:`~ServerCodec.send`.  :class:`ClientCodec` is the mirror image, used by
 :mod:`vusb.client`.  Both follow the wire rules listed in
-``docs/protocol.md``: any input version accepted and 0x0111 answered, busids
+``docs/protocol.md``: any 0x01xx input version accepted and each op request
+answered in the version it came in (usbip 0.1.x clients send 0x0106 and refuse any
+other reply version; current ones send 0x0111), busids
 compared up to their first NUL, exact-length framing, iso packet descriptors
 after the data, and bounded allocation (a header announcing more than the
 configured limits raises :class:`~vusb.errors.LimitExceeded` before anything is
@@ -111,6 +113,7 @@ class DevlistRequest:
 class DevlistReply:
     devices: tuple[ExportedDevice, ...] = ()
     status: int = OpStatus.OK
+    version: int | None = None  # None: the version of the request being answered (ServerCodec.op_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ class ImportRequest:
 class ImportReply:
     status: int
     device: ExportedDevice | None = None
+    version: int | None = None  # None: the version of the request being answered (ServerCodec.op_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +469,9 @@ class ServerCodec:
         self.is_iso = is_iso or (lambda ep, direction: False)
         self._buf = _Buffer()
         self._submit: _SubmitHead | None = None  # a CMD_SUBMIT whose large payload is being received
+        self.op_version = USBIP_VERSION
+        """The version of the last op request received: its reply carries the same one (usbip 0.1.x
+        clients send 0x0106 and reject a reply in any other version, current clients send 0x0111)."""
 
     # --- input
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
@@ -511,12 +518,14 @@ class ServerCodec:
         if code == OP_REQ_DEVLIST:
             buf.skip(OP_HEADER_SIZE)
             self.phase = Phase.CLOSED
+            self.op_version = version
             return DevlistRequest(version)
         if code == OP_REQ_IMPORT:
             if buf.unread < OP_HEADER_SIZE + 32:
                 return NEED_DATA
             buf.skip(OP_HEADER_SIZE)
             busid = _cstr(buf.take(32))
+            self.op_version = version
             return ImportRequest(busid, version)
         raise ProtocolError(f"unknown op code 0x{code:04x} (expected REQ_DEVLIST 0x8005 or REQ_IMPORT 0x8003)")
 
@@ -600,14 +609,15 @@ class ServerCodec:
         if isinstance(event, ImportReply):
             if self.phase != Phase.OP:
                 raise ProtocolError("REP_IMPORT sent outside the op phase")
-            head = _OP.pack(USBIP_VERSION, OP_REP_IMPORT, event.status)
+            head = _OP.pack(self.op_version if event.version is None else event.version, OP_REP_IMPORT, event.status)
             if event.status != OpStatus.OK or event.device is None:
                 self.phase = Phase.CLOSED
                 return head
             self.phase = Phase.URB
             return head + encode_device_record(event.device)
         if isinstance(event, DevlistReply):
-            parts = [_OP.pack(USBIP_VERSION, OP_REP_DEVLIST, event.status), len(event.devices).to_bytes(4, "big")]
+            version = self.op_version if event.version is None else event.version
+            parts = [_OP.pack(version, OP_REP_DEVLIST, event.status), len(event.devices).to_bytes(4, "big")]
             for dev in event.devices:
                 parts.append(encode_device_record(dev))
                 parts.append(_encode_interfaces(dev))
@@ -676,6 +686,7 @@ class ClientCodec:
     phase: Phase = Phase.OP
     _buf: _Buffer = field(default_factory=_Buffer)
     _expect: int | None = None  # op code of the reply we wait for
+    _version: int = USBIP_VERSION  # version of the op request sent: the reply must carry the same
     _pending: dict[int, _Pending] = field(default_factory=dict)
     _unlinking: dict[int, int] = field(default_factory=dict)  # CMD_UNLINK seqnum -> the seqnum it cancels
     _reply: _ReplyHead | None = None  # a RET_SUBMIT whose IN data is being received in place
@@ -727,9 +738,11 @@ class ClientCodec:
     def send(self, event: DevlistRequest | ImportRequest | SubmitCommand | UnlinkCommand) -> bytes:
         if isinstance(event, DevlistRequest):
             self._expect = OP_REP_DEVLIST
+            self._version = event.version
             return _OP.pack(event.version, OP_REQ_DEVLIST, 0)
         if isinstance(event, ImportRequest):
             self._expect = OP_REP_IMPORT
+            self._version = event.version
             return _OP.pack(event.version, OP_REQ_IMPORT, 0) + _fixed(event.busid, 32, "busid")
         if isinstance(event, SubmitCommand):
             return b"".join(self.send_vectored(event))
@@ -782,8 +795,8 @@ class ClientCodec:
         if buf.unread < OP_HEADER_SIZE:
             return NEED_DATA
         version, code, status = _OP.unpack(buf.peek(OP_HEADER_SIZE))
-        if version != USBIP_VERSION:
-            raise ProtocolError(f"reply version 0x{version:04x}, expected 0x{USBIP_VERSION:04x}")
+        if version != self._version:
+            raise ProtocolError(f"reply version 0x{version:04x}, expected 0x{self._version:04x} (the request's)")
         if code != self._expect:
             raise ProtocolError(f"unexpected op reply 0x{code:04x}")
         if code == OP_REP_IMPORT:

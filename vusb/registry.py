@@ -22,6 +22,14 @@ when the registry is first used); a third-party package adds classes through the
     [project.entry-points."vusb.devices"]
     blinker = "blinker_usb.vusb_class"
 
+A program or a test can add a class that is not installed with
+:func:`load_device_class` (``vusb.load_device_class("megaphone")``).
+
+The names a class module registers with are public, importable from :mod:`vusb`:
+:class:`Registry`, :class:`Command`, :func:`load_device_class`, the field reader's
+``Field``, ``Located`` and ``ProfileContext``, and the control server's
+``ControlServer``, ``ControlRequest`` and ``ControlError``.
+
 Kind names follow one rule: lower case words joined by ``-`` (``gadget-zero``,
 ``mass-storage``, ``cdc-acm``).  A name registered with ``_`` is stored under the
 ``-`` spelling; the ``_`` spelling stays accepted with a :class:`DeprecationWarning`.
@@ -46,7 +54,7 @@ from vusb.profile_fields import Field, Located, ProfileContext
 if TYPE_CHECKING:
     import argparse
 
-    from vusb.control_server import ControlServer, Request
+    from vusb.control_server import ControlRequest, ControlServer
     from vusb.device import Function
     from vusb.faults import Fault
 
@@ -59,6 +67,9 @@ BUILTIN_CLASSES: tuple[str, ...] = (
     "vusb.devices.storage.plugin",
     "vusb.devices.cdc_acm.plugin",
     "vusb.devices.gadget_zero_plugin",
+    "vusb.devices.printer.plugin",
+    "vusb.devices.dfu.plugin",
+    "vusb.devices.usb_serial.plugin",
     "vusb.devices.audio.plugin",
     "vusb.devices.midi.plugin",
 )
@@ -69,7 +80,7 @@ ENTRY_POINT_GROUP = "vusb.devices"
 
 FunctionBuilder = Callable[[ProfileContext, dict[str, Located]], "Function"]
 FaultPreparer = Callable[[ProfileContext, dict[str, Located], dict[str, Any]], None]
-CommandHandler = Callable[["ControlServer", "Request"], Awaitable[dict[str, Any]]]
+CommandHandler = Callable[["ControlServer", "ControlRequest"], Awaitable[dict[str, Any]]]
 
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -110,6 +121,10 @@ class FaultKind:
 class Command:
     """A ``vusb ctl`` command: its request handler on the server and its command-line form.
 
+    ``run(server, request)`` is the handler: an ``async`` function of the
+    :class:`~vusb.control_server.ControlServer` and the
+    :class:`~vusb.control_server.ControlRequest` that returns the reply's fields (a
+    :class:`~vusb.control_server.ControlError` it raises becomes the error reply).
     ``arguments`` adds the command's own arguments to its ``argparse`` parser (``busid``,
     ``--function`` and ``--timeout`` are added as the flags say); ``request`` copies the
     parsed arguments into the request object; ``format`` turns a reply into the text
@@ -150,7 +165,11 @@ class BootReport:
 
 @dataclass
 class Registry:
-    """Every kind, command and fault kind the device classes registered."""
+    """Every kind, command and fault kind the device classes registered.
+
+    A device class module's ``register(registry)`` function receives it and calls
+    :meth:`add_kind`, :meth:`add_command`, :meth:`name_function` and :meth:`add_fault`.
+    """
 
     kinds: dict[str, Kind] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
@@ -165,6 +184,8 @@ class Registry:
     """The modules that registered, in order."""
     problems: list[str] = field(default_factory=list)
     """Third-party classes that failed to load, with the reason."""
+    registered: list[object] = field(default_factory=list, repr=False)
+    """The modules (or ``register`` functions) that registered, so that one registers once."""
 
     # ------------------------------------------------------------ registering
     def add_kind(self, name: str, fields: Mapping[str, Field], build: FunctionBuilder, description: str = "", *,
@@ -231,17 +252,40 @@ _lock = threading.RLock()
 
 
 def _register_module(target: ModuleType | Callable[[Registry], None], name: str) -> None:
+    if any(done is target for done in _registry.registered):
+        return  # the same module twice (an entry point and a load_device_class() of it): once is enough
     register = getattr(target, "register", None) if isinstance(target, ModuleType) else target
     if not callable(register):
         raise UsageError(f"device class {name} has no register(registry) function")
     register(_registry)
     _registry.classes.append(name)
+    _registry.registered.append(target)
 
 
-def load_class(module: str) -> None:
-    """Import a device class module and let it register (what the built-in table and entry points do)."""
+def _load(module: str) -> None:
+    _register_module(importlib.import_module(module), module)
+
+
+def load_device_class(module: str | ModuleType | Callable[[Registry], None]) -> Registry:
+    """Add a device class to the registry: a module (or its dotted name) with a ``register(registry)`` function.
+
+    It does for one program what the ``vusb.devices`` entry point of an installed package
+    does for every program: a test or a script calls it for a class it has beside it
+    (``load_device_class("megaphone")``).  The built-in classes and the installed entry
+    points are loaded first; a module that already registered is not registered again.
+    Returns the registry.
+    """
+    reg = registry()
     with _lock:
-        _register_module(importlib.import_module(module), module)
+        if isinstance(module, str):
+            _load(module)
+        else:
+            _register_module(module, getattr(module, "__name__", repr(module)))
+    return reg
+
+
+load_class = load_device_class
+"""The first name of :func:`load_device_class`."""
 
 
 def registry() -> Registry:
@@ -257,7 +301,7 @@ def registry() -> Registry:
 
         profile_faults.register(_registry)
         for module in BUILTIN_CLASSES:
-            load_class(module)
+            _load(module)
         for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
                 _register_module(entry.load(), f"{entry.value} (entry point {entry.name!r})")
@@ -273,8 +317,10 @@ def register_kind(name: str, fields: Mapping[str, Field], build: FunctionBuilder
                   ) -> None:
     """Make a function kind available to profiles at once (see :meth:`Registry.add_kind`).
 
-    Registering a kind its class already registered again (an older ``register_profile_kinds()``)
-    keeps what the class declared beyond the fields (nested tables, docs page).
+    What the deprecated ``vusb.profile.register_kind`` does, and what the built-in classes'
+    older ``register_profile_kinds()`` call; a new class registers its kinds in its
+    ``register(registry)`` function instead.  Registering a kind its class already
+    registered again keeps what the class declared beyond the fields (nested tables, docs page).
     """
     existing = _registry.kinds.get(canonical_name(name))
     if existing is not None:
@@ -286,5 +332,5 @@ def register_kind(name: str, fields: Mapping[str, Field], build: FunctionBuilder
 
 __all__ = [
     "BUILTIN_CLASSES", "ENTRY_POINT_GROUP", "BootReport", "Command", "FaultKind", "FunctionName", "Kind", "Registry",
-    "canonical_name", "load_class", "register_kind", "registry",
+    "canonical_name", "load_class", "load_device_class", "register_kind", "registry",
 ]

@@ -23,6 +23,7 @@ from vusb.profile import (
     kinds,
 )
 from vusb.profile_faults import fault_fields
+from vusb.winusb import PLATFORM_FIELDS, WEBUSB_FIELDS, WINUSB_FIELDS
 
 SCHEMA_ID = "https://vusb.invalid/profile.schema.json"
 _INT_TEXT = r"^(0[xX][0-9a-fA-F]+|[0-9]+)$"
@@ -110,6 +111,9 @@ def profile_schema() -> dict[str, Any]:
             "control": {"type": "array", "items": _mapping(CONTROL_FIELDS),
                         "description": TOP_FIELDS["control"].help},
             "faults": {"type": "array", "items": {"oneOf": faults}, "description": TOP_FIELDS["faults"].help},
+            "platform": {**_mapping(PLATFORM_FIELDS, extra={"winusb": _mapping(WINUSB_FIELDS),
+                                                            "webusb": _mapping(WEBUSB_FIELDS)}),
+                         "minProperties": 1, "description": TOP_FIELDS["platform"].help},
         },
         "additionalProperties": False,
         "anyOf": [

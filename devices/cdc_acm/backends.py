@@ -28,14 +28,12 @@ import tty
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Union
+from typing import ClassVar, Protocol, Union
 
+from vusb.devices.cdc_acm.fifo import ByteFifo
 from vusb.devices.cdc_acm.spec import ControlLine, LineCoding, Parity, StopBits
 
 from vusb.errors import UsageError
-
-if TYPE_CHECKING:
-    from vusb.devices.cdc_acm.function import CdcAcmFunction
 
 log = logging.getLogger("vusb.cdc_acm")
 
@@ -44,6 +42,19 @@ BackendSpec = Union["SerialBackend", str, None]
 
 CHUNK = 64 * 1024
 """Most bytes moved in one read or write system call."""
+
+
+class SerialPortCore(Protocol):
+    """What a backend needs of the port it serves: the two FIFOs and the carrier it may report.
+
+    :class:`~vusb.devices.cdc_acm.CdcAcmFunction` is one; the USB-serial chips of
+    :mod:`vusb.devices.usb_serial` are others, so every backend serves both.
+    """
+
+    from_host: ByteFifo
+    to_host: ByteFifo
+
+    def update_state(self, *, dcd: bool | None = None, dsr: bool | None = None) -> None: ...
 
 
 class SerialBackend:
@@ -59,15 +70,15 @@ class SerialBackend:
     """True if the backend consumes the bytes from the host (``port.read()`` is then refused)."""
 
     def __init__(self) -> None:
-        self.port: CdcAcmFunction | None = None
+        self.port: SerialPortCore | None = None
 
-    def attach(self, port: CdcAcmFunction) -> None:
+    def attach(self, port: SerialPortCore) -> None:
         if self.port is not None and self.port is not port:
             raise UsageError(f"this {self.kind} backend already serves another serial port")
         self.port = port
 
     @property
-    def acm(self) -> CdcAcmFunction:
+    def acm(self) -> SerialPortCore:
         if self.port is None:
             raise UsageError(f"the {self.kind} backend is not attached to a serial port")
         return self.port

@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import base64
 import binascii
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
+from vusb.devices.cdc_acm.backends import SerialBackend
+from vusb.devices.cdc_acm.fifo import ByteFifo
 from vusb.devices.cdc_acm.function import CdcAcmFunction
 from vusb.devices.cdc_acm.profile import ANSWER_FIELDS, FIELDS, build
 
@@ -15,10 +18,35 @@ from vusb.control_server import ControlError, ControlServer, Request
 from vusb.registry import Command, Registry
 
 
-def _serial(ctl: ControlServer, req: Request) -> tuple[str, CdcAcmFunction]:
+class ControlledPort(Protocol):
+    """What ``serial-write`` and ``serial-read`` use of a serial port."""
+
+    from_host: ByteFifo
+    backend: SerialBackend
+
+    async def write(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class SerialPorts(Protocol):
+    """A serial function with several ports (a dual-port USB-serial chip): request field ``port`` picks one."""
+
+    def serial_ports(self) -> Sequence[ControlledPort]: ...
+
+
+def _serial(ctl: ControlServer, req: Request) -> tuple[str, ControlledPort]:
     busid, _, f = ctl.function(req, "serial")
-    assert isinstance(f, CdcAcmFunction)
-    return busid, f
+    index = req.get("port", int, 0)
+    ports: Sequence[ControlledPort]
+    if isinstance(f, SerialPorts):
+        ports = f.serial_ports()
+    else:
+        assert isinstance(f, CdcAcmFunction)
+        ports = [f]
+    if not 0 <= index < len(ports):
+        raise ControlError(f"the serial function of {busid} has {len(ports)} port(s); no port {index} "
+                           f"(ports count from 0)")
+    return busid, ports[index]
 
 
 async def _serial_write(ctl: ControlServer, req: Request) -> dict[str, Any]:
@@ -90,11 +118,18 @@ async def _serial_read(ctl: ControlServer, req: Request) -> dict[str, Any]:
 def _write_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data")
     p.add_argument("--base64", action="store_true", help="DATA is base64")
+    _port_argument(p)
+
+
+def _port_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, metavar="N", help="which port of a multi-port chip (FT2232H, CP2105): 0 or 1")
 
 
 def _write_request(args: argparse.Namespace, body: dict[str, Any]) -> None:
     from vusb.control_cli import unescape
 
+    if args.port is not None:
+        body["port"] = args.port
     if args.base64:
         body["base64"] = args.data
     else:
@@ -104,9 +139,12 @@ def _write_request(args: argparse.Namespace, body: dict[str, Any]) -> None:
 def _read_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, help="at most N bytes")
     p.add_argument("--line", action="store_true", help="up to and including a newline")
+    _port_argument(p)
 
 
 def _read_request(args: argparse.Namespace, body: dict[str, Any]) -> None:
+    if args.port is not None:
+        body["port"] = args.port
     if args.n is not None:
         body["n"] = args.n
     if args.line:

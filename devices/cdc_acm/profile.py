@@ -30,9 +30,14 @@ from vusb.devices.cdc_acm.function import DEFAULT_BUFFER_SIZE, CdcAcmFunction
 from vusb.devices.cdc_acm.spec import AcmProtocol
 
 from vusb.device import Function
-from vusb.profile import Field, Located, ProfileContext, read_mapping, register_kind
+from vusb.profile import Field, Located, ProfileContext, read_mapping
+from vusb.registry import register_kind
 
 BACKENDS = ("loopback", "pty", "tcp", "answers", "none")
+
+BACKEND_FIELDS: tuple[str, ...] = ("backend", "pty_link", "tcp_host", "tcp_port", "tcp_listen", "buffer_size",
+                                   "answers", "unmatched", "echo")
+"""The fields that choose a serial backend (every serial kind takes them)."""
 
 FIELDS: dict[str, Field] = {
     "backend": Field("choice", False, "loopback", choices=BACKENDS,
@@ -59,6 +64,13 @@ ANSWER_FIELDS: dict[str, Field] = {
 
 
 def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
+    backend = backend_from_options(ctx, o)
+    return CdcAcmFunction(backend, protocol=o["protocol"].value, buffer_size=o["buffer_size"].value,
+                          interface_name=o["interface_name"].value)
+
+
+def backend_from_options(ctx: ProfileContext, o: dict[str, Located]) -> SerialBackend:
+    """The backend the options of :data:`BACKEND_FIELDS` describe (shared with the USB-serial chip kinds)."""
     kind = o["backend"].value
     owners = {"answers": "answers", "unmatched": "answers", "echo": "answers"}
     given = {name for name, loc in o.items()
@@ -89,8 +101,7 @@ def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
             loc = o["tcp_port"]
             raise ctx.error(loc.node, loc.path, "port 0 only makes sense with tcp_listen: true")
         backend = TcpBackend(o["tcp_host"].value or "127.0.0.1", port, listen=listen)
-    return CdcAcmFunction(backend, protocol=o["protocol"].value, buffer_size=o["buffer_size"].value,
-                          interface_name=o["interface_name"].value)
+    return backend
 
 
 def _answers(ctx: ProfileContext, o: dict[str, Located]) -> SerialBackend:

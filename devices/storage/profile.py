@@ -28,7 +28,8 @@ from vusb.devices.storage.scsi import LogicalUnit
 
 from vusb.device import Function
 from vusb.errors import UsageError
-from vusb.profile import Field, Located, ProfileContext, read_mapping, register_kind
+from vusb.profile import Field, Located, ProfileContext, read_mapping
+from vusb.registry import register_kind
 
 LUN_FIELDS: dict[str, Field] = {
     "image": Field("str", help="disk image file; a relative path is relative to the profile's folder"),

@@ -1,4 +1,5 @@
-"""docs/writing-a-device.md's kernel test, run as written: Linux's generic USB serial driver talks to the megaphone."""
+"""docs/writing-a-device.md's kernel test, run as written: Linux's generic USB serial driver talks to the megaphone,
+and the page's ``vusb ctl shout`` command turns its capitals off in the middle of the conversation."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from doc_files import import_doc_files
+from doc_files import import_doc_files, registry_restored
 
 from vusb.harness import Guest
 
@@ -14,5 +15,6 @@ pytestmark = pytest.mark.kernel
 
 
 async def test_the_pages_kernel_test_passes_as_written(guest: Guest, tmp_path: Path) -> None:
-    tests: Any = import_doc_files("writing-a-device.md", tmp_path)["test_megaphone_kernel"]
-    await tests.test_linux_talks_to_the_megaphone(guest)
+    with registry_restored():  # the page's class registers for this test only
+        tests: Any = import_doc_files("writing-a-device.md", tmp_path)["test_megaphone_kernel"]
+        await tests.test_linux_talks_to_the_megaphone(guest)
