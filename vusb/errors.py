@@ -31,6 +31,7 @@
     ├── CheckCondition                   a SCSI command ends in CHECK CONDITION (vusb.devices.storage, internal)
     ├── MediumError                      a disk image refused a read or write (vusb.devices.storage; an OSError)
     ├── VideoSourceError                 a webcam's frame source failed: an image, Pillow, a frame (vusb.devices.video)
+    ├── MediaError                       a WAV file cannot be read or written (vusb.devices.audio)
     └── HarnessError                     the test harness failed (vusb.harness)
         ├── HarnessPrerequisiteError     a host program or file the harness needs is missing
         ├── ImageBuildError              a guest image could not be built

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))
 NO_KERNEL_DRIVER = {(0xFE, 0x01)}  # DFU: user space (dfu-util, through usbfs) drives it
 EXPECTED_DRIVERS = {3: {"usbhid"}, 8: {"usb-storage"}, 2: {"cdc_acm"}, 0x0A: {"cdc_acm"}, 7: {"usblp"},
-                    0x0E: {"uvcvideo"}}
+                    0x0E: {"uvcvideo"}, 1: {"snd-usb-audio"}}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
