@@ -35,8 +35,9 @@ EXPECTED = [
                                   "max_power_ma, product, product_id, remote_wakeup, self_powered, serial_number, "
                                   "speed, vendor_id; did you mean 'product_id'?"),
     ("2:3", "identity.product_id", "required field 'product_id' is missing"),
-    ("5:11", "functions[0].kind", "unknown kind 'keybaord'; expected one of: cdc-acm, ch340, cp210x, dfu, ecm, "
-                                  "ftdi, gadget-zero, hid, keyboard, mass-storage, mouse, ncm, pl2303, printer, rndis, uvc; "
+    ("5:11", "functions[0].kind", "unknown kind 'keybaord'; expected one of: audio, cdc-acm, ch340, cp210x, dfu, "
+                                  "ecm, ftdi, gadget-zero, hid, keyboard, mass-storage, midi, mouse, ncm, pl2303, "
+                                  "printer, rndis, uvc; "
                                   "did you mean 'keyboard'?"),
     ("7:5", "functions[1].type_dealy", "unknown field 'type_dealy'; expected one of: interface_name, type_delay, "
                                        "type_on_attach; did you mean 'type_delay'?"),

@@ -35,7 +35,7 @@ DOCS = ROOT / "docs"
 PAGES = sorted([*DOCS.glob("*.md"), *(DOCS / "devices").glob("*.md")])
 PUBLIC_MODULES = {"vusb", "vusb.devices", "vusb.devices.cdc_acm", "vusb.devices.net", "vusb.devices.storage", "vusb.harness",
                   "vusb.devices.printer", "vusb.devices.dfu", "vusb.winusb", "vusb.devices.usb_serial",
-                  "vusb.devices.video"}
+                  "vusb.devices.video", "vusb.devices.audio", "vusb.devices.midi"}
 PROFILE_API = {"kinds", "load_profile", "parse_profile"}
 FILE_BLOCK = re.compile(r"# (\w+\.py)\n")
 

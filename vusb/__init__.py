@@ -63,6 +63,7 @@ from vusb.errors import (
     VusbError,
 )
 from vusb.function import NOT_HANDLED, ControlResult, RequestKey, request
+from vusb.protocol import IsoPacket
 from vusb.server import Server
 from vusb.single import DeviceOptions, Forwarded, SingleFunctionDevice, forward, forward_property
 from vusb.testing import LocalHost
@@ -126,6 +127,7 @@ __all__ = [
     "Function",
     "HarnessError",
     "InterfaceDescriptor",
+    "IsoPacket",
     "LimitExceeded",
     "LocalHost",
     "Located",

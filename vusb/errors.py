@@ -31,6 +31,7 @@
     ├── CheckCondition                   a SCSI command ends in CHECK CONDITION (vusb.devices.storage, internal)
     ├── MediumError                      a disk image refused a read or write (vusb.devices.storage; an OSError)
     ├── VideoSourceError                 a webcam's frame source failed: an image, Pillow, a frame (vusb.devices.video)
+    ├── MediaError                       a WAV file cannot be read or written (vusb.devices.audio)
     ├── NetFormatError                   a malformed NTB, RNDIS message, frame or MAC address (vusb.devices.net; a ValueError)
     ├── NetBackendError                  a network adapter's backend cannot work as configured (vusb.devices.net)
     └── HarnessError                     the test harness failed (vusb.harness)

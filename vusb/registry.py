@@ -71,6 +71,8 @@ BUILTIN_CLASSES: tuple[str, ...] = (
     "vusb.devices.dfu.plugin",
     "vusb.devices.usb_serial.plugin",
     "vusb.devices.video.plugin",
+    "vusb.devices.audio.plugin",
+    "vusb.devices.midi.plugin",
     "vusb.devices.net.plugin",
 )
 """The device classes shipped with vusb: modules with a ``register(registry)`` function."""

@@ -302,8 +302,8 @@ class Connection(asyncio.BufferedProtocol):
         parts: tuple[bytes | memoryview, ...]
         if result.iso_packets is not None:
             reply = SubmitReply(urb.seqnum, result.status, actual, data if not isinstance(data, Gather) else bytes(data),
-                                number_of_packets=len(result.iso_packets), error_count=result.error_count,
-                                iso_packets=result.iso_packets)
+                                start_frame=result.start_frame, number_of_packets=len(result.iso_packets),
+                                error_count=result.error_count, iso_packets=result.iso_packets)
             parts = (self.codec.send(reply),)
         elif actual and urb.direction == 1:  # header and data leave in one vectored write, data not copied
             header = ret_submit_header(urb.seqnum, result.status, actual, result.error_count)

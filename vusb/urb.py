@@ -195,6 +195,7 @@ class Completion:
     actual_length: int | None = None  # OUT: bytes consumed (defaults to all); IN: len(data)
     iso_packets: tuple[IsoPacket, ...] | None = None
     error_count: int = 0
+    start_frame: int = 0  # isochronous: the (micro)frame the URB's first packet went in, echoed in RET_SUBMIT
 
 
 OK: Final = Completion()

@@ -17,7 +17,7 @@ SHIPPED = sorted((ROOT / "profiles").glob("*.yaml"))
 NO_KERNEL_DRIVER = {(0xFE, 0x01)}  # DFU: user space (dfu-util, through usbfs) drives it
 EXPECTED_DRIVERS = {3: {"usbhid"}, 8: {"usb-storage"}, 2: {"cdc_acm", "cdc_ether", "cdc_ncm"},
                     0x0A: {"cdc_acm", "cdc_ether", "cdc_ncm", "rndis_host"}, 0xE0: {"rndis_host"}, 7: {"usblp"},
-                    0x0E: {"uvcvideo"}}
+                    0x0E: {"uvcvideo"}, 1: {"snd-usb-audio"}}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
