@@ -38,3 +38,13 @@ def test_soak_benchmark_runs_and_reports_no_errors() -> None:
     assert "errors                          0" in out
     for label in ("imports (attach/detach cycles)", "transfers", "server memory (RSS)", "server file descriptors"):
         assert label in out
+
+
+def test_vusb_bench_against_usbip_runs_the_side_by_side_benchmark() -> None:
+    result = subprocess.run([sys.executable, "-m", "vusb", "bench", "--against", "usbip", "--quick", "--no-storage"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "control server CPU µs" in result.stdout and "usbip 0.7.0" in result.stdout
+    wrong = subprocess.run([sys.executable, "-m", "vusb", "bench", "--against", "qemu"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "--against qemu: the peers measured side by side are: usbip" in wrong.stderr
