@@ -1,19 +1,7 @@
 """A local control channel: scripts in any language drive the devices a server exports.
 
-While ``vusb serve`` runs, a Unix domain socket (by default
-``$XDG_RUNTIME_DIR/vusb/<port>.sock``, else ``/tmp/vusb-<uid>/<port>.sock``) takes
-JSON lines: one request object per line, one reply object per line, in order::
-
-    {"id": 1, "cmd": "type", "busid": "1-1", "text": "hi\\n"}
-    {"id": 1, "ok": true}
-
-    {"id": 2, "cmd": "nope"}
-    {"id": 2, "ok": false, "error": "unknown command 'nope'; known: list, type, ..."}
-
-Only the user running the server can reach it: the socket's folder is the user's own
-with mode 0700 (a folder owned by someone else or open to group/other is refused), the
-socket is 0600, and each connecting peer's uid is checked with ``SO_PEERCRED``.
-A bad request gets an error reply naming the problem; the connection stays usable.
+While ``vusb serve`` runs, a user-only Unix domain socket takes JSON lines, one request
+and one reply per line (the protocol and its safeguards: :mod:`vusb.control_server`).
 
 The control channel is split along its seams: the server (:mod:`vusb.control_server`),
 the client (:mod:`vusb.control_client`) and ``vusb ctl`` (:mod:`vusb.control_cli`);
