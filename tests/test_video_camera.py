@@ -10,12 +10,24 @@ import asyncio
 import itertools
 import re
 import struct
+from pathlib import Path
 
 import pytest
-from vusb.devices.video import ColourBars, FrameSize, PayloadHeader, PixelFormat, VideoFormat, Webcam, frame_counter
+from PIL import Image
+from vusb.devices.video import (
+    ColourBars,
+    FrameSize,
+    PayloadHeader,
+    PixelFormat,
+    UvcFunction,
+    VideoFormat,
+    Webcam,
+    frame_counter,
+)
 from vusb.devices.video.spec import RequestError, StillControl, StreamingControl, control_spec
 
-from vusb.errors import DeviceDefinitionError, UsageError
+from vusb.errors import DeviceDefinitionError, ProfileError, UsageError
+from vusb.profile import load_device, parse_profile
 from vusb.protocol import IsoPacket
 from vusb.testing import LocalHost
 from vusb.urb import SetupPacket
@@ -327,9 +339,7 @@ async def read_still(host: LocalHost, max_payload: int) -> bytes:
 
 
 @pytest.mark.parametrize("fmt", [1, 2], ids=["yuyv", "mjpeg"])
-async def test_method_3_sends_the_still_on_the_bulk_endpoint(fmt: int, tmp_path: object) -> None:
-    from PIL import Image
-
+async def test_method_3_sends_the_still_on_the_bulk_endpoint(fmt: int) -> None:
     picture = Image.new("RGB", (40, 30), (200, 30, 30))
     cam = Webcam(STILL_FORMATS, still_method=3)
     host = await configured(cam)
@@ -371,3 +381,87 @@ async def test_still_needs_a_still_method() -> None:
     assert await set_cur(host, vs_request(SET_CUR, 0x05, 1), b"\x01") == -32
     assert await error_code(host) == RequestError.INVALID_CONTROL
     host.detach()
+
+
+# ---------------------------------------------------------------- profiles and vusb ctl
+HEAD = "identity:\n  vendor_id: 0x1209\n  product_id: 9\n  speed: high\nfunctions:\n  - kind: uvc\n"
+
+
+def test_profile_camera_controls_and_stills(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "photo.png")
+    body = ("    still_method: 3\n    still_image: photo.png\n"
+            "    formats:\n      - format: mjpeg\n        frames: [{width: 320, height: 240}]\n"
+            "        still_sizes: [{width: 640, height: 480}]\n        still_compressions: [90, 50]\n"
+            "    camera_controls:\n"
+            "      auto_exposure_mode: {modes: [manual, auto], default: auto}\n"
+            "      exposure_time_absolute: {min: 10, max: 100, default: 20}\n"
+            "      tilt_absolute: {min: -3600, max: 3600, step: 3600}\n"
+            "      privacy:\n")
+    camera = parse_profile(HEAD + body, "p.yaml", tmp_path).build().functions[0]
+    assert isinstance(camera, UvcFunction)
+    assert camera.still_method == 3 and camera.still_source is not None
+    assert camera.still_source.description == f"image {tmp_path / 'photo.png'}"
+    assert camera.formats[0].stills() == ((640, 480),) and camera.formats[0].compressions() == (90, 50)
+    assert camera._spec("auto_exposure_mode").resolution == 0x03
+    assert camera.control_value("auto_exposure_mode") == 0x02
+    assert camera.control_value("exposure_time_absolute") == 20
+    assert camera._spec("tilt_absolute").maximum == 3600
+    assert camera._spec("pan_absolute").maximum == 36000  # pan came with tilt, at its usual range
+    assert camera.control_value("privacy") == 0
+
+
+PROFILE_ERRORS = [
+    ("unknown camera control", "    camera_controls:\n      exposure: {}\n",
+     "p.yaml:8:7: field 'functions[0].camera_controls.exposure': no camera control 'exposure'"),
+    ("unknown mode", "    camera_controls:\n      auto_exposure_mode: {modes: [manual, night]}\n",
+     "p.yaml:8:44: field 'functions[0].camera_controls.auto_exposure_mode.modes[1]': 'night' is not one of"),
+    ("default mode not offered", "    camera_controls:\n      auto_exposure_mode: {modes: [manual], default: auto}\n",
+     "field 'functions[0].camera_controls.auto_exposure_mode': default 0x2 must be one of the modes offered"),
+    ("camera range", "    camera_controls:\n      zoom_absolute: {min: 500, max: 100}\n",
+     "p.yaml:8:22: field 'functions[0].camera_controls.zoom_absolute': min 500 is above max 100"),
+    ("still method 1", "    still_method: 1\n", "p.yaml:7:19: field 'functions[0].still_method': still method 1 needs nothing"),
+    ("still image without a method", "    still_image: a.png\n",
+     "p.yaml:7:18: field 'functions[0].still_image': still_image needs still_method 2 or 3"),
+    ("missing still image", "    still_method: 2\n    still_image: nope.png\n",
+     "p.yaml:8:18: field 'functions[0].still_image': image "),
+    ("compressions of YUYV", "    formats:\n      - format: yuyv\n        frames: [{width: 32, height: 24}]\n"
+     "        still_compressions: [1]\n",
+     "p.yaml:10:29: field 'functions[0].formats[0].still_compressions': only MJPEG stills have compressions"),
+    ("odd still width", "    formats:\n      - format: yuyv\n        frames: [{width: 32, height: 24}]\n"
+     "        still_sizes: [{width: 33, height: 24}]\n",
+     "field 'functions[0].formats[0].still_sizes[0].width': width 33 must be even"),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "message"), PROFILE_ERRORS, ids=[e[0] for e in PROFILE_ERRORS])
+def test_profile_errors_name_the_field(tmp_path: Path, what: str, body: str, message: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(HEAD + body, "p.yaml", tmp_path).build()
+    assert message in str(info.value)
+
+
+def test_the_shipped_profile_offers_stills_and_camera_controls() -> None:
+    camera = load_device(Path(__file__).resolve().parent.parent / "profiles" / "webcam.yaml").functions[0]
+    assert isinstance(camera, UvcFunction) and camera.still_method == 2
+    assert {"auto_exposure_mode", "exposure_time_absolute", "pan_absolute", "privacy"} <= set(camera.values)
+
+
+async def test_ctl_webcam_still(tmp_path: Path) -> None:
+    from vusb.control import ControlServer, build_request
+    from vusb.server import Server
+
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(tmp_path / "photo.png")
+    cam = Webcam(still_method=3)
+    plain = Webcam(serial_number="plain")
+    async with Server([cam, plain], port=0) as server:
+        control = ControlServer(server, tmp_path / "ctl.sock")
+        body, _ = build_request(["webcam-still", "1-1", str(tmp_path / "photo.png")])
+        reply = await control.handle(body)
+        assert reply["ok"] and reply["still_source"] == f"image {tmp_path / 'photo.png'}", reply
+        assert cam.camera.still_source is not None
+        reply = await control.handle(build_request(["webcam-still", "1-1", "--video"])[0])
+        assert reply["ok"] and cam.camera.still_source is None
+        reply = await control.handle({"cmd": "webcam-still", "busid": "1-2", "video": True})
+        assert not reply["ok"] and "offers no still images" in reply["error"], reply
+        listed = (await control.handle({"cmd": "list"}))["devices"][0]["functions"]
+        assert listed[0]["stills_sent"] == 0

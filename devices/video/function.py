@@ -205,6 +205,8 @@ class _Stream:
         self.info = spec.HEADER_EOH | spec.HEADER_PTS | spec.HEADER_SCR | self.fid
         """bmHeaderInfo of the frame being sent, without EOF."""
         self.offset = 0
+        self._iso_packets: dict[tuple[int, int, int], IsoPacket] = {}
+        """Packet descriptors answered before, reused (most packets of a stream are alike)."""
         self.bus_time = self.epoch
         # bulk: payloads of the frame being sent
         self.payloads: deque[Gather] = deque()
@@ -274,39 +276,67 @@ class _Stream:
         self.offset = 0
         return True
 
-    def _fill(self, buf: bytearray, pos: int, capacity: int, stc: int, sof: int) -> int:
-        """Write one isochronous payload of at most ``capacity`` bytes at ``buf[pos:]`` (a header alone when no
-        frame is ready); return its length.  The frame's bytes are copied once, straight from the frame."""
-        current = self.current
-        if current is None:
-            if not self._next_frame():
-                _HEADER_PACK_INTO(buf, pos, HEADER_LENGTH, self.info & ~spec.HEADER_STI, self.current_pts, stc, sof)
-                return HEADER_LENGTH
-            current = self.current
-            assert current is not None
-        start = self.offset
-        end = min(start + capacity - HEADER_LENGTH, len(current))
-        body = pos + HEADER_LENGTH
-        buf[body:body + end - start] = current[start:end]
-        self.offset = end
-        info = self.info
-        stats = self.function.stats
-        if end >= len(current):
-            info |= spec.HEADER_EOF
-            self.current = None
-            if self.current_still:
-                self.function._still_sent(current)
-            else:
-                stats.frames_sent += 1
-                self._sent()
-        _HEADER_PACK_INTO(buf, pos, HEADER_LENGTH, info, self.current_pts, stc, sof)
-        stats.payloads += 1
-        return HEADER_LENGTH + end - start
+    def _frame_done(self, current: memoryview) -> None:
+        self.current = None
+        if self.current_still:
+            self.function._still_sent(current)
+        else:
+            self.function.stats.frames_sent += 1
+            self._sent()
 
     def packet(self, capacity: int, stc: int, sof: int) -> bytes:
         """One isochronous payload of at most ``capacity`` bytes (a header alone when no frame is ready)."""
-        buf = bytearray(max(capacity, HEADER_LENGTH))
-        return bytes(buf[:self._fill(buf, 0, max(capacity, HEADER_LENGTH), stc & 0xFFFFFFFF, sof & 0x7FF)])
+        capacity = max(capacity, HEADER_LENGTH)
+        buf = bytearray(capacity)
+        written = self._fill_urb(buf, (capacity,), capacity, stc, 0, sof, 0.0)[0]
+        return bytes(buf[:written])
+
+    def _fill_urb(self, buf: bytearray, lengths: Sequence[int], capacity: int, stc0: int, ticks: int, ms0: float,
+                  per_packet_ms: float) -> list[int]:
+        """Write one payload per packet into ``buf``, back to back; return each payload's length.
+
+        A payload is its 12-byte header, packed in place, and the next slice of the frame, copied once
+        (a header alone when no frame is ready).  No bytes object is made per packet.
+        """
+        written: list[int] = []
+        pos = 0
+        current = self.current
+        offset = self.offset
+        length = len(current) if current is not None else 0
+        pack_into = _HEADER_PACK_INTO
+        payloads = 0
+        for i, asked in enumerate(lengths):
+            room = (asked if asked < capacity else capacity) - HEADER_LENGTH
+            stc = (stc0 + i * ticks) & 0xFFFFFFFF
+            sof = int(ms0 + i * per_packet_ms) & 0x7FF
+            if current is None:
+                if not self._next_frame():
+                    pack_into(buf, pos, HEADER_LENGTH, self.info & ~spec.HEADER_STI, self.current_pts, stc, sof)
+                    pos += HEADER_LENGTH
+                    written.append(HEADER_LENGTH)
+                    continue
+                current = self.current
+                assert current is not None
+                offset, length = 0, len(current)
+            end = offset + room if room > 0 else offset
+            if end >= length:
+                end = length
+                pack_into(buf, pos, HEADER_LENGTH, self.info | spec.HEADER_EOF, self.current_pts, stc, sof)
+            else:
+                pack_into(buf, pos, HEADER_LENGTH, self.info, self.current_pts, stc, sof)
+            body = pos + HEADER_LENGTH
+            buf[body:body + end - offset] = current[offset:end]
+            size = HEADER_LENGTH + end - offset
+            pos += size
+            written.append(size)
+            payloads += 1
+            offset = end
+            if end >= length:
+                self._frame_done(current)
+                current = None
+        self.offset = offset
+        self.function.stats.payloads += payloads
+        return written
 
     async def iso(self, urb: Urb, capacity: int, packet_time: float) -> Completion:
         loop = asyncio.get_running_loop()
@@ -320,23 +350,25 @@ class _Stream:
         self.bus_time += len(packets) * packet_time
         if self.bus_time > now:
             await asyncio.sleep(self.bus_time - now)
-        # One buffer for the whole URB: each payload's header is packed in place and its share of the frame
-        # copied in once (no per-packet bytes objects, no join).
+        # One buffer for the whole URB, its payloads back to back.
         capacity = max(capacity, HEADER_LENGTH)
-        buf = bytearray(sum(min(max(p.length, HEADER_LENGTH), capacity) for p in packets))
-        out: list[IsoPacket] = []
-        stc0 = self.stc(first)
-        ticks = round(packet_time * spec.CLOCK_FREQUENCY)
-        ms0 = first * 1000
-        per_packet_ms = packet_time * 1000
-        pos = 0
-        for i, p in enumerate(packets):
-            written = self._fill(buf, pos, min(max(p.length, HEADER_LENGTH), capacity), (stc0 + i * ticks) & 0xFFFFFFFF,
-                                 int(ms0 + i * per_packet_ms) & 0x7FF)
-            pos += written
-            out.append(IsoPacket(p.offset, p.length, written, 0))
-        self.function.stats.bytes_sent += pos
-        return Completion(0, memoryview(buf)[:pos], iso_packets=tuple(out))
+        lengths = [p.length if p.length > HEADER_LENGTH else HEADER_LENGTH for p in packets]
+        buf = bytearray(capacity * len(packets))
+        written = self._fill_urb(buf, lengths, capacity, self.stc(first), round(packet_time * spec.CLOCK_FREQUENCY),
+                                 first * 1000, packet_time * 1000)
+        cache = self._iso_packets
+        out = []
+        for p, n in zip(packets, written, strict=True):
+            key = (p.offset, p.length, n)
+            d = cache.get(key)
+            if d is None:
+                d = cache[key] = IsoPacket(p.offset, p.length, n, 0)
+            out.append(d)
+        if len(cache) > 4096:
+            cache.clear()
+        total = sum(written)
+        self.function.stats.bytes_sent += total
+        return Completion(0, memoryview(buf)[:total], iso_packets=tuple(out))
 
     # ------------------------------------------------------------ bulk
     async def bulk(self, urb: Urb) -> Completion:
