@@ -465,3 +465,26 @@ async def test_ctl_webcam_still(tmp_path: Path) -> None:
         assert not reply["ok"] and "offers no still images" in reply["error"], reply
         listed = (await control.handle({"cmd": "list"}))["devices"][0]["functions"]
         assert listed[0]["stills_sent"] == 0
+
+
+def test_docs_still_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "devices" / "webcam.md").read_text()
+    match = re.search(r"```python\n# webcam_still_example.py\n(.*?)```", page, re.S)
+    assert match is not None, "docs/devices/webcam.md has no webcam_still_example.py block"
+    exec(compile(match.group(1), "docs/devices/webcam.md", "exec"), {"__name__": "__main__"})
+    out = capsys.readouterr().out
+    assert "exposure refused while the camera chooses it" in out
+    assert "exposure 100 x 100 us (at most 2047)" in out
+    assert "still: 614400 bytes, STI set; trigger now 0" in out
+
+
+async def test_a_method_2_still_is_dropped_when_the_stream_stops() -> None:
+    cam = Webcam(STILL_FORMATS, still_method=2)
+    host = await configured(cam)
+    await host.set_interface(VS, 4)
+    await set_cur(host, vs_request(SET_CUR, 0x05, 1), b"\x01")
+    await host.set_interface(VS, 0)
+    assert await host.control(vs_request(GET_CUR, 0x05, 1)) == b"\x00"
+    await host.set_interface(VS, 4)
+    assert await set_cur(host, vs_request(SET_CUR, 0x05, 1), b"\x01") == 0  # a new still can be taken
+    host.detach()

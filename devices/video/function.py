@@ -284,13 +284,6 @@ class _Stream:
             self.function.stats.frames_sent += 1
             self._sent()
 
-    def packet(self, capacity: int, stc: int, sof: int) -> bytes:
-        """One isochronous payload of at most ``capacity`` bytes (a header alone when no frame is ready)."""
-        capacity = max(capacity, HEADER_LENGTH)
-        buf = bytearray(capacity)
-        written = self._fill_urb(buf, (capacity,), capacity, stc, 0, sof, 0.0)[0]
-        return bytes(buf[:written])
-
     def _fill_urb(self, buf: bytearray, lengths: Sequence[int], capacity: int, stc0: int, ticks: int, ms0: float,
                   per_packet_ms: float) -> list[int]:
         """Write one payload per packet into ``buf``, back to back; return each payload's length.
@@ -694,6 +687,9 @@ class UvcFunction(Function):
         if self._stream is not None:
             self._stream.stop()
             self._stream = None
+            if self._still is not None and not self._still.bulk:
+                log.info("webcam: the stream stopped before still image %d left; it is dropped", self._still.number)
+                self._abort_still()
 
     def _iso_in(self, urb: Urb) -> HandlerResult:
         stream = self._stream

@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 from vusb.devices.video import ColourBars, UvcFunction, Webcam, frame_counter
-from vusb.devices.video.spec import FrameSize, PixelFormat, RequestError, VideoFormat
+from vusb.devices.video.spec import CAMERA_CONTROL_NAMES, FrameSize, PixelFormat, RequestError, VideoFormat
 
 from vusb.device import Device
 from vusb.harness import Guest
@@ -305,10 +305,19 @@ async def test_bulk_webcam_streams_too(guest: Guest, camera: Camera) -> None:
 @pytest.mark.parametrize("any_guest", [pytest.param("5.10", marks=full_only), "6.1", pytest.param("6.12", marks=full_only)],
                          indirect=True, ids=["linux-5.10", "linux-6.1", "linux-6.12"])
 async def test_binds_and_lists_formats_on_every_kernel(any_guest: Guest) -> None:
+    """Every camera control and a method 3 still endpoint with its descriptors: each kernel binds, lists the
+    formats and says nothing about them; the controls it maps are listed with their ranges."""
+    webcam = Webcam(serial_number=f"k{any_guest.kernel_release}"[:30], still_method=3,
+                    camera_controls=CAMERA_CONTROL_NAMES)
     async with Server([], port=0) as server:
-        cam = await attach_camera(any_guest, server, Webcam(serial_number=f"k{any_guest.kernel_release}"[:30]))
+        cam = await attach_camera(any_guest, server, webcam)
         try:
             listing = (await any_guest.run(f"v4l2-ctl -d {cam.node} --list-formats-ext", check=True)).stdout
+            controls = (await any_guest.run(f"v4l2-ctl -d {cam.node} -l", check=True)).stdout
+            dmesg = (await any_guest.run("dmesg", check=True)).stdout
         finally:
             await any_guest.detach(cam.port)
     assert listed_formats(listing) == expected_formats(cam.function), f"{any_guest.kernel_release}:\n{listing}"
+    assert_no_uvc_complaint(dmesg)
+    assert re.search(r"zoom_absolute .*min=100 max=500 step=1 default=100", controls), controls
+    assert re.search(r"pan_absolute .*min=-36000 max=36000 step=3600", controls), controls
