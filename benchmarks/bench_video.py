@@ -33,6 +33,7 @@ from pathlib import Path
 
 from vusb.devices.video import ColourBars, UvcFunction, Webcam, frame_counter, spec
 from vusb.devices.video.function import _Frame, _Stream
+from vusb.devices.video.sources import _digit_layout, counter_rows, stamp_yuyv
 from vusb.devices.video.spec import PixelFormat, StreamingControl
 
 from benchmarks.common import tcp_copy
@@ -147,6 +148,40 @@ async def _frames_through(kind: type[_Stream], frames: int) -> tuple[float, int]
     return seconds, -(-urbs // frames)
 
 
+def _former_bars(bars: ColourBars, index: int, width: int, height: int) -> bytes:
+    """The reference: colour bars as they were made before (a bytearray copy of the bars, the counter drawn
+    into it, then copied again into bytes: two fresh frame-sized allocations a frame)."""
+    bars.yuyv(0, width, height)  # the cached bars
+    frame = bytearray(bars._yuyv[(width, height)])
+    scale, x0, y0 = _digit_layout(width, height)
+    pitch = width * 2
+    for r, dots in enumerate(counter_rows(index, scale)):
+        line = bytearray()
+        for on in dots:
+            line += (b"\xeb\x80" if on else b"\x10\x80") * scale
+        for dy in range(scale):
+            y = y0 + r * scale + dy
+            start = y * pitch + x0 * 2
+            end = min(start + len(line), (y + 1) * pitch)
+            frame[start:end] = line[: end - start]
+    stamp_yuyv(frame, index)
+    return bytes(frame)
+
+
+def bars_cost(frames: int) -> tuple[float, float]:
+    """CPU seconds to make one VGA YUYV colour-bars frame: now, and the former way."""
+    bars = ColourBars()
+    assert _former_bars(bars, 7, 640, 480) == bars.yuyv(7, 640, 480)
+    start = time.process_time()
+    for n in range(frames):
+        _former_bars(bars, n, 640, 480)
+    former = (time.process_time() - start) / frames
+    start = time.process_time()
+    for n in range(frames):
+        bars.yuyv(n, 640, 480)
+    return (time.process_time() - start) / frames, former
+
+
 async def packetisation(frames: int) -> tuple[float, float, int]:
     """CPU seconds per VGA YUYV frame: the webcam's iso path now, the former one; and the URBs a frame takes."""
     former, _ = await _frames_through(_FormerStream, frames // 4)  # warm up both
@@ -200,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny captures: proves the script works")
     parser.add_argument("--no-guest", action="store_true", help="only the in-process packetisation figures")
     args = parser.parse_args(argv)
+    bars_now, bars_former = bars_cost(20 if args.quick else 300)
+    print(f"making a VGA YUYV colour-bars frame, CPU per frame: now {bars_now * 1e6:8.0f} us   "
+          f"former way (reference): {bars_former * 1e6:8.0f} us")
     current, former, urbs = run(packetisation(20 if args.quick else 300))
     print("the webcam's isochronous packetisation, VGA YUYV (614400 bytes a frame, "
           f"{urbs} URBs of {PACKETS} x {PACKET_SIZE} bytes), CPU per frame:")

@@ -488,3 +488,17 @@ async def test_a_method_2_still_is_dropped_when_the_stream_stops() -> None:
     await host.set_interface(VS, 4)
     assert await set_cur(host, vs_request(SET_CUR, 0x05, 1), b"\x01") == 0  # a new still can be taken
     host.detach()
+
+
+def test_the_benchmark_in_process_part_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/bench_video.py --no-guest: its references still make the same bytes and it prints its figures."""
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:  # benchmarks/ is not installed with the package
+        sys.path.insert(0, root)
+    from benchmarks import bench_video
+
+    assert bench_video.main(["--quick", "--no-guest"]) == 0
+    out = capsys.readouterr().out
+    assert "making a VGA YUYV colour-bars frame" in out and "7 URBs of 32 x 3072 bytes" in out
