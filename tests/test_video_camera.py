@@ -254,7 +254,7 @@ async def still_commit(host: LocalHost, fmt: int, frame: int, compression: int =
 async def test_still_probe_and_commit_negotiate() -> None:
     host = await configured(Webcam(STILL_FORMATS, still_method=3))
     c = await still_commit(host, 1, 2)
-    assert c == StillControl(1, 2, 0, 64 * 48 * 2, 64 * 48 * 2 + 12)
+    assert c == StillControl(1, 2, 0, 64 * 48 * 2, 64 * 48 * 2 + 12)  # method 3: one payload a still
     c = await still_commit(host, 2, 1, 0)  # compression 0: the device picks the first
     assert (c.bCompressionIndex, c.dwMaxVideoFrameSize) == (1, 160 * 120 * 2)
     assert StillControl.parse(await host.control(vs_request(GET_MAX, 0x03, 11))).bCompressionIndex == 2
@@ -502,3 +502,31 @@ def test_the_benchmark_in_process_part_runs(capsys: pytest.CaptureFixture[str]) 
     assert bench_video.main(["--quick", "--no-guest"]) == 0
     out = capsys.readouterr().out
     assert "making a VGA YUYV colour-bars frame" in out and "7 URBs of 32 x 3072 bytes" in out
+
+
+async def test_method_2_on_a_bulk_stream() -> None:
+    """A bulk-transport webcam sends a method 2 still as the next payload of its stream, with STI."""
+    fmt = VideoFormat(PixelFormat.YUYV, (FrameSize(32, 24, (30,)),), still_sizes=((64, 48),))
+    cam = Webcam([fmt], transport="bulk", still_method=2, queued_frames=8)
+    host = await configured(cam)
+    video = StreamingControl(bFormatIndex=1, bFrameIndex=1, dwFrameInterval=333333).to_bytes()
+    await host.control(vs_request(SET_CUR, 0x01, 34), video)
+    await host.control(vs_request(SET_CUR, 0x02, 34), await host.control(vs_request(GET_CUR, 0x01, 34)))
+    still = StillControl.parse(await host.control(vs_request(GET_CUR, 0x03, 11)))
+    assert still.dwMaxPayloadTransferSize == 32 * 24 * 2 + 12  # the stream's payloads carry the still
+    await set_cur(host, vs_request(SET_CUR, 0x05, 1), b"\x01")
+    image = bytearray()
+    for _ in range(40):
+        payload = await asyncio.wait_for(host.transfer_in(0x81, 65536), 5)
+        header = PayloadHeader.parse(payload)
+        assert len(payload) <= still.dwMaxPayloadTransferSize
+        if header.still:
+            image += payload[header.length:]
+            if header.eof:
+                break
+    else:
+        raise AssertionError("no whole still in 40 payloads")
+    assert image == ColourBars().yuyv(0, 64, 48)
+    assert cam.stats.stills_sent == 1
+    await host.clear_halt(0x81)
+    host.detach()

@@ -800,10 +800,10 @@ class UvcFunction(Function):
         width, height = fmt.stills()[si - 1]
         compressions = fmt.compressions()
         frame_bytes = width * height * 2
-        if self.still_method == 3 or self.transport == "bulk":
+        if self.still_method == 3:
             payload = frame_bytes + HEADER_LENGTH  # one payload: the whole still and its header
         else:
-            payload = (self.committed or self.probe).dwMaxPayloadTransferSize  # the video stream's packets
+            payload = (self.committed or self.probe).dwMaxPayloadTransferSize  # the video stream's payloads
         return StillControl(fi, si, (ci or 1) if compressions else 0, frame_bytes, payload)
 
     def _still_request(self, setup: SetupPacket, data: bytes) -> ControlResult:
