@@ -21,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
+from vusb.devices.cdc_acm.port import BackendLifecycle
 from vusb.devices.cdc_acm.spec import (
     CDC_CLASS,
     CDC_DATA_CLASS,
@@ -87,7 +88,7 @@ LOG_FIRST = 5
 """Each drop reason is logged as a warning this many times, then only counted (and logged at debug)."""
 
 
-class NetFunction(Function):
+class NetFunction(BackendLifecycle, Function):
     """What ECM, NCM and RNDIS share: frames, link, statistics, the backend.
 
     ``mac`` is the address the host's interface takes (``/sys/class/net/X/address``); by
@@ -141,8 +142,6 @@ class NetFunction(Function):
         self._feed_scheduled = False
         self._notes: deque[bytes] = deque(maxlen=32)
         self._notify_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
-        self._started = False
-        self._closed = False
         self.capture = PcapWriter(pcap) if pcap is not None else None
         """Every frame to and from the host goes to this pcap file too (``pcap`` option)."""
         self.backend: NetBackend = make_backend(backend)
@@ -224,33 +223,16 @@ class NetFunction(Function):
         device.add_attach_listener(self._attached)
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Start the backend (open its TAP device, find its partner...); needs a running loop."""
-        if self._closed:
-            raise UsageError(f"the {self.kind} adapter is closed")
-        if self._started:
-            return
-        asyncio.get_running_loop()
-        self._started = True
-        self.backend.start()
+    def _where(self) -> str:
+        return self.where()
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self.backend.close()
+    def _noun(self) -> str:
+        return f"the {self.kind} adapter"
+
+    async def _release(self) -> None:
+        await super()._release()
         if self.capture is not None:
             self.capture.close()
-
-    def _attached(self, attached: bool) -> None:
-        if not attached or self._started or self._closed:
-            return
-        try:
-            self.start()
-        except RuntimeError:
-            pass
-        except Exception:
-            log.exception("%s: the %s backend failed to start", self.where(), self.backend.describe())
 
     def on_configured(self, configured: bool) -> None:
         self._drop_urb_state()
