@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from vusb.devices.cdc_acm.backends import BackendSpec, SerialBackend
-from vusb.devices.cdc_acm.port import BytePort, Watch
+from vusb.devices.cdc_acm.port import BytePort, WaitingIn, Watch
 from vusb.devices.cdc_acm.spec import (
     ACM_SUBCLASS,
     CDC_CLASS,
@@ -42,7 +42,7 @@ from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Functi
 from vusb.errors import DeviceDefinitionError, Stall
 from vusb.function import request
 from vusb.single import Forwarded, SingleFunctionDevice, forward, forward_property
-from vusb.urb import Completion, SetupPacket, Urb
+from vusb.urb import SetupPacket
 
 log = logging.getLogger("vusb.cdc_acm")
 
@@ -115,9 +115,9 @@ class CdcAcmFunction(BytePort, Function):
         self._force_notify = False
         self._sent_state = SerialState.NONE
         self._notify_buf = b""
-        self._notify_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
         self._notify_idle: list[asyncio.Future[None]] = []
-        self._notify_scheduled = False
+        # Deferred to the next loop turn so that changes made together coalesce into one notification.
+        self._notify = WaitingIn(self._notification_pending, self._next_notification, deferred=True)
         self._break_timer: asyncio.TimerHandle | None = None
         self.comm_interface = 0
         self.data_interface = 0
@@ -154,7 +154,7 @@ class CdcAcmFunction(BytePort, Function):
         ]
 
     def bind(self, device: Device) -> None:
-        device.endpoint(self.notify_address).handler = self._interrupt_in
+        device.endpoint(self.notify_address).handler = self._notify.handler
         device.endpoint(self.in_address).handler = self._bulk_in
         device.endpoint(self.out_address).handler = self._bulk_out
         device.add_attach_listener(self._attached)
@@ -189,7 +189,7 @@ class CdcAcmFunction(BytePort, Function):
 
     def _drop_urb_state(self) -> None:
         self._drop_urbs()
-        self._notify_waiter = None
+        self._notify.drop()
         self._notify_buf = b""
         self._wake_notify_idle()
 
@@ -350,7 +350,7 @@ class CdcAcmFunction(BytePort, Function):
                 new = (new | bit) if on else (new & ~bit)
         if new != self._state:
             self._state = new
-            self._schedule_notify()
+            self._notify.feed()
 
     def ring(self) -> None:
         """Report an incoming ring (bRingSignal)."""
@@ -384,18 +384,7 @@ class CdcAcmFunction(BytePort, Function):
     def _raise_events(self, events: SerialState) -> None:
         self._events |= events
         self._force_notify = True
-        self._schedule_notify()
-
-    def _schedule_notify(self) -> None:
-        # Deferred to the next loop turn so that changes made together coalesce.
-        if self._notify_scheduled or self._notify_waiter is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._notify_scheduled = True
-        loop.call_soon(self._feed_notify_waiter)
+        self._notify.feed()
 
     def _notification_pending(self) -> bool:
         if not self.capabilities & AcmCapability.LINE:
@@ -414,24 +403,6 @@ class CdcAcmFunction(BytePort, Function):
         if not self._notification_pending():
             self._wake_notify_idle()
         return out
-
-    def _interrupt_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        if self._notification_pending():
-            return Completion(0, self._next_notification(urb.length))
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._notify_waiter = (urb, waiter)
-        return waiter
-
-    def _feed_notify_waiter(self) -> None:
-        self._notify_scheduled = False
-        entry = self._notify_waiter
-        if entry is None or not self._notification_pending():
-            return
-        self._notify_waiter = None
-        urb, waiter = entry
-        if waiter.done():  # the URB was unlinked
-            return
-        waiter.set_result(Completion(0, self._next_notification(urb.length)))
 
     def _wake_notify_idle(self) -> None:
         waiters, self._notify_idle = self._notify_idle, []

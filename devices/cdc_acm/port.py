@@ -38,7 +38,7 @@ S = TypeVar("S", bound="BackendLifecycle")
 PortT = TypeVar("PortT", bound="BytePort")
 """``self`` in the members the ready-made devices forward, so ``forward(CdcAcmFunction.read)`` type-checks."""
 
-__all__ = ["BackendLifecycle", "BytePort", "Watch"]
+__all__ = ["BackendLifecycle", "BytePort", "WaitingIn", "Watch"]
 
 
 class Watch(Generic[T]):
@@ -78,6 +78,65 @@ class Watch(Generic[T]):
         if predicate(self.value):
             return self.value
         return await asyncio.wait_for(until(), timeout)
+
+
+class WaitingIn:
+    """An IN endpoint handler whose URB waits (the host sees NAKs) until there is something to send.
+
+    ``ready()`` says whether there is; ``take(length)`` returns what one URB of at most
+    ``length`` bytes carries.  Call :meth:`feed` whenever ``ready()`` may have turned
+    true.  With ``deferred`` the waiting URB is fed on the next turn of the event loop,
+    so that what is produced together travels in one transfer (frames in one NTB,
+    modem changes in one notification).
+    """
+
+    def __init__(self, ready: Callable[[], bool], take: Callable[[int], bytes], *, deferred: bool = False) -> None:
+        self._ready = ready
+        self._take = take
+        self._deferred = deferred
+        self._waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
+        self._scheduled = False
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a URB waits."""
+        return self._waiter is not None
+
+    def handler(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
+        """The endpoint's handler."""
+        if self._ready():
+            return Completion(0, self._take(urb.length))
+        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._waiter = (urb, waiter)
+        return waiter
+
+    def drop(self) -> None:
+        """The endpoint cancelled its URB (reset, deconfiguration, alternate setting): forget it."""
+        self._waiter = None
+
+    def feed(self) -> None:
+        """There may be something to send: a waiting URB gets it (now, or on the next loop turn if deferred)."""
+        if not self._deferred:
+            self._feed_now()
+            return
+        if self._scheduled or self._waiter is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # outside the event loop: the next URB takes it
+        self._scheduled = True
+        loop.call_soon(self._feed_now)
+
+    def _feed_now(self) -> None:
+        self._scheduled = False
+        entry = self._waiter
+        if entry is None or not self._ready():
+            return
+        self._waiter = None
+        urb, waiter = entry
+        if not waiter.done():  # done: the URB was unlinked meanwhile
+            waiter.set_result(Completion(0, self._take(urb.length)))
 
 
 class _Backend(Protocol):
@@ -160,10 +219,10 @@ class BytePort(BackendLifecycle):
         self._lines = Watch(ControlLine.NONE)
         self.on_control_lines: Callable[[ControlLine], None] | None = None
         """Called with DTR/RTS each time the host sets them."""
-        self._in_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
+        self._in = WaitingIn(lambda: len(self.to_host) > 0, self._take)
         self._held: tuple[bytes, asyncio.Future[Completion]] | None = None
         self.from_host.add_room_listener(self._release_held)
-        self.to_host.add_data_listener(self._feed_in_waiter)
+        self.to_host.add_data_listener(self._in.feed)
         self.backend = make_backend(backend)
         self.backend.attach(self)
 
@@ -173,7 +232,7 @@ class BytePort(BackendLifecycle):
 
     def _drop_urbs(self) -> None:
         # The endpoints cancelled their URBs (reset, deconfiguration): forget the futures that stood for them.
-        self._in_waiter = None
+        self._in.drop()
         self._held = None
 
     # ------------------------------------------------------------ control lines the host set
@@ -254,24 +313,10 @@ class BytePort(BackendLifecycle):
 
     def _bulk_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
         """Bytes for the host; an IN URB with none waits."""
-        if len(self.to_host):
-            return Completion(0, self._take(urb.length))
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._in_waiter = (urb, waiter)
-        return waiter
+        return self._in.handler(urb)
 
     def _take(self, n: int) -> bytes:
         return self.to_host.get(n)
-
-    def _feed_in_waiter(self) -> None:
-        entry = self._in_waiter
-        if entry is None or not len(self.to_host):
-            return
-        self._in_waiter = None
-        urb, waiter = entry
-        if waiter.done():
-            return
-        waiter.set_result(Completion(0, self._take(urb.length)))
 
     # ------------------------------------------------------------ stream API
     def _check_readable(self) -> None:

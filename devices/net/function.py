@@ -13,7 +13,6 @@ their descriptors, control requests and how frames are framed on the bulk endpoi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import struct
@@ -21,7 +20,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from vusb.devices.cdc_acm.port import BackendLifecycle
+from vusb.devices.cdc_acm.port import BackendLifecycle, WaitingIn
 from vusb.devices.cdc_acm.spec import (
     CDC_CLASS,
     CDC_DATA_CLASS,
@@ -140,10 +139,10 @@ class NetFunction(BackendLifecycle, Function):
         self.stats: Counter[str] = Counter()
         """Counters: frames/bytes each way, and ``dropped:<reason>`` for everything dropped."""
         self._to_host: deque[bytes] = deque()
-        self._in_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
-        self._feed_scheduled = False
+        # Frames made together (in one loop turn) share one bulk IN transfer (NCM, RNDIS).
+        self._in = WaitingIn(lambda: bool(self._to_host), self._take, deferred=True)
         self._notes: deque[bytes] = deque(maxlen=32)
-        self._notify_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
+        self._interrupt = WaitingIn(lambda: bool(self._notes), lambda length: self._notes.popleft()[:length])
         self.capture = PcapWriter(pcap) if pcap is not None else None
         """Every frame to and from the host goes to this pcap file too (``pcap`` option)."""
         self.backend: NetBackend = make_backend(backend)
@@ -219,8 +218,8 @@ class NetFunction(BackendLifecycle, Function):
             if self._mac_index:
                 for lang in device.strings.languages:
                     device.strings.set(lang, self._mac_index, self._mac.hex().upper())
-        device.endpoint(self.notify_address).handler = self._interrupt_in
-        device.endpoint(self.in_address).handler = self._bulk_in
+        device.endpoint(self.notify_address).handler = self._interrupt.handler
+        device.endpoint(self.in_address).handler = self._in.handler
         device.endpoint(self.out_address).handler = self._bulk_out
         device.add_attach_listener(self._attached)
 
@@ -248,14 +247,14 @@ class NetFunction(BackendLifecycle, Function):
         self._to_host.clear()
 
     def _drop_urb_state(self) -> None:
-        self._in_waiter = None
-        self._notify_waiter = None
+        self._in.drop()
+        self._interrupt.drop()
         self._notes.clear()
 
     def on_alternate(self, interface: int, alternate: int) -> None:
         if interface != self.data_interface:
             return
-        self._in_waiter = None
+        self._in.drop()
         self._to_host.clear()
         if alternate == 1:
             self.queue_link_notifications()
@@ -295,19 +294,7 @@ class NetFunction(BackendLifecycle, Function):
 
     def _notify(self, packet: bytes) -> None:
         self._notes.append(packet)
-        waiter = self._notify_waiter
-        if waiter is not None:
-            self._notify_waiter = None
-            urb, fut = waiter
-            if not fut.done():
-                fut.set_result(Completion(0, self._notes.popleft()[: urb.length]))
-
-    def _interrupt_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        if self._notes:
-            return Completion(0, self._notes.popleft()[: urb.length])
-        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._notify_waiter = (urb, fut)
-        return fut
+        self._interrupt.feed()
 
     # ------------------------------------------------------------ drops
     def drop(self, reason: str, detail: str = "") -> None:
@@ -361,29 +348,8 @@ class NetFunction(BackendLifecycle, Function):
         self._to_host.append(frame)
         if self.capture is not None:
             self.capture.write(frame)
-        if self._in_waiter is not None and not self._feed_scheduled:
-            self._feed_scheduled = True
-            # Deferred to the end of this loop turn: frames made together share one transfer (NCM, RNDIS).
-            asyncio.get_running_loop().call_soon(self._feed_in_waiter)
+        self._in.feed()
         return True
-
-    def _bulk_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        if self._to_host:
-            return Completion(0, self._take(urb.length))
-        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._in_waiter = (urb, fut)
-        return fut
-
-    def _feed_in_waiter(self) -> None:
-        self._feed_scheduled = False
-        entry = self._in_waiter
-        if entry is None or not self._to_host:
-            return
-        self._in_waiter = None
-        urb, fut = entry
-        if fut.done():
-            return
-        fut.set_result(Completion(0, self._take(urb.length)))
 
     def _count_out(self, frames: int, nbytes: int) -> None:
         self.stats["frames to host"] += frames

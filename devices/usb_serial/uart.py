@@ -16,7 +16,6 @@ API as :class:`~vusb.devices.cdc_acm.SerialPort`::
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import functools
 import logging
@@ -24,10 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from vusb.devices.cdc_acm.backends import BackendSpec
-from vusb.devices.cdc_acm.port import BytePort, Watch
+from vusb.devices.cdc_acm.port import BytePort, WaitingIn, Watch
 from vusb.devices.cdc_acm.spec import ControlLine, LineCoding, Parity, StopBits
-
-from vusb.urb import Completion, Urb
 
 log = logging.getLogger("vusb.usb_serial")
 
@@ -319,7 +316,7 @@ class Uart(BytePort):
             self._tell(functools.partial(self.on_change, self), what)
 
 
-class ModemStatusInterrupt:
+class ModemStatusInterrupt(WaitingIn):
     """A chip's interrupt IN endpoint that reports its modem-status word each time it changes (CH340, PL2303).
 
     ``status()`` is the word as the chip encodes it now, ``packet(status)`` the interrupt
@@ -330,37 +327,21 @@ class ModemStatusInterrupt:
     """
 
     def __init__(self, uart: Uart, status: Callable[[], int], packet: Callable[[int], bytes]) -> None:
+        super().__init__(lambda: status() != self._sent, self._send)
         self._status = status
         self._packet = packet
-        self._waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
         self._sent = -1
         uart.add_modem_listener(self.changed)
 
     def reset(self) -> None:
         """The host reset or (de)configured the chip: its URB is gone, the next one gets the word again."""
-        self._waiter = None
+        self.drop()
         self._sent = -1
-
-    def handler(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        """The endpoint's handler."""
-        status = self._status()
-        if status != self._sent:
-            return Completion(0, self._send(status)[: urb.length])
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._waiter = (urb, waiter)
-        return waiter
 
     def changed(self) -> None:
         """The word may have changed: a waiting URB gets it if it did."""
-        entry = self._waiter
-        status = self._status()
-        if entry is None or status == self._sent:
-            return
-        self._waiter = None
-        urb, waiter = entry
-        if not waiter.done():
-            waiter.set_result(Completion(0, self._send(status)[: urb.length]))
+        self.feed()
 
-    def _send(self, status: int) -> bytes:
-        self._sent = status
-        return self._packet(status)
+    def _send(self, length: int) -> bytes:
+        self._sent = self._status()
+        return self._packet(self._sent)[:length]
