@@ -91,3 +91,16 @@ def test_check_and_serve_take_names(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == ["ok: keyboard (Virtual Keyboard)", "ok: mouse (Virtual Mouse)"]
     bad = vusb("serve", "nosuch", "--port", "0", cwd=tmp_path)
     assert bad.returncode != 0 and "no built-in profile 'nosuch'" in bad.stderr and "keyboard" in bad.stderr
+
+
+def test_every_built_in_profile_has_its_own_vendor_and_product_id() -> None:
+    # Two profiles with one vid:pid would be one device to a host: udev rules, lsusb -d and
+    # dfu-util -d could not tell them apart.
+    import yaml
+
+    owners: dict[tuple[int, int], list[str]] = {}
+    for name in SHIPPED:
+        identity = yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text())["identity"]
+        owners.setdefault((identity["vendor_id"], identity["product_id"]), []).append(name)
+    shared = {f"{vid:04x}:{pid:04x}": names for (vid, pid), names in owners.items() if len(names) > 1}
+    assert not shared, f"built-in profiles share an id: {shared}"

@@ -209,6 +209,34 @@ async def test_ncm_control_requests() -> None:
             await host.control(request(0x84, 0))
 
 
+# Which class requests each function answers (its request table): the others stall.
+ANSWERS = [  # kind, bRequest, IN?, answered
+    ("ecm", 0x43, False, True),   # SET_ETHERNET_PACKET_FILTER
+    ("ecm", 0x44, True, True),    # GET_ETHERNET_STATISTIC
+    ("ecm", 0x80, True, False),   # GET_NTB_PARAMETERS is NCM's
+    ("ecm", 0x00, False, False),  # SEND_ENCAPSULATED_COMMAND is RNDIS's
+    ("ncm", 0x43, False, True),   # NCM keeps ECM's Ethernet requests
+    ("ncm", 0x80, True, True),
+    ("ncm", 0x80, False, False),  # the right code in the wrong direction
+    ("rndis", 0x43, False, False),  # RNDIS sets its filter with an OID, not this request
+    ("rndis", 0x44, True, False),
+    ("rndis", 0x01, True, True),  # GET_ENCAPSULATED_RESPONSE: a zero byte when nothing is pending
+]
+
+
+@pytest.mark.parametrize(("kind", "code", "read", "answered"), ANSWERS,
+                         ids=[f"{k}-0x{c:02x}-{'in' if r else 'out'}" for k, c, r, _ in ANSWERS])
+async def test_each_function_answers_its_own_class_requests(kind: str, code: int, read: bool, answered: bool) -> None:
+    async with LocalHost(adapter(kind, "callback")) as host:
+        await configured(host, data_alt=None)
+        setup = request(code, 1 if code == 0x44 else 0, length=28 if read else 0, read=read)
+        if answered:
+            await host.control(setup)
+        else:
+            with pytest.raises(Stall):
+                await host.control(setup)
+
+
 @pytest.mark.parametrize("fmt", [NTB16, NTB32])
 async def test_ncm_aggregates_frames_both_ways_in_the_selected_format(fmt: int) -> None:
     got: list[bytes] = []

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from vusb.devices import HidDevice, Keyboard, MassStorage, Mouse, SerialPort
 from vusb.devices.keyboard import BOOT_KEYBOARD_REPORT_DESCRIPTOR
+from vusb.devices.net import NetworkAdapter
 
 from vusb import BuildContext, Device, Function, InterfaceDescriptor, UsageError
 from vusb.single import Forwarded, SingleFunctionDevice, forward, forward_property
@@ -25,6 +26,7 @@ API: list[tuple[type[SingleFunctionDevice[Any]], str, list[str]]] = [
                          "wait_dtr", "wait_rts", "wait_line_coding", "wait_break", "dcd", "dsr", "set_dcd",
                          "set_dsr", "ring", "signal_break", "report_errors", "wait_notified"]),
     (MassStorage, "storage", []),
+    (NetworkAdapter, "nic", ["mac", "backend", "set_link", "set_speed", "send", "start", "close"]),
 ]
 
 

@@ -19,7 +19,8 @@ decoder: it is shown with a warning and its bytes, as lsusb does.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 CS_INTERFACE = 0x24
 CS_ENDPOINT = 0x25
@@ -45,6 +46,8 @@ class Fields:
         self.indent = indent
         self.strings = strings
         self.lines: list[str] = []
+        self.values: dict[str, int] = {}
+        """Each number read so far by its field name (what counts and conditions of later fields read)."""
 
     def line(self, name: str, value: object, comment: str = "") -> None:
         text = f"{' ' * self.indent}{name:<19} {value!s:>5}"
@@ -69,12 +72,12 @@ class Fields:
         return value
 
     def dec(self, name: str, size: int = 1, comment: str = "") -> int:
-        value = self.take(size)
+        value = self.values[name] = self.take(size)
         self.line(name, value, comment)
         return value
 
     def hex(self, name: str, size: int = 1, comment: str = "") -> int:
-        value = self.take(size)
+        value = self.values[name] = self.take(size)
         self.line(name, f"0x{value:0{2 * size}x}", comment)
         return value
 
@@ -106,7 +109,133 @@ class Fields:
             self.note(f"(trailing bytes: {self.raw[self.pos:].hex(' ')})", 0)
 
 
-def _head(f: Fields, title: str, subtype_names: dict[int, str] | None) -> int:
+# ----------------------------------------------------------------------------------- field tables
+Step = Callable[[Fields], None]
+"""One entry of a field table: reads (and prints) the next field or group of fields."""
+Size = int | str
+"""A field's size in bytes, or the name of an earlier field that holds it."""
+Comment = str | Callable[[Fields], str]
+"""A field's comment, or a function of the fields before it is read (it may peek at its byte)."""
+
+
+def _size(f: Fields, size: Size) -> int:
+    return f.values[size] if isinstance(size, str) else size
+
+
+def _comment(f: Fields, comment: Comment) -> str:
+    return comment if isinstance(comment, str) else comment(f)
+
+
+def dec(name: str, size: Size = 1, comment: Comment = "") -> Step:
+    """A number printed in decimal."""
+    def step(f: Fields) -> None:
+        f.dec(name, _size(f, size), _comment(f, comment))
+    return step
+
+
+def hexa(name: str, size: Size = 1, bits: Mapping[int, str] | None = None) -> Step:
+    """A number printed in hex, then a line for each set bit that ``bits`` names."""
+    def step(f: Fields) -> None:
+        value = f.hex(name, _size(f, size))
+        if bits:
+            f.bits(value, dict(bits))
+    return step
+
+
+def bcd(name: str) -> Step:
+    """A version number (``bcdXXX``)."""
+    def step(f: Fields) -> None:
+        f.bcd(name)
+    return step
+
+
+def string(name: str) -> Step:
+    """A string index, with the string."""
+    def step(f: Fields) -> None:
+        f.string(name)
+    return step
+
+
+def guid(name: str, known: Mapping[str, str] | None = None) -> Step:
+    """A GUID; one ``known`` names is noted below it."""
+    def step(f: Fields) -> None:
+        text = f.guid(name)
+        if known and text in known:
+            f.note(known[text], 20)
+    return step
+
+
+def lookup(name: str, size: int, names: Mapping[int, str], *, hex_digits: int = 0, missing: str = "",
+           parens: bool = False) -> Step:
+    """A code with its name from ``names`` as the comment (in hex with ``hex_digits`` digits, else decimal)."""
+    def step(f: Fields) -> None:
+        value = f.values[name] = f.take(size)
+        text = names.get(value, missing)
+        f.line(name, f"0x{value:0{hex_digits}x}" if hex_digits else value, f"({text})" if parens else text)
+    return step
+
+
+def each(count: str, *names: str, size: Size = 1, hex: bool = False) -> Step:
+    """For n in range(the value of field ``count``): the fields ``names`` (formatted with ``n``)."""
+    def step(f: Fields) -> None:
+        width = _size(f, size)
+        for n in range(f.values[count]):
+            for name in names:
+                (f.hex if hex else f.dec)(name.format(n=n), width)
+    return step
+
+
+def when(condition: Callable[[Fields], bool], *steps: Step) -> Step:
+    """The fields ``steps`` only if ``condition`` holds (a field's value, or bytes left)."""
+    def step(f: Fields) -> None:
+        if condition(f):
+            for inner in steps:
+                inner(f)
+    return step
+
+
+def notes(field: str, *flags: tuple[int, str, str]) -> Step:
+    """For each ``(mask, if_set, if_clear)``: a note saying which, from the value of ``field``."""
+    def step(f: Fields) -> None:
+        for mask, if_set, if_clear in flags:
+            f.note(if_set if f.values[field] & mask else if_clear)
+    return step
+
+
+def is_(field: str, value: int) -> Callable[[Fields], bool]:
+    return lambda f: f.values[field] == value
+
+
+def rest(name: str) -> Step:
+    """One field ``name`` per byte left (the slave interfaces of a CDC union)."""
+    def step(f: Fields) -> None:
+        for _ in range(f.left):
+            f.dec(name)
+    return step
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The fields of one family of class-specific descriptors, by subtype, and how it is titled.
+
+    ``subtypes`` names the bDescriptorSubtype values (None: the descriptor has no
+    subtype byte, and ``fields`` has one entry, under -1). ``title`` is fixed, or made
+    from the subtype byte.
+    """
+
+    title: str | Callable[[int], str]
+    subtypes: Mapping[int, str] | None
+    fields: Mapping[int, Sequence[Step]]
+
+    def __call__(self, f: Fields) -> None:
+        title = self.title if isinstance(self.title, str) else self.title(f.raw[2])
+        subtype = _head(f, title, self.subtypes)
+        for step in self.fields.get(subtype, ()):
+            step(f)
+        f.trailing()
+
+
+def _head(f: Fields, title: str, subtype_names: Mapping[int, str] | None) -> int:
     f.lines.append(f"{' ' * (f.indent - 2)}{title}:")
     f.line("bLength", f.raw[0])
     f.line("bDescriptorType", f.raw[1])
@@ -121,39 +250,22 @@ def _head(f: Fields, title: str, subtype_names: dict[int, str] | None) -> int:
 CDC_SUBTYPES = {0x00: "Header", 0x01: "Call Management", 0x02: "ACM", 0x06: "Union", 0x0F: "Ethernet",
                 0x1A: "NCM"}
 
-
-def _cdc(f: Fields) -> None:
-    subtype = f.take(1)
-    f.pos -= 1
-    title = f"CDC {CDC_SUBTYPES.get(subtype, f'functional descriptor 0x{subtype:02x}')}"
-    _head(f, title, {k: v.upper() for k, v in CDC_SUBTYPES.items()})
-    if subtype == 0x00:
-        f.bcd("bcdCDC")
-    elif subtype == 0x01:
-        caps = f.hex("bmCapabilities")
-        f.bits(caps, {0: "call management", 1: "use DataInterface"})
-        f.dec("bDataInterface")
-    elif subtype == 0x02:
-        caps = f.hex("bmCapabilities")
-        f.bits(caps, {0: "comm features", 1: "line coding and serial state", 2: "sends break",
-                      3: "connection notifications"})
-    elif subtype == 0x06:
-        f.dec("bMasterInterface")
-        for _ in range(f.left):
-            f.dec("bSlaveInterface")  # one line per slave interface, as lsusb prints them
-    elif subtype == 0x0F:
-        index = f.take(1)
-        f.line("iMacAddress", index, f.strings(index) if index else "")
-        f.hex("bmEthernetStatistics", 4)
-        f.dec("wMaxSegmentSize", 2)
-        f.hex("wNumberMCFilters", 2)
-        f.dec("bNumberPowerFilters")
-    elif subtype == 0x1A:
-        f.bcd("bcdNcmVersion")
-        caps = f.hex("bmNetworkCapabilities")
-        f.bits(caps, {0: "packet filter", 1: "net address", 2: "encapsulated commands", 3: "max datagram size",
-                      4: "crc mode", 5: "8-byte ntb input size"})
-    f.trailing()
+CDC = Layout(
+    lambda subtype: f"CDC {CDC_SUBTYPES.get(subtype, f'functional descriptor 0x{subtype:02x}')}",
+    {k: v.upper() for k, v in CDC_SUBTYPES.items()},
+    {
+        0x00: [bcd("bcdCDC")],
+        0x01: [hexa("bmCapabilities", bits={0: "call management", 1: "use DataInterface"}), dec("bDataInterface")],
+        0x02: [hexa("bmCapabilities", bits={0: "comm features", 1: "line coding and serial state", 2: "sends break",
+                                            3: "connection notifications"})],
+        0x06: [dec("bMasterInterface"), rest("bSlaveInterface")],  # one line per slave interface, as lsusb prints
+        0x0F: [string("iMacAddress"), hexa("bmEthernetStatistics", 4), dec("wMaxSegmentSize", 2),
+               hexa("wNumberMCFilters", 2), dec("bNumberPowerFilters")],
+        0x1A: [bcd("bcdNcmVersion"),
+               hexa("bmNetworkCapabilities", bits={0: "packet filter", 1: "net address", 2: "encapsulated commands",
+                                                   3: "max datagram size", 4: "crc mode", 5: "8-byte ntb input size"})],
+    },
+)
 
 
 # ----------------------------------------------------------------------------------- audio
@@ -183,191 +295,99 @@ FORMAT_TAGS = {0x0001: "PCM", 0x0002: "PCM8", 0x0003: "IEEE_FLOAT", 0x0004: "ALA
 UAC2_FORMATS = {0: "PCM", 1: "PCM8", 2: "IEEE_FLOAT", 3: "ALAW", 4: "MULAW"}
 
 
-def _terminal(f: Fields, name: str = "wTerminalType") -> None:
-    value = f.take(2)
-    f.line(name, f"0x{value:04x}", TERMINAL_TYPES.get(value, ""))
 
 
-def _uac1_control(f: Fields) -> None:
-    subtype = _head(f, "AudioControl Interface Descriptor", UAC1_AC)
-    if subtype == 1:
-        f.bcd("bcdADC")
-        f.hex("wTotalLength", 2)
-        count = f.dec("bInCollection")
-        for n in range(count):
-            f.dec(f"baInterfaceNr({n})")
-    elif subtype == 2:
-        f.dec("bTerminalID")
-        _terminal(f)
-        f.dec("bAssocTerminal")
-        f.dec("bNrChannels")
-        f.hex("wChannelConfig", 2)
-        f.string("iChannelNames")
-        f.string("iTerminal")
-    elif subtype == 3:
-        f.dec("bTerminalID")
-        _terminal(f)
-        f.dec("bAssocTerminal")
-        f.dec("bSourceID")
-        f.string("iTerminal")
-    elif subtype == 6:
-        f.dec("bUnitID")
-        f.dec("bSourceID")
-        size = f.dec("bControlSize")
-        channel = 0
-        while size and f.left >= size + 1:  # the last byte is iFeature
-            controls = f.take(size)
-            f.line(f"bmaControls({channel})", f"0x{controls:0{2 * size}x}")
-            f.bits(controls, dict(enumerate(FEATURE_CONTROLS)))
-            channel += 1
-        f.string("iFeature")
-    elif subtype == 5:
-        f.dec("bUnitID")
-        pins = f.dec("bNrInPins")
-        for n in range(pins):
-            f.dec(f"baSourceID({n})")
-        f.string("iSelector")
-    elif subtype == 4:
-        f.dec("bUnitID")
-        pins = f.dec("bNrInPins")
-        for n in range(pins):
-            f.dec(f"baSourceID({n})")
-        f.dec("bNrChannels")
-        f.hex("wChannelConfig", 2)
-        f.string("iChannelNames")
-        f.note(f"bmControls {f.raw[f.pos:-1].hex(' ')}", 0)
-        f.pos = len(f.raw) - 1
-        f.string("iMixer")
-    f.trailing()
+def _uac1_feature_controls(f: Fields) -> None:
+    size = f.values["bControlSize"]
+    channel = 0
+    while size and f.left >= size + 1:  # the last byte is iFeature
+        controls = f.take(size)
+        f.line(f"bmaControls({channel})", f"0x{controls:0{2 * size}x}")
+        f.bits(controls, dict(enumerate(FEATURE_CONTROLS)))
+        channel += 1
 
 
-def _uac2_control(f: Fields) -> None:
-    subtype = _head(f, "AudioControl Interface Descriptor", UAC2_AC)
-    if subtype == 1:
-        f.bcd("bcdADC")
-        f.hex("bCategory")
-        f.hex("wTotalLength", 2)
-        f.hex("bmControls")
-    elif subtype == 2:
-        f.dec("bTerminalID")
-        _terminal(f)
-        f.dec("bAssocTerminal")
-        f.dec("bCSourceID")
-        f.dec("bNrChannels")
-        f.hex("bmChannelConfig", 4)
-        f.string("iChannelNames")
-        f.hex("bmControls", 2)
-        f.string("iTerminal")
-    elif subtype == 3:
-        f.dec("bTerminalID")
-        _terminal(f)
-        f.dec("bAssocTerminal")
-        f.dec("bSourceID")
-        f.dec("bCSourceID")
-        f.hex("bmControls", 2)
-        f.string("iTerminal")
-    elif subtype == 6:
-        f.dec("bUnitID")
-        f.dec("bSourceID")
-        channel = 0
-        while f.left >= 5:
-            controls = f.take(4)
-            f.line(f"bmaControls({channel})", f"0x{controls:08x}")
-            for n, name in enumerate(FEATURE_CONTROLS):
-                mode = (controls >> (2 * n)) & 3
-                if mode:
-                    f.note(f"{name} Control ({'read/write' if mode == 3 else 'read-only'})")
-            channel += 1
-        f.string("iFeature")
-    elif subtype == 10:
-        f.dec("bClockID")
-        attributes = f.hex("bmAttributes")
-        kind = ("External", "Internal fixed", "Internal variable", "Internal programmable")[attributes & 3]
-        f.note(f"{kind} clock{' (synced to SOF)' if attributes & 4 else ''}")
-        controls = f.hex("bmControls")
-        f.bits(controls, {0: "Clock Frequency Control (read-only)", 1: "Clock Frequency Control (read/write)",
-                          2: "Clock Validity Control (read-only)"})
-        f.dec("bAssocTerminal")
-        f.string("iClockSource")
-    elif subtype == 11:
-        f.dec("bClockID")
-        pins = f.dec("bNrInPins")
-        for n in range(pins):
-            f.dec(f"baCSourceID({n})")
-        f.hex("bmControls")
-        f.string("iClockSelector")
-    elif subtype == 12:
-        f.dec("bClockID")
-        f.dec("bCSourceID")
-        f.hex("bmControls")
-        f.string("iClockMultiplier")
-    elif subtype == 5:
-        f.dec("bUnitID")
-        pins = f.dec("bNrInPins")
-        for n in range(pins):
-            f.dec(f"baSourceID({n})")
-        f.hex("bmControls")
-        f.string("iSelector")
-    f.trailing()
+def _uac2_feature_controls(f: Fields) -> None:
+    channel = 0
+    while f.left >= 5:  # four bytes a channel, then iFeature
+        controls = f.take(4)
+        f.line(f"bmaControls({channel})", f"0x{controls:08x}")
+        for n, name in enumerate(FEATURE_CONTROLS):
+            mode = (controls >> (2 * n)) & 3
+            if mode:
+                f.note(f"{name} Control ({'read/write' if mode == 3 else 'read-only'})")
+        channel += 1
 
 
-def _sample_rates(f: Fields, count: int) -> None:
-    if count == 0:
-        f.dec("tLowerSamFreq", 3)
-        f.dec("tUpperSamFreq", 3)
-    for n in range(count):
-        f.dec(f"tSamFreq[{n:2d}]", 3)
+def _mixer_controls(f: Fields) -> None:
+    f.note(f"bmControls {f.raw[f.pos:-1].hex(' ')}", 0)
+    f.pos = len(f.raw) - 1
 
 
-def _uac1_streaming(f: Fields) -> None:
-    subtype = _head(f, "AudioStreaming Interface Descriptor", AS_SUBTYPES)
-    if subtype == 1:
-        f.dec("bTerminalLink")
-        f.dec("bDelay", 1, "frames")
-        tag = f.take(2)
-        f.line("wFormatTag", f"0x{tag:04x}", FORMAT_TAGS.get(tag, ""))
-    elif subtype == 2:
-        kind = f.dec("bFormatType", 1, "(FORMAT_TYPE_I)" if f.peek() == 1 else "")
-        if kind == 1:
-            f.dec("bNrChannels")
-            f.dec("bSubframeSize")
-            f.dec("bBitResolution")
-            _sample_rates(f, f.dec("bSamFreqType", 1, "Discrete" if f.peek() else "Continuous"))
-    f.trailing()
+def _clock_kind(f: Fields) -> None:
+    attributes = f.values["bmAttributes"]
+    kind = ("External", "Internal fixed", "Internal variable", "Internal programmable")[attributes & 3]
+    f.note(f"{kind} clock{' (synced to SOF)' if attributes & 4 else ''}")
 
 
-def _uac2_streaming(f: Fields) -> None:
-    subtype = _head(f, "AudioStreaming Interface Descriptor", AS_SUBTYPES)
-    if subtype == 1:
-        f.dec("bTerminalLink")
-        f.hex("bmControls")
-        f.dec("bFormatType")
-        formats = f.hex("bmFormats", 4)
-        f.bits(formats, UAC2_FORMATS)
-        f.dec("bNrChannels")
-        f.hex("bmChannelConfig", 4)
-        f.string("iChannelNames")
-    elif subtype == 2:
-        kind = f.dec("bFormatType", 1, "(FORMAT_TYPE_I)" if f.peek() == 1 else "")
-        if kind == 1:
-            f.dec("bSubslotSize")
-            f.dec("bBitResolution")
-    f.trailing()
+TERMINAL = lookup("wTerminalType", 2, TERMINAL_TYPES, hex_digits=4)
+SOURCES = (dec("bNrInPins"), each("bNrInPins", "baSourceID({n})"))
 
+UAC1_CONTROL = Layout("AudioControl Interface Descriptor", UAC1_AC, {
+    1: [bcd("bcdADC"), hexa("wTotalLength", 2), dec("bInCollection"), each("bInCollection", "baInterfaceNr({n})")],
+    2: [dec("bTerminalID"), TERMINAL, dec("bAssocTerminal"), dec("bNrChannels"), hexa("wChannelConfig", 2),
+        string("iChannelNames"), string("iTerminal")],
+    3: [dec("bTerminalID"), TERMINAL, dec("bAssocTerminal"), dec("bSourceID"), string("iTerminal")],
+    6: [dec("bUnitID"), dec("bSourceID"), dec("bControlSize"), _uac1_feature_controls, string("iFeature")],
+    5: [dec("bUnitID"), *SOURCES, string("iSelector")],
+    4: [dec("bUnitID"), *SOURCES, dec("bNrChannels"), hexa("wChannelConfig", 2), string("iChannelNames"),
+        _mixer_controls, string("iMixer")],
+})
 
-def _audio_endpoint(f: Fields, version2: bool) -> None:
-    subtype = _head(f, "AudioStreaming Endpoint Descriptor", {1: "EP_GENERAL"})
-    if subtype == 1:
-        attributes = f.hex("bmAttributes")
-        if version2:
-            f.bits(attributes, {7: "MaxPacketsOnly"})
-            f.hex("bmControls")
-        else:
-            f.bits(attributes, {0: "Sampling Frequency", 1: "Pitch", 7: "MaxPacketsOnly"})
-        units = ("Undefined", "Milliseconds", "Decoded PCM samples")
-        f.dec("bLockDelayUnits", 1, units[f.peek()] if 0 <= f.peek() < 3 else "")
-        f.dec("wLockDelay", 2)
-    f.trailing()
+UAC2_CONTROL = Layout("AudioControl Interface Descriptor", UAC2_AC, {
+    1: [bcd("bcdADC"), hexa("bCategory"), hexa("wTotalLength", 2), hexa("bmControls")],
+    2: [dec("bTerminalID"), TERMINAL, dec("bAssocTerminal"), dec("bCSourceID"), dec("bNrChannels"),
+        hexa("bmChannelConfig", 4), string("iChannelNames"), hexa("bmControls", 2), string("iTerminal")],
+    3: [dec("bTerminalID"), TERMINAL, dec("bAssocTerminal"), dec("bSourceID"), dec("bCSourceID"),
+        hexa("bmControls", 2), string("iTerminal")],
+    6: [dec("bUnitID"), dec("bSourceID"), _uac2_feature_controls, string("iFeature")],
+    10: [dec("bClockID"), hexa("bmAttributes"), _clock_kind,
+         hexa("bmControls", bits={0: "Clock Frequency Control (read-only)", 1: "Clock Frequency Control (read/write)",
+                                  2: "Clock Validity Control (read-only)"}),
+         dec("bAssocTerminal"), string("iClockSource")],
+    11: [dec("bClockID"), dec("bNrInPins"), each("bNrInPins", "baCSourceID({n})"), hexa("bmControls"),
+         string("iClockSelector")],
+    12: [dec("bClockID"), dec("bCSourceID"), hexa("bmControls"), string("iClockMultiplier")],
+    5: [dec("bUnitID"), *SOURCES, hexa("bmControls"), string("iSelector")],
+})
+
+FORMAT_TYPE = dec("bFormatType", 1, lambda f: "(FORMAT_TYPE_I)" if f.peek() == 1 else "")
+
+UAC1_STREAMING = Layout("AudioStreaming Interface Descriptor", AS_SUBTYPES, {
+    1: [dec("bTerminalLink"), dec("bDelay", 1, "frames"), lookup("wFormatTag", 2, FORMAT_TAGS, hex_digits=4)],
+    2: [FORMAT_TYPE, when(is_("bFormatType", 1),
+        dec("bNrChannels"), dec("bSubframeSize"), dec("bBitResolution"),
+        dec("bSamFreqType", 1, lambda f: "Discrete" if f.peek() else "Continuous"),
+        when(is_("bSamFreqType", 0), dec("tLowerSamFreq", 3), dec("tUpperSamFreq", 3)),
+        each("bSamFreqType", "tSamFreq[{n:2d}]", size=3))],
+})
+
+UAC2_STREAMING = Layout("AudioStreaming Interface Descriptor", AS_SUBTYPES, {
+    1: [dec("bTerminalLink"), hexa("bmControls"), dec("bFormatType"), hexa("bmFormats", 4, UAC2_FORMATS),
+        dec("bNrChannels"), hexa("bmChannelConfig", 4), string("iChannelNames")],
+    2: [FORMAT_TYPE, when(is_("bFormatType", 1), dec("bSubslotSize"), dec("bBitResolution"))],
+})
+
+LOCK_DELAY = dec("bLockDelayUnits", 1,
+                 lambda f: ("Undefined", "Milliseconds", "Decoded PCM samples")[f.peek()] if 0 <= f.peek() < 3 else "")
+
+UAC1_ENDPOINT = Layout("AudioStreaming Endpoint Descriptor", {1: "EP_GENERAL"}, {
+    1: [hexa("bmAttributes", bits={0: "Sampling Frequency", 1: "Pitch", 7: "MaxPacketsOnly"}), LOCK_DELAY,
+        dec("wLockDelay", 2)],
+})
+UAC2_ENDPOINT = Layout("AudioStreaming Endpoint Descriptor", {1: "EP_GENERAL"}, {
+    1: [hexa("bmAttributes", bits={7: "MaxPacketsOnly"}), hexa("bmControls"), LOCK_DELAY, dec("wLockDelay", 2)],
+})
 
 
 # ----------------------------------------------------------------------------------- MIDI
@@ -375,31 +395,18 @@ MS_SUBTYPES = {1: "MS_HEADER", 2: "MIDI_IN_JACK", 3: "MIDI_OUT_JACK", 4: "ELEMEN
 JACK_TYPES = {1: "Embedded", 2: "External"}
 
 
-def _midi_streaming(f: Fields) -> None:
-    subtype = _head(f, "MIDIStreaming Interface Descriptor", MS_SUBTYPES)
-    if subtype == 1:
-        f.bcd("bcdADC")
-        f.hex("wTotalLength", 2)
-    elif subtype in (2, 3):
-        jack = f.take(1)
-        f.line("bJackType", jack, JACK_TYPES.get(jack, ""))
-        f.dec("bJackID")
-        if subtype == 3:
-            pins = f.dec("bNrInputPins")
-            for n in range(pins):
-                f.dec(f"baSourceID({n})")
-                f.dec(f"BaSourcePin({n})")
-        f.string("iJack")
-    f.trailing()
 
+JACK = (lookup("bJackType", 1, JACK_TYPES), dec("bJackID"))
 
-def _midi_endpoint(f: Fields) -> None:
-    subtype = _head(f, "MIDIStreaming Endpoint Descriptor", {1: "MS_GENERAL"})
-    if subtype == 1:
-        jacks = f.dec("bNumEmbMIDIJack")
-        for n in range(jacks):
-            f.dec(f"baAssocJackID({n})")
-    f.trailing()
+MIDI_STREAMING = Layout("MIDIStreaming Interface Descriptor", MS_SUBTYPES, {
+    1: [bcd("bcdADC"), hexa("wTotalLength", 2)],
+    2: [*JACK, string("iJack")],
+    3: [*JACK, dec("bNrInputPins"), each("bNrInputPins", "baSourceID({n})", "BaSourcePin({n})"), string("iJack")],
+})
+
+MIDI_ENDPOINT = Layout("MIDIStreaming Endpoint Descriptor", {1: "MS_GENERAL"}, {
+    1: [dec("bNumEmbMIDIJack"), each("bNumEmbMIDIJack", "baAssocJackID({n})")],
+})
 
 
 # ----------------------------------------------------------------------------------- video
@@ -432,185 +439,82 @@ MATRIX_COEFFICIENTS = {0: "Unspecified", 1: "BT.709", 2: "FCC", 3: "BT.470-2 (B,
                        5: "SMPTE 240M"}
 
 
-def _controls(f: Fields, name: str, size: int, names: tuple[str, ...]) -> None:
-    value = f.take(size)
-    f.line(name, f"0x{value:0{2 * size}x}")
-    f.bits(value, dict(enumerate(names)))
+
+def _clock_frequency(f: Fields) -> None:
+    clock = f.take(4)
+    f.line("dwClockFrequency", f"{clock / 1e6:.6f}MHz")
 
 
-def _video_control(f: Fields) -> None:
-    subtype = _head(f, "VideoControl Interface Descriptor", VC_SUBTYPES)
-    if subtype == 1:
-        f.bcd("bcdUVC")
-        f.hex("wTotalLength", 2)
-        clock = f.take(4)
-        f.line("dwClockFrequency", f"{clock / 1e6:.6f}MHz")
-        count = f.dec("bInCollection")
-        for n in range(count):
-            f.dec(f"baInterfaceNr({n})")
-    elif subtype == 2:
-        f.dec("bTerminalID")
-        kind = f.take(2)
-        f.line("wTerminalType", f"0x{kind:04x}", VIDEO_TERMINALS.get(kind, ""))
-        f.dec("bAssocTerminal")
-        f.string("iTerminal")
-        if kind == 0x0201:
-            f.dec("wObjectiveFocalLengthMin", 2)
-            f.dec("wObjectiveFocalLengthMax", 2)
-            f.dec("wOcularFocalLength", 2)
-            size = f.dec("bControlSize")
-            _controls(f, "bmControls", size, CAMERA_CONTROLS)
-    elif subtype == 3:
-        f.dec("bTerminalID")
-        kind = f.take(2)
-        f.line("wTerminalType", f"0x{kind:04x}", VIDEO_TERMINALS.get(kind, ""))
-        f.dec("bAssocTerminal")
-        f.dec("bSourceID")
-        f.string("iTerminal")
-    elif subtype == 4:
-        f.dec("bUnitID")
-        pins = f.dec("bNrInPins")
-        for n in range(pins):
-            f.dec(f"baSourceID({n})")
-        f.string("iSelector")
-    elif subtype == 5:
-        f.dec("bUnitID")
-        f.dec("bSourceID")
-        f.dec("wMaxMultiplier", 2)
-        size = f.dec("bControlSize")
-        _controls(f, "bmControls", size, PROCESSING_CONTROLS)
-        f.string("iProcessing")
-        if f.left:
-            f.hex("bmVideoStandards")
-    elif subtype == 6:
-        f.dec("bUnitID")
-        f.guid("guidExtensionCode")
-        f.dec("bNumControls")
-        pins = f.dec("bNrInPins")
-        for n in range(pins):
-            f.dec(f"baSourceID({n})")
-        size = f.dec("bControlSize")
-        for n in range(size):
-            f.hex(f"bmControls({n:2d})")
-        f.string("iExtension")
-    f.trailing()
+def _fps(f: Fields, name: str) -> None:
+    interval = f.take(4)
+    f.line(name, interval, f"{1e7 / interval:.2f} fps" if interval else "")
 
 
-def _frame(f: Fields) -> None:
-    f.dec("bFrameIndex")
-    caps = f.hex("bmCapabilities")
-    f.bits(caps, {0: "Still image supported", 1: "Fixed frame-rate"})
-    f.dec("wWidth", 2)
-    f.dec("wHeight", 2)
-    f.dec("dwMinBitRate", 4)
-    f.dec("dwMaxBitRate", 4)
-    f.dec("dwMaxVideoFrameBufferSize", 4)
-    default = f.take(4)
-    f.line("dwDefaultFrameInterval", default, f"{1e7 / default:.2f} fps" if default else "")
-    count = f.dec("bFrameIntervalType")
-    if count == 0:
-        f.dec("dwMinFrameInterval", 4)
-        f.dec("dwMaxFrameInterval", 4)
-        f.dec("dwFrameIntervalStep", 4)
-    for n in range(count):
-        interval = f.take(4)
-        f.line(f"dwFrameInterval({n})", interval, f"{1e7 / interval:.2f} fps" if interval else "")
+def _frame_intervals(f: Fields) -> None:
+    for n in range(f.values["bFrameIntervalType"]):
+        _fps(f, f"dwFrameInterval({n})")
 
 
-def _video_streaming(f: Fields) -> None:
-    subtype = _head(f, "VideoStreaming Interface Descriptor", VS_SUBTYPES)
-    if subtype == 1:
-        formats = f.dec("bNumFormats")
-        f.hex("wTotalLength", 2)
-        f.hex("bEndpointAddress")
-        f.hex("bmInfo")
-        f.dec("bTerminalLink")
-        f.dec("bStillCaptureMethod")
-        f.dec("bTriggerSupport")
-        f.dec("bTriggerUsage")
-        size = f.dec("bControlSize")
-        for n in range(formats):
-            f.hex(f"bmaControls({n:2d})", size)
-    elif subtype == 2:
-        formats = f.dec("bNumFormats")
-        f.hex("wTotalLength", 2)
-        f.hex("bEndpointAddress")
-        f.dec("bTerminalLink")
-        size = f.dec("bControlSize")
-        for n in range(formats):
-            f.hex(f"bmaControls({n:2d})", size)
-    elif subtype in (4, 16):
-        f.dec("bFormatIndex")
-        f.dec("bNumFrameDescriptors")
-        guid = f.guid("guidFormat")
-        if guid in GUID_FORMATS:
-            f.note(GUID_FORMATS[guid], 20)
-        f.dec("bBitsPerPixel")
-        f.dec("bDefaultFrameIndex")
-        f.dec("bAspectRatioX")
-        f.dec("bAspectRatioY")
-        f.hex("bmInterlaceFlags")
-        f.dec("bCopyProtect")
-        if subtype == 16:
-            f.dec("bVariableSize")
-    elif subtype == 6:
-        f.dec("bFormatIndex")
-        f.dec("bNumFrameDescriptors")
-        flags = f.dec("bFlags")
-        f.note("Fixed-size samples: Yes" if flags & 1 else "Fixed-size samples: No")
-        f.dec("bDefaultFrameIndex")
-        f.dec("bAspectRatioX")
-        f.dec("bAspectRatioY")
-        f.hex("bmInterlaceFlags")
-        f.dec("bCopyProtect")
-    elif subtype in (5, 7):
-        _frame(f)
-    elif subtype == 17:
-        f.dec("bFrameIndex")
-        f.hex("bmCapabilities")
-        f.dec("wWidth", 2)
-        f.dec("wHeight", 2)
-        f.dec("dwMinBitRate", 4)
-        f.dec("dwMaxBitRate", 4)
-        f.dec("dwDefaultFrameInterval", 4)
-        count = f.dec("bFrameIntervalType")
-        f.dec("dwBytesPerLine", 4)
-        for n in range(count):
-            f.dec(f"dwFrameInterval({n})", 4)
-        if count == 0:
-            f.dec("dwMinFrameInterval", 4)
-            f.dec("dwMaxFrameInterval", 4)
-            f.dec("dwFrameIntervalStep", 4)
-    elif subtype == 13:
-        value = f.take(1)
-        f.line("bColorPrimaries", value, f"({COLOR_PRIMARIES.get(value, 'Reserved')})")
-        value = f.take(1)
-        f.line("bTransferCharacteristics", value, f"({TRANSFER_CHARACTERISTICS.get(value, 'Reserved')})")
-        value = f.take(1)
-        f.line("bMatrixCoefficients", value, f"({MATRIX_COEFFICIENTS.get(value, 'Reserved')})")
-    f.trailing()
+VIDEO_TERMINAL = lookup("wTerminalType", 2, VIDEO_TERMINALS, hex_digits=4)
+CONTINUOUS_INTERVALS = (dec("dwMinFrameInterval", 4), dec("dwMaxFrameInterval", 4), dec("dwFrameIntervalStep", 4))
 
+VIDEO_CONTROL = Layout("VideoControl Interface Descriptor", VC_SUBTYPES, {
+    1: [bcd("bcdUVC"), hexa("wTotalLength", 2), _clock_frequency, dec("bInCollection"),
+        each("bInCollection", "baInterfaceNr({n})")],
+    2: [dec("bTerminalID"), VIDEO_TERMINAL, dec("bAssocTerminal"), string("iTerminal"),
+        when(is_("wTerminalType", 0x0201),
+             dec("wObjectiveFocalLengthMin", 2), dec("wObjectiveFocalLengthMax", 2), dec("wOcularFocalLength", 2),
+             dec("bControlSize"), hexa("bmControls", "bControlSize", dict(enumerate(CAMERA_CONTROLS))))],
+    3: [dec("bTerminalID"), VIDEO_TERMINAL, dec("bAssocTerminal"), dec("bSourceID"), string("iTerminal")],
+    4: [dec("bUnitID"), *SOURCES, string("iSelector")],
+    5: [dec("bUnitID"), dec("bSourceID"), dec("wMaxMultiplier", 2), dec("bControlSize"),
+        hexa("bmControls", "bControlSize", dict(enumerate(PROCESSING_CONTROLS))), string("iProcessing"),
+        when(lambda f: f.left > 0, hexa("bmVideoStandards"))],
+    6: [dec("bUnitID"), guid("guidExtensionCode"), dec("bNumControls"), *SOURCES, dec("bControlSize"),
+        each("bControlSize", "bmControls({n:2d})", hex=True), string("iExtension")],
+})
 
-def _video_endpoint(f: Fields) -> None:
-    subtype = _head(f, "VideoControl Endpoint Descriptor", {3: "EP_INTERRUPT"})
-    if subtype == 3:
-        f.dec("wMaxTransferSize", 2)
-    f.trailing()
+UNCOMPRESSED_FORMAT = (dec("bFormatIndex"), dec("bNumFrameDescriptors"), guid("guidFormat", GUID_FORMATS),
+                       dec("bBitsPerPixel"), dec("bDefaultFrameIndex"), dec("bAspectRatioX"), dec("bAspectRatioY"),
+                       hexa("bmInterlaceFlags"), dec("bCopyProtect"))
+FRAME = (dec("bFrameIndex"), hexa("bmCapabilities", bits={0: "Still image supported", 1: "Fixed frame-rate"}),
+         dec("wWidth", 2), dec("wHeight", 2), dec("dwMinBitRate", 4), dec("dwMaxBitRate", 4),
+         dec("dwMaxVideoFrameBufferSize", 4), lambda f: _fps(f, "dwDefaultFrameInterval"),
+         dec("bFrameIntervalType"), when(is_("bFrameIntervalType", 0), *CONTINUOUS_INTERVALS), _frame_intervals)
+
+VIDEO_STREAMING = Layout("VideoStreaming Interface Descriptor", VS_SUBTYPES, {
+    1: [dec("bNumFormats"), hexa("wTotalLength", 2), hexa("bEndpointAddress"), hexa("bmInfo"), dec("bTerminalLink"),
+        dec("bStillCaptureMethod"), dec("bTriggerSupport"), dec("bTriggerUsage"), dec("bControlSize"),
+        each("bNumFormats", "bmaControls({n:2d})", size="bControlSize", hex=True)],
+    2: [dec("bNumFormats"), hexa("wTotalLength", 2), hexa("bEndpointAddress"), dec("bTerminalLink"),
+        dec("bControlSize"), each("bNumFormats", "bmaControls({n:2d})", size="bControlSize", hex=True)],
+    4: UNCOMPRESSED_FORMAT,
+    16: (*UNCOMPRESSED_FORMAT, dec("bVariableSize")),
+    6: [dec("bFormatIndex"), dec("bNumFrameDescriptors"), dec("bFlags"),
+        notes("bFlags", (1, "Fixed-size samples: Yes", "Fixed-size samples: No")), dec("bDefaultFrameIndex"),
+        dec("bAspectRatioX"), dec("bAspectRatioY"), hexa("bmInterlaceFlags"), dec("bCopyProtect")],
+    5: FRAME,
+    7: FRAME,
+    17: [dec("bFrameIndex"), hexa("bmCapabilities"), dec("wWidth", 2), dec("wHeight", 2), dec("dwMinBitRate", 4),
+         dec("dwMaxBitRate", 4), dec("dwDefaultFrameInterval", 4), dec("bFrameIntervalType"),
+         dec("dwBytesPerLine", 4), each("bFrameIntervalType", "dwFrameInterval({n})", size=4),
+         when(is_("bFrameIntervalType", 0), *CONTINUOUS_INTERVALS)],
+    13: [lookup("bColorPrimaries", 1, COLOR_PRIMARIES, missing="Reserved", parens=True),
+         lookup("bTransferCharacteristics", 1, TRANSFER_CHARACTERISTICS, missing="Reserved", parens=True),
+         lookup("bMatrixCoefficients", 1, MATRIX_COEFFICIENTS, missing="Reserved", parens=True)],
+})
+
+VIDEO_ENDPOINT = Layout("VideoControl Endpoint Descriptor", {3: "EP_INTERRUPT"}, {3: [dec("wMaxTransferSize", 2)]})
 
 
 # ----------------------------------------------------------------------------------- DFU
-def _dfu(f: Fields) -> None:
-    _head(f, "Device Firmware Upgrade Interface Descriptor", None)
-    attributes = f.hex("bmAttributes")
-    f.note("Will Detach" if attributes & 8 else "Will Not Detach")
-    f.note("Manifestation Tolerant" if attributes & 4 else "Manifestation Intolerant")
-    f.note("Upload Supported" if attributes & 2 else "Upload Unsupported")
-    f.note("Download Supported" if attributes & 1 else "Download Unsupported")
-    f.dec("wDetachTimeout", 2, "milliseconds")
-    f.dec("wTransferSize", 2, "bytes")
-    if f.left >= 2:
-        f.bcd("bcdDFUVersion")
-    f.trailing()
+DFU = Layout("Device Firmware Upgrade Interface Descriptor", None, {-1: [
+    hexa("bmAttributes"),
+    notes("bmAttributes", (8, "Will Detach", "Will Not Detach"), (4, "Manifestation Tolerant", "Manifestation Intolerant"),
+          (2, "Upload Supported", "Upload Unsupported"), (1, "Download Supported", "Download Unsupported")),
+    dec("wDetachTimeout", 2, "milliseconds"), dec("wTransferSize", 2, "bytes"),
+    when(lambda f: f.left >= 2, bcd("bcdDFUVersion")),
+]})
 
 
 # ----------------------------------------------------------------------------------- dispatch
@@ -622,28 +526,28 @@ def decoder_for(raw: bytes, interface: tuple[int, int, int] | None, on_endpoint:
     cls, subclass, protocol = interface
     kind = raw[1]
     if kind == DFU_FUNCTIONAL and (cls, subclass) == (0xFE, 0x01) and not on_endpoint:
-        return _dfu
+        return DFU
     if cls == 0x01:  # audio
         version2 = protocol == 0x20
         if kind == CS_INTERFACE and not on_endpoint:
             if subclass == 0x01:
-                return _uac2_control if version2 else _uac1_control
+                return UAC2_CONTROL if version2 else UAC1_CONTROL
             if subclass == 0x02:
-                return _uac2_streaming if version2 else _uac1_streaming
+                return UAC2_STREAMING if version2 else UAC1_STREAMING
             if subclass == 0x03:
-                return _midi_streaming
+                return MIDI_STREAMING
         if kind == CS_ENDPOINT and on_endpoint:
             if subclass == 0x02:
-                return lambda f: _audio_endpoint(f, version2)
+                return UAC2_ENDPOINT if version2 else UAC1_ENDPOINT
             if subclass == 0x03:
-                return _midi_endpoint
+                return MIDI_ENDPOINT
     if cls == 0x0E:  # video
         if kind == CS_INTERFACE and not on_endpoint:
-            return _video_control if subclass == 0x01 else _video_streaming if subclass == 0x02 else None
+            return VIDEO_CONTROL if subclass == 0x01 else VIDEO_STREAMING if subclass == 0x02 else None
         if kind == CS_ENDPOINT and on_endpoint and subclass == 0x01:
-            return _video_endpoint
+            return VIDEO_ENDPOINT
     if cls in (0x02, 0x0A) and kind == CS_INTERFACE and not on_endpoint:
-        return _cdc
+        return CDC
     return None
 
 

@@ -7,7 +7,7 @@
     mic = Microphone(source=Tone(440))
     speaker = Speaker()
     card = AudioFunction(speaker=speaker, microphone=mic)          # UAC 2.0
-    dev = Device(card, vendor_id=0x1209, product_id=0x0010, speed="high")
+    dev = Device(card, vendor_id=0x1209, product_id=0x0015, speed="high")
 
     await mic.play(pcm_bytes)         # the host's next captured samples
     speaker.recorded()                # what the host played so far
@@ -754,7 +754,7 @@ class SoundCard(Device):
     """A device that is just a sound card (UAC2 at high speed unless told otherwise)."""
 
     def __init__(self, *, speaker: Speaker | None = None, microphone: Microphone | None = None, version: int = 2,
-                 vendor_id: int = 0x1209, product_id: int = 0x0010, manufacturer: str = "vusb",
+                 vendor_id: int = 0x1209, product_id: int = 0x0015, manufacturer: str = "vusb",
                  product: str = "vusb Sound Card", serial_number: str | None = "VSC0001",
                  speed: Speed | str | None = None, data_interval: int | None = None) -> None:
         self.audio = AudioFunction(speaker=speaker, microphone=microphone, version=version, name=product,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from vusb.devices.cdc_acm.backends import BackendSpec, SerialBackend, make_backend
-from vusb.devices.cdc_acm.fifo import ByteFifo
+from vusb.devices.cdc_acm.backends import BackendSpec, SerialBackend
+from vusb.devices.cdc_acm.port import BytePort, WaitingIn, Watch
 from vusb.devices.cdc_acm.spec import (
     ACM_SUBCLASS,
     CDC_CLASS,
@@ -39,50 +39,17 @@ from vusb.devices.cdc_acm.spec import (
 from vusb.constants import Direction, Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
-from vusb.errors import DeviceDefinitionError, Stall, UsageError
+from vusb.errors import DeviceDefinitionError, Stall
 from vusb.function import request
 from vusb.single import Forwarded, SingleFunctionDevice, forward, forward_property
-from vusb.urb import Completion, SetupPacket, Urb
+from vusb.urb import SetupPacket
 
 log = logging.getLogger("vusb.cdc_acm")
 
 DEFAULT_BUFFER_SIZE = 1 << 20
 """Bytes each direction may hold before the producer waits (1 MiB)."""
 
-T = TypeVar("T")
-
-
-class _Watch(Generic[T]):
-    """A value that tasks can wait on: the next change, or until a condition holds."""
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-        self._waiters: list[asyncio.Future[T]] = []
-
-    def publish(self, value: T) -> None:
-        self.value = value
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(value)
-
-    async def next(self) -> T:
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            return await fut
-        finally:
-            if fut in self._waiters:
-                self._waiters.remove(fut)
-
-    async def until(self, predicate: Callable[[T], bool]) -> T:
-        value = self.value
-        while not predicate(value):
-            value = await self.next()
-        return value
-
-
-class CdcAcmFunction(Function):
+class CdcAcmFunction(BytePort, Function):
     """A serial port: CDC ACM communications interface plus data interface.
 
     ``backend`` says where the bytes go: ``"loopback"`` (echo), ``"pty"`` (a
@@ -133,19 +100,14 @@ class CdcAcmFunction(Function):
         self.notify_packet_size = notify_packet_size
         if name is not None:
             self.name = name
-        # Where bytes wait: from the host to the backend, and from the backend to the host.
-        self.from_host = ByteFifo(buffer_size)
-        self.to_host = ByteFifo(buffer_size)
         # State the host sets.
-        self._line_coding = _Watch(line_coding or LineCoding())
-        self._lines = _Watch(ControlLine.NONE)
-        self._breaks = _Watch(0)
+        self._line_coding = Watch(line_coding or LineCoding())
+        self._breaks = Watch(0)
         self.break_active = False
         self.breaks = 0
         """How many breaks the host started (SEND_BREAK with a non-zero duration)."""
         self.comm_features: dict[int, int] = {CommFeature.ABSTRACT_STATE: 0, CommFeature.COUNTRY_SETTING: 0}
         self.on_line_coding: Callable[[LineCoding], None] | None = None
-        self.on_control_lines: Callable[[ControlLine], None] | None = None
         self.on_break: Callable[[int], None] | None = None
         # State the device reports (SERIAL_STATE).
         self._state = (SerialState.DCD if dcd else SerialState.NONE) | (SerialState.DSR if dsr else SerialState.NONE)
@@ -153,24 +115,17 @@ class CdcAcmFunction(Function):
         self._force_notify = False
         self._sent_state = SerialState.NONE
         self._notify_buf = b""
-        self._notify_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
         self._notify_idle: list[asyncio.Future[None]] = []
-        self._notify_scheduled = False
-        # Endpoint plumbing.
-        self._in_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
-        self._held: tuple[bytes, asyncio.Future[Completion]] | None = None
+        # Deferred to the next loop turn so that changes made together coalesce into one notification.
+        self._notify = WaitingIn(self._notification_pending, self._next_notification, deferred=True)
         self._break_timer: asyncio.TimerHandle | None = None
         self.comm_interface = 0
         self.data_interface = 0
         self.notify_address = 0
         self.in_address = 0
         self.out_address = 0
-        self._started = False
-        self._closed = False
-        self.to_host.add_data_listener(self._feed_in_waiter)
-        self.from_host.add_room_listener(self._release_held)
-        self.backend: SerialBackend = make_backend(backend)
-        self.backend.attach(self)
+        # Where bytes wait (from the host to the backend, and back), DTR/RTS, the backend.
+        self._init_port(backend, buffer_size)
 
     # ------------------------------------------------------------ declaration
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
@@ -199,43 +154,18 @@ class CdcAcmFunction(Function):
         ]
 
     def bind(self, device: Device) -> None:
-        device.endpoint(self.notify_address).handler = self._interrupt_in
+        device.endpoint(self.notify_address).handler = self._notify.handler
         device.endpoint(self.in_address).handler = self._bulk_in
         device.endpoint(self.out_address).handler = self._bulk_out
         device.add_attach_listener(self._attached)
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Start the backend (open its connection, begin pumping); needs a running event loop.
+    def _noun(self) -> str:
+        return "the serial port"
 
-        Done automatically when a host first attaches the device; call it earlier to
-        have a TCP bridge listening or connected before then.
-        """
-        if self._closed:
-            raise UsageError("the serial port is closed")
-        if self._started:
-            return
-        asyncio.get_running_loop()  # raises RuntimeError outside a loop, before anything starts
-        self._started = True
-        self.backend.start()
-
-    async def close(self) -> None:
-        """Stop the backend and release what it holds (pty, sockets)."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _release(self) -> None:
         self._cancel_break_timer()
-        await self.backend.close()
-
-    def _attached(self, attached: bool) -> None:
-        if not attached or self._started or self._closed:
-            return
-        try:
-            self.start()
-        except RuntimeError:
-            pass  # attached outside an event loop: start later
-        except Exception:
-            log.exception("%s: the serial backend %s failed to start", self._where(), self.backend.describe())
+        await super()._release()
 
     def on_configured(self, configured: bool) -> None:
         self._drop_urb_state()
@@ -258,10 +188,8 @@ class CdcAcmFunction(Function):
         self._end_break()
 
     def _drop_urb_state(self) -> None:
-        # The endpoints have cancelled their URBs; forget the futures that stood for them.
-        self._in_waiter = None
-        self._held = None
-        self._notify_waiter = None
+        self._drop_urbs()
+        self._notify.drop()
         self._notify_buf = b""
         self._wake_notify_idle()
 
@@ -348,17 +276,6 @@ class CdcAcmFunction(Function):
         if self.on_line_coding is not None:
             self._tell(self.on_line_coding, coding)
 
-    def _set_lines(self, lines: ControlLine, *, requested: bool = True) -> None:
-        old = self._lines.value
-        if lines == old and not requested:
-            return
-        self._lines.publish(lines)
-        if lines != old:
-            log.debug("%s: control lines %s", self._where(), _lines_text(lines))
-        self._tell(self.backend.control_lines_changed, lines)
-        if self.on_control_lines is not None:
-            self._tell(self.on_control_lines, lines)
-
     def _send_break(self, duration_ms: int) -> None:
         self._cancel_break_timer()
         if duration_ms == 0:
@@ -384,59 +301,20 @@ class CdcAcmFunction(Function):
             self._break_timer.cancel()
             self._break_timer = None
 
-    def _tell(self, callback: Callable[[T], None], value: T) -> None:
-        try:
-            callback(value)
-        except Exception:
-            log.exception("%s: callback %r failed", self._where(), callback)
-
     # ------------------------------------------------------------ state the host set
     @property
     def line_coding(self) -> LineCoding:
         """The line coding the host set last (9600 8N1 until then)."""
         return self._line_coding.value
 
-    @property
-    def control_lines(self) -> ControlLine:
-        return self._lines.value
-
-    @property
-    def dtr(self) -> bool:
-        """Data terminal ready: Linux raises it (with RTS) when a program opens the tty."""
-        return bool(self._lines.value & ControlLine.DTR)
-
-    @property
-    def rts(self) -> bool:
-        return bool(self._lines.value & ControlLine.RTS)
-
-    async def wait_control_lines(self, predicate: Callable[[ControlLine], bool] | None = None,
-                                 timeout: float | None = None) -> ControlLine:
-        """Wait for the next SET_CONTROL_LINE_STATE (or until ``predicate(lines)`` holds); returns the lines."""
-        if predicate is None:
-            return await asyncio.wait_for(self._lines.next(), timeout)
-        if predicate(self._lines.value):
-            return self._lines.value
-        return await asyncio.wait_for(self._lines.until(predicate), timeout)
-
-    async def wait_dtr(self, state: bool = True, timeout: float | None = None) -> None:
-        """Wait until DTR is ``state`` (returns at once if it already is)."""
-        await self.wait_control_lines(lambda lines: bool(lines & ControlLine.DTR) == state, timeout)
-
-    async def wait_rts(self, state: bool = True, timeout: float | None = None) -> None:
-        await self.wait_control_lines(lambda lines: bool(lines & ControlLine.RTS) == state, timeout)
-
     async def wait_line_coding(self, predicate: Callable[[LineCoding], bool] | None = None,
                                timeout: float | None = None) -> LineCoding:
         """Wait for the next SET_LINE_CODING (or until ``predicate(coding)`` holds)."""
-        if predicate is None:
-            return await asyncio.wait_for(self._line_coding.next(), timeout)
-        if predicate(self._line_coding.value):
-            return self._line_coding.value
-        return await asyncio.wait_for(self._line_coding.until(predicate), timeout)
+        return await self._line_coding.wait(predicate, timeout)
 
     async def wait_break(self, timeout: float | None = None) -> int:
         """Wait for the next SEND_BREAK; returns its duration in ms (0xFFFF: until cleared, 0: end)."""
-        return await asyncio.wait_for(self._breaks.next(), timeout)
+        return await self._breaks.wait(None, timeout)
 
     # ------------------------------------------------------------ SERIAL_STATE notifications
     @property
@@ -472,7 +350,7 @@ class CdcAcmFunction(Function):
                 new = (new | bit) if on else (new & ~bit)
         if new != self._state:
             self._state = new
-            self._schedule_notify()
+            self._notify.feed()
 
     def ring(self) -> None:
         """Report an incoming ring (bRingSignal)."""
@@ -506,18 +384,7 @@ class CdcAcmFunction(Function):
     def _raise_events(self, events: SerialState) -> None:
         self._events |= events
         self._force_notify = True
-        self._schedule_notify()
-
-    def _schedule_notify(self) -> None:
-        # Deferred to the next loop turn so that changes made together coalesce.
-        if self._notify_scheduled or self._notify_waiter is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._notify_scheduled = True
-        loop.call_soon(self._feed_notify_waiter)
+        self._notify.feed()
 
     def _notification_pending(self) -> bool:
         if not self.capabilities & AcmCapability.LINE:
@@ -537,153 +404,11 @@ class CdcAcmFunction(Function):
             self._wake_notify_idle()
         return out
 
-    def _interrupt_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        if self._notification_pending():
-            return Completion(0, self._next_notification(urb.length))
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._notify_waiter = (urb, waiter)
-        return waiter
-
-    def _feed_notify_waiter(self) -> None:
-        self._notify_scheduled = False
-        entry = self._notify_waiter
-        if entry is None or not self._notification_pending():
-            return
-        self._notify_waiter = None
-        urb, waiter = entry
-        if waiter.done():  # the URB was unlinked
-            return
-        waiter.set_result(Completion(0, self._next_notification(urb.length)))
-
     def _wake_notify_idle(self) -> None:
         waiters, self._notify_idle = self._notify_idle, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-
-    # ------------------------------------------------------------ bulk data
-    def _bulk_out(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        data = urb.data
-        n = len(data)
-        if n == 0:
-            return Completion(0, b"", 0)
-        if self.from_host.accepts(n):
-            self.from_host.put(data)
-            return Completion(0, b"", n)
-        # No room: hold the URB (the host sees the endpoint NAK) until the backend catches up.
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._held = (bytes(data), waiter)
-        return waiter
-
-    def _release_held(self) -> None:
-        held = self._held
-        if held is None:
-            return
-        data, waiter = held
-        if waiter.done():  # unlinked or reset meanwhile: the host never saw it accepted
-            self._held = None
-            return
-        if not self.from_host.accepts(len(data)):
-            return
-        self._held = None
-        waiter.set_result(Completion(0, b"", len(data)))
-        self.from_host.put(data)
-
-    def _bulk_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        if len(self.to_host):
-            return Completion(0, self.to_host.get(urb.length))
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._in_waiter = (urb, waiter)
-        return waiter
-
-    def _feed_in_waiter(self) -> None:
-        entry = self._in_waiter
-        if entry is None:
-            return
-        self._in_waiter = None
-        urb, waiter = entry
-        if waiter.done():
-            return
-        waiter.set_result(Completion(0, self.to_host.get(urb.length)))
-
-    # ------------------------------------------------------------ stream API
-    def _check_readable(self) -> None:
-        if self.backend.reads_host_data:
-            raise UsageError(
-                f"the {self.backend.describe()} backend consumes the data from the host; "
-                "read() needs the port made with backend=None"
-            )
-
-    async def read(self, n: int = -1, timeout: float | None = None) -> bytes:
-        """Up to ``n`` bytes from the host (everything buffered if ``n`` < 0); waits for at least one."""
-        self._check_readable()
-        if n == 0:
-            return b""
-        await asyncio.wait_for(self.from_host.wait_data(), timeout)
-        return self.from_host.get(n)
-
-    async def readexactly(self, n: int, timeout: float | None = None) -> bytes:
-        """Exactly ``n`` bytes from the host."""
-        self._check_readable()
-
-        async def gather() -> bytes:
-            parts = bytearray()
-            while len(parts) < n:
-                await self.from_host.wait_data()
-                parts += self.from_host.get(n - len(parts))
-            return bytes(parts)
-
-        return await asyncio.wait_for(gather(), timeout)
-
-    async def readline(self, separator: bytes = b"\n", timeout: float | None = None) -> bytes:
-        """Bytes up to and including ``separator``.
-
-        A line longer than the buffer comes back in pieces of the buffer size, so the
-        host is never blocked by a reader waiting for a separator that cannot fit.
-        """
-        self._check_readable()
-        if not separator:
-            raise UsageError("readline needs a non-empty separator")
-
-        async def line() -> bytes:
-            acc = bytearray()
-            scanned = 0
-            while True:
-                idx = acc.find(separator, max(scanned - len(separator) + 1, 0))
-                if idx >= 0:
-                    end = idx + len(separator)
-                    self.from_host.unget(bytes(acc[end:]))
-                    return bytes(acc[:end])
-                if len(acc) >= self.from_host.limit:
-                    return bytes(acc)
-                scanned = len(acc)
-                await self.from_host.wait_data()
-                acc += self.from_host.get(self.from_host.limit - len(acc))
-
-        return await asyncio.wait_for(line(), timeout)
-
-    async def write(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> None:
-        """Queue bytes for the host; waits while the buffer is full (returns once all are queued)."""
-        view = memoryview(bytes(data))
-
-        async def put_all() -> None:
-            pos = 0
-            while pos < len(view):
-                await self.to_host.wait_writable()
-                n = min(self.to_host.room, len(view) - pos)
-                self.to_host.put(view[pos : pos + n])
-                pos += n
-
-        await asyncio.wait_for(put_all(), timeout)
-
-    async def flush(self, timeout: float | None = None) -> None:
-        """Wait until the host has taken every byte queued for it."""
-        await asyncio.wait_for(self.to_host.wait_empty(), timeout)
-
-
-def _lines_text(lines: ControlLine) -> str:
-    return f"DTR={'on' if lines & ControlLine.DTR else 'off'} RTS={'on' if lines & ControlLine.RTS else 'off'}"
-
 
 class SerialPort(SingleFunctionDevice[CdcAcmFunction]):
     """A USB serial port (CDC ACM), the device a Linux host sees as ``/dev/ttyACM0``.

@@ -603,7 +603,7 @@ class DfuDevice(Device):
         capacity: int = DEFAULT_CAPACITY,
         start_in: str = "dfu",
         vendor_id: int = 0x1209,
-        product_id: int = 0x0011,
+        product_id: int = 0x0018,
         dfu_product_id: int | None = None,
         device_version: int = 0x0100,
         manufacturer: str | None = "vusb",

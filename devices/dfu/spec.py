@@ -19,9 +19,13 @@ ABORT       0x06  OUT: back to dfuIDLE from the idle states
 from __future__ import annotations
 
 import enum
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
 
-from vusb.descriptors import RawDescriptor
+from construct import Int8ul, Int16ul, Struct  # type: ignore[import-untyped]
+
+from vusb.descriptors import ClassSpecificDescriptor
+from vusb.errors import DescriptorError
 
 DFU_CLASS: Final = 0xFE
 DFU_SUBCLASS: Final = 0x01
@@ -91,14 +95,34 @@ class DfuAttributes(enum.IntFlag):
     WILL_DETACH = 0x08  # detaches and re-attaches by itself on DFU_DETACH (no bus reset needed)
 
 
+@dataclass(frozen=True)
+class DfuFunctionalDescriptor(ClassSpecificDescriptor):
+    """The DFU functional descriptor (DFU 1.1 section 4.1.3): bLength 9, type 0x21, no subtype."""
+
+    attributes: int
+    detach_timeout: int
+    transfer_size: int
+    version: int = DFU_VERSION
+    descriptor_type: ClassVar[int] = DFU_FUNCTIONAL
+    layout: ClassVar[Any] = Struct(
+        "attributes" / Int8ul,  # bmAttributes (DfuAttributes)
+        "detach_timeout" / Int16ul,  # wDetachTimeOut, ms
+        "transfer_size" / Int16ul,  # wTransferSize, bytes
+        "version" / Int16ul,  # bcdDFUVersion
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("detach_timeout", "transfer_size", "version"):
+            value = getattr(self, name)
+            if not 0 <= value <= 0xFFFF:
+                raise DescriptorError(f"DFU functional descriptor: {name} {value} does not fit 16 bits")
+        super().__post_init__()
+
+
 def functional_descriptor(attributes: int, detach_timeout: int, transfer_size: int,
-                          version: int = DFU_VERSION) -> RawDescriptor:
-    """The 9-byte DFU functional descriptor (DFU 1.1 section 4.1.3)."""
-    for name, value in (("detach_timeout", detach_timeout), ("transfer_size", transfer_size), ("version", version)):
-        if not 0 <= value <= 0xFFFF:
-            raise ValueError(f"DFU functional descriptor: {name} {value} does not fit 16 bits")
-    return RawDescriptor(bytes((9, DFU_FUNCTIONAL, attributes & 0x0F)) + detach_timeout.to_bytes(2, "little")
-                         + transfer_size.to_bytes(2, "little") + version.to_bytes(2, "little"))
+                          version: int = DFU_VERSION) -> DfuFunctionalDescriptor:
+    """The 9-byte DFU functional descriptor; ``attributes`` keeps its four defined bits."""
+    return DfuFunctionalDescriptor(attributes & 0x0F, detach_timeout, transfer_size, version)
 
 
 def status_bytes(status: int, poll_timeout_ms: int, state: int, string_index: int = 0) -> bytes:

@@ -5,7 +5,7 @@
     from vusb.devices.midi import MidiFunction, note_on
 
     midi = MidiFunction(cables=2)
-    dev = Device(midi, vendor_id=0x1209, product_id=0x0011)
+    dev = Device(midi, vendor_id=0x1209, product_id=0x0016)
     await midi.send(note_on(60, 127))          # cable 0 unless told
     async for msg in midi:                      # what the host sends
         print(msg.cable, msg.hex())
@@ -167,7 +167,7 @@ class MidiFunction(Function):
 class MidiDevice(Device):
     """A device that is just a USB MIDI interface (full speed)."""
 
-    def __init__(self, *, cables: int = 1, vendor_id: int = 0x1209, product_id: int = 0x0011,
+    def __init__(self, *, cables: int = 1, vendor_id: int = 0x1209, product_id: int = 0x0016,
                  manufacturer: str = "vusb", product: str = "vusb MIDI", serial_number: str | None = "VMI0001",
                  speed: Speed | str = Speed.FULL, port_names: list[str] | None = None) -> None:
         self.midi = MidiFunction(cables=cables, name=product, port_names=port_names)

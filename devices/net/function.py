@@ -13,14 +13,14 @@ their descriptors, control requests and how frames are framed on the bulk endpoi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import struct
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from vusb.devices.cdc_acm.port import BackendLifecycle, WaitingIn
 from vusb.devices.cdc_acm.spec import (
     CDC_CLASS,
     CDC_DATA_CLASS,
@@ -68,10 +68,12 @@ from vusb.devices.net.spec import (
     speed_change,
 )
 
-from vusb.constants import Recipient, RequestType, Speed, TransferType
+from vusb.constants import Direction, Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import InterfaceDescriptor
 from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device, Function
 from vusb.errors import DeviceDefinitionError, Stall, UsageError
+from vusb.function import RequestMethod, request
+from vusb.single import Forwarded, SingleFunctionDevice, forward, forward_property
 from vusb.urb import Completion, SetupPacket, Urb
 
 if TYPE_CHECKING:
@@ -87,7 +89,7 @@ LOG_FIRST = 5
 """Each drop reason is logged as a warning this many times, then only counted (and logged at debug)."""
 
 
-class NetFunction(Function):
+class NetFunction(BackendLifecycle, Function):
     """What ECM, NCM and RNDIS share: frames, link, statistics, the backend.
 
     ``mac`` is the address the host's interface takes (``/sys/class/net/X/address``); by
@@ -137,12 +139,10 @@ class NetFunction(Function):
         self.stats: Counter[str] = Counter()
         """Counters: frames/bytes each way, and ``dropped:<reason>`` for everything dropped."""
         self._to_host: deque[bytes] = deque()
-        self._in_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
-        self._feed_scheduled = False
+        # Frames made together (in one loop turn) share one bulk IN transfer (NCM, RNDIS).
+        self._in = WaitingIn(lambda: bool(self._to_host), self._take, deferred=True)
         self._notes: deque[bytes] = deque(maxlen=32)
-        self._notify_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
-        self._started = False
-        self._closed = False
+        self._interrupt = WaitingIn(lambda: bool(self._notes), lambda length: self._notes.popleft()[:length])
         self.capture = PcapWriter(pcap) if pcap is not None else None
         """Every frame to and from the host goes to this pcap file too (``pcap`` option)."""
         self.backend: NetBackend = make_backend(backend)
@@ -218,39 +218,22 @@ class NetFunction(Function):
             if self._mac_index:
                 for lang in device.strings.languages:
                     device.strings.set(lang, self._mac_index, self._mac.hex().upper())
-        device.endpoint(self.notify_address).handler = self._interrupt_in
-        device.endpoint(self.in_address).handler = self._bulk_in
+        device.endpoint(self.notify_address).handler = self._interrupt.handler
+        device.endpoint(self.in_address).handler = self._in.handler
         device.endpoint(self.out_address).handler = self._bulk_out
         device.add_attach_listener(self._attached)
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Start the backend (open its TAP device, find its partner...); needs a running loop."""
-        if self._closed:
-            raise UsageError(f"the {self.kind} adapter is closed")
-        if self._started:
-            return
-        asyncio.get_running_loop()
-        self._started = True
-        self.backend.start()
+    def _where(self) -> str:
+        return self.where()
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self.backend.close()
+    def _noun(self) -> str:
+        return f"the {self.kind} adapter"
+
+    async def _release(self) -> None:
+        await super()._release()
         if self.capture is not None:
             self.capture.close()
-
-    def _attached(self, attached: bool) -> None:
-        if not attached or self._started or self._closed:
-            return
-        try:
-            self.start()
-        except RuntimeError:
-            pass
-        except Exception:
-            log.exception("%s: the %s backend failed to start", self.where(), self.backend.describe())
 
     def on_configured(self, configured: bool) -> None:
         self._drop_urb_state()
@@ -264,14 +247,14 @@ class NetFunction(Function):
         self._to_host.clear()
 
     def _drop_urb_state(self) -> None:
-        self._in_waiter = None
-        self._notify_waiter = None
+        self._in.drop()
+        self._interrupt.drop()
         self._notes.clear()
 
     def on_alternate(self, interface: int, alternate: int) -> None:
         if interface != self.data_interface:
             return
-        self._in_waiter = None
+        self._in.drop()
         self._to_host.clear()
         if alternate == 1:
             self.queue_link_notifications()
@@ -311,19 +294,7 @@ class NetFunction(Function):
 
     def _notify(self, packet: bytes) -> None:
         self._notes.append(packet)
-        waiter = self._notify_waiter
-        if waiter is not None:
-            self._notify_waiter = None
-            urb, fut = waiter
-            if not fut.done():
-                fut.set_result(Completion(0, self._notes.popleft()[: urb.length]))
-
-    def _interrupt_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        if self._notes:
-            return Completion(0, self._notes.popleft()[: urb.length])
-        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._notify_waiter = (urb, fut)
-        return fut
+        self._interrupt.feed()
 
     # ------------------------------------------------------------ drops
     def drop(self, reason: str, detail: str = "") -> None:
@@ -377,29 +348,8 @@ class NetFunction(Function):
         self._to_host.append(frame)
         if self.capture is not None:
             self.capture.write(frame)
-        if self._in_waiter is not None and not self._feed_scheduled:
-            self._feed_scheduled = True
-            # Deferred to the end of this loop turn: frames made together share one transfer (NCM, RNDIS).
-            asyncio.get_running_loop().call_soon(self._feed_in_waiter)
+        self._in.feed()
         return True
-
-    def _bulk_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        if self._to_host:
-            return Completion(0, self._take(urb.length))
-        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._in_waiter = (urb, fut)
-        return fut
-
-    def _feed_in_waiter(self) -> None:
-        self._feed_scheduled = False
-        entry = self._in_waiter
-        if entry is None or not self._to_host:
-            return
-        self._in_waiter = None
-        urb, fut = entry
-        if fut.done():
-            return
-        fut.set_result(Completion(0, self._take(urb.length)))
 
     def _count_out(self, frames: int, nbytes: int) -> None:
         self.stats["frames to host"] += frames
@@ -474,28 +424,38 @@ class NetFunction(Function):
         return self.backend.frames()
 
     # ------------------------------------------------------------ control
-    def _class_request(self, setup: SetupPacket) -> bool:
-        return (setup.type == RequestType.CLASS and setup.recipient == Recipient.INTERFACE
-                and (setup.index & 0xFF) == self.comm_interface)
-
     def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
-        if not self._class_request(setup):
+        """Class requests to the communications interface go through the request table."""
+        if (setup.index & 0xFF) != self.comm_interface:
             return NOT_HANDLED
-        req = setup.request
-        if req == NetRequest.SET_ETHERNET_PACKET_FILTER and not setup.is_in:
-            self.packet_filter = PacketFilter(setup.value & 0x1F)
-            log.debug("%s: packet filter %s", self.where(), self.packet_filter)
-            return None
-        if req == NetRequest.SET_ETHERNET_MULTICAST_FILTERS and not setup.is_in:
-            if len(data) % 6:
-                raise Stall("multicast filter list is not a whole number of 6-byte addresses")
-            return None
-        if req == NetRequest.GET_ETHERNET_STATISTIC and setup.is_in:
-            return struct.pack("<I", self.statistic(setup.value) & 0xFFFF_FFFF)
-        return NOT_HANDLED
+        return super().control(setup, data)
 
 
-class EcmFunction(NetFunction):
+def _class_request(direction: Direction, code: int) -> Callable[[RequestMethod], RequestMethod]:
+    return request(direction, RequestType.CLASS, Recipient.INTERFACE, code)
+
+
+class CdcNetFunction(NetFunction):
+    """What ECM and NCM share: the Ethernet class requests of ECM 1.2 section 6.2 (NCM 1.0 table 6-2 keeps them)."""
+
+    @_class_request(Direction.OUT, NetRequest.SET_ETHERNET_PACKET_FILTER)
+    def _set_packet_filter(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        self.packet_filter = PacketFilter(setup.value & 0x1F)
+        log.debug("%s: packet filter %s", self.where(), self.packet_filter)
+        return None
+
+    @_class_request(Direction.OUT, NetRequest.SET_ETHERNET_MULTICAST_FILTERS)
+    def _set_multicast_filters(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if len(data) % 6:
+            raise Stall("multicast filter list is not a whole number of 6-byte addresses")
+        return None
+
+    @_class_request(Direction.IN, NetRequest.GET_ETHERNET_STATISTIC)
+    def _get_statistic(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return struct.pack("<I", self.statistic(setup.value) & 0xFFFF_FFFF)
+
+
+class EcmFunction(CdcNetFunction):
     """CDC Ethernet Control Model (ECM 1.2): Linux binds ``cdc_ether``; one frame per transfer."""
 
     kind = "ecm"
@@ -509,7 +469,7 @@ class EcmFunction(NetFunction):
         return [memoryview(data)]
 
 
-class NcmFunction(NetFunction):
+class NcmFunction(CdcNetFunction):
     """CDC Network Control Model (NCM 1.0): Linux binds ``cdc_ncm``; frames travel in NTBs.
 
     ``formats`` says which NTB formats GET_NTB_PARAMETERS offers (bit 0 NTB16, bit 1
@@ -588,53 +548,66 @@ class NcmFunction(NetFunction):
         self._count_out(len(frames), size)
         return block
 
-    def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
-        if not self._class_request(setup):
+    @_class_request(Direction.IN, NetRequest.GET_NTB_PARAMETERS)
+    def _get_ntb_parameters(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return self.parameters.to_bytes()
+
+    @_class_request(Direction.IN, NetRequest.GET_NTB_FORMAT)
+    def _get_ntb_format(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        return struct.pack("<H", self.ntb_format)
+
+    @_class_request(Direction.OUT, NetRequest.SET_NTB_FORMAT)
+    def _set_ntb_format(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        fmt = setup.value
+        if fmt not in (NTB16, NTB32) or not self.parameters.formats & (1 << fmt):
+            raise Stall(f"NTB format {fmt} is not offered")
+        if self.device is not None and self.device.alternates.get(self.data_interface, 0) != 0:
+            raise Stall("SET_NTB_FORMAT while the data interface is active (NCM 6.2.5 allows it only at alt 0)")
+        self.ntb_format = fmt
+        log.debug("%s: NTB format %s", self.where(), NTB_FORMAT_NAMES[fmt])
+        return None
+
+    @_class_request(Direction.IN, NetRequest.GET_NTB_INPUT_SIZE)
+    def _get_ntb_input_size(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if setup.length >= 8 and self.capabilities & NcmCapability.NTB_INPUT_SIZE_8:
+            return struct.pack("<IHH", self.ntb_in_size, self.ntb_in_max_datagrams, 0)
+        return struct.pack("<I", self.ntb_in_size)
+
+    @_class_request(Direction.OUT, NetRequest.SET_NTB_INPUT_SIZE)
+    def _set_ntb_input_size(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if len(data) == 8 and self.capabilities & NcmCapability.NTB_INPUT_SIZE_8:
+            size, count, _ = struct.unpack("<IHH", data)
+        elif len(data) == 4:
+            size, count = struct.unpack("<I", data)[0], 0
+        else:
+            raise Stall(f"SET_NTB_INPUT_SIZE carries 4 (or 8) bytes, not {len(data)}")
+        if not 2048 <= size <= self.parameters.in_max_size:
+            raise Stall(f"NTB input size {size} is outside 2048..{self.parameters.in_max_size}")
+        self.ntb_in_size, self.ntb_in_max_datagrams = size, count
+        return None
+
+    @_class_request(Direction.IN, NetRequest.GET_MAX_DATAGRAM_SIZE)
+    def _get_max_datagram_size(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & NcmCapability.MAX_DATAGRAM_SIZE:
             return NOT_HANDLED
-        req = setup.request
-        at_alt0 = self.device is None or self.device.alternates.get(self.data_interface, 0) == 0
-        if req == NetRequest.GET_NTB_PARAMETERS and setup.is_in:
-            return self.parameters.to_bytes()
-        if req == NetRequest.GET_NTB_FORMAT and setup.is_in:
-            return struct.pack("<H", self.ntb_format)
-        if req == NetRequest.SET_NTB_FORMAT and not setup.is_in:
-            fmt = setup.value
-            if fmt not in (NTB16, NTB32) or not self.parameters.formats & (1 << fmt):
-                raise Stall(f"NTB format {fmt} is not offered")
-            if not at_alt0:
-                raise Stall("SET_NTB_FORMAT while the data interface is active (NCM 6.2.5 allows it only at alt 0)")
-            self.ntb_format = fmt
-            log.debug("%s: NTB format %s", self.where(), NTB_FORMAT_NAMES[fmt])
-            return None
-        if req == NetRequest.GET_NTB_INPUT_SIZE and setup.is_in:
-            if setup.length >= 8 and self.capabilities & NcmCapability.NTB_INPUT_SIZE_8:
-                return struct.pack("<IHH", self.ntb_in_size, self.ntb_in_max_datagrams, 0)
-            return struct.pack("<I", self.ntb_in_size)
-        if req == NetRequest.SET_NTB_INPUT_SIZE and not setup.is_in:
-            if len(data) == 8 and self.capabilities & NcmCapability.NTB_INPUT_SIZE_8:
-                size, count, _ = struct.unpack("<IHH", data)
-            elif len(data) == 4:
-                size, count = struct.unpack("<I", data)[0], 0
-            else:
-                raise Stall(f"SET_NTB_INPUT_SIZE carries 4 (or 8) bytes, not {len(data)}")
-            if not 2048 <= size <= self.parameters.in_max_size:
-                raise Stall(f"NTB input size {size} is outside 2048..{self.parameters.in_max_size}")
-            self.ntb_in_size, self.ntb_in_max_datagrams = size, count
-            return None
-        if req == NetRequest.GET_MAX_DATAGRAM_SIZE and setup.is_in and self.capabilities & NcmCapability.MAX_DATAGRAM_SIZE:
-            return struct.pack("<H", self.max_datagram_size)
-        if req == NetRequest.SET_MAX_DATAGRAM_SIZE and not setup.is_in \
-                and self.capabilities & NcmCapability.MAX_DATAGRAM_SIZE:
-            if len(data) != 2:
-                raise Stall("SET_MAX_DATAGRAM_SIZE carries 2 bytes")
-            size = struct.unpack("<H", data)[0]
-            if not ETH_HEADER + 576 <= size <= self.max_frame:
-                raise Stall(f"datagram size {size} is outside {ETH_HEADER + 576}..{self.max_frame}")
-            self.max_datagram_size = size
-            return None
-        if req in (NetRequest.GET_CRC_MODE, NetRequest.SET_CRC_MODE):
-            raise Stall("CRC mode is not supported")
-        return super().control(setup, data)
+        return struct.pack("<H", self.max_datagram_size)
+
+    @_class_request(Direction.OUT, NetRequest.SET_MAX_DATAGRAM_SIZE)
+    def _set_max_datagram_size(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self.capabilities & NcmCapability.MAX_DATAGRAM_SIZE:
+            return NOT_HANDLED
+        if len(data) != 2:
+            raise Stall("SET_MAX_DATAGRAM_SIZE carries 2 bytes")
+        size = struct.unpack("<H", data)[0]
+        if not ETH_HEADER + 576 <= size <= self.max_frame:
+            raise Stall(f"datagram size {size} is outside {ETH_HEADER + 576}..{self.max_frame}")
+        self.max_datagram_size = size
+        return None
+
+    @_class_request(Direction.IN, NetRequest.GET_CRC_MODE)
+    @_class_request(Direction.OUT, NetRequest.SET_CRC_MODE)
+    def _crc_mode(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        raise Stall("CRC mode is not supported")
 
 
 class RndisFunction(NetFunction):
@@ -733,17 +706,16 @@ class RndisFunction(NetFunction):
         return bytes(out)
 
     # ------------------------------------------------------------ control messages
-    def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
-        if not self._class_request(setup):
-            return NOT_HANDLED
-        if setup.request == NetRequest.SEND_ENCAPSULATED_COMMAND and not setup.is_in:
-            self._command(bytes(data))
-            return None
-        if setup.request == NetRequest.GET_ENCAPSULATED_RESPONSE and setup.is_in:
-            if not self._responses:
-                return b"\x00"  # MS-RNDIS 2.2.2: a single zero byte when nothing is pending
-            return self._responses.popleft()
-        return NOT_HANDLED
+    @_class_request(Direction.OUT, NetRequest.SEND_ENCAPSULATED_COMMAND)
+    def _send_encapsulated_command(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        self._command(bytes(data))
+        return None
+
+    @_class_request(Direction.IN, NetRequest.GET_ENCAPSULATED_RESPONSE)
+    def _get_encapsulated_response(self, setup: SetupPacket, data: bytes) -> ControlResult:
+        if not self._responses:
+            return b"\x00"  # MS-RNDIS 2.2.2: a single zero byte when nothing is pending
+        return self._responses.popleft()
 
     def _command(self, data: bytes) -> None:
         try:
@@ -850,7 +822,7 @@ class RndisFunction(NetFunction):
 FUNCTIONS: dict[str, type[NetFunction]] = {"ecm": EcmFunction, "ncm": NcmFunction, "rndis": RndisFunction}
 
 
-class NetworkAdapter(Device):
+class NetworkAdapter(SingleFunctionDevice[NetFunction]):
     """A USB network adapter: one ECM, NCM or RNDIS function on a high-speed device.
 
     ::
@@ -878,40 +850,27 @@ class NetworkAdapter(Device):
         if kind not in FUNCTIONS:
             raise DeviceDefinitionError(f"network kind {kind!r} is not one of {', '.join(FUNCTIONS)}")
         self.nic: NetFunction = FUNCTIONS[kind](backend, **options)
+        """The network function (also :attr:`function`)."""
         pid = product_id if product_id is not None else {"ncm": 0x0010, "ecm": 0x0011, "rndis": 0x0012}[kind]
         super().__init__(self.nic, vendor_id=vendor_id, product_id=pid, manufacturer=manufacturer,
                          product=product or f"Virtual {kind.upper()} Ethernet", serial_number=serial_number,
                          speed=speed)
 
     @property
-    def mac(self) -> bytes:
-        return self.nic.mac
-
-    @property
     def mac_text(self) -> str:
+        """:attr:`mac` as ``02:00:5e:...``."""
         return mac_text(self.nic.mac)
 
-    @property
-    def backend(self) -> NetBackend:
-        return self.nic.backend
-
-    def set_link(self, up: bool) -> None:
-        self.nic.set_link(up)
-
-    def set_speed(self, bps: int) -> None:
-        self.nic.set_speed(bps)
-
-    async def send(self, frame: bytes | bytearray | memoryview) -> None:
-        await self.nic.send(frame)
+    mac = forward_property(NetFunction.mac)
+    backend: Forwarded[NetBackend] = Forwarded("Where the frames go (the endpoint, callback, TAP or pair backend).")
+    set_link = forward(NetFunction.set_link)
+    set_speed = forward(NetFunction.set_speed)
+    send = forward(NetFunction.send)
+    start = forward(NetFunction.start)
+    close = forward(NetFunction.close)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.nic.__aiter__()
-
-    def start(self) -> None:
-        self.nic.start()
-
-    async def close(self) -> None:
-        await self.nic.close()
 
     async def __aenter__(self) -> NetworkAdapter:
         self.start()

@@ -13,8 +13,9 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from construct import Int8ul, Int16ul, Int32ul, Struct  # type: ignore[import-untyped]
 from vusb.devices.cdc_acm.spec import FunctionalDescriptor, Notification
 
 from vusb.errors import DescriptorError, VusbError
@@ -140,17 +141,21 @@ class EthernetDescriptor(FunctionalDescriptor):
     max_segment_size: int = DEFAULT_MTU + ETH_HEADER
     multicast_filters: int = 0
     power_filters: int = 0
-    subtype: ClassVar[int] = FunctionalSubtype.ETHERNET
+    subtype: ClassVar[int | None] = FunctionalSubtype.ETHERNET
+    layout: ClassVar[Any] = Struct(
+        "mac_string_index" / Int8ul,  # iMACAddress
+        "statistics" / Int32ul,  # bmEthernetStatistics
+        "max_segment_size" / Int16ul,  # wMaxSegmentSize
+        "multicast_filters" / Int16ul,  # wNumberMCFilters
+        "power_filters" / Int8ul,  # bNumberPowerFilters
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.mac_string_index <= 255:
             raise DescriptorError("EthernetDescriptor needs the iMACAddress string index (1..255)")
         if not 0 <= self.max_segment_size <= 0xFFFF:
             raise DescriptorError(f"wMaxSegmentSize {self.max_segment_size} is not 16-bit")
-
-    def body(self) -> bytes:
-        return struct.pack("<BIHHB", self.mac_string_index, self.statistics, self.max_segment_size,
-                           self.multicast_filters, self.power_filters)
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -159,10 +164,8 @@ class NcmDescriptor(FunctionalDescriptor):
 
     capabilities: int = NcmCapability.PACKET_FILTER | NcmCapability.MAX_DATAGRAM_SIZE
     ncm_version: int = 0x0100
-    subtype: ClassVar[int] = FunctionalSubtype.NCM
-
-    def body(self) -> bytes:
-        return struct.pack("<HB", self.ncm_version, self.capabilities)
+    subtype: ClassVar[int | None] = FunctionalSubtype.NCM
+    layout: ClassVar[Any] = Struct("ncm_version" / Int16ul, "capabilities" / Int8ul)  # bcdNcmVersion, bmNetworkCapabilities
 
 
 def network_connection(interface: int, connected: bool) -> bytes:

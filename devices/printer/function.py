@@ -403,7 +403,7 @@ class Printer(Device):
         job_timeout: float = DEFAULT_JOB_TIMEOUT,
         protocol: int = PrinterProtocol.BIDIRECTIONAL,
         vendor_id: int = 0x1209,
-        product_id: int = 0x0010,
+        product_id: int = 0x0017,
         device_version: int = 0x0100,
         manufacturer: str | None = "vusb",
         product: str | None = "Virtual Printer",

@@ -42,20 +42,19 @@ Anything else stalls and is logged.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 
 from vusb.devices.cdc_acm.backends import BackendSpec
 from vusb.devices.cdc_acm.spec import Parity, StopBits
-from vusb.devices.usb_serial.chip import SerialChip, UsbSerialDevice, make_ports
+from vusb.devices.usb_serial.chip import StatusInterruptChip, UsbSerialDevice, make_ports
 from vusb.devices.usb_serial.uart import DEFAULT_BUFFER_SIZE, FlowControl, ModemStatus, Uart
 
 from vusb.constants import Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import InterfaceDescriptor
-from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device
+from vusb.device import NOT_HANDLED, BuildContext, ControlResult
 from vusb.errors import DeviceDefinitionError
-from vusb.urb import Completion, SetupPacket, Urb
+from vusb.urb import SetupPacket
 
 log = logging.getLogger("vusb.usb_serial.ch341")
 
@@ -126,7 +125,7 @@ def encode_rate(rate: int) -> tuple[int, int]:
     return 0x80 | fact << 2 | ps, 0x100 - div
 
 
-class Ch340Function(SerialChip):
+class Ch340Function(StatusInterruptChip):
     """A CH340 serial port."""
 
     chip_name = "CH340"
@@ -135,7 +134,8 @@ class Ch340Function(SerialChip):
                  buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
         if not 0 <= version <= 0xFF:
             raise DeviceDefinitionError(f"CH340 version {version} is not a byte")
-        super().__init__(make_ports(1, backend, ["CH340"], buffer_size))
+        super().__init__(make_ports(1, backend, ["CH340"], buffer_size), self._msr,
+                         lambda msr: bytes((0x08, 0x00, msr, 0xEE)))
         self.version = version
         self.registers = bytearray(256)
         self.registers[Register.BREAK] = 0x01
@@ -144,11 +144,6 @@ class Ch340Function(SerialChip):
         self.registers[Register.LCR] = LCR_ENABLE_RX | LCR_ENABLE_TX | 0x03
         self.registers[0x07] = 0xEE
         self.mcr = 0
-        self.interface = 0
-        self.in_address = self.out_address = self.interrupt_address = 0
-        self._int_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
-        self._sent_msr = -1
-        self.port.add_modem_listener(self._feed_interrupt)
 
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
         if ctx.speed != Speed.FULL:
@@ -160,22 +155,6 @@ class Ch340Function(SerialChip):
         self.in_address, self.out_address, self.interrupt_address = bulk_in.address, bulk_out.address, \
             interrupt.address
         return [InterfaceDescriptor(self.interface, 0, 0xFF, 0x01, 0x02, 0, (bulk_in, bulk_out, interrupt))]
-
-    def bind(self, device: Device) -> None:
-        super().bind(device)
-        device.endpoint(self.in_address).handler = self.port.bulk_in_raw
-        device.endpoint(self.out_address).handler = self.port.bulk_out
-        device.endpoint(self.interrupt_address).handler = self._interrupt_in
-
-    def on_configured(self, configured: bool) -> None:
-        self._int_waiter = None
-        self._sent_msr = -1
-        super().on_configured(configured)
-
-    def on_reset(self) -> None:
-        self._int_waiter = None
-        self._sent_msr = -1
-        super().on_reset()
 
     # ------------------------------------------------------------ requests
     def control(self, setup: SetupPacket, data: bytes) -> ControlResult:
@@ -196,7 +175,7 @@ class Ch340Function(SerialChip):
         if req == Request.MODEM_CTRL:
             self.mcr = ~setup.value & (MCR_DTR | MCR_RTS)
             self.port.host_set_dtr_rts(dtr=bool(self.mcr & MCR_DTR), rts=bool(self.mcr & MCR_RTS))
-            self._feed_interrupt()
+            self.interrupt.changed()
             return None
         reg1, reg2 = setup.value & 0xFF, setup.value >> 8
         if req == Request.READ_REG:
@@ -244,29 +223,6 @@ class Ch340Function(SerialChip):
             parity = Parity.NONE
         uart.host_set_line(data_bits=5 + (lcr & 0x03), parity=parity,
                            stop_bits=StopBits.TWO if lcr & LCR_STOP_BITS_2 else StopBits.ONE)
-
-    # ------------------------------------------------------------ interrupt endpoint
-    def _interrupt_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        msr = self._msr()
-        if msr != self._sent_msr:
-            return Completion(0, self._status_packet(msr)[: urb.length])
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._int_waiter = (urb, waiter)
-        return waiter
-
-    def _status_packet(self, msr: int) -> bytes:
-        self._sent_msr = msr
-        return bytes((0x08, 0x00, msr, 0xEE))
-
-    def _feed_interrupt(self) -> None:
-        entry = self._int_waiter
-        msr = self._msr()
-        if entry is None or msr == self._sent_msr:
-            return
-        self._int_waiter = None
-        urb, waiter = entry
-        if not waiter.done():
-            waiter.set_result(Completion(0, self._status_packet(msr)[: urb.length]))
 
 
 class Ch340(UsbSerialDevice):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from vusb.devices.cdc_acm.backends import BackendSpec, SerialBackend
 from vusb.devices.cdc_acm.spec import ControlLine, LineCoding
-from vusb.devices.usb_serial.uart import LineSettings, ModemStatus, Uart
+from vusb.devices.usb_serial.uart import LineSettings, ModemStatus, ModemStatusInterrupt, Uart
 
 from vusb.device import Device, Function
 from vusb.errors import DeviceDefinitionError, Stall
@@ -89,6 +89,37 @@ class SerialChip(Function):
         where = self.device.describe() if self.device is not None else self.chip_name
         log.warning("%s: %s: %s; stalling it as the chip would", where, self.chip_name, f"{why} ({setup.describe()})")
         return Stall(why)
+
+
+class StatusInterruptChip(SerialChip):
+    """A one-port chip with a bulk pair and an interrupt endpoint reporting its modem status (CH340, PL2303).
+
+    ``status`` encodes the modem-status word as the chip does, ``packet`` the interrupt
+    packet carrying it (see :class:`~vusb.devices.usb_serial.uart.ModemStatusInterrupt`);
+    the subclass's ``build`` sets :attr:`in_address`, :attr:`out_address` and
+    :attr:`interrupt_address`.
+    """
+
+    def __init__(self, ports: list[Uart], status: Callable[[], int], packet: Callable[[int], bytes]) -> None:
+        super().__init__(ports)
+        self.interface = 0
+        self.in_address = self.out_address = self.interrupt_address = 0
+        self.interrupt = ModemStatusInterrupt(self.port, status, packet)
+        """The interrupt endpoint: the modem status each time it changes."""
+
+    def bind(self, device: Device) -> None:
+        super().bind(device)
+        device.endpoint(self.in_address).handler = self.port.bulk_in_raw
+        device.endpoint(self.out_address).handler = self.port.bulk_out
+        device.endpoint(self.interrupt_address).handler = self.interrupt.handler
+
+    def on_configured(self, configured: bool) -> None:
+        self.interrupt.reset()
+        super().on_configured(configured)
+
+    def on_reset(self) -> None:
+        self.interrupt.reset()
+        super().on_reset()
 
 
 class UsbSerialDevice(Device):

@@ -43,21 +43,20 @@ clamped to those.  The interrupt endpoint sends 10 bytes when a modem input chan
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import struct
 
 from vusb.devices.cdc_acm.backends import BackendSpec
 from vusb.devices.cdc_acm.spec import Parity, StopBits
-from vusb.devices.usb_serial.chip import SerialChip, UsbSerialDevice, make_ports
+from vusb.devices.usb_serial.chip import StatusInterruptChip, UsbSerialDevice, make_ports
 from vusb.devices.usb_serial.uart import DEFAULT_BUFFER_SIZE, FlowControl, ModemStatus
 
 from vusb.constants import Recipient, RequestType, Speed, TransferType
 from vusb.descriptors import InterfaceDescriptor
-from vusb.device import NOT_HANDLED, BuildContext, ControlResult, Device
+from vusb.device import NOT_HANDLED, BuildContext, ControlResult
 from vusb.errors import DeviceDefinitionError, Stall
-from vusb.urb import Completion, SetupPacket, Urb
+from vusb.urb import SetupPacket
 
 log = logging.getLogger("vusb.usb_serial.pl2303")
 
@@ -95,21 +94,16 @@ def g_rate(requested: int) -> int:
     return min(max(requested, MIN_RATE), MAX_RATE)
 
 
-class Pl2303Function(SerialChip):
+class Pl2303Function(StatusInterruptChip):
     """A PL2303G serial port (HXN type)."""
 
     chip_name = "PL2303G"
 
     def __init__(self, backend: BackendSpec = None, *, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
-        super().__init__(make_ports(1, backend, ["PL2303G"], buffer_size))
+        super().__init__(make_ports(1, backend, ["PL2303G"], buffer_size), self._state, self._packet)
         self.registers = bytearray(256)
         self.registers[FLOWCTRL_REG] = FLOWCTRL_NONE
         self.line_request = _LINE.pack(9600, 0, 0, 8)
-        self.interface = 0
-        self.in_address = self.out_address = self.interrupt_address = 0
-        self._int_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
-        self._sent_state = -1
-        self.port.add_modem_listener(self._feed_interrupt)
 
     def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
         if ctx.speed != Speed.FULL:
@@ -121,22 +115,6 @@ class Pl2303Function(SerialChip):
         self.in_address, self.out_address, self.interrupt_address = bulk_in.address, bulk_out.address, \
             interrupt.address
         return [InterfaceDescriptor(self.interface, 0, 0xFF, 0x00, 0x00, 0, (interrupt, bulk_out, bulk_in))]
-
-    def bind(self, device: Device) -> None:
-        super().bind(device)
-        device.endpoint(self.in_address).handler = self.port.bulk_in_raw
-        device.endpoint(self.out_address).handler = self.port.bulk_out
-        device.endpoint(self.interrupt_address).handler = self._interrupt_in
-
-    def on_configured(self, configured: bool) -> None:
-        self._int_waiter = None
-        self._sent_state = -1
-        super().on_configured(configured)
-
-    def on_reset(self) -> None:
-        self._int_waiter = None
-        self._sent_state = -1
-        super().on_reset()
 
     # ------------------------------------------------------------ requests
     def control(self, setup: SetupPacket, data: bytes) -> ControlResult:
@@ -207,26 +185,7 @@ class Pl2303Function(SerialChip):
                 | (UART_RING if m & ModemStatus.RI else 0) | (UART_CTS if m & ModemStatus.CTS else 0))
 
     def _packet(self, state: int) -> bytes:
-        self._sent_state = state
         return bytes((0xA1, 0x20, 0, 0, self.interface, 0, 0x02, 0x00, state, 0x00))
-
-    def _interrupt_in(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        state = self._state()
-        if state != self._sent_state:
-            return Completion(0, self._packet(state)[: urb.length])
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._int_waiter = (urb, waiter)
-        return waiter
-
-    def _feed_interrupt(self) -> None:
-        entry = self._int_waiter
-        state = self._state()
-        if entry is None or state == self._sent_state:
-            return
-        self._int_waiter = None
-        urb, waiter = entry
-        if not waiter.done():
-            waiter.set_result(Completion(0, self._packet(state)[: urb.length]))
 
 
 class Pl2303(UsbSerialDevice):

@@ -16,26 +16,20 @@ API as :class:`~vusb.devices.cdc_acm.SerialPort`::
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
 
-from vusb.devices.cdc_acm.backends import BackendSpec, SerialBackend, make_backend
-from vusb.devices.cdc_acm.fifo import ByteFifo
+from vusb.devices.cdc_acm.backends import BackendSpec
+from vusb.devices.cdc_acm.port import BytePort, WaitingIn, Watch
 from vusb.devices.cdc_acm.spec import ControlLine, LineCoding, Parity, StopBits
-
-from vusb.errors import UsageError
-from vusb.urb import Completion, Urb
 
 log = logging.getLogger("vusb.usb_serial")
 
 DEFAULT_BUFFER_SIZE = 1 << 20
 """Bytes each direction may hold before the producer waits (1 MiB), as for CDC ACM."""
-
-T = TypeVar("T")
 
 _PARITY_LETTERS = {Parity.NONE: "N", Parity.ODD: "O", Parity.EVEN: "E", Parity.MARK: "M", Parity.SPACE: "S"}
 _STOP_TEXT = {StopBits.ONE: "1", StopBits.ONE_AND_HALF: "1.5", StopBits.TWO: "2"}
@@ -93,45 +87,7 @@ class Change(enum.Enum):
     MODEM = "modem"  # the device side set CTS, DSR, RI or DCD
 
 
-class _Watch(Generic[T]):
-    """A value tasks can wait on: the next change, or until a condition holds."""
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-        self._waiters: list[asyncio.Future[T]] = []
-
-    def publish(self, value: T) -> None:
-        self.value = value
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(value)
-
-    async def next(self) -> T:
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            return await fut
-        finally:
-            if fut in self._waiters:
-                self._waiters.remove(fut)
-
-    async def wait(self, predicate: Callable[[T], bool] | None, timeout: float | None) -> T:
-        if predicate is None:
-            return await asyncio.wait_for(self.next(), timeout)
-
-        async def until() -> T:
-            value = self.value
-            while not predicate(value):
-                value = await self.next()
-            return value
-
-        if predicate(self.value):
-            return self.value
-        return await asyncio.wait_for(until(), timeout)
-
-
-class Uart:
+class Uart(BytePort):
     """One serial port of a USB-serial chip.
 
     ``backend`` is what :class:`~vusb.devices.cdc_acm.SerialPort` takes: ``"loopback"``,
@@ -145,12 +101,9 @@ class Uart:
     def __init__(self, backend: BackendSpec = None, *, name: str = "port", buffer_size: int = DEFAULT_BUFFER_SIZE,
                  cts: bool = True, dsr: bool = True, dcd: bool = False, ri: bool = False) -> None:
         self.name = name
-        self.from_host = ByteFifo(buffer_size)
-        self.to_host = ByteFifo(buffer_size)
-        self._line = _Watch(LineSettings())
-        self._lines = _Watch(ControlLine.NONE)
-        self._breaks = _Watch(False)
-        self._modem_watch = _Watch(ModemStatus.NONE)
+        self._line = Watch(LineSettings())
+        self._breaks = Watch(False)
+        self._modem_watch = Watch(ModemStatus.NONE)
         self.break_active = False
         self.breaks = 0
         """How many breaks the host started."""
@@ -159,7 +112,6 @@ class Uart:
         self.on_change: Callable[[Uart, Change], None] | None = None
         """Called after every change of what :class:`Change` lists."""
         self.on_line_settings: Callable[[LineSettings], None] | None = None
-        self.on_control_lines: Callable[[ControlLine], None] | None = None
         self.on_break: Callable[[bool], None] | None = None
         self._modem = ModemStatus.NONE
         for bit, on in ((ModemStatus.CTS, cts), (ModemStatus.DSR, dsr), (ModemStatus.DCD, dcd), (ModemStatus.RI, ri)):
@@ -167,52 +119,25 @@ class Uart:
                 self._modem |= bit
         self._modem_watch.value = self._modem
         self._modem_listeners: list[Callable[[], None]] = []
-        self._in_waiter: tuple[Urb, asyncio.Future[Completion]] | None = None
-        self._held: tuple[bytes, asyncio.Future[Completion]] | None = None
-        self._started = False
-        self._closed = False
         self.where = name
         """How log messages name this port (the chip sets it to "device ... port A")."""
         self.in_transform: Callable[[bytes], bytes] | None = None
-        self.from_host.add_room_listener(self._release_held)
-        self.to_host.add_data_listener(self._feed_in_waiter)
-        self.backend: SerialBackend = make_backend(backend)
-        self.backend.attach(self)
+        self._init_port(backend, buffer_size)
 
     def __repr__(self) -> str:
         return f"<Uart {self.name} {self.line} {self.modem_text()}>"
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Start the backend; done automatically when a host first attaches the chip."""
-        if self._closed:
-            raise UsageError(f"serial port {self.name} is closed")
-        if self._started:
-            return
-        asyncio.get_running_loop()
-        self._started = True
-        self.backend.start()
+    def _where(self) -> str:
+        return self.where
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self.backend.close()
+    def _noun(self) -> str:
+        return f"serial port {self.name}"
 
-    def attached(self, attached: bool) -> None:
-        if not attached or self._started or self._closed:
-            return
-        try:
-            self.start()
-        except RuntimeError:
-            pass  # outside an event loop: started later
-        except Exception:
-            log.exception("%s: the serial backend %s failed to start", self.where, self.backend.describe())
-
-    def drop_urbs(self) -> None:
-        """The endpoints cancelled their URBs (reset, deconfiguration): forget them."""
-        self._in_waiter = None
-        self._held = None
+    attached = BytePort._attached
+    """The chip's attach listener: the first attach starts the backend."""
+    drop_urbs = BytePort._drop_urbs
+    """The endpoints cancelled their URBs (reset, deconfiguration): forget them."""
 
     def host_gone(self) -> None:
         """The host deconfigured or reset the chip: its outputs fall, a break ends."""
@@ -232,18 +157,6 @@ class Uart:
         """:attr:`line` as a CDC line coding, for code written for :class:`SerialPort`."""
         return self._line.value.line_coding()
 
-    @property
-    def control_lines(self) -> ControlLine:
-        return self._lines.value
-
-    @property
-    def dtr(self) -> bool:
-        return bool(self._lines.value & ControlLine.DTR)
-
-    @property
-    def rts(self) -> bool:
-        return bool(self._lines.value & ControlLine.RTS)
-
     def host_set_line(self, **changes: object) -> LineSettings:
         """The chip decoded a request changing these fields of :attr:`line`."""
         new = replace(self._line.value, **changes)  # type: ignore[arg-type]
@@ -258,18 +171,9 @@ class Uart:
         return new
 
     def host_set_control_lines(self, lines: ControlLine, *, quiet_if_same: bool = False) -> None:
-        old = self._lines.value
-        if lines == old and quiet_if_same:
-            return
-        self._lines.publish(lines)
-        if lines != old:
-            log.debug("%s: DTR=%s RTS=%s", self.where, "on" if lines & ControlLine.DTR else "off",
-                      "on" if lines & ControlLine.RTS else "off")
-        self._tell(self.backend.control_lines_changed, lines)
-        if self.on_control_lines is not None:
-            self._tell(self.on_control_lines, lines)
-        self._changed(Change.CONTROL_LINES)
-        self._release_held()
+        if self._set_lines(lines, requested=not quiet_if_same):
+            self._changed(Change.CONTROL_LINES)
+            self._release_held()
 
     def host_set_dtr_rts(self, *, dtr: bool | None = None, rts: bool | None = None) -> None:
         lines = self._lines.value
@@ -313,17 +217,6 @@ class Uart:
         """As :meth:`wait_line_settings`, with the settings as a CDC line coding."""
         test = None if predicate is None else (lambda s: predicate(s.line_coding()))
         return (await self._line.wait(test, timeout)).line_coding()
-
-    async def wait_control_lines(self, predicate: Callable[[ControlLine], bool] | None = None,
-                                 timeout: float | None = None) -> ControlLine:
-        return await self._lines.wait(predicate, timeout)
-
-    async def wait_dtr(self, state: bool = True, timeout: float | None = None) -> None:
-        """Wait until DTR is ``state``: Linux raises DTR and RTS when a program opens the tty."""
-        await self._lines.wait(lambda lines: bool(lines & ControlLine.DTR) == state, timeout)
-
-    async def wait_rts(self, state: bool = True, timeout: float | None = None) -> None:
-        await self._lines.wait(lambda lines: bool(lines & ControlLine.RTS) == state, timeout)
 
     async def wait_break(self, state: bool = True, timeout: float | None = None) -> None:
         await self._breaks.wait(lambda on: on == state, timeout)
@@ -405,136 +298,50 @@ class Uart:
             return self.dsr
         return True
 
-    def bulk_out(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        """Bytes from the host.  With no room (or with the handshake holding it) the URB waits: the host sees NAKs."""
-        data = urb.data
-        n = len(data)
-        if n == 0:
-            return Completion(0, b"", 0)
-        if self._may_send() and self.from_host.accepts(n):
-            self.from_host.put(data)
-            return Completion(0, b"", n)
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._held = (bytes(data), waiter)
-        return waiter
+    bulk_out = BytePort._bulk_out
+    """The bulk OUT handler: bytes from the host (held while the FIFO is full or the handshake stops them)."""
+    bulk_in_raw = BytePort._bulk_in
+    """The bulk IN handler for chips that send the bytes as they are (CP210x, CH340, PL2303).
 
-    def _release_held(self) -> None:
-        held = self._held
-        if held is None:
-            return
-        data, waiter = held
-        if waiter.done():
-            self._held = None
-            return
-        if not self._may_send() or not self.from_host.accepts(len(data)):
-            return
-        self._held = None
-        waiter.set_result(Completion(0, b"", len(data)))
-        self.from_host.put(data)
-
-    def bulk_in_raw(self, urb: Urb) -> Completion | asyncio.Future[Completion]:
-        """Bytes for the host as they are (CP210x, CH340, PL2303); an IN URB with none waits.
-
-        :attr:`in_transform`, when set, rewrites each piece on its way (CP210x event escapes).
-        """
-        if len(self.to_host):
-            return Completion(0, self._take(urb.length))
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._in_waiter = (urb, waiter)
-        return waiter
+    :attr:`in_transform`, when set, rewrites each piece on its way (CP210x event escapes).
+    """
 
     def _take(self, n: int) -> bytes:
         data = self.to_host.get(n)
         return data if self.in_transform is None else self.in_transform(data)
 
-    def _feed_in_waiter(self) -> None:
-        entry = self._in_waiter
-        if entry is None or not len(self.to_host):
-            return
-        self._in_waiter = None
-        urb, waiter = entry
-        if waiter.done():
-            return
-        waiter.set_result(Completion(0, self._take(urb.length)))
-
-    # ------------------------------------------------------------ stream API (as SerialPort)
-    def _check_readable(self) -> None:
-        if self.backend.reads_host_data:
-            raise UsageError(f"the {self.backend.describe()} backend consumes the data from the host; "
-                             "read() needs the port made with backend=None")
-
-    async def read(self, n: int = -1, timeout: float | None = None) -> bytes:
-        """Up to ``n`` bytes from the host (all buffered if ``n`` < 0); waits for at least one."""
-        self._check_readable()
-        if n == 0:
-            return b""
-        await asyncio.wait_for(self.from_host.wait_data(), timeout)
-        return self.from_host.get(n)
-
-    async def readexactly(self, n: int, timeout: float | None = None) -> bytes:
-        self._check_readable()
-
-        async def gather() -> bytes:
-            parts = bytearray()
-            while len(parts) < n:
-                await self.from_host.wait_data()
-                parts += self.from_host.get(n - len(parts))
-            return bytes(parts)
-
-        return await asyncio.wait_for(gather(), timeout)
-
-    async def readline(self, separator: bytes = b"\n", timeout: float | None = None) -> bytes:
-        """Bytes up to and including ``separator`` (a line longer than the buffer comes in pieces)."""
-        self._check_readable()
-        if not separator:
-            raise UsageError("readline needs a non-empty separator")
-
-        async def line() -> bytes:
-            acc = bytearray()
-            scanned = 0
-            while True:
-                idx = acc.find(separator, max(scanned - len(separator) + 1, 0))
-                if idx >= 0:
-                    end = idx + len(separator)
-                    self.from_host.unget(bytes(acc[end:]))
-                    return bytes(acc[:end])
-                if len(acc) >= self.from_host.limit:
-                    return bytes(acc)
-                scanned = len(acc)
-                await self.from_host.wait_data()
-                acc += self.from_host.get(self.from_host.limit - len(acc))
-
-        return await asyncio.wait_for(line(), timeout)
-
-    async def write(self, data: bytes | bytearray | memoryview, timeout: float | None = None) -> None:
-        """Queue bytes for the host; waits while the buffer is full."""
-        view = memoryview(bytes(data))
-
-        async def put_all() -> None:
-            pos = 0
-            while pos < len(view):
-                await self.to_host.wait_writable()
-                n = min(self.to_host.room, len(view) - pos)
-                self.to_host.put(view[pos : pos + n])
-                pos += n
-
-        await asyncio.wait_for(put_all(), timeout)
-
-    async def flush(self, timeout: float | None = None) -> None:
-        """Wait until the host has taken every byte queued for it."""
-        await asyncio.wait_for(self.to_host.wait_empty(), timeout)
-
     # ------------------------------------------------------------ helpers
     def _changed(self, what: Change) -> None:
-        callback = self.on_change
-        if callback is not None:
-            try:
-                callback(self, what)
-            except Exception:
-                log.exception("%s: on_change callback %r failed", self.where, callback)
+        if self.on_change is not None:
+            self._tell(functools.partial(self.on_change, self), what)
 
-    def _tell(self, callback: Callable[[T], None], value: T) -> None:
-        try:
-            callback(value)
-        except Exception:
-            log.exception("%s: callback %r failed", self.where, callback)
+
+class ModemStatusInterrupt(WaitingIn):
+    """A chip's interrupt IN endpoint that reports its modem-status word each time it changes (CH340, PL2303).
+
+    ``status()`` is the word as the chip encodes it now, ``packet(status)`` the interrupt
+    packet that carries it.  An IN URB gets a packet at once when the word differs from
+    the last one sent, and otherwise waits until :meth:`changed` (called on every modem
+    change of ``uart``, and by the chip when its own part of the word changes) finds it
+    different.
+    """
+
+    def __init__(self, uart: Uart, status: Callable[[], int], packet: Callable[[int], bytes]) -> None:
+        super().__init__(lambda: status() != self._sent, self._send)
+        self._status = status
+        self._packet = packet
+        self._sent = -1
+        uart.add_modem_listener(self.changed)
+
+    def reset(self) -> None:
+        """The host reset or (de)configured the chip: its URB is gone, the next one gets the word again."""
+        self.drop()
+        self._sent = -1
+
+    def changed(self) -> None:
+        """The word may have changed: a waiting URB gets it if it did."""
+        self.feed()
+
+    def _send(self, length: int) -> bytes:
+        self._sent = self._status()
+        return self._packet(self._sent)[:length]

@@ -42,9 +42,9 @@ async def test_dfu_util_lists_downloads_and_uploads_byte_identical(
     server, device = bootloader
     port = await guest.attach(None, server.port, "1-1")
     try:
-        await guest.wait_for_usb_device(0x1209, 0x0011, timeout=60)
+        await guest.wait_for_usb_device(0x1209, 0x0018, timeout=60)
         listing = await guest.run("dfu-util -l", timeout=60)
-        assert 'Found DFU: [1209:0011]' in listing.stdout and 'name="Firmware"' in listing.stdout, listing.stdout
+        assert 'Found DFU: [1209:0018]' in listing.stdout and 'name="Firmware"' in listing.stdout, listing.stdout
         assert size % 1024  # not a multiple of wTransferSize: the last block is short
         r = await guest.run(f"head -c {size} /dev/urandom > /tmp/fw.bin && sha256sum /tmp/fw.bin", check=True)
         digest = r.stdout.split()[0]
