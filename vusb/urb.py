@@ -137,9 +137,15 @@ class Gather:
         kept: list[_Piece] = []
         length = 0
         for piece in pieces:
-            if not isinstance(piece, (bytes, bytearray, memoryview)):
+            kind = type(piece)
+            if kind is memoryview:
+                n = piece.nbytes  # type: ignore[union-attr]
+            elif kind is bytes or kind is bytearray or isinstance(piece, (bytes, bytearray)):
+                n = len(piece)
+            elif isinstance(piece, memoryview):
+                n = piece.nbytes
+            else:
                 raise ArgumentTypeError(f"a Gather piece must be bytes, bytearray or memoryview, not {type(piece).__name__}")
-            n = piece.nbytes if isinstance(piece, memoryview) else len(piece)
             if n:
                 kept.append(piece)
                 length += n
