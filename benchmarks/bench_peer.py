@@ -19,7 +19,11 @@ The peer is installed from PyPI into a virtual environment kept in
 interpreter that has it). Nothing here asserts: the table prints both figures, the
 ratio, the issue's target for it and whether the ratio meets it.
 
-    python -m benchmarks.bench_peer [--rounds 3] [--seconds 1.5] [--quick]
+- with ``--guest KERNEL``: both disks through that guest kernel's usb-storage driver (the
+  vhci-hcd client Linux itself uses), dd O_DIRECT read and write at 120 KiB and 1 MiB per
+  command.
+
+    python -m benchmarks.bench_peer [--rounds 3] [--seconds 1.5] [--quick] [--guest 6.1]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import venv
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.bench_server import GET_DEVICE_DESCRIPTOR, raw_control_samples
 from benchmarks.bench_storage import CONFIGURATION_DESCRIPTOR, GET_DESCRIPTOR, SET_CONFIGURATION, BotHost, RawBulk
@@ -274,6 +279,41 @@ def measure_storage(served: Served, seconds: float, figures: Figures) -> None:
     asyncio.run(_storage(served, seconds, figures, pattern))
 
 
+#: The disks' USB ids as the guest sees them: (vendor, product) of vusb's MassStorage and of the peer's.
+VUSB_DISK_ID = (0x1209, 0x0005)
+PEER_DISK_ID = (0x1209, 0x0002)
+GUEST_SIZES = ((120 * KIB, 240, "120 KiB"), (MIB, 2048, "1024 KiB"))
+
+
+def measure_guest(served: Served, guest: Any, usb_id: tuple[int, int], mib: int, figures: Figures) -> None:
+    """The disk through the guest's kernel: dd O_DIRECT, one SCSI command per dd block (usb-storage), read and
+    written at 120 KiB (its default for a high-speed device) and at 1 MiB (max_sectors raised to 2048).
+
+    ``guest`` is a :class:`vusb.harness.guest.SyncGuest`. Timed from the host (busybox ``date`` has no
+    sub-second format), less the round trip of an empty command measured just before.
+    """
+    port = guest.attach(None, served.port, "1-2")
+    try:
+        devdir = guest.wait_for_usb_device(*usb_id, timeout=60)
+        sd = guest.wait_for_disk(devdir, timeout=60)
+        for size, max_sectors, label in GUEST_SIZES:
+            guest.run(f"echo {max_sectors} > /sys/block/{sd}/device/max_sectors", check=True)
+            count = mib * MIB // size
+            for name, dd in (("write", f"dd if=/dev/zero of=/dev/{sd} bs={size} count={count} oflag=direct"),
+                             ("read", f"dd if=/dev/{sd} of=/dev/null bs={size} count={count} iflag=direct")):
+                overhead = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    guest.run("true", check=True)
+                    overhead.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                guest.run(f"{dd} 2>/dev/null", timeout=600, check=True)
+                wall = time.perf_counter() - t0 - statistics.median(overhead)
+                figures.add(f"guest {name} {label} MB/s", count * size / wall / 1e6)
+    finally:
+        guest.detach(port)
+
+
 # ------------------------------------------------------------------ the table
 
 #: figure -> (higher is better, the issue's target for vusb / peer, as text)
@@ -290,6 +330,10 @@ TARGETS: dict[str, tuple[bool, float | None]] = {
     "read 1024 KiB server CPU ms/GiB": (False, None),
     "write 1024 KiB MB/s": (True, None),
     "write 1024 KiB server CPU ms/GiB": (False, None),
+    "guest read 120 KiB MB/s": (True, 1.0),
+    "guest write 120 KiB MB/s": (True, 1.0),
+    "guest read 1024 KiB MB/s": (True, 1.0),
+    "guest write 1024 KiB MB/s": (True, 1.0),
 }
 
 
@@ -321,6 +365,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "no verdicts (a smoke run)")
     parser.add_argument("--peer-python", type=Path, help="an interpreter that has usbip 0.7.0 installed")
     parser.add_argument("--no-storage", action="store_true", help="control transfers only")
+    parser.add_argument("--guest", metavar="KERNEL", help="also read and write both disks through a guest running "
+                        "this kernel (e.g. 6.1): dd O_DIRECT at 120 KiB and 1 MiB per command")
+    parser.add_argument("--guest-mib", type=int, default=32, help="MiB each guest dd moves (default 32)")
     return parser.parse_args(argv)
 
 
@@ -331,17 +378,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     python = args.peer_python or peer_python(log=lambda m: print(f"bench_peer: {m}", file=sys.stderr))
     ours, theirs = Figures(), Figures()
     names = ("vusb", "usbip 0.7.0")
+    guest = None
+    if args.guest:
+        from vusb.harness import Guest
+        print(f"bench_peer: starting the {args.guest} guest", file=sys.stderr)
+        guest = Guest.shared(args.guest).sync
     with vusb_server() as vusb_served, peer_server(python) as peer_served:
         names = (vusb_served.name, peer_served.name)
         for round_number in range(args.rounds):
-            order = [(vusb_served, ours), (peer_served, theirs)]
+            order = [(vusb_served, ours, VUSB_DISK_ID), (peer_served, theirs, PEER_DISK_ID)]
             if round_number % 2:
                 order.reverse()
-            for served, figures in order:
+            for served, figures, usb_id in order:
                 print(f"bench_peer: round {round_number + 1}/{args.rounds}: {served.name}", file=sys.stderr)
                 measure_control(served, args.iterations, figures)
                 if not args.no_storage:
                     measure_storage(served, args.seconds, figures)
+                if guest is not None:
+                    measure_guest(served, guest, usb_id, args.guest_mib, figures)
     print(f"vusb beside PyPI {PEER_REQUIREMENT}: one raw client, {args.rounds} alternating round(s)")
     print(machine_description())
     print(table(ours, theirs, names, verdicts=not args.quick))
