@@ -487,7 +487,7 @@ class Device:
         """Route a URB to its endpoint's queue."""
         address = urb.ep | (0x80 if urb.direction == 1 else 0) if urb.ep else 0
         ep = self._endpoints.get(address)
-        if ep is None or (address and not self._endpoint_active(address)):
+        if ep is None or (address and address not in self._active_endpoints):  # _endpoint_active(), inlined
             if log.isEnabledFor(logging.WARNING):
                 log.warning("%s: URB seqnum %d for endpoint 0x%02x, which is not active; stalling",
                             self.describe(), urb.seqnum, address)
