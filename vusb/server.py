@@ -329,7 +329,11 @@ class Connection(asyncio.BufferedProtocol):
         """The RET_SUBMIT of IN data in a Gather, or in a bytearray (copied: the device may change it)."""
         header = ret_submit_header(urb.seqnum, result.status, actual, result.error_count)
         if isinstance(data, Gather):  # scatter-gather: the pieces follow the header, never joined
-            return (header, *(bytes(p) if isinstance(p, bytearray) else p for p in data.pieces))
+            pieces = data.pieces
+            for piece in pieces:
+                if isinstance(piece, bytearray):  # copied: the device may change it after the answer
+                    return (header, *(bytes(p) if isinstance(p, bytearray) else p for p in pieces))
+            return (header, *pieces)  # type: ignore[arg-type]
         return (header, bytes(data))
 
     def _complete_general(self, urb: Urb, result: Completion) -> None:
