@@ -19,7 +19,11 @@ The peer is installed from PyPI into a virtual environment kept in
 interpreter that has it). Nothing here asserts: the table prints both figures, the
 ratio, the issue's target for it and whether the ratio meets it.
 
-    python -m benchmarks.bench_peer [--rounds 3] [--seconds 1.5] [--quick]
+- with ``--guest KERNEL``: both disks through that guest kernel's usb-storage driver (the
+  vhci-hcd client Linux itself uses), dd O_DIRECT read and write at 120 KiB and 1 MiB per
+  command.
+
+    python -m benchmarks.bench_peer [--rounds 3] [--seconds 1.5] [--quick] [--guest 6.1]
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import venv
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.bench_server import GET_DEVICE_DESCRIPTOR, raw_control_samples
 from benchmarks.bench_storage import CONFIGURATION_DESCRIPTOR, GET_DESCRIPTOR, SET_CONFIGURATION, BotHost, RawBulk
@@ -85,7 +91,24 @@ PEER_SERVER = textwrap.dedent('''
 ''')
 
 
-# ------------------------------------------------------------------ the two servers
+#: vusb's server from another interpreter (``--baseline-python``: another vusb version installed there), the
+#: same two devices as :func:`vusb_server`, for a before/after column measured in the same run.
+BASELINE_SERVER = textwrap.dedent('''
+    import asyncio, sys
+    from vusb.devices import Keyboard
+    from vusb.devices.storage import MassStorage
+    from vusb.server import Server, run
+
+    async def main(port, size):
+        devices = [Keyboard(speed="high"), MassStorage(memory=True, size=size, speed="high")]
+        async with Server(devices, port=port):
+            print("ready", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    run(main(int(sys.argv[1]), int(sys.argv[2])))
+''')
+
+# ------------------------------------------------------------------ the servers
 
 
 def default_peer_dir() -> Path:
@@ -126,16 +149,32 @@ class Served:
 
 @contextlib.contextmanager
 def peer_server(python: Path) -> Iterator[Served]:
+    with script_server(python, PEER_SERVER, f"usbip {PEER_REQUIREMENT.split('==')[1]}") as served:
+        yield served
+
+
+@contextlib.contextmanager
+def baseline_server(python: Path) -> Iterator[Served]:
+    """vusb as installed for ``python`` (say the version before a change), serving vusb's two devices."""
+    with script_server(python, BASELINE_SERVER, "vusb before") as served:
+        yield served
+
+
+@contextlib.contextmanager
+def script_server(python: Path, script: str, name: str) -> Iterator[Served]:
+    """A server made by ``script`` run with ``python``: it prints "ready" and serves until its stdin closes."""
     port = free_port()
-    proc = subprocess.Popen([str(python), "-c", PEER_SERVER, str(port), str(DISK_SIZE)],
+    # Run from a neutral directory: "-c" puts the working directory first on sys.path, which from a checkout
+    # would import this tree's vusb instead of the one installed for ``python``.
+    proc = subprocess.Popen([str(python), "-c", script, str(port), str(DISK_SIZE)], cwd=tempfile.gettempdir(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if line.strip() != "ready":
             proc.kill()
-            raise RuntimeError(f"the peer's server did not start: {line}{proc.communicate()[1][-600:]}")
-        yield Served(f"usbip {PEER_REQUIREMENT.split('==')[1]}", port, proc.pid)
+            raise RuntimeError(f"{name}: the server did not start: {line}{proc.communicate()[1][-600:]}")
+        yield Served(name, port, proc.pid)
     finally:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -274,6 +313,41 @@ def measure_storage(served: Served, seconds: float, figures: Figures) -> None:
     asyncio.run(_storage(served, seconds, figures, pattern))
 
 
+#: The disks' USB ids as the guest sees them: (vendor, product) of vusb's MassStorage and of the peer's.
+VUSB_DISK_ID = (0x1209, 0x0005)
+PEER_DISK_ID = (0x1209, 0x0002)
+GUEST_SIZES = ((120 * KIB, 240, "120 KiB"), (MIB, 2048, "1024 KiB"))
+
+
+def measure_guest(served: Served, guest: Any, usb_id: tuple[int, int], mib: int, figures: Figures) -> None:
+    """The disk through the guest's kernel: dd O_DIRECT, one SCSI command per dd block (usb-storage), read and
+    written at 120 KiB (its default for a high-speed device) and at 1 MiB (max_sectors raised to 2048).
+
+    ``guest`` is a :class:`vusb.harness.guest.SyncGuest`. Timed from the host (busybox ``date`` has no
+    sub-second format), less the round trip of an empty command measured just before.
+    """
+    port = guest.attach(None, served.port, "1-2")
+    try:
+        devdir = guest.wait_for_usb_device(*usb_id, timeout=60)
+        sd = guest.wait_for_disk(devdir, timeout=60)
+        for size, max_sectors, label in GUEST_SIZES:
+            guest.run(f"echo {max_sectors} > /sys/block/{sd}/device/max_sectors", check=True)
+            count = mib * MIB // size
+            for name, dd in (("write", f"dd if=/dev/zero of=/dev/{sd} bs={size} count={count} oflag=direct"),
+                             ("read", f"dd if=/dev/{sd} of=/dev/null bs={size} count={count} iflag=direct")):
+                overhead = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    guest.run("true", check=True)
+                    overhead.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                guest.run(f"{dd} 2>/dev/null", timeout=600, check=True)
+                wall = time.perf_counter() - t0 - statistics.median(overhead)
+                figures.add(f"guest {name} {label} MB/s", count * size / wall / 1e6)
+    finally:
+        guest.detach(port)
+
+
 # ------------------------------------------------------------------ the table
 
 #: figure -> (higher is better, the issue's target for vusb / peer, as text)
@@ -290,11 +364,19 @@ TARGETS: dict[str, tuple[bool, float | None]] = {
     "read 1024 KiB server CPU ms/GiB": (False, None),
     "write 1024 KiB MB/s": (True, None),
     "write 1024 KiB server CPU ms/GiB": (False, None),
+    "guest read 120 KiB MB/s": (True, 1.0),
+    "guest write 120 KiB MB/s": (True, 1.0),
+    "guest read 1024 KiB MB/s": (True, 1.0),
+    "guest write 1024 KiB MB/s": (True, 1.0),
 }
 
 
-def table(ours: Figures, theirs: Figures, names: tuple[str, str], *, verdicts: bool) -> str:
-    headers = ("figure (median of rounds)", names[0], names[1], "vusb/peer", "target", "")
+def table(ours: Figures, theirs: Figures, names: tuple[str, str], *, verdicts: bool,
+          before: Figures | None = None) -> str:
+    """The figures side by side; with ``before`` (vusb before a change, measured in the same rounds) two more
+    columns: its figures and its own ratio to the peer."""
+    extra = ("vusb before", "before/peer") if before is not None else ()
+    headers = ("figure (median of rounds)", names[0], names[1], "vusb/peer", "target", "", *extra)
     rows: list[tuple[str, ...]] = []
     for name, (higher, target) in TARGETS.items():
         a, b = ours.median(name), theirs.median(name)
@@ -305,7 +387,11 @@ def table(ours: Figures, theirs: Figures, names: tuple[str, str], *, verdicts: b
         verdict = ""
         if verdicts and target is not None:
             verdict = "PASS" if (ratio >= target if higher else ratio <= target) else "MISS"
-        rows.append((name, f"{a:,.1f}", f"{b:,.1f}", f"{ratio:.2f}", target_text, verdict))
+        cells: tuple[str, ...] = ()
+        if before is not None:
+            c = before.median(name)
+            cells = (f"{c:,.1f}", f"{c / b:.2f}" if b else "nan")
+        rows.append((name, f"{a:,.1f}", f"{b:,.1f}", f"{ratio:.2f}", target_text, verdict, *cells))
     widths = [max(len(r[i]) for r in (headers, *rows)) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (headers, *rows)]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -321,6 +407,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "no verdicts (a smoke run)")
     parser.add_argument("--peer-python", type=Path, help="an interpreter that has usbip 0.7.0 installed")
     parser.add_argument("--no-storage", action="store_true", help="control transfers only")
+    parser.add_argument("--guest", metavar="KERNEL", help="also read and write both disks through a guest running "
+                        "this kernel (e.g. 6.1): dd O_DIRECT at 120 KiB and 1 MiB per command")
+    parser.add_argument("--guest-mib", type=int, default=32, help="MiB each guest dd moves (default 32)")
+    parser.add_argument("--baseline-python", type=Path, help="an interpreter with another vusb installed (say the "
+                        "version before a change): measured in the same rounds as a third server, its figures "
+                        "printed beside")
     return parser.parse_args(argv)
 
 
@@ -331,20 +423,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     python = args.peer_python or peer_python(log=lambda m: print(f"bench_peer: {m}", file=sys.stderr))
     ours, theirs = Figures(), Figures()
     names = ("vusb", "usbip 0.7.0")
-    with vusb_server() as vusb_served, peer_server(python) as peer_served:
+    guest = None
+    if args.guest:
+        from vusb.harness import Guest
+        print(f"bench_peer: starting the {args.guest} guest", file=sys.stderr)
+        guest = Guest.shared(args.guest).sync
+    before = Figures() if args.baseline_python else None
+    with contextlib.ExitStack() as stack:
+        vusb_served = stack.enter_context(vusb_server())
+        peer_served = stack.enter_context(peer_server(python))
         names = (vusb_served.name, peer_served.name)
+        servers = [(vusb_served, ours, VUSB_DISK_ID), (peer_served, theirs, PEER_DISK_ID)]
+        if args.baseline_python:
+            assert before is not None
+            servers.insert(1, (stack.enter_context(baseline_server(args.baseline_python)), before, VUSB_DISK_ID))
         for round_number in range(args.rounds):
-            order = [(vusb_served, ours), (peer_served, theirs)]
+            order = list(servers)
             if round_number % 2:
                 order.reverse()
-            for served, figures in order:
+            for served, figures, usb_id in order:
                 print(f"bench_peer: round {round_number + 1}/{args.rounds}: {served.name}", file=sys.stderr)
                 measure_control(served, args.iterations, figures)
                 if not args.no_storage:
                     measure_storage(served, args.seconds, figures)
+                if guest is not None:
+                    measure_guest(served, guest, usb_id, args.guest_mib, figures)
     print(f"vusb beside PyPI {PEER_REQUIREMENT}: one raw client, {args.rounds} alternating round(s)")
     print(machine_description())
-    print(table(ours, theirs, names, verdicts=not args.quick))
+    print(table(ours, theirs, names, verdicts=not args.quick, before=before))
     return 0
 
 

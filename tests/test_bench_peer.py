@@ -29,6 +29,22 @@ def test_quick_run_prints_both_servers_side_by_side() -> None:
     assert "PASS" not in result.stdout and "MISS" not in result.stdout  # --quick prints figures only
 
 
+def test_baseline_python_adds_vusb_before_as_a_third_server() -> None:
+    """--baseline-python: the vusb installed for that interpreter (here this one's) is measured in the same
+    rounds, its figures and its ratio to the peer printed beside."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_peer", "--quick", "--no-storage",
+                             "--baseline-python", sys.executable], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("figure"))
+    assert "vusb before" in header and "before/peer" in header
+    row = next(line for line in lines if line.startswith("control server CPU µs"))
+    cells = row[len("control server CPU µs"):].split()
+    vusb, peer, before = (float(cells[i].replace(",", "")) for i in (0, 1, -2))
+    assert vusb > 0 and peer > 0 and before > 0, row
+
+
 def test_soak_benchmark_runs_and_reports_no_errors() -> None:
     """benchmarks/bench_soak.py (issue 17's load test), a few seconds with few devices."""
     result = subprocess.run([sys.executable, "-m", "benchmarks.bench_soak", "--seconds", "3", "--devices", "6",

@@ -487,7 +487,7 @@ class Device:
         """Route a URB to its endpoint's queue."""
         address = urb.ep | (0x80 if urb.direction == 1 else 0) if urb.ep else 0
         ep = self._endpoints.get(address)
-        if ep is None or (address and not self._endpoint_active(address)):
+        if ep is None or (address and address not in self._active_endpoints):  # _endpoint_active(), inlined
             if log.isEnabledFor(logging.WARNING):
                 log.warning("%s: URB seqnum %d for endpoint 0x%02x, which is not active; stalling",
                             self.describe(), urb.seqnum, address)
@@ -520,9 +520,11 @@ class Device:
         if setup is None:
             log.warning("%s: control URB seqnum %d without a setup packet; stalling", self.describe(), urb.seqnum)
             return Completion(Status.EPIPE)
-        data = bytes(urb.data)
+        data = urb.data
+        if type(data) is not bytes:
+            data = bytes(data)
         try:
-            if setup.type == RequestType.STANDARD:
+            if not setup.request_type & 0x60:  # a standard request
                 result = standard.answer(self, setup, data)
                 if result is NOT_HANDLED:
                     result = self._route(setup, data)
@@ -535,6 +537,11 @@ class Device:
             return Completion(Status.EPIPE)
         if self.faults.descriptor_rules and isinstance(result, (bytes, bytearray)) and is_get_descriptor(setup):
             result = self.faults.patch_descriptor(setup, bytes(result))
+        kind = type(result)
+        if kind is bytes or result is None:  # the common answers, without the Awaitable check below
+            if setup.request_type & 0x80:
+                return Completion(0, result[: setup.length] if result is not None else b"")
+            return Completion(0, b"", setup.length)
         if isinstance(result, Awaitable):  # type: ignore[misc]
             return self._finish_async(setup, result)
         return self._to_completion(setup, result)

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vusb.endpoint")
 
+_QUEUED = UrbState.QUEUED
+_ACTIVE = UrbState.ACTIVE
+
 HandlerResult = Union[Completion, Awaitable[Completion]]
 Handler = Callable[[Urb], HandlerResult]
 
@@ -160,16 +163,22 @@ class Endpoint:
             self._run()
 
     def _run(self) -> None:
-        while self._queue and self._active is None:
-            urb = self._queue.popleft()
-            if urb.state is not UrbState.QUEUED:
+        queue = self._queue
+        while queue and self._active is None:
+            urb = queue.popleft()
+            if urb.state is not _QUEUED:
                 continue
             if self.halted and self.address != 0:
                 urb.complete(Completion(Status.EPIPE))
                 continue
-            urb.state = UrbState.ACTIVE
+            urb.state = _ACTIVE
             try:
-                result = self._dispatch(urb) if self.faults is None else self.faults.dispatch(self, urb)
+                if self.faults is not None:
+                    result = self.faults.dispatch(self, urb)
+                elif self.handler is not None:
+                    result = self.handler(urb)
+                else:
+                    result = self._dispatch(urb)
             except Stall:
                 urb.complete(Completion(Status.EPIPE))
                 continue
@@ -177,7 +186,7 @@ class Endpoint:
                 log.exception("endpoint 0x%02x: handler failed on %r; answering with a stall", self.address, urb)
                 urb.complete(Completion(Status.EPIPE))
                 continue
-            if isinstance(result, Completion):
+            if type(result) is Completion or isinstance(result, Completion):
                 urb.complete(result)
                 continue
             fut = asyncio.ensure_future(result)

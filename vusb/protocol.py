@@ -455,6 +455,11 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
+def _never_iso(ep: int, direction: int) -> bool:
+    """The default ``is_iso``: no endpoint is isochronous (the codec then skips the call)."""
+    return False
+
+
 class ServerCodec:
     """Server side of one USB/IP connection.
 
@@ -466,7 +471,7 @@ class ServerCodec:
     def __init__(self, limits: Limits | None = None, is_iso: Callable[[int, int], bool] | None = None) -> None:
         self.limits = limits or Limits()
         self.phase = Phase.OP
-        self.is_iso = is_iso or (lambda ep, direction: False)
+        self.is_iso = is_iso or _never_iso
         self._buf = _Buffer()
         self._submit: _SubmitHead | None = None  # a CMD_SUBMIT whose large payload is being received
         self.op_version = USBIP_VERSION
@@ -491,15 +496,20 @@ class ServerCodec:
         """``nbytes`` were received at the start of the last :meth:`get_buffer` buffer."""
         self._buf.commit(nbytes)
 
+    def receive_buffer(self) -> tuple[Callable[[], memoryview], Callable[[int], None]]:
+        """:meth:`get_buffer` and :meth:`buffer_updated` as two callables, one call less each (the server's
+        receive path calls them for every read)."""
+        return self._buf.writable, self._buf.commit
+
     @property
     def buffered(self) -> int:
         """Bytes received and not yet turned into events (a parsed header waiting for its payload included)."""
         return len(self._buf) + (HEADER_SIZE if self._submit is not None else 0)
 
     def next_event(self) -> ServerEvent | _NeedData:
-        if self.phase == Phase.URB:
+        if self.phase is Phase.URB:
             return self._next_urb()
-        if self.phase == Phase.CLOSED:
+        if self.phase is Phase.CLOSED:
             if self._buf.unread:
                 raise ProtocolError(f"{self._buf.unread} bytes received after the operation ended")
             return NEED_DATA
@@ -550,7 +560,8 @@ class ServerCodec:
                     f"CMD_SUBMIT seqnum {seqnum}: transfer_buffer_length {length} exceeds the limit of "
                     f"{self.limits.max_transfer_length} bytes"
                 )
-            iso = self.is_iso(ep, direction)
+            is_iso = self.is_iso
+            iso = is_iso is not _never_iso and is_iso(ep, direction)
             if iso:
                 if not 0 <= npackets <= self.limits.max_iso_packets:
                     raise LimitExceeded(
@@ -571,7 +582,7 @@ class ServerCodec:
             buf.skip(HEADER_SIZE)
             data = buf.take(payload) if payload else b""
             packets = self._iso_packets(seqnum, length, npackets) if iso else None
-            return SubmitCommand(seqnum, devid, direction, ep, flags, length, bytes(setup), data,
+            return SubmitCommand(seqnum, devid, direction, ep, flags, length, setup, data,
                                  start_frame, npackets, interval, packets)
         if command == CMD_UNLINK:
             _, seqnum, devid, direction, ep, unlink_seqnum, _pad = buf.unpack(_UNLINK)

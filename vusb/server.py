@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from vusb import layouts
 from vusb.capture import FORMATS as CAPTURE_FORMATS
 from vusb.capture import Capture, Stream, usbmon_event
 from vusb.constants import USBIP_PORT, OpStatus, Status
@@ -41,6 +42,9 @@ from vusb.protocol import (
     ret_submit_header,
 )
 from vusb.urb import Completion, Gather, SetupPacket, Urb
+
+_RET_SUBMIT = layouts.RET_SUBMIT_FAST
+_ZERO8 = bytes(8)
 
 log = logging.getLogger("vusb.server")
 
@@ -130,6 +134,9 @@ class Connection(asyncio.BufferedProtocol):
         self._lent: memoryview | None = None  # the last get_buffer() view, kept only while capturing
         self._usbmon: Capture | None = None  # the URB-level capture (capture_format="usbmon")
         self._urb_ids: dict[int, int] = {}  # seqnum -> usbmon URB tag, while capturing in that form
+        self._max_urbs = server.limits.max_urbs_in_flight
+        self._sink = self._complete  # one bound method for every URB, not one per URB
+        self._writable, self._commit = self.codec.receive_buffer()  # the codec's get_buffer/buffer_updated
 
     # ------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -153,7 +160,7 @@ class Connection(asyncio.BufferedProtocol):
         log.debug("connection from %s", self.peer)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        view = self.codec.get_buffer(sizehint)
+        view = self._writable()
         if self._capture is not None:
             self._lent = view
         return view
@@ -161,10 +168,11 @@ class Connection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self._closing:
             return
-        self.codec.buffer_updated(nbytes)
-        if self._capture is not None and self._lent is not None:
-            self._capture.client_data(bytes(self._lent[:nbytes]))
-        self._lent = None  # a view kept would pin the payload buffer (see protocol._Buffer)
+        self._commit(nbytes)
+        if self._capture is not None:
+            if self._lent is not None:
+                self._capture.client_data(bytes(self._lent[:nbytes]))
+            self._lent = None  # a view kept would pin the payload buffer (see protocol._Buffer)
         self._process()
 
     def _process(self) -> None:
@@ -262,35 +270,74 @@ class Connection(asyncio.BufferedProtocol):
         export = self.export
         if export is None:
             raise ProtocolError("CMD_SUBMIT before a successful OP_REQ_IMPORT")
-        if cmd.seqnum in self.pending:
-            raise ProtocolError(f"CMD_SUBMIT reuses seqnum {cmd.seqnum}, which is still pending")
-        if self._last_seqnum is None or _after(cmd.seqnum, self._last_seqnum):
-            self._last_seqnum = cmd.seqnum
-        if self._unlinked_ahead and self._unlinked_before(cmd.seqnum):
+        seqnum = cmd.seqnum
+        pending = self.pending
+        if seqnum in pending:
+            raise ProtocolError(f"CMD_SUBMIT reuses seqnum {seqnum}, which is still pending")
+        last = self._last_seqnum
+        if last is None or 0 < (seqnum - last) % (1 << 32) < (1 << 31):  # _after(seqnum, last), inlined
+            self._last_seqnum = seqnum
+        if self._unlinked_ahead and self._unlinked_before(seqnum):
             return
-        if len(self.pending) >= self.server.limits.max_urbs_in_flight:
-            raise ProtocolError(
-                f"more than {self.server.limits.max_urbs_in_flight} URBs in flight (limit max_urbs_in_flight)"
-            )
+        if len(pending) >= self._max_urbs:
+            raise ProtocolError(f"more than {self._max_urbs} URBs in flight (limit max_urbs_in_flight)")
         setup = SetupPacket.parse(cmd.setup) if cmd.ep == 0 else None
-        urb = Urb(
-            cmd.seqnum, cmd.ep, cmd.direction, cmd.transfer_buffer_length,
-            flags=cmd.transfer_flags, setup=setup, data=cmd.data, iso_packets=cmd.iso_packets,
-            interval=cmd.interval, start_frame=cmd.start_frame, sink=self._complete,
-        )
+        data = cmd.data
+        urb = Urb(seqnum, cmd.ep, cmd.direction, cmd.transfer_buffer_length, flags=cmd.transfer_flags,
+                  setup=setup, data=data, iso_packets=cmd.iso_packets, interval=cmd.interval,
+                  start_frame=cmd.start_frame, sink=self._sink)
         if self._usbmon is not None:
-            self._capture_urb(urb, export, cmd.data)
-        if setup is not None and not setup.is_in and len(cmd.data) < setup.length:
+            self._capture_urb(urb, export, data)
+        pending[seqnum] = urb
+        if setup is not None and not setup.request_type & 0x80 and len(data) < setup.length:
             # A control OUT whose data stage is shorter than wLength: answer as a device would.
-            self.pending[cmd.seqnum] = urb
             urb.complete(Completion(Status.EPIPE))
             return
-        self.pending[cmd.seqnum] = urb
         export.device.submit(urb)
 
     def _complete(self, urb: Urb, result: Completion) -> None:
         if self.pending.pop(urb.seqnum, None) is None or self.transport is None or self._closing:
             return
+        if result.iso_packets is None and self._capture is None and self._usbmon is None:
+            # The common shapes (no iso descriptors, nothing captured): header and data, no message object.
+            batch = self._batch
+            if urb.direction == 1:
+                data = result.data
+                kind = type(data)
+                actual = len(data)
+                if not actual:
+                    parts: tuple[bytes | memoryview, ...] = (
+                        _RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, 0, 0, 0, result.error_count, _ZERO8),)
+                elif kind is bytes or kind is memoryview:
+                    parts = (_RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, actual, 0, 0, result.error_count,
+                                              _ZERO8), data)  # type: ignore[assignment]
+                else:
+                    parts = self._in_parts(urb, result, data, actual)
+            else:
+                actual = urb.length if result.actual_length is None else result.actual_length
+                parts = (_RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, actual, 0, 0, result.error_count,
+                                          _ZERO8),)
+            if batch is not None:
+                batch.extend(parts)
+            else:
+                self._send(parts)
+            return
+        self._complete_general(urb, result)
+
+    def _in_parts(self, urb: Urb, result: Completion, data: bytes | bytearray | memoryview | Gather,
+                  actual: int) -> tuple[bytes | memoryview, ...]:
+        """The RET_SUBMIT of IN data in a Gather, or in a bytearray (copied: the device may change it)."""
+        header = ret_submit_header(urb.seqnum, result.status, actual, result.error_count)
+        if isinstance(data, Gather):  # scatter-gather: the pieces follow the header, never joined
+            pieces = data.pieces
+            for piece in pieces:
+                if isinstance(piece, bytearray):  # copied: the device may change it after the answer
+                    return (header, *(bytes(p) if isinstance(p, bytearray) else p for p in pieces))
+            return (header, *pieces)  # type: ignore[arg-type]
+        return (header, bytes(data))
+
+    def _complete_general(self, urb: Urb, result: Completion) -> None:
+        """Any completion: iso descriptors, and the capture of each message."""
         data: bytes | memoryview | Gather
         if urb.direction == 1:
             data = result.data if not isinstance(result.data, bytearray) else bytes(result.data)

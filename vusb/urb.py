@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from vusb.endpoint import Endpoint
 
 _SETUP = layouts.SETUP_FAST
+_REQUEST_TYPES: Final = tuple(RequestType(i) for i in range(4))  # bits 6..5 of bmRequestType -> RequestType
+_PARSED: dict[bytes, SetupPacket] = {}
+"""Setup packets already parsed, by their 8 bytes: a host sends the same few again and again, and a
+:class:`SetupPacket` is immutable, so one object serves them all (bounded by :data:`_PARSED_MAX`)."""
+_PARSED_MAX: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,14 @@ class SetupPacket:
 
     @classmethod
     def parse(cls, raw: bytes | memoryview) -> SetupPacket:
+        if cls is SetupPacket and type(raw) is bytes:
+            known = _PARSED.get(raw)
+            if known is None:
+                known = cls(*_SETUP.unpack(raw))
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()
+                _PARSED[raw] = known
+            return known
         return cls(*_SETUP.unpack(raw))
 
     def to_bytes(self) -> bytes:
@@ -41,7 +54,7 @@ class SetupPacket:
 
     @property
     def type(self) -> RequestType:
-        return RequestType((self.request_type >> 5) & 3)
+        return _REQUEST_TYPES[(self.request_type >> 5) & 3]
 
     @property
     def recipient(self) -> int:
@@ -102,6 +115,9 @@ class UrbState(enum.Enum):
     CANCELLED = "cancelled"
 
 
+_DONE: Final = UrbState.DONE
+_CANCELLED: Final = UrbState.CANCELLED
+
 _Piece = Union[bytes, bytearray, memoryview]
 
 
@@ -121,9 +137,15 @@ class Gather:
         kept: list[_Piece] = []
         length = 0
         for piece in pieces:
-            if not isinstance(piece, (bytes, bytearray, memoryview)):
+            kind = type(piece)
+            if kind is memoryview:
+                n = piece.nbytes  # type: ignore[union-attr]
+            elif kind is bytes or kind is bytearray or isinstance(piece, (bytes, bytearray)):
+                n = len(piece)
+            elif isinstance(piece, memoryview):
+                n = piece.nbytes
+            else:
                 raise ArgumentTypeError(f"a Gather piece must be bytes, bytearray or memoryview, not {type(piece).__name__}")
-            n = piece.nbytes if isinstance(piece, memoryview) else len(piece)
             if n:
                 kept.append(piece)
                 length += n
@@ -260,9 +282,10 @@ class Urb:
 
     def complete(self, result: Completion) -> None:
         """Finish the URB; the completion is normalised to what the wire allows."""
-        if self.state in (UrbState.DONE, UrbState.CANCELLED):
+        state = self.state
+        if state is _DONE or state is _CANCELLED:
             return
-        self.state = UrbState.DONE
+        self.state = _DONE
         if self.direction == 1 and result.iso_packets is None:
             data = result.data
             if len(data) > self.length:

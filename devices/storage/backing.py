@@ -353,6 +353,21 @@ def _chunk_length(index: int, size: int) -> int:
 
 def _layered_pieces(layer: _Layer, offset: int, length: int, below: Callable[[int, int], Buffer]) -> list[Buffer]:
     """The bytes at [offset, offset+length) as pieces: views of memory chunks, reads from below for the gaps."""
+    if type(layer) is _Chunks:  # the memory layer, inlined: every span a chunk held in memory
+        chunks = layer.chunks
+        fast: list[Buffer] = []
+        end = offset + length
+        pos = offset
+        while pos < end:
+            index, start = divmod(pos, CHUNK_SIZE)
+            chunk = chunks.get(index)
+            if chunk is None:
+                break  # a gap: the general loop below reads it from below
+            n = min(CHUNK_SIZE - start, end - pos)
+            fast.append(memoryview(chunk)[start : start + n])
+            pos += n
+        else:
+            return fast
     parts: list[Buffer] = []
     gap_start = gap_len = 0  # consecutive chunks missing from the layer are read from below at once
     for index, start, n in _spans(offset, length):

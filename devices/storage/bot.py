@@ -80,6 +80,7 @@ CSW_LENGTH = 13
 MAX_LUNS = 16
 
 STALL = Completion(Status.EPIPE)
+_CBW_TAKEN = Completion(0, b"", CBW_LENGTH)  # the answer to every valid CBW: immutable, so made once
 
 _CBW = struct.Struct("<IIIBBB16s")
 _CSW = struct.Struct("<IIIB")
@@ -120,7 +121,12 @@ class CommandBlockWrapper:
             raise ValueError(f"CBW for LUN {lun}; the device has {lun_count}")
         if not 1 <= cb_length <= 16:
             raise ValueError(f"bCBWCBLength {cb_length} is outside 1..16")
-        return cls(tag, length, bool(flags & 0x80), lun, bytes(cb[:cb_length]))
+        if cls is not CommandBlockWrapper:
+            return cls(tag, length, bool(flags & 0x80), lun, bytes(cb[:cb_length]))
+        # One per command: filled as the generated __init__ would, without its five frozen __setattr__ calls.
+        cbw = object.__new__(cls)
+        cbw.__dict__.update(tag=tag, data_length=length, data_in=bool(flags & 0x80), lun=lun, cdb=cb[:cb_length])
+        return cbw
 
     def to_bytes(self) -> bytes:
         cdb = self.cdb.ljust(16, b"\x00")
@@ -277,6 +283,8 @@ class MassStorageFunction(Function):
 
     def _set_phase(self, phase: _Phase) -> None:
         self._phase = phase
+        if not self._waiters:
+            return
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -357,7 +365,7 @@ class MassStorageFunction(Function):
                       "IN" if cbw.data_in else "OUT", cbw.data_length, cbw.cdb.hex(" "), command.direction.value,
                       command.length, f" CHECK CONDITION {command.sense}" if command.sense else "")
         self._start(_Transfer(cbw, lun, command))
-        return Completion(0, b"", len(raw))
+        return _CBW_TAKEN  # a valid CBW is exactly CBW_LENGTH bytes
 
     def _start(self, t: _Transfer) -> None:
         """Match the host's expectation against the command's intent (section 6.7)."""
@@ -422,12 +430,12 @@ class MassStorageFunction(Function):
         if phase is _Phase.STATUS:
             t = self._transfer
             assert t is not None
-            csw = CommandStatusWrapper(t.cbw.tag, t.residue, int(t.status))
+            tag, residue, status = t.cbw.tag, t.cbw.data_length - t.processed, int(t.status)  # residue: t.residue
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("CSW tag %08x residue %d status %d", csw.tag, csw.residue, csw.status)
+                log.debug("CSW tag %08x residue %d status %d", tag, residue, status)
             self._transfer = None
             self._set_phase(_Phase.COMMAND)
-            return Completion(0, csw.to_bytes())
+            return Completion(0, _CSW.pack(CSW_SIGNATURE, tag, residue, status))  # CommandStatusWrapper.to_bytes()
         if phase is _Phase.STALLED:
             return self._stall(self.in_address)
         return None  # no data or status yet: NAK

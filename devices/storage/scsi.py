@@ -37,9 +37,10 @@ import asyncio
 import enum
 import errno
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from vusb.devices.storage.backing import BackingStore, Buffer
 
@@ -134,9 +135,12 @@ class Opcode(enum.IntEnum):
 READ_CAPACITY_16_SERVICE_ACTION = 0x10
 
 
+_CDB_LENGTHS: Final = {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}
+
+
 def cdb_length(opcode: int) -> int | None:
     """Length of a CDB from its group code (SPC-4 4.2.5.1), or None for reserved/vendor groups."""
-    return {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}.get(opcode >> 5)
+    return _CDB_LENGTHS.get(opcode >> 5)
 
 
 _BLOCK_COMMANDS_6 = frozenset((Opcode.READ_6, Opcode.WRITE_6))
@@ -156,12 +160,16 @@ def cdb_extent(cdb: bytes) -> tuple[int, int] | None:
     if opcode in _BLOCK_COMMANDS_6 and len(cdb) >= 6:
         return int.from_bytes(cdb[1:4], "big") & 0x1FFFFF, cdb[4] or 256
     if opcode in _BLOCK_COMMANDS_10 and len(cdb) >= 10:
-        return int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big")
+        lba, blocks = _EXTENT_10.unpack_from(cdb)
+        return lba, blocks
     if opcode in _BLOCK_COMMANDS_12 and len(cdb) >= 12:
         return int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[6:10], "big")
     if opcode in _BLOCK_COMMANDS_16 and len(cdb) >= 16:
         return int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big")
     return None
+
+
+_EXTENT_10: Final = struct.Struct(">2xI1xH")  # LBA (bytes 2-5) and TRANSFER LENGTH (bytes 7-8) of a 10-byte CDB
 
 
 def _block_extent(cdb: bytes) -> tuple[int, int]:
