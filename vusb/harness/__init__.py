@@ -23,6 +23,7 @@ import os
 
 from vusb.errors import ArgumentError
 
+from .emulated import EMULATED_DEVICES, EmulatedDevice, emulated_qemu_args, record_emulated
 from .guest import (
     GUEST_ADDRESS,
     HOST_FROM_GUEST,
@@ -56,12 +57,14 @@ from .local import LocalVhci
 
 __all__ = [
     "DEFAULT_KERNEL",
+    "EMULATED_DEVICES",
     "FORMAT_VERSION",
     "GUEST_ADDRESS",
     "HOST_FROM_GUEST",
     "KERNELS",
     "BackgroundJob",
     "CommandResult",
+    "EmulatedDevice",
     "Guest",
     "GuestBootError",
     "GuestCommandError",
@@ -78,9 +81,11 @@ __all__ = [
     "SyncGuest",
     "UsbTarget",
     "default_cache_dir",
+    "emulated_qemu_args",
     "ensure_image",
     "find_cached_image",
     "parse_usbip_port",
+    "record_emulated",
     "start_target",
 ]
 
