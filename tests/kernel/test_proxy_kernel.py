@@ -9,6 +9,9 @@ controller; the guest's kernel drives them as real hardware.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from vusb.pytest_plugin import harness_unavailable
 
 pytestmark = pytest.mark.kernel
 TOOLS = Path(__file__).resolve().parent / "tools"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +52,15 @@ async def test_the_hosts_python_runs_in_the_guest_and_reads_qemus_devices_throug
     assert by_product["QEMU USB Keyboard"]["manufacturer"] == "QEMU"
     # vhci's root hubs are there too: it is the guest's USB, not the host's.
     assert any(d.get("product") == "USB/IP Virtual Host Controller" for d in devices)
+
+
+def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/emulated-devices.md's program, copied out of the page and run (it boots its own guest)."""
+    page = (ROOT / "docs" / "emulated-devices.md").read_text()
+    code = re.search(r"```python\n# libusb_in_a_guest.py\n(.*?)```", page, re.S)
+    assert code is not None
+    program = tmp_path / "libusb_in_a_guest.py"
+    program.write_text(code.group(1))
+    result = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^/dev/bus/usb/\d{3}/\d{3} 0627 QEMU USB Keyboard$", result.stdout, re.M), result.stdout

@@ -41,6 +41,7 @@ from .guest import (
     UsbTarget,
     parse_usbip_port,
 )
+from .hostroot import HOST_ROOT_QEMU_ARGS, host_python, mount_host_root, run_on_host_root, start_on_host_root
 from .image import (
     DEFAULT_KERNEL,
     FORMAT_VERSION,
@@ -61,6 +62,7 @@ __all__ = [
     "FORMAT_VERSION",
     "GUEST_ADDRESS",
     "HOST_FROM_GUEST",
+    "HOST_ROOT_QEMU_ARGS",
     "KERNELS",
     "BackgroundJob",
     "CommandResult",
@@ -84,8 +86,12 @@ __all__ = [
     "emulated_qemu_args",
     "ensure_image",
     "find_cached_image",
+    "host_python",
+    "mount_host_root",
     "parse_usbip_port",
     "record_emulated",
+    "run_on_host_root",
+    "start_on_host_root",
     "start_target",
 ]
 
