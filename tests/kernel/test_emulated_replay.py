@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RECORDINGS = ROOT / "tests" / "data" / "recordings"
 MANIFEST: dict[str, Any] = json.loads((RECORDINGS / "recordings.json").read_text())
 RECORDED = {d["name"]: d for d in MANIFEST["devices"]}
+# A usbmon capture does not say at which speed the device ran (its records have no such
+# field), so the speed the guest saw, from recordings.json, is given to `vusb record`, as
+# someone who recorded a device would read it from lsusb.
+SPEEDS = {"1.5": "low", "12": "full", "480": "high", "5000": "super"}
 
 
 def vusb_record(capture: Path, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
@@ -40,7 +44,8 @@ async def replay(guest: Guest, serve_processes: ServeProcesses, device: Emulated
                  tmp_path: Path) -> tuple[str, int]:
     """Record `device`'s capture into a profile, serve it, attach it; return (sysfs dir, vhci port)."""
     profile = tmp_path / f"{device.name}.yaml"
-    made = await asyncio.to_thread(vusb_record, RECORDINGS / f"{device.name}.pcap", profile)
+    made = await asyncio.to_thread(vusb_record, RECORDINGS / f"{device.name}.pcap", profile,
+                                   "--speed", SPEEDS[RECORDED[device.name]["speed"]])
     assert made.returncode == 0, made.stdout + made.stderr
     server = await serve_processes.astart(str(profile), "--port", "0", "--no-control", cwd=str(tmp_path))
     assert len(server.busids) == 1, server.banner.lines
