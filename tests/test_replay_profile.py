@@ -2,7 +2,7 @@
 
 Each test loads a replay profile written as a person would edit one (a vendor device:
 one interface with bulk OUT 0x01, bulk IN 0x81 and interrupt IN 0x82, and an alternate
-setting 1) and drives it with the in-process host.  The storage tests record vusb's own
+setting 1 with isochronous IN 0x83) and drives it with the in-process host.  The storage tests record vusb's own
 disk through a USB/IP client first.
 """
 
@@ -19,6 +19,7 @@ import pytest
 from vusb.client import RemoteDevice
 from vusb.errors import ProfileError, Stall
 from vusb.profile import load_device, parse_profile
+from vusb.protocol import IsoPacket
 from vusb.record import record_to
 from vusb.replay import ReplayFunction
 from vusb.replay_storage import StorageReplay
@@ -32,10 +33,10 @@ descriptors:
   device: "12 01 00 02 ff 00 00 40 09 12 99 00 00 01 00 00 00 01"
   configurations:
     - >-
-      09 02 30 00 01 01 00 80 32
+      09 02 37 00 01 01 00 80 32
       09 04 00 00 03 ff 00 00 00
       07 05 01 02 40 00 00 07 05 81 02 40 00 00 07 05 82 03 08 00 0a
-      09 04 00 01 00 ff 00 00 00
+      09 04 00 01 01 ff 00 00 00 07 05 83 01 20 00 01
 functions:
   - kind: replay
     interface: [0]
@@ -185,6 +186,20 @@ async def test_fault_rules_apply_to_a_replay() -> None:
         await host.enumerate()
         assert await host.transfer_in(0x82, 8) == b"\x01"
         assert await host.transfer_in(0x82, 8) == b"\x03\x04"
+
+
+async def test_an_isochronous_stream_replays_its_recorded_packets_in_order_and_starts_over() -> None:
+    device, _ = replay_device("    timing: asap\n    transfers:\n"
+                              "      - {ep: 0x83, in: '01 02 03 04 05', iso: [[0, 2], [2, 3]]}\n"
+                              "      - {ep: 0x83, in: '06', iso: [1]}\n")
+    async with LocalHost(device) as host:  # type: ignore[arg-type]
+        await host.enumerate()
+        await host.set_interface(0, 1)
+        packets = tuple(IsoPacket(32 * k, 32) for k in range(4))
+        _, done = host.submit(0x83, 1, 128, iso_packets=packets)
+        result = await done
+    assert bytes(result.data) == bytes([1, 2, 3, 4, 5, 6, 1, 2])
+    assert [p.actual_length for p in result.iso_packets or ()] == [2, 3, 1, 2]
 
 
 PROFILE_ERRORS = [

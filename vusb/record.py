@@ -167,7 +167,7 @@ class Recording:
             if s.endpoint & 0x80 and s.wait >= 0.005:
                 fields.append(f"wait: {s.wait:.6f}")
             if s.xfer == XFER_ISO:
-                fields.append("iso: [" + ", ".join(f"{ln}" for _, _, ln in s.iso) + "]")
+                fields.append("iso: [" + ", ".join(f"[{off}, {ln}]" for _, off, ln in s.iso) + "]")
             xfers.append(f"      - {{{', '.join(fields)}}}")
         if len(xfers) == 1:
             xfers[0] += " []"
