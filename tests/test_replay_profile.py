@@ -309,3 +309,24 @@ async def test_a_replayed_disk_refuses_unrecorded_commands_the_scsi_way(recorded
         assert data == bytes(512)
     assert [d.action for d in function.divergences] == [
         "failed it (CSW status 1, sense ILLEGAL REQUEST)", "served zeros for them"]
+
+
+async def test_vusb_ctl_releases_on_demand_reports_and_tells_the_divergences(tmp_path: Path) -> None:
+    from vusb.control_server import ControlServer
+
+    device, _ = replay_device("    timing: on-demand\n" + CONVERSATION)
+    async with Server([device], port=0) as server:  # type: ignore[list-item]
+        control = ControlServer(server, tmp_path / "ctl.sock")
+        async with LocalHost(device) as host:  # type: ignore[arg-type]
+            await host.enumerate()
+            report = asyncio.ensure_future(host.transfer_in(0x82, 8, timeout=5))
+            reply = await control.handle({"id": 1, "cmd": "replay-next", "busid": "1-1", "endpoint": 0x82})
+            assert reply["ok"] is True and reply["left"] == 1, reply
+            assert await report == b"\x01\x02"
+            with pytest.raises(Stall):
+                await host.transfer_out(0x01, b"nope")
+            status = await control.handle({"id": 2, "cmd": "replay-status", "busid": "1-1"})
+    assert status["ok"] is True and status["divergences"] == 1 and status["pending_in"] == {"0x81": 2, "0x82": 1}
+    assert "OUT ep 0x01 [6e 6f 70 65] (4 bytes); recorded here: transfers[2] ep 0x01 OUT" in status["last_divergence"]
+    wrong = await control.handle({"id": 3, "cmd": "replay-next", "busid": "1-1", "endpoint": 0x85})
+    assert wrong["ok"] is False and "no IN transfers on endpoint 0x85" in wrong["error"]
