@@ -13,6 +13,7 @@ import logging
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -330,3 +331,10 @@ async def test_vusb_ctl_releases_on_demand_reports_and_tells_the_divergences(tmp
     assert "OUT ep 0x01 [6e 6f 70 65] (4 bytes); recorded here: transfers[2] ep 0x01 OUT" in status["last_divergence"]
     wrong = await control.handle({"id": 3, "cmd": "replay-next", "busid": "1-1", "endpoint": 0x85})
     assert wrong["ok"] is False and "no IN transfers on endpoint 0x85" in wrong["error"]
+
+
+async def test_a_replay_profile_works_in_the_pytest_fixtures(vusb_host: Any, tmp_path: Path) -> None:
+    (tmp_path / "replay.yaml").write_text(DESCRIPTORS + CONTROL)
+    host = vusb_host(tmp_path / "replay.yaml")  # a path, as for any profile
+    await host.enumerate()
+    assert await host.control(VENDOR_IN) == b"\x01"
