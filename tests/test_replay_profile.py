@@ -366,3 +366,14 @@ async def test_an_unrecorded_scsi_command_goes_to_the_policy(
     assert csw[12] == expected_status
     assert [d.action for d in function.divergences] == [action]
     sys.modules.pop("scsi_answers", None)
+
+
+async def test_a_hid_replay_takes_an_unrecorded_output_report_on_its_interrupt_out() -> None:
+    text = DESCRIPTORS.replace("07 05 01 02 40 00 00", "07 05 01 03 08 00 0a")  # 0x01 becomes interrupt OUT
+    device = parse_profile(text + "    class: hid\n").build()
+    function = device.functions[0]
+    assert isinstance(function, ReplayFunction)
+    async with LocalHost(device) as host:
+        await host.enumerate()
+        assert await host.transfer_out(0x01, b"\x02") == 1  # Caps Lock's LED, say: taken, not stalled
+    assert [d.action for d in function.divergences] == ["accepted (a HID output report)"]

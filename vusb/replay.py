@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vusb.constants import Speed, Status
+from vusb.constants import Speed, Status, TransferType
 from vusb.errors import Stall, UsageError
 from vusb.function import NOT_HANDLED, AttachedFunction, ControlResult
 from vusb.protocol import IsoPacket
@@ -140,7 +140,8 @@ class ReplayFunction(AttachedFunction):
     """Answers the host as a recorded device did (see the module's docstring)."""
 
     def __init__(self, control: Sequence[RecordedControl], transfers: Sequence[RecordedTransfer], *,
-                 policy: str = "stall", handler: Handler | None = None, timing: str = "recorded") -> None:
+                 policy: str = "stall", handler: Handler | None = None, timing: str = "recorded",
+                 device_class: str = "none") -> None:
         super().__init__()
         if policy not in POLICIES:
             raise UsageError(f"unrecorded policy {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -153,6 +154,8 @@ class ReplayFunction(AttachedFunction):
         self.policy = policy
         self.handler = handler
         self.timing = timing
+        self.device_class = device_class
+        """The class-aware replay in use (``class:`` of the profile): none, storage, hid or cdc."""
         self.divergences: list[Divergence] = []
         """Every divergence from the recording, in order (also logged on ``vusb.replay``)."""
         self.served = 0
@@ -326,6 +329,9 @@ class ReplayFunction(AttachedFunction):
         if match is not None:
             self.diverged(what, recorded, f"resynchronised at the same write, {self._outs[match].describe()}")
             return self._consume_out(match, data)
+        if self.device_class == "hid" and self._is_interrupt(address):
+            self.diverged(what, recorded, "accepted (a HID output report)")
+            return Completion(0, b"", len(data))
         if self.policy == "nearest":
             near = self._find_out(address, lambda t: True, score=lambda t: _common_prefix(t.data, data))
             if near is not None:
@@ -340,6 +346,11 @@ class ReplayFunction(AttachedFunction):
             return Completion(0, b"", len(data))
         self.diverged(what, recorded, "stalled")
         return Completion(Status.EPIPE)
+
+    def _is_interrupt(self, address: int) -> bool:
+        device = self.device
+        endpoint = device.endpoints.get(address) if device is not None else None
+        return endpoint is not None and endpoint.transfer_type == TransferType.INTERRUPT
 
     def _find_out(self, address: int, accept: Callable[[RecordedTransfer], bool],
                   score: Callable[[RecordedTransfer], int] | None = None) -> int | None:

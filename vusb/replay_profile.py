@@ -208,7 +208,8 @@ def build(ctx: ProfileContext, o: dict[str, Located]) -> ReplayFunction:
     elif o["unrecorded"].value == "handler":
         raise ctx.error(o["unrecorded"].node, o["unrecorded"].path, "unrecorded: handler needs handler: "
                         "module:function")
-    options: dict[str, Any] = {"policy": o["unrecorded"].value, "handler": handler, "timing": o["timing"].value}
+    options: dict[str, Any] = {"policy": o["unrecorded"].value, "handler": handler, "timing": o["timing"].value,
+                               "device_class": o["class"].value}
     try:
         if o["class"].value == "storage":
             from vusb.replay_storage import StorageReplay
