@@ -310,6 +310,34 @@ def _class_of(configs: list[ConfigurationDescriptor]) -> str:
     return "none"
 
 
+def speed_from_intervals(transfers: list[Transfer], configurations: list[bytes]) -> Speed | None:
+    """The speed the interrupt URBs' intervals say the device ran at, or None if they cannot tell.
+
+    Linux keeps an interrupt URB's interval in the bus's unit, rounded down to a power of
+    two: at high speed 2**(bInterval-1) microframes, at full and low speed bInterval frames.
+    Where the two differ (bInterval 3, 4 and up), the interval in the capture tells the speed.
+    """
+    intervals: dict[int, int] = {}
+    for raw in configurations:
+        for itf in ConfigurationDescriptor.parse(raw).interfaces:
+            for ep in itf.endpoints:
+                if int(ep.transfer_type) == 3 and ep.interval:
+                    intervals.setdefault(ep.address, ep.interval)
+    for t in transfers:
+        b = intervals.get(t.endpoint)
+        if t.xfer != XFER_INTERRUPT or not t.interval or b is None:
+            continue
+        high = 1 << min(b - 1, 15)
+        full = 1 << (b.bit_length() - 1)
+        if high == full:
+            continue
+        if t.interval == high:
+            return Speed.HIGH
+        if t.interval == full:
+            return Speed.FULL
+    return None
+
+
 def record(path: str | Path, *, vid_pid: str | None = None, device: str | None = None,
            speed: str | None = None) -> Recording:
     """Read ``path`` and record the device the options pick (see :func:`choose`)."""
@@ -327,6 +355,11 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
         clone.speed, clone.speed_note = Speed.parse(speed), ""
     elif key in reading.speeds:
         clone.speed, clone.speed_note = Speed(reading.speeds[key]), "from the USB/IP import reply"
+    else:
+        seen = speed_from_intervals(transfers, clone.configurations)
+        if seen is not None and not (seen == Speed.FULL and clone.speed == Speed.LOW):
+            clone.speed = seen
+            clone.speed_note = "from the interrupt URBs' intervals in the capture (give --speed if wrong)"
     configs = [ConfigurationDescriptor.parse(raw) for raw in clone.configurations]
     types: dict[tuple[int, int], int] = {}  # (configuration value, endpoint address) -> usbmon transfer type
     usbmon_type = {0: XFER_CONTROL, 1: XFER_ISO, 2: XFER_BULK, 3: XFER_INTERRUPT}
