@@ -90,6 +90,7 @@ class ScriptEntry:
     wait: float
     config: int
     iso: list[tuple[int, int, int]] = field(default_factory=list)
+    after_control: int | None = None
 
 
 @dataclass
@@ -166,6 +167,8 @@ class Recording:
                 fields.append(f"actual: {s.actual}")
             if s.endpoint & 0x80 and s.wait >= 0.005:
                 fields.append(f"wait: {s.wait:.6f}")
+            if s.after_control is not None:
+                fields.append(f'after: "control[{s.after_control}]"')
             if s.xfer == XFER_ISO:
                 fields.append("iso: [" + ", ".join(f"[{off}, {ln}]" for _, off, ln in s.iso) + "]")
             note = _bot_note(s.data) if self.device_class == "storage" else ""
@@ -374,6 +377,7 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
     config = 0
     alts: dict[int, int] = {}
     last_done = start
+    last_control: int | None = None  # the control entry recorded since the last OUT transfer, if any
     for t in transfers:
         assert t.completed is not None
         if t.endpoint & 0x7F == 0:
@@ -392,15 +396,19 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
             rec.control.append(ControlEntry(t.setup, config, alt, t.data if setup.is_in else None, t.out, t.status,
                                             t.completed - start))
             last_done = t.completed
+            if (setup.request_type >> 5) & 3 and not setup.is_in:  # a class or vendor command: it may start data
+                last_control = len(rec.control) - 1
             continue
         xfer = t.xfer
         if reading.kind == "usbip":
             xfer = types.get((config, t.endpoint), types.get((0, t.endpoint), XFER_BULK))
         wait = max(0.0, t.completed - max(t.submitted, last_done)) if t.is_in else 0.0
         rec.transfers.append(ScriptEntry(t.endpoint, xfer, t.completed - start, t.data if t.is_in else t.out,
-                                         t.status, t.actual, t.length, wait, config, list(t.iso_packets)))
+                                         t.status, t.actual, t.length, wait, config, list(t.iso_packets),
+                                         last_control if t.is_in and xfer != XFER_ISO else None))
         if not t.is_in:
             last_done = t.completed
+            last_control = None
     never = reading.incomplete.get(key, [])
     if never:
         eps = sorted({t.endpoint for t in never})
