@@ -21,6 +21,7 @@ from vusb.harness.events import EV_KEY, keys_to_text, parse_events
 from vusb.profile import load_device
 from vusb.record import record_to
 from vusb.replay import ReplayFunction
+from vusb.replay_storage import StorageReplay
 from vusb.server import Server
 
 pytestmark = pytest.mark.kernel
@@ -73,7 +74,7 @@ async def test_a_recorded_disk_replays_the_same_blocks_to_usb_storage(clean_gues
     assert rec.device_class == "storage" and written[1].name == "replay.bin"
     replay = load_device(tmp_path / "replay.yaml")
     function = replay.functions[0]
-    assert isinstance(function, ReplayFunction)
+    assert isinstance(function, StorageReplay)
     async with Server([replay], port=0) as server:
         port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
         devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
@@ -81,8 +82,16 @@ async def test_a_recorded_disk_replays_the_same_blocks_to_usb_storage(clean_gues
         product = (await clean_guest.run(f"cat {devdir}/product", check=True)).stdout.strip()
         assert product == "Recorded Disk"
         again = await read_disk(clean_guest, devdir, 64)
+        sd = await clean_guest.wait_for_disk(devdir, timeout=60)
+        await clean_guest.write_file("/tmp/new.bin", bytes([0xA5]) * 8192)
+        await clean_guest.run(f"dd if=/tmp/new.bin of=/dev/{sd} bs=4096 seek=256 oflag=direct 2>/dev/null",
+                              timeout=60, check=True)
+        written = await clean_guest.run(f"dd if=/dev/{sd} bs=4096 skip=256 count=2 iflag=direct 2>/dev/null",
+                                        timeout=60, check=True)
         await clean_guest.detach(port)
     assert again == first  # the replayed disk returns the recorded blocks, by LBA, to a fresh attach
+    assert written.stdout_bytes == bytes([0xA5]) * 8192  # what the guest wrote is kept in the overlay
+    assert len(function.overlay) == 16  # 8 KiB of 512-byte blocks
     assert function.served > 0
     missing = [d for d in function.divergences if "never read" in d.recorded]
     assert not missing, [str(d) for d in missing]
