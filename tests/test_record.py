@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vusb.devices.audio import Counting, Format, Microphone, SoundCard
 
 from vusb.capture_read import CaptureReadError, read_capture
 from vusb.cli import main
 from vusb.client import RemoteDevice
 from vusb.profile import load_device, load_profile
+from vusb.protocol import IsoPacket
 from vusb.record import RecordError, record, record_to
 from vusb.replay import ReplayFunction
 from vusb.server import Server
@@ -287,3 +289,31 @@ def test_qemus_devices_record_at_the_speed_the_guest_saw_without_being_told(reco
     assert rec.clone.speed is not None and rec.clone.speed.name == SPEEDS[recorded["speed"]], rec.clone.speed_note
     desc = rec.clone.descriptor
     assert (f"{desc.vendor_id:04x}", f"{desc.product_id:04x}") == (recorded["vendor_id"], recorded["product_id"])
+
+
+@pytest.mark.parametrize("form", ["usbmon", "usbip"])
+async def test_a_recorded_microphone_streams_its_recorded_packets_again(tmp_path: Path, form: str) -> None:
+    mic = Microphone([Format(2, 16)], [48000], source=Counting())
+    card = SoundCard(microphone=mic)
+    packets = tuple(IsoPacket(k * 200, 200) for k in range(8))
+    recorded = []
+    async with Server([card], port=0, capture=str(tmp_path / "mic.pcap"), capture_format=form) as server, \
+            await RemoteDevice.open("127.0.0.1", "1-1", port=server.port) as host:
+        await host.enumerate()
+        await host.control(SetupPacket(0x21, 1, 0x0100, 9 << 8, 4), struct.pack("<I", 48000))
+        await host.set_interface(mic.interface, 1)
+        for _ in range(3):
+            _, fut = host.submit(mic.address, 1, 1600, iso_packets=packets)
+            recorded.append(bytes((await asyncio.wait_for(fut, 5)).data))
+    rec, _ = record_to(tmp_path / "mic.pcap", tmp_path / "mic.yaml")
+    assert [len(t.iso) for t in rec.transfers if t.endpoint == mic.address] == [8, 8, 8]
+    replay = load_device(tmp_path / "mic.yaml")
+    async with LocalHost(replay) as host:
+        await host.enumerate()
+        await host.control(SetupPacket(0x21, 1, 0x0100, 9 << 8, 4), struct.pack("<I", 48000))
+        await host.set_interface(mic.interface, 1)
+        again = []
+        for _ in range(3):
+            _, done = host.submit(mic.address, 1, 1600, iso_packets=packets)
+            again.append(bytes((await done).data))
+    assert again == recorded  # the same samples, packet by packet

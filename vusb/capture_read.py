@@ -277,11 +277,26 @@ def usbmon_transfers(file: str, packets: Iterable[Packet]) -> Reading:
                     reading.warnings.append(f"packet {n}: only {len_cap} of {length} IN bytes captured "
                                             "(snap length too small?)")
             if xfer == XFER_ISO:
-                t.iso_packets = descs
+                t.iso_packets = _packed(descs, len(payload)) if epnum & 0x80 else descs
             reading.transfers.setdefault((busnum, devnum), []).append(t)
     for t in pending.values():
         reading.incomplete.setdefault((t.bus, t.device), []).append(t)
     return reading
+
+
+def _packed(descs: list[tuple[int, int, int]], size: int) -> list[tuple[int, int, int]]:
+    """Iso IN packets as (status, offset in the captured data, length).
+
+    Linux's usbmon keeps the buffer's layout (each packet at its offset); a capture whose
+    data holds exactly the packets' bytes one after another (vusb's, USB/IP's) has them packed.
+    """
+    if sum(ln for _, _, ln in descs) != size or all(off + ln <= size for _, off, ln in descs):
+        return descs
+    packed, offset = [], 0
+    for status, _, length in descs:
+        packed.append((status, offset, length))
+        offset += length
+    return packed
 
 
 # ------------------------------------------------------------------ USB/IP in TCP
@@ -444,6 +459,11 @@ def _usbip_session(reading: Reading, where: str, cdata: bytes, sdata: bytes, ccl
             xfer = XFER_CONTROL if ep == 0 else XFER_BULK  # refined from the descriptors later
             t = Transfer(busnum, devnum, xfer, address if ep else (0x80 if direction else 0), _time_at(cclock, pos),
                          length, setup=setup if ep == 0 else None, out=out, interval=interval)
+            if 0 < npackets <= 1024:  # isochronous: the packets' offsets and lengths follow the data
+                t.xfer = XFER_ISO
+                at = pos + size - 16 * npackets
+                t.iso_packets = [(0, off, ln) for off, ln, _, _ in
+                                 (struct.unpack_from("!IIIi", cdata, at + 16 * k) for k in range(npackets))]
             submits[seqnum] = t
             pos += size
         elif command == 2:
@@ -476,6 +496,17 @@ def _usbip_session(reading: Reading, where: str, cdata: bytes, sdata: bytes, ccl
                 t.actual = max(actual, 0)
                 if is_in:
                     t.data = sdata[pos + 48:pos + 48 + max(actual, 0)]
+                if 0 < npackets <= 1024:  # the packets' results; IN data comes packed, one packet after another
+                    at = pos + size - 16 * npackets
+                    results = [struct.unpack_from("!IIIi", sdata, at + 16 * k) for k in range(npackets)]
+                    if is_in:
+                        packed, offset = [], 0
+                        for _, _, got, st in results:
+                            packed.append((st, offset, got))
+                            offset += got
+                        t.iso_packets = packed
+                    else:
+                        t.iso_packets = [(st, off, got) for off, _, got, st in results]
                 done.append(t)
             pos += size
         elif command == 4:

@@ -400,7 +400,7 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
                 last_control = len(rec.control) - 1
             continue
         xfer = t.xfer
-        if reading.kind == "usbip":
+        if reading.kind == "usbip" and xfer != XFER_ISO:
             xfer = types.get((config, t.endpoint), types.get((0, t.endpoint), XFER_BULK))
         wait = max(0.0, t.completed - max(t.submitted, last_done)) if t.is_in else 0.0
         rec.transfers.append(ScriptEntry(t.endpoint, xfer, t.completed - start, t.data if t.is_in else t.out,
