@@ -106,3 +106,17 @@ async def test_the_replayed_input_device_delivers_the_recorded_events(
         await asyncio.sleep(0.2)
     got = input_events((await reader.stop()).stdout_bytes)
     assert got == recorded
+
+
+async def test_the_replayed_serial_adapter_delivers_the_recorded_bytes(
+        clean_guest: Guest, serve_processes: ServeProcesses, tmp_path: Path) -> None:
+    recorded = RECORDED["usb-serial"]["exercise"]["guest_read"].encode("latin-1")
+    devdir, _ = await replay(clean_guest, serve_processes, EMULATED_DEVICES[3], tmp_path)
+    tty = (await clean_guest.wait_for_path(f"{devdir}:1.0/ttyUSB*"))[0].rsplit("/", 1)[1]
+    await clean_guest.run(f"stty -F /dev/{tty} 115200 raw -echo", check=True)
+    reader = await clean_guest.start_background(f"exec cat /dev/{tty}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while loop.time() < deadline and len(await reader.read_stdout()) < len(recorded):
+        await asyncio.sleep(0.2)
+    assert (await reader.stop()).stdout_bytes == recorded
