@@ -14,6 +14,8 @@
     ├── ProfileError                     a YAML profile is wrong (names file, line, column, field)
     │   └── ProfileErrors                several errors of one profile, one line each (vusb check)
     ├── CloneError                       a device could not be cloned (vusb.clone)
+    ├── ProxyError                       a physical device cannot be proxied: not found, no access, no libusb1 (vusb.proxy)
+    │   └── DeviceGone                   the proxied physical device was unplugged (vusb.proxy)
     ├── ControlError                     a control-channel command failed (vusb.control)
     ├── ProtocolError                    bytes from the wire break the USB/IP protocol
     │   └── LimitExceeded                a peer asked for more than the configured bounds
