@@ -12,6 +12,7 @@ recordings.json (written while recording) says what the guest saw the first time
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 from serve_subprocess import ServeProcesses
 
 from vusb.harness import EMULATED_DEVICES, EmulatedDevice, Guest
-from vusb.harness.emulated import input_events
+from vusb.harness.emulated import audio_pattern, input_events
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,3 +121,13 @@ async def test_the_replayed_serial_adapter_delivers_the_recorded_bytes(
     while loop.time() < deadline and len(await reader.read_stdout()) < len(recorded):
         await asyncio.sleep(0.2)
     assert (await reader.stop()).stdout_bytes == recorded
+
+
+async def test_the_replayed_sound_card_plays_what_was_played(
+        clean_guest: Guest, serve_processes: ServeProcesses, tmp_path: Path) -> None:
+    recorded = RECORDED["usb-audio"]["exercise"]
+    devdir, _ = await replay(clean_guest, serve_processes, EMULATED_DEVICES[5], tmp_path)
+    card = (await clean_guest.wait_for_path(f"{devdir}:1.*/sound/card*"))[0].rsplit("card", 1)[1]
+    await clean_guest.write_file("/tmp/pattern.raw", audio_pattern())
+    r = await clean_guest.run(f"aplay -q -D hw:{card},0 -t raw -f S16_LE -r 48000 -c 2 /tmp/pattern.raw", timeout=60)
+    assert (r.returncode, hashlib.sha256(audio_pattern()).hexdigest()) == (0, recorded["sha256"]), r.stderr

@@ -52,6 +52,7 @@ __all__ = [
     "EMULATED_DEVICES",
     "EmulatedDevice",
     "QmpClient",
+    "audio_pattern",
     "disk_pattern",
     "emulated_qemu_args",
     "input_events",
@@ -319,7 +320,8 @@ async def _describe(guest: Guest, bus: int) -> dict[int, dict[str, Any]]:
     return found
 
 
-def _audio_pattern() -> bytes:
+def audio_pattern() -> bytes:
+    """What the recorder plays on usb-audio: :data:`AUDIO_FRAMES` frames of a ramp (left) and its negation."""
     frames = bytearray()
     for i in range(AUDIO_FRAMES):
         left = (i * 37) % 65536 - 32768
@@ -483,7 +485,7 @@ async def _exercise_net(guest: Guest, rig: _Rig, sysfs: str) -> dict[str, Any]:
 
 async def _exercise_audio(guest: Guest, rig: _Rig, sysfs: str) -> dict[str, Any]:
     card = (await guest.wait_for_path(f"{sysfs}:1.*/sound/card*"))[0].rsplit("card", 1)[1]
-    pattern = _audio_pattern()
+    pattern = audio_pattern()
     await guest.write_file("/tmp/pattern.raw", pattern)
     r = await guest.run(f"aplay -q -D hw:{card},0 -t raw -f S16_LE -r 48000 -c 2 /tmp/pattern.raw",
                         timeout=60)
