@@ -167,8 +167,9 @@ class Recording:
             if s.endpoint & 0x80 and s.wait >= 0.005:
                 fields.append(f"wait: {s.wait:.6f}")
             if s.xfer == XFER_ISO:
-                fields.append("iso: [" + ", ".join(f"{ln}" for _, _, ln in s.iso) + "]")
-            xfers.append(f"      - {{{', '.join(fields)}}}")
+                fields.append("iso: [" + ", ".join(f"[{off}, {ln}]" for _, off, ln in s.iso) + "]")
+            note = _bot_note(s.data) if self.device_class == "storage" else ""
+            xfers.append(f"      - {{{', '.join(fields)}}}" + (f"  # {note}" if note else ""))
         if len(xfers) == 1:
             xfers[0] += " []"
         if blob:
@@ -186,6 +187,29 @@ class Recording:
             written.append(path.parent / data_name)
         path.write_text(text, encoding="utf-8")
         return written
+
+
+_SCSI = {0x00: "TEST UNIT READY", 0x03: "REQUEST SENSE", 0x12: "INQUIRY", 0x1A: "MODE SENSE(6)", 0x1B: "START STOP UNIT",
+         0x1E: "PREVENT ALLOW MEDIUM REMOVAL", 0x23: "READ FORMAT CAPACITIES", 0x25: "READ CAPACITY(10)",
+         0x35: "SYNCHRONIZE CACHE(10)", 0x5A: "MODE SENSE(10)", 0x9E: "READ CAPACITY(16)", 0xA0: "REPORT LUNS",
+         0x08: "READ(6)", 0x28: "READ(10)", 0xA8: "READ(12)", 0x88: "READ(16)", 0x0A: "WRITE(6)", 0x2A: "WRITE(10)",
+         0xAA: "WRITE(12)", 0x8A: "WRITE(16)"}
+
+
+def _bot_note(data: bytes) -> str:
+    """A Bulk-Only wrapper in words, for the reader of a storage recording."""
+    if len(data) == 31 and data[:4] == b"USBC" and data[14] & 0x1F:
+        tag = struct.unpack_from("<I", data, 4)[0]
+        cdb = data[15:15 + (data[14] & 0x1F)]
+        name = _SCSI.get(cdb[0], f"operation 0x{cdb[0]:02x}")
+        extra = ""
+        if cdb[0] in (0x28, 0x2A) and len(cdb) >= 10:
+            extra = f" LBA {struct.unpack_from('>I', cdb, 2)[0]}, {struct.unpack_from('>H', cdb, 7)[0]} block(s)"
+        return f"CBW tag {tag}: LUN {data[13] & 0x0F} {name}{extra}"
+    if len(data) == 13 and data[:4] == b"USBS":
+        tag, residue, status = struct.unpack_from("<IIB", data, 4)
+        return f"CSW tag {tag}: status {status}" + (f", residue {residue}" if residue else "")
+    return ""
 
 
 # ================================================================== reading

@@ -34,9 +34,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vusb.constants import Status
+from vusb.constants import Speed, Status
 from vusb.errors import Stall, UsageError
 from vusb.function import NOT_HANDLED, AttachedFunction, ControlResult
+from vusb.protocol import IsoPacket
 from vusb.urb import Completion, SetupPacket, Urb
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class RecordedTransfer:
     wait: float
     index: int  # position in the recording's transfer list
     outs_before: int  # OUT transfers recorded before it (what triggers an IN)
+    iso: tuple[tuple[int, int], ...] | None = None  # isochronous: (offset, length) of each packet in data
 
     @property
     def is_in(self) -> bool:
@@ -158,10 +160,14 @@ class ReplayFunction(AttachedFunction):
         self._by_key: dict[tuple[int, int, int, int], list[RecordedControl]] = {}
         for entry in self.control_entries:
             self._by_key.setdefault(entry.key, []).append(entry)
-        self._outs = [t for t in self.transfer_entries if not t.is_in]
+        self._outs = [t for t in self.transfer_entries if not t.is_in and t.iso is None]
         self._ins: dict[int, list[RecordedTransfer]] = {}
+        self._iso_packets: dict[int, list[bytes]] = {}  # IN endpoint -> recorded packet payloads, in order
         for t in self.transfer_entries:
-            if t.is_in:
+            if t.iso is not None:
+                if t.is_in:
+                    self._iso_packets.setdefault(t.endpoint, []).extend(t.data[o:o + n] for o, n in t.iso)
+            elif t.is_in:
                 self._ins.setdefault(t.endpoint, []).append(t)
         self._progress: asyncio.Event | None = None
         self.reset_conversation()
@@ -177,6 +183,7 @@ class ReplayFunction(AttachedFunction):
         self._remainder: dict[int, bytes] = {}
         self._last_progress = time.monotonic()
         self._exhausted: set[int] = set()
+        self._iso_next: dict[int, int] = {}
         self._notify()
 
     def on_reset(self) -> None:
@@ -301,6 +308,8 @@ class ReplayFunction(AttachedFunction):
     # ------------------------------------------------------------ other endpoints
     def _handle(self, urb: Urb) -> Completion | Awaitable[Completion]:
         address = urb.address
+        if urb.iso_packets is not None:
+            return self._iso(urb, address)
         if urb.is_in:
             return self._take_in(urb, address)
         return self._take_out(urb, address)
@@ -429,6 +438,32 @@ class ReplayFunction(AttachedFunction):
             self._remainder[address] = data[length:]
             data = data[:length]
         return Completion(0, data)
+
+
+    async def _iso(self, urb: Urb, address: int) -> Completion:
+        """An isochronous URB, answered after the frames it spans: OUT data is taken; IN packets come from the
+        recorded packets of that endpoint in order, starting over when they are used up (a stream repeats)."""
+        packets = urb.iso_packets or ()
+        device = self.device
+        frame = 0.001 if device is None or device.speed <= Speed.FULL else 0.000125
+        if self.timing != "asap":
+            await asyncio.sleep(len(packets) * frame)
+        if not urb.is_in:
+            total = sum(p.length for p in packets)
+            return Completion(0, b"", total, iso_packets=tuple(IsoPacket(p.offset, p.length, p.length, 0)
+                                                                 for p in packets))
+        recorded = self._iso_packets.get(address, [])
+        out: list[IsoPacket] = []
+        pieces: list[bytes] = []
+        for p in packets:
+            chunk = b""
+            if recorded:
+                k = self._iso_next.get(address, 0)
+                chunk = recorded[k % len(recorded)][:p.length]
+                self._iso_next[address] = k + 1
+            pieces.append(chunk)
+            out.append(IsoPacket(p.offset, p.length, len(chunk), 0))
+        return Completion(0, b"".join(pieces), iso_packets=tuple(out))
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:

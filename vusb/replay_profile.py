@@ -63,7 +63,7 @@ TRANSFER_ENTRY: dict[str, Field] = {
     "status": Field("str", False, None, help="stall (or another failure)"),
     "actual": Field("int", False, None, 0, help="OUT: bytes the device took, when not all"),
     "wait": Field("float", False, 0.0, 0.0, help="IN: seconds the device held the URB before answering"),
-    "iso": Field("list", False, None, help="isochronous packet lengths (recorded, not replayed)"),
+    "iso": Field("list", False, None, help="isochronous packets: [offset, length] of each in the data"),
 }
 
 
@@ -149,6 +149,28 @@ def read_control(ctx: ProfileContext, node: Node | None, payloads: _Payloads, pa
     return out
 
 
+def _iso(ctx: ProfileContext, loc: Located, data: bytes) -> tuple[tuple[int, int], ...]:
+    packets: list[tuple[int, int]] = []
+    offset = 0
+    for k, item in enumerate(_items(loc.value)):
+        where = f"{loc.path}[{k}]"
+        try:
+            value = yaml.safe_load(yaml.serialize(item))
+            if isinstance(value, int) and not isinstance(value, bool):
+                pair = (offset, value)
+            elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+                pair = (value[0], value[1])
+            else:
+                raise ValueError
+        except (ValueError, yaml.YAMLError):
+            raise ctx.error(item, where, "expected a packet length or [offset, length]") from None
+        if pair[0] < 0 or pair[1] < 0:
+            raise ctx.error(item, where, "offsets and lengths are not negative")
+        packets.append(pair)
+        offset = pair[0] + pair[1]
+    return tuple(packets)
+
+
 def read_transfers(ctx: ProfileContext, node: Node | None, payloads: _Payloads, path: str) -> list[RecordedTransfer]:
     out = []
     outs = 0
@@ -165,8 +187,9 @@ def read_transfers(ctx: ProfileContext, node: Node | None, payloads: _Payloads, 
         data = payloads.read(o[key]) if o[key].value is not None else b""
         status = _status(ctx, o["status"])
         actual = o["actual"].value if o["actual"].value is not None else len(data)
-        out.append(RecordedTransfer(ep, data, status, actual, o["wait"].value, i, outs))
-        if not is_in:
+        iso = _iso(ctx, o["iso"], data) if o["iso"].value is not None else None
+        out.append(RecordedTransfer(ep, data, status, actual, o["wait"].value, i, outs, iso))
+        if not is_in and iso is None:
             outs += 1
     return out
 
