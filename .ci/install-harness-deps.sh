@@ -12,10 +12,13 @@
 #   debian-archive-keyring verifies the Debian kernel packages
 #   ca-certificates        for https mirrors
 #   alsa-utils v4l-utils   aplay/arecord/amidi and v4l2-ctl, copied into the guest (audio, video, MIDI tests)
-#   dfu-util tcpdump       copied into the guest (DFU and network adapter tests)
+#   dfu-util tcpdump       copied into the guest (DFU and network adapter tests; tcpdump also
+#                          records QEMU's emulated devices with usbmon, vusb.harness.emulated)
+#   libusb-1.0-0           the host's libusb, which guests reach through the host root shared
+#                          over 9p (vusb.harness.hostroot: vusb proxy tests run in a guest)
 set -eu
 
-PACKAGES="qemu-system-x86 busybox-static usbip kmod dosfstools gcc libc6-dev cpio xz-utils debian-archive-keyring ca-certificates alsa-utils v4l-utils dfu-util tcpdump"
+PACKAGES="qemu-system-x86 busybox-static usbip kmod dosfstools gcc libc6-dev cpio xz-utils debian-archive-keyring ca-certificates alsa-utils v4l-utils dfu-util tcpdump libusb-1.0-0"
 
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then

@@ -48,7 +48,7 @@ def test_every_built_in_class_registers_through_the_table() -> None:
     reg = registry()
     assert reg.classes[:len(BUILTIN_CLASSES)] == list(BUILTIN_CLASSES) and not reg.problems
     assert set(reg.kinds) == {"hid", "keyboard", "mouse", "mass-storage", "cdc-acm", "gadget-zero",
-                               "printer", "dfu", "ftdi", "cp210x", "ch340", "pl2303", "uvc", "audio", "midi", "ncm", "ecm", "rndis"}
+                               "printer", "dfu", "ftdi", "cp210x", "ch340", "pl2303", "uvc", "audio", "midi", "ncm", "ecm", "rndis", "replay"}
     assert {"scsi-failure", "stall", "corrupt-descriptor"} <= set(reg.faults)
     assert {"type", "move", "eject", "insert", "serial-write", "serial-read", "webcam-show"} <= set(reg.commands)
     assert {"audio-play", "audio-save", "midi-send", "midi-read"} <= set(reg.commands)

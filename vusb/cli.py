@@ -313,6 +313,19 @@ def _clone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    from vusb.record import record_to
+
+    rec, written = record_to(args.capture, args.output, vid_pid=args.vid_pid, device=args.device, speed=args.speed)
+    for warning in rec.warnings:
+        print(f"vusb: warning: {args.capture}: {warning}", file=sys.stderr)
+    desc = rec.clone.descriptor
+    print(f"vusb: wrote {', '.join(str(p) for p in written)} ({desc.vendor_id:04x}:{desc.product_id:04x} at bus "
+          f"{rec.bus} address {rec.address}, class {rec.device_class}: {len(rec.control)} control request(s), "
+          f"{len(rec.transfers)} transfer(s))", file=sys.stderr)
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from vusb.schema import schema_json
 
@@ -472,6 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the speed to serve at (default: what the source says, else a guess)")
     p.add_argument("-o", "--output", metavar="OUT.yaml", help="write the profile here (default: standard output)")
     p.set_defaults(func=_clone)
+
+    p = sub.add_parser("record", help="make a replay profile from a capture (usbmon pcap/pcapng, USB/IP in TCP, "
+                       "vusb's --capture): the descriptors and what the device answered")
+    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    p.add_argument("-o", "--output", metavar="OUT.yaml", required=True,
+                   help="the replay profile to write (large payloads go to OUT.bin beside it)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--vid-pid", metavar="VVVV:PPPP", help="the device with this vendor and product id")
+    which.add_argument("--device", metavar="BUS.ADDR", help="the device at this bus number and address")
+    p.add_argument("--speed", choices=("low", "full", "high", "super"),
+                   help="the speed to serve at (default: what the capture says, else a guess)")
+    p.set_defaults(func=_record)
     return parser
 
 

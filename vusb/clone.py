@@ -18,6 +18,11 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vusb.capture_read import (
+    USBMON_HEADER_SIZE,
+    CaptureReadError,
+    read_packets,
+)
 from vusb.constants import Speed
 from vusb.descriptors import (
     BosDescriptor,
@@ -257,77 +262,21 @@ def _read_text(path: Path) -> str | None:
 
 # ================================================================== pcap / pcapng with usbmon headers
 
-LINKTYPE_USB_LINUX = 189  # 48-byte usbmon header
-LINKTYPE_USB_LINUX_MMAPPED = 220  # 64-byte usbmon header
-_USBMON_HEADER = {LINKTYPE_USB_LINUX: 48, LINKTYPE_USB_LINUX_MMAPPED: 64}
+_USBMON_HEADER = USBMON_HEADER_SIZE  # link type -> usbmon header size (48 for 189, 64 for 220)
 
 
 def _pcap_packets(file: str, data: bytes) -> list[tuple[int, bytes, str]]:
-    """(link type, packet bytes, byte order) of every packet in a pcap or pcapng file."""
-    if len(data) < 4:
-        raise _error(file, "too short to be a pcap or pcapng file")
-    magic = data[:4]
-    if magic == b"\x0a\x0d\x0d\x0a":
-        return _pcapng_packets(file, data)
-    orders = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}
-    order = orders.get(magic)
-    if order is None:
-        raise _error(file, f"not a pcap or pcapng file (starts with {magic.hex(' ')})")
-    if len(data) < 24:
-        raise _error(file, "the pcap header is cut short")
-    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
-    packets = []
-    pos = 24
-    while pos < len(data):
-        if pos + 16 > len(data):
-            raise _error(file, f"packet record header at byte {pos} is cut short")
-        incl = struct.unpack_from(order + "I", data, pos + 8)[0]
-        if pos + 16 + incl > len(data):
-            raise _error(file, f"packet at byte {pos} claims {incl} bytes but the file ends first")
-        packets.append((linktype, data[pos + 16:pos + 16 + incl], order))
-        pos += 16 + incl
-    return packets
-
-
-def _pcapng_packets(file: str, data: bytes) -> list[tuple[int, bytes, str]]:
-    packets = []
-    links: list[int] = []
-    order = "<"
-    pos = 0
-    while pos < len(data):
-        if pos + 12 > len(data):
-            raise _error(file, f"pcapng block at byte {pos} is cut short")
-        if data[pos:pos + 4] == b"\x0a\x0d\x0d\x0a":  # section header: sets the byte order
-            bom = data[pos + 8:pos + 12]
-            order = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(bom, "")
-            if not order:
-                raise _error(file, f"pcapng section at byte {pos} has a bad byte-order magic {bom.hex(' ')}")
-            links = []
-        btype, blen = struct.unpack_from(order + "II", data, pos)
-        if blen < 12 or blen % 4 or pos + blen > len(data):
-            raise _error(file, f"pcapng block at byte {pos} has a bad length {blen}")
-        body = data[pos + 8:pos + blen - 4]
-        if btype == 1:  # interface description
-            links.append(struct.unpack_from(order + "H", body, 0)[0])
-        elif btype == 6:  # enhanced packet
-            iface, _, _, cap = struct.unpack_from(order + "IIII", body, 0)
-            if iface >= len(links):
-                raise _error(file, f"packet at byte {pos} names interface {iface}, which was not described")
-            packets.append((links[iface], body[20:20 + cap], order))
-        elif btype == 3 and links:  # simple packet: interface 0, captured length from the block
-            orig = struct.unpack_from(order + "I", body, 0)[0]
-            packets.append((links[0], body[4:4 + min(orig, len(body) - 4)], order))
-        elif btype == 2:  # obsolete packet block
-            iface = struct.unpack_from(order + "H", body, 0)[0]
-            cap = struct.unpack_from(order + "I", body, 12)[0]
-            if iface < len(links):
-                packets.append((links[iface], body[20:20 + cap], order))
-        pos += blen
-    return packets
+    """(link type, packet bytes, byte order) of every packet in a pcap or pcapng file (:mod:`vusb.capture_read`)."""
+    try:
+        return [(p.linktype, p.data, p.order) for p in read_packets(file, data)]
+    except CaptureReadError as exc:
+        raise CloneError(str(exc)) from exc
 
 
 @dataclass
 class _Seen:
+    """The longest reply to each GET_DESCRIPTOR of one device in a capture."""
+
     device: bytes = b""
     configurations: dict[int, bytes] = field(default_factory=dict)
     strings: dict[tuple[int, int], bytes] = field(default_factory=dict)
@@ -407,8 +356,11 @@ def from_pcap(path: str | Path, address: str | int | None = None) -> Clone:
             raise _error(file, f"address {text} {'is ambiguous' if matches else 'returned no descriptors'}; "
                          f"devices with a device descriptor (bus:address): {names}")
         key = matches[0]
-    seen = devices[key]
-    where = f"{file} (bus {key[0]} address {key[1]})"
+    return clone_from_seen(file, f"{file} (bus {key[0]} address {key[1]})", devices[key])
+
+
+def clone_from_seen(file: str, where: str, seen: _Seen) -> Clone:
+    """A clone from the descriptor replies one device gave in a capture (``where`` names it in errors)."""
     desc = _device(where, seen.device)
     configs = []
     for i in range(desc.num_configurations):

@@ -14,6 +14,8 @@
     ├── ProfileError                     a YAML profile is wrong (names file, line, column, field)
     │   └── ProfileErrors                several errors of one profile, one line each (vusb check)
     ├── CloneError                       a device could not be cloned (vusb.clone)
+    ├── CaptureReadError                 a capture cannot be read: cut short, another link type (vusb.capture_read)
+    │   └── RecordError                  no device in a capture matches, or it makes no replay profile (vusb.record)
     ├── ProxyError                       a physical device cannot be proxied: not found, no access, no libusb1 (vusb.proxy)
     │   └── DeviceGone                   the proxied physical device was unplugged (vusb.proxy)
     ├── ControlError                     a control-channel command failed (vusb.control)

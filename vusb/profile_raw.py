@@ -114,6 +114,7 @@ class RawDescriptors:
         ctx = ctx or self.context
         self.notes = []
         functions: list[tuple[Any, tuple[int, ...], Node, str]] = []
+        others: list[tuple[Function, tuple[int, ...]]] = []
         for (kind, options), (numbers, fnode, fpath) in zip(profile.functions, self.attach, strict=True):
             try:
                 func = kind.build(ctx, options)
@@ -121,11 +122,14 @@ class RawDescriptors:
                 raise
             except VusbError as exc:
                 raise ctx.error(fnode, fpath, str(exc)) from exc
+            if kind.raw_any:  # attaches to whatever interfaces it names (replay): no HID binding
+                others.append((func, numbers))
+                continue
             if not kind.raw_hid:
                 raise ctx.error(fnode, f"{fpath}.kind", f"kind {kind.name!r} cannot be attached to raw descriptors; "
                                 "HID kinds can (hid, keyboard, mouse), other interfaces stall class requests")
             functions.append((func, numbers, fnode, fpath))
-        claimed = {n for _, numbers, _, _ in functions for n in numbers}
+        claimed = {n for _, numbers, _, _ in functions for n in numbers} | {n for _, numbers in others for n in numbers}
         hid = self.hid_interfaces()
         served: dict[int, tuple[int, Node, str]] = {}  # interface -> (report length, node, path) for the check
         for func, numbers, fnode, fpath in functions:
@@ -168,7 +172,7 @@ class RawDescriptors:
             config_bytes.append((bytes(patched), cnode))
         configurations = [_parse_configuration(ctx, raw, cnode, f"descriptors.configurations[{i}]", self.speed)
                           for i, (raw, cnode) in enumerate(config_bytes)]
-        attached: list[tuple[Function, tuple[int, ...]]] = []
+        attached: list[tuple[Function, tuple[int, ...]]] = list(others)
         for func, numbers, fnode, fpath in functions:
             _bind_hid(ctx, func, numbers, configurations, fnode, fpath)
             attached.append((func, numbers))

@@ -74,6 +74,7 @@ BUILTIN_CLASSES: tuple[str, ...] = (
     "vusb.devices.audio.plugin",
     "vusb.devices.midi.plugin",
     "vusb.devices.net.plugin",
+    "vusb.replay_profile",
 )
 """The device classes shipped with vusb: modules with a ``register(registry)`` function."""
 
@@ -106,6 +107,8 @@ class Kind:
     """The class's documentation page, relative to docs/ (``devices/mass-storage.md``)."""
     raw_hid: bool = False
     """Its functions are HID functions that raw-descriptor profiles can attach to a HID interface."""
+    raw_any: bool = False
+    """Its functions attach to any interfaces of raw-descriptor profiles (``interface: [..]``), as they are."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ class Registry:
     # ------------------------------------------------------------ registering
     def add_kind(self, name: str, fields: Mapping[str, Field], build: FunctionBuilder, description: str = "", *,
                  tables: Mapping[str, Mapping[str, Field]] | None = None, docs: str | None = None,
-                 raw_hid: bool = False) -> Kind:
+                 raw_hid: bool = False, raw_any: bool = False) -> Kind:
         """Make a function kind available to profiles."""
         canonical = canonical_name(name)
         if not _NAME.match(canonical):
@@ -200,7 +203,7 @@ class Registry:
         for table in tables or {}:
             if table not in fields or fields[table].kind != "list":
                 raise UsageError(f"kind {canonical!r}: table {table!r} is not one of its list fields")
-        kind = Kind(canonical, dict(fields), build, description, dict(tables or {}), docs, raw_hid)
+        kind = Kind(canonical, dict(fields), build, description, dict(tables or {}), docs, raw_hid, raw_any)
         self.kinds[canonical] = kind
         if "-" in canonical:  # the old spelling of multi-word kinds, still accepted (with a warning)
             self.aliases[canonical.replace("-", "_")] = canonical
@@ -329,6 +332,7 @@ def register_kind(name: str, fields: Mapping[str, Field], build: FunctionBuilder
         options.setdefault("tables", existing.tables)
         options.setdefault("docs", existing.docs)
         options.setdefault("raw_hid", existing.raw_hid)
+        options.setdefault("raw_any", existing.raw_any)
     _registry.add_kind(name, fields, build, description, **options)
 
 

@@ -23,6 +23,7 @@ import os
 
 from vusb.errors import ArgumentError
 
+from .emulated import EMULATED_DEVICES, EmulatedDevice, emulated_qemu_args, record_emulated
 from .guest import (
     GUEST_ADDRESS,
     HOST_FROM_GUEST,
@@ -40,6 +41,7 @@ from .guest import (
     UsbTarget,
     parse_usbip_port,
 )
+from .hostroot import HOST_ROOT_QEMU_ARGS, host_python, mount_host_root, run_on_host_root, start_on_host_root
 from .image import (
     DEFAULT_KERNEL,
     FORMAT_VERSION,
@@ -56,12 +58,15 @@ from .local import LocalVhci
 
 __all__ = [
     "DEFAULT_KERNEL",
+    "EMULATED_DEVICES",
     "FORMAT_VERSION",
     "GUEST_ADDRESS",
     "HOST_FROM_GUEST",
+    "HOST_ROOT_QEMU_ARGS",
     "KERNELS",
     "BackgroundJob",
     "CommandResult",
+    "EmulatedDevice",
     "Guest",
     "GuestBootError",
     "GuestCommandError",
@@ -78,9 +83,15 @@ __all__ = [
     "SyncGuest",
     "UsbTarget",
     "default_cache_dir",
+    "emulated_qemu_args",
     "ensure_image",
     "find_cached_image",
+    "host_python",
+    "mount_host_root",
     "parse_usbip_port",
+    "record_emulated",
+    "run_on_host_root",
+    "start_on_host_root",
     "start_target",
 ]
 

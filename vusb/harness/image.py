@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 #: Bump whenever the content of a built image changes (module list, files).
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 #: The kernel used when none is named.
 DEFAULT_KERNEL = "6.1"
@@ -120,6 +120,11 @@ MODULES: tuple[ModuleSpec, ...] = (
     ModuleSpec("virtio_pci", True),
     ModuleSpec("virtio_console", True),
     ModuleSpec("e1000", True),
+    # The host's root shared read-only with virtio-9p (-virtfs ... mount_tag=hostroot), so a
+    # guest can chroot into it and run the host's own Python and libusb (vusb proxy tests).
+    # Their dependencies (9pnet, netfs, fscache) come from modules.dep.
+    ModuleSpec("9pnet_virtio"),
+    ModuleSpec("9p"),
     # USB/IP client.
     ModuleSpec("usbip_core", True),
     ModuleSpec("vhci_hcd", True),
