@@ -338,3 +338,31 @@ async def test_a_replay_profile_works_in_the_pytest_fixtures(vusb_host: Any, tmp
     host = vusb_host(tmp_path / "replay.yaml")  # a path, as for any profile
     await host.enumerate()
     assert await host.control(VENDOR_IN) == b"\x01"
+
+
+@pytest.mark.parametrize(("policy", "expected_data", "expected_status", "action"), [
+    ("stall", b"", 1, "failed it (CSW status 1, sense ILLEGAL REQUEST)"),
+    ("nearest", "recorded inquiry", 0, "answered as the command at transfers[0]"),
+    ("handler", b"\x00\x80" + b"handled", 0, "passed to the handler"),
+])
+async def test_an_unrecorded_scsi_command_goes_to_the_policy(
+        recorded_disk: Path, monkeypatch: pytest.MonkeyPatch, policy: str, expected_data: object,
+        expected_status: int, action: str) -> None:
+    (recorded_disk.parent / "scsi_answers.py").write_text(
+        "def answer(request, recorded):\n    return bytes([0x00, 0x80]) + b'handled'\n")
+    monkeypatch.syspath_prepend(str(recorded_disk.parent))
+    text = recorded_disk.read_text().replace("unrecorded: stall", f"unrecorded: {policy}")
+    if policy == "handler":
+        text = text.replace("    timing: recorded", "    timing: recorded\n    handler: scsi_answers:answer")
+    recorded_disk.write_text(text)
+    device = load_device(recorded_disk)
+    function = device.functions[0]
+    assert isinstance(function, StorageReplay)
+    async with LocalHost(device) as host:
+        await host.enumerate()
+        recorded_inquiry, _ = await scsi(host, 1, 36, INQUIRY)
+        data, csw = await scsi(host, 2, 96, bytes.fromhex("12 00 00 00 60 00"))  # INQUIRY with another length
+    assert data == (recorded_inquiry if expected_data == "recorded inquiry" else expected_data)
+    assert csw[12] == expected_status
+    assert [d.action for d in function.divergences] == [action]
+    sys.modules.pop("scsi_answers", None)
