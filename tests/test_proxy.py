@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from doc_files import import_doc_files
 from vusb.devices import Keyboard
 from vusb.devices.gadget_zero import GadgetZero, Pattern, pattern_bytes
 
@@ -456,3 +457,11 @@ def test_vusb_imports_and_serves_without_libusb1() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+# ------------------------------------------------------------ docs/proxy.md
+async def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
+    example = import_doc_files("proxy.md", tmp_path)["proxy_example"]
+    seen = await example.main()
+    # The rule's stall never reached the device, nor the hook behind the rules: only the device's answers did.
+    assert seen == [bytes([0, 0, 4, 0, 0, 0, 0, 0]), bytes(8)]
