@@ -114,6 +114,7 @@ def _proxy(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         current = [proxy]
+        unplugged: list[ProxyDevice] = []
         tasks: set[asyncio.Task[None]] = set()
 
         def gone(device: ProxyDevice) -> None:
@@ -126,6 +127,7 @@ def _proxy(args: argparse.Namespace) -> int:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             else:
+                unplugged.append(device)
                 stop.set()
 
         async def comeback() -> None:
@@ -164,13 +166,17 @@ def _proxy(args: argparse.Namespace) -> int:
             if args.record:
                 print(f"  recording the session to {args.record} (usbmon form; vusb record reads it)", flush=True)
             await stop.wait()
-            print("vusb: shutting down; giving the device back", flush=True)
+            if unplugged:
+                print(f"vusb: stopping: --device {args.device} was unplugged (a replugged device gets a new address)",
+                      file=sys.stderr, flush=True)
+            else:
+                print("vusb: shutting down; giving the device back", flush=True)
         finally:
             for task in tasks:
                 task.cancel()
             await server.close()
             current[0].close()
-        return 0
+        return 1 if unplugged else 0
 
     result: int = run(main(), use_uvloop=not args.no_uvloop)
     return result

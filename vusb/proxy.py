@@ -279,7 +279,8 @@ class ProxyDevice(Device):
             except ProxyError as exc:
                 log.warning("%s: giving it back to the operating system: %s", self.describe(), exc)
             else:
-                log.info("%s: given back to the operating system", self.describe())
+                log.info("%s: %s", self.describe(), "released (it was unplugged)" if self.gone
+                         else "given back to the operating system")
 
     def __enter__(self) -> ProxyDevice:
         return self.open()

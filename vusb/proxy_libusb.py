@@ -286,6 +286,14 @@ class LibusbBackend(ProxyBackend):
     def _give_back(self) -> None:
         """Release the interfaces, restore the configuration and re-attach the detached kernel drivers."""
         usb1 = self.usb1
+        try:
+            self.handle.getConfiguration()
+        except usb1.USBErrorNoDevice:
+            self._claimed = []
+            self._detached = []  # unplugged: its drivers went with it, nothing to give back
+            return
+        except usb1.USBError:
+            pass
         self._release_interfaces()
         try:
             if self._original_configuration and self.active_configuration() != self._original_configuration:
