@@ -1,4 +1,4 @@
-"""``python -m vusb.harness.emulated record`` still makes the recordings that are committed.
+"""``python -m vusb.harness record-emulated`` still makes the recordings that are committed.
 
 It boots its own guest with QEMU's six devices, records them with usbmon and exercises
 them. A fresh recording differs in timestamps and URB ids, so what is compared with

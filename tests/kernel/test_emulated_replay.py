@@ -1,7 +1,7 @@
 """Devices nobody here wrote, recorded once and replayed to a real kernel.
 
 tests/data/recordings holds usbmon captures of QEMU's own USB devices as a 6.1 guest
-drove them (see its README.md and ``python -m vusb.harness.emulated record``). For each,
+drove them (see its README.md and ``python -m vusb.harness record-emulated``). For each,
 ``vusb record`` builds a replay profile and ``vusb serve`` serves it into the shared 6.1
 guest over USB/IP. The guest must see the same device: the same ids, speed and strings,
 the same driver on every interface; the replayed disk must hold the recorded blocks, and
