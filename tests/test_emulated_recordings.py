@@ -7,6 +7,7 @@ them are in tests/kernel/test_emulated_replay.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -52,6 +53,7 @@ def test_the_manifest_names_the_device_and_its_drivers(device: Any) -> None:
     assert (fact["vendor_id"], fact["product_id"], fact["product"]) == (
         f"{device.vendor_id:04x}", f"{device.product_id:04x}", device.product)
     assert tuple(i["driver"] for i in fact["interfaces"]) == device.drivers
+    assert hashlib.sha256((RECORDINGS / fact["file"]).read_bytes()).hexdigest() == fact["pcap_sha256"]
 
 
 def test_the_storage_recording_holds_every_block_of_the_disk() -> None:
