@@ -10,9 +10,11 @@ is wrapped into the TCP stream Wireshark records.
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -259,3 +261,16 @@ def test_reading_a_capture_reports_the_transfers_per_device(tmp_path: Path) -> N
     assert len(reading.transfers) == 1
     transfers = next(iter(reading.transfers.values()))
     assert transfers[0].setup is not None and transfers[0].setup[:2] == b"\x80\x06"
+
+
+RECORDINGS = DATA / "recordings"
+SPEEDS = {"1.5": "LOW", "12": "FULL", "480": "HIGH", "5000": "SUPER"}
+MANIFEST = json.loads((RECORDINGS / "recordings.json").read_text())["devices"]
+
+
+@pytest.mark.parametrize("recorded", MANIFEST, ids=[d["name"] for d in MANIFEST])
+def test_qemus_devices_record_at_the_speed_the_guest_saw_without_being_told(recorded: dict[str, Any]) -> None:
+    rec = record(RECORDINGS / f"{recorded['name']}.pcap")
+    assert rec.clone.speed is not None and rec.clone.speed.name == SPEEDS[recorded["speed"]], rec.clone.speed_note
+    desc = rec.clone.descriptor
+    assert (f"{desc.vendor_id:04x}", f"{desc.product_id:04x}") == (recorded["vendor_id"], recorded["product_id"])

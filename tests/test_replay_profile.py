@@ -366,3 +366,44 @@ async def test_an_unrecorded_scsi_command_goes_to_the_policy(
     assert csw[12] == expected_status
     assert [d.action for d in function.divergences] == [action]
     sys.modules.pop("scsi_answers", None)
+
+
+async def test_a_hid_replay_takes_an_unrecorded_output_report_on_its_interrupt_out() -> None:
+    text = DESCRIPTORS.replace("07 05 01 02 40 00 00", "07 05 01 03 08 00 0a")  # 0x01 becomes interrupt OUT
+    device = parse_profile(text + "    class: hid\n").build()
+    function = device.functions[0]
+    assert isinstance(function, ReplayFunction)
+    async with LocalHost(device) as host:
+        await host.enumerate()
+        assert await host.transfer_out(0x01, b"\x02") == 1  # Caps Lock's LED, say: taken, not stalled
+    assert [d.action for d in function.divergences] == ["accepted (a HID output report)"]
+
+
+TRIGGERED = """\
+    control:
+      - {setup: "40 10 01 00 00 00 00 00", config: 1}  # a vendor "start streaming"
+    transfers:
+      - {ep: 0x81, in: "5a 5a", after: "control[0]"}
+"""
+
+
+async def test_an_in_transfer_waits_for_the_control_request_that_triggered_it() -> None:
+    device, function = replay_device(TRIGGERED)
+    async with LocalHost(device) as host:  # type: ignore[arg-type]
+        await host.enumerate()
+        data = asyncio.ensure_future(host.transfer_in(0x81, 64, timeout=5))
+        await asyncio.sleep(0.05)
+        assert not data.done()
+        await host.control(SetupPacket(0x40, 0x10, 1, 0, 0))
+        assert await data == b"ZZ"
+    assert function.divergences == []
+
+
+async def test_a_trigger_the_host_never_sends_does_not_starve_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vusb.replay.TRIGGER_GRACE", 0.05)
+    device, function = replay_device(TRIGGERED)
+    async with LocalHost(device) as host:  # type: ignore[arg-type]
+        await host.enumerate()
+        assert await host.transfer_in(0x81, 64, timeout=5) == b"ZZ"
+    assert [d.action for d in function.divergences] == ["served anyway"]
+    assert "which the host has not sent" in function.divergences[0].recorded

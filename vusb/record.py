@@ -90,6 +90,7 @@ class ScriptEntry:
     wait: float
     config: int
     iso: list[tuple[int, int, int]] = field(default_factory=list)
+    after_control: int | None = None
 
 
 @dataclass
@@ -166,6 +167,8 @@ class Recording:
                 fields.append(f"actual: {s.actual}")
             if s.endpoint & 0x80 and s.wait >= 0.005:
                 fields.append(f"wait: {s.wait:.6f}")
+            if s.after_control is not None:
+                fields.append(f'after: "control[{s.after_control}]"')
             if s.xfer == XFER_ISO:
                 fields.append("iso: [" + ", ".join(f"[{off}, {ln}]" for _, off, ln in s.iso) + "]")
             note = _bot_note(s.data) if self.device_class == "storage" else ""
@@ -310,6 +313,34 @@ def _class_of(configs: list[ConfigurationDescriptor]) -> str:
     return "none"
 
 
+def speed_from_intervals(transfers: list[Transfer], configurations: list[bytes]) -> Speed | None:
+    """The speed the interrupt URBs' intervals say the device ran at, or None if they cannot tell.
+
+    Linux keeps an interrupt URB's interval in the bus's unit, rounded down to a power of
+    two: at high speed 2**(bInterval-1) microframes, at full and low speed bInterval frames.
+    Where the two differ (bInterval 3, 4 and up), the interval in the capture tells the speed.
+    """
+    intervals: dict[int, int] = {}
+    for raw in configurations:
+        for itf in ConfigurationDescriptor.parse(raw).interfaces:
+            for ep in itf.endpoints:
+                if int(ep.transfer_type) == 3 and ep.interval:
+                    intervals.setdefault(ep.address, ep.interval)
+    for t in transfers:
+        b = intervals.get(t.endpoint)
+        if t.xfer != XFER_INTERRUPT or not t.interval or b is None:
+            continue
+        high = 1 << min(b - 1, 15)
+        full = 1 << (b.bit_length() - 1)
+        if high == full:
+            continue
+        if t.interval == high:
+            return Speed.HIGH
+        if t.interval == full:
+            return Speed.FULL
+    return None
+
+
 def record(path: str | Path, *, vid_pid: str | None = None, device: str | None = None,
            speed: str | None = None) -> Recording:
     """Read ``path`` and record the device the options pick (see :func:`choose`)."""
@@ -327,6 +358,11 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
         clone.speed, clone.speed_note = Speed.parse(speed), ""
     elif key in reading.speeds:
         clone.speed, clone.speed_note = Speed(reading.speeds[key]), "from the USB/IP import reply"
+    else:
+        seen = speed_from_intervals(transfers, clone.configurations)
+        if seen is not None and not (seen == Speed.FULL and clone.speed == Speed.LOW):
+            clone.speed = seen
+            clone.speed_note = "from the interrupt URBs' intervals in the capture (give --speed if wrong)"
     configs = [ConfigurationDescriptor.parse(raw) for raw in clone.configurations]
     types: dict[tuple[int, int], int] = {}  # (configuration value, endpoint address) -> usbmon transfer type
     usbmon_type = {0: XFER_CONTROL, 1: XFER_ISO, 2: XFER_BULK, 3: XFER_INTERRUPT}
@@ -341,6 +377,7 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
     config = 0
     alts: dict[int, int] = {}
     last_done = start
+    last_control: int | None = None  # the control entry recorded since the last OUT transfer, if any
     for t in transfers:
         assert t.completed is not None
         if t.endpoint & 0x7F == 0:
@@ -359,15 +396,19 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
             rec.control.append(ControlEntry(t.setup, config, alt, t.data if setup.is_in else None, t.out, t.status,
                                             t.completed - start))
             last_done = t.completed
+            if (setup.request_type >> 5) & 3 and not setup.is_in:  # a class or vendor command: it may start data
+                last_control = len(rec.control) - 1
             continue
         xfer = t.xfer
         if reading.kind == "usbip":
             xfer = types.get((config, t.endpoint), types.get((0, t.endpoint), XFER_BULK))
         wait = max(0.0, t.completed - max(t.submitted, last_done)) if t.is_in else 0.0
         rec.transfers.append(ScriptEntry(t.endpoint, xfer, t.completed - start, t.data if t.is_in else t.out,
-                                         t.status, t.actual, t.length, wait, config, list(t.iso_packets)))
+                                         t.status, t.actual, t.length, wait, config, list(t.iso_packets),
+                                         last_control if t.is_in and xfer != XFER_ISO else None))
         if not t.is_in:
             last_done = t.completed
+            last_control = None
     never = reading.incomplete.get(key, [])
     if never:
         eps = sorted({t.endpoint for t in never})

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vusb.constants import Speed, Status
+from vusb.constants import Speed, Status, TransferType
 from vusb.errors import Stall, UsageError
 from vusb.function import NOT_HANDLED, AttachedFunction, ControlResult
 from vusb.protocol import IsoPacket
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vusb.replay")
 
 POLICIES = ("stall", "nearest", "handler")
+TRIGGER_GRACE = 1.0
+"""Seconds an IN transfer waits, beyond its recorded wait, for the control request recorded before it."""
 TIMINGS = ("recorded", "asap", "on-demand")
 CLASSES = ("none", "storage", "hid", "cdc")
 STATUS_NAMES = {"stall": Status.EPIPE, "error": -71, "overflow": -75, "shutdown": Status.ESHUTDOWN,
@@ -87,6 +89,7 @@ class RecordedTransfer:
     index: int  # position in the recording's transfer list
     outs_before: int  # OUT transfers recorded before it (what triggers an IN)
     iso: tuple[tuple[int, int], ...] | None = None  # isochronous: (offset, length) of each packet in data
+    after_control: int | None = None  # IN: the control request recorded just before it (what triggered it)
 
     @property
     def is_in(self) -> bool:
@@ -140,7 +143,8 @@ class ReplayFunction(AttachedFunction):
     """Answers the host as a recorded device did (see the module's docstring)."""
 
     def __init__(self, control: Sequence[RecordedControl], transfers: Sequence[RecordedTransfer], *,
-                 policy: str = "stall", handler: Handler | None = None, timing: str = "recorded") -> None:
+                 policy: str = "stall", handler: Handler | None = None, timing: str = "recorded",
+                 device_class: str = "none") -> None:
         super().__init__()
         if policy not in POLICIES:
             raise UsageError(f"unrecorded policy {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -153,6 +157,8 @@ class ReplayFunction(AttachedFunction):
         self.policy = policy
         self.handler = handler
         self.timing = timing
+        self.device_class = device_class
+        """The class-aware replay in use (``class:`` of the profile): none, storage, hid or cdc."""
         self.divergences: list[Divergence] = []
         """Every divergence from the recording, in order (also logged on ``vusb.replay``)."""
         self.served = 0
@@ -177,6 +183,7 @@ class ReplayFunction(AttachedFunction):
         """Start the recording over (a reset or a new configuration)."""
         self._asked: dict[tuple[tuple[int, int, int, int], int, int | None], int] = {}
         self._control_cursor = -1
+        self._control_answered = -1  # the highest recorded control entry answered so far
         self._out_cursor = 0  # OUT transfers matched so far (ordinal among OUTs)
         self._in_cursor: dict[int, int] = {ep: 0 for ep in self._ins}
         self._released: dict[int, int] = {ep: 0 for ep in self._ins}
@@ -268,6 +275,9 @@ class ReplayFunction(AttachedFunction):
             self._asked[state_key] = n + 1
             entry = same[min(n, len(same) - 1)]
             self._control_cursor = entry.index
+            if entry.index > self._control_answered:
+                self._control_answered = entry.index
+                self._notify()
             if not setup.is_in and entry.out and data != entry.out:
                 self.diverged(f"{setup.describe()} with data {_preview(data)}",
                               f"{entry.describe()} with data {_preview(entry.out)}", "answered as recorded")
@@ -326,6 +336,9 @@ class ReplayFunction(AttachedFunction):
         if match is not None:
             self.diverged(what, recorded, f"resynchronised at the same write, {self._outs[match].describe()}")
             return self._consume_out(match, data)
+        if self.device_class == "hid" and self._is_interrupt(address):
+            self.diverged(what, recorded, "accepted (a HID output report)")
+            return Completion(0, b"", len(data))
         if self.policy == "nearest":
             near = self._find_out(address, lambda t: True, score=lambda t: _common_prefix(t.data, data))
             if near is not None:
@@ -340,6 +353,11 @@ class ReplayFunction(AttachedFunction):
             return Completion(0, b"", len(data))
         self.diverged(what, recorded, "stalled")
         return Completion(Status.EPIPE)
+
+    def _is_interrupt(self, address: int) -> bool:
+        device = self.device
+        endpoint = device.endpoints.get(address) if device is not None else None
+        return endpoint is not None and endpoint.transfer_type == TransferType.INTERRUPT
 
     def _find_out(self, address: int, accept: Callable[[RecordedTransfer], bool],
                   score: Callable[[RecordedTransfer], int] | None = None) -> int | None:
@@ -386,9 +404,13 @@ class ReplayFunction(AttachedFunction):
             return self._deliver(address, rest, urb.length)
         entry = self._ready(address)
         if entry is not None and entry.outs_before <= self._out_cursor and self._may_go(address) and (
-                self.timing != "recorded" or entry.wait <= 0.0):
+                self.timing != "recorded" or entry.wait <= 0.0) and self._triggered(entry):
             return self._serve(address, entry, urb.length)
         return self._wait_in(urb, address)
+
+    def _triggered(self, entry: RecordedTransfer) -> bool:
+        """Whether the control request recorded just before ``entry`` (if any) has been answered."""
+        return entry.after_control is None or self._control_answered >= entry.after_control
 
     def _may_go(self, address: int) -> bool:
         return self.timing != "on-demand" or self._in_cursor[address] < self._released[address]
@@ -407,6 +429,25 @@ class ReplayFunction(AttachedFunction):
             if entry.outs_before > self._out_cursor or not self._may_go(address):
                 await self._changed()
                 continue
+            if not self._triggered(entry):
+                # The request that came before it in the recording (a vendor "start", say) has not come. A host
+                # that never sends it must not starve: after the recorded wait and a second more, it goes anyway.
+                limit = arrived + entry.wait + TRIGGER_GRACE
+                now = time.monotonic()
+                if now < limit:
+                    waiter = asyncio.ensure_future(self._changed())
+                    try:
+                        await asyncio.wait_for(asyncio.shield(waiter), limit - now)
+                    except TimeoutError:
+                        pass
+                    finally:
+                        waiter.cancel()
+                    continue
+                assert entry.after_control is not None
+                self.diverged(f"IN ep 0x{address:02x}", f"{entry.describe()} after "
+                              f"{self.control_entries[entry.after_control].describe()}, which the host has not sent",
+                              "served anyway")
+                self._control_answered = max(self._control_answered, entry.after_control)
             if self.timing == "recorded" and entry.wait > 0:
                 due = max(arrived, self._last_progress) + entry.wait
                 now = time.monotonic()

@@ -64,6 +64,7 @@ TRANSFER_ENTRY: dict[str, Field] = {
     "actual": Field("int", False, None, 0, help="OUT: bytes the device took, when not all"),
     "wait": Field("float", False, 0.0, 0.0, help="IN: seconds the device held the URB before answering"),
     "iso": Field("list", False, None, help="isochronous packets: [offset, length] of each in the data"),
+    "after": Field("str", False, None, help="IN: control[N], the control request recorded just before it"),
 }
 
 
@@ -171,7 +172,18 @@ def _iso(ctx: ProfileContext, loc: Located, data: bytes) -> tuple[tuple[int, int
     return tuple(packets)
 
 
-def read_transfers(ctx: ProfileContext, node: Node | None, payloads: _Payloads, path: str) -> list[RecordedTransfer]:
+def _after(ctx: ProfileContext, loc: Located, controls: int) -> int:
+    text = str(loc.value).strip()
+    if not (text.startswith("control[") and text.endswith("]") and text[8:-1].isdigit()):
+        raise ctx.error(loc.node, loc.path, f"{text!r}: expected control[N], an entry of the control list")
+    index = int(text[8:-1])
+    if index >= controls:
+        raise ctx.error(loc.node, loc.path, f"{text}: the control list has {controls} entries")
+    return index
+
+
+def read_transfers(ctx: ProfileContext, node: Node | None, payloads: _Payloads, path: str,
+                   controls: int = 0) -> list[RecordedTransfer]:
     out = []
     outs = 0
     for i, item in enumerate(_items(node)):
@@ -188,7 +200,10 @@ def read_transfers(ctx: ProfileContext, node: Node | None, payloads: _Payloads, 
         status = _status(ctx, o["status"])
         actual = o["actual"].value if o["actual"].value is not None else len(data)
         iso = _iso(ctx, o["iso"], data) if o["iso"].value is not None else None
-        out.append(RecordedTransfer(ep, data, status, actual, o["wait"].value, i, outs, iso))
+        after = _after(ctx, o["after"], controls) if o["after"].value is not None else None
+        if after is not None and not is_in:
+            raise ctx.error(o["after"].node, o["after"].path, "after: is for IN transfers (what triggered them)")
+        out.append(RecordedTransfer(ep, data, status, actual, o["wait"].value, i, outs, iso, after))
         if not is_in and iso is None:
             outs += 1
     return out
@@ -198,7 +213,7 @@ def build(ctx: ProfileContext, o: dict[str, Located]) -> ReplayFunction:
     payloads = _Payloads(ctx, o["data_file"])
     path = o["control"].path.rsplit(".", 1)[0]
     control = read_control(ctx, o["control"].value, payloads, f"{path}.control")
-    transfers = read_transfers(ctx, o["transfers"].value, payloads, f"{path}.transfers")
+    transfers = read_transfers(ctx, o["transfers"].value, payloads, f"{path}.transfers", len(control))
     handler = None
     if o["handler"].value is not None:
         try:
@@ -208,7 +223,8 @@ def build(ctx: ProfileContext, o: dict[str, Located]) -> ReplayFunction:
     elif o["unrecorded"].value == "handler":
         raise ctx.error(o["unrecorded"].node, o["unrecorded"].path, "unrecorded: handler needs handler: "
                         "module:function")
-    options: dict[str, Any] = {"policy": o["unrecorded"].value, "handler": handler, "timing": o["timing"].value}
+    options: dict[str, Any] = {"policy": o["unrecorded"].value, "handler": handler, "timing": o["timing"].value,
+                               "device_class": o["class"].value}
     try:
         if o["class"].value == "storage":
             from vusb.replay_storage import StorageReplay

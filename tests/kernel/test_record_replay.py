@@ -1,7 +1,8 @@
 """Record a device as a real kernel drives it, replay the recording to the kernel, and get the same.
 
 Each test serves a vusb device with a usbmon-form capture (what ``tcpdump -i usbmonN``
-writes on a machine with the hardware) while the guest's own drivers use it, turns
+writes on a machine with the hardware; the disk also with the USB/IP form, the TCP stream
+Wireshark records) while the guest's own drivers use it, turns
 the capture into a replay profile with ``vusb record`` (the function the command
 calls), and attaches the replay to the guest: the same driver binds, and the data the
 guest reads is what the original device gave.
@@ -51,13 +52,15 @@ async def read_disk(guest: Guest, devdir: str, blocks: int) -> bytes:
     return got.stdout_bytes
 
 
-async def test_a_recorded_disk_replays_the_same_blocks_to_usb_storage(clean_guest: Guest, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["usbmon", "usbip"])
+async def test_a_recorded_disk_replays_the_same_blocks_to_usb_storage(clean_guest: Guest, tmp_path: Path,
+                                                                      form: str) -> None:
     image = random.Random(16).randbytes(2 * 1024 * 1024)
     (tmp_path / "disk.img").write_bytes(image)
     (tmp_path / "disk.yaml").write_text(DISK_PROFILE)
     original = load_device(tmp_path / "disk.yaml")
-    capture = tmp_path / "disk.pcap"
-    async with Server([original], port=0, capture=str(capture), capture_format="usbmon") as server:
+    capture = tmp_path / "disk.pcap"  # as usbmon records it, or the USB/IP session in TCP as Wireshark does
+    async with Server([original], port=0, capture=str(capture), capture_format=form) as server:
         port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
         devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
         assert await driver_of(clean_guest, devdir) == "usb-storage"
