@@ -305,6 +305,11 @@ class LibusbBackend(ProxyBackend):
             try:
                 self.handle.attachKernelDriver(number)
                 log.info("%s: kernel driver of interface %d re-attached", self.description, number)
+            except usb1.USBErrorBusy:
+                # A driver bound to an earlier interface claimed this one too (snd-usb-audio takes
+                # its streaming interfaces with the control one): it is back already.
+                log.info("%s: interface %d is bound again (its driver took it with another interface)",
+                         self.description, number)
             except usb1.USBError as exc:
                 log.warning("%s: could not re-attach the kernel driver of interface %d: %s", self.description,
                             number, exc)
