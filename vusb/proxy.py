@@ -125,9 +125,11 @@ class ProxyEndpoint(Endpoint):
         flight = self.flights.get(id(urb))
         if flight is not None:
             flight.land()  # a result already in: the URB gets it (RET_SUBMIT, then RET_UNLINK 0)
-        if urb in self._iso:
-            return self._unlink_iso(urb)
-        return super().unlink(urb)
+        cancelled = self._unlink_iso(urb) if urb in self._iso else super().unlink(urb)
+        if self.proxy.log_transfers:
+            self.proxy._log(urb, "unlinked by the host: " + (
+                "its transfer was cancelled" if cancelled else "it had its answer already"))
+        return cancelled
 
     # ------------------------------------------------------------ isochronous: pipelined
     def submit(self, urb: Urb) -> None:
