@@ -258,8 +258,7 @@ class ProxyDevice(Device):
         self._endpoints = endpoints
 
     def describe(self) -> str:
-        d = self.descriptor
-        return f"{d.vendor_id:04x}:{d.product_id:04x} ({self.backend.description})"
+        return self.backend.description
 
     # ------------------------------------------------------------ the physical device
     def open(self) -> ProxyDevice:
@@ -320,7 +319,7 @@ class ProxyDevice(Device):
         setup = urb.setup
         if urb.ep == 0:
             assert setup is not None
-            data = b"" if setup.is_in else bytes(urb.data)
+            data = b"" if setup.is_in else bytes(urb.data[:setup.length])  # wLength is the host's, never longer
             return TransferRequest(0x80 if setup.is_in else 0, TransferType.CONTROL,
                                    setup.length if setup.is_in else len(data), data, setup)
         address = urb.address
@@ -395,10 +394,13 @@ class ProxyDevice(Device):
 
         def done(result: TransferResult) -> None:  # any thread
             flight.arrived = result
-            if threading.get_ident() == loop_thread:
-                loop.call_soon(flight.land)
-            else:
-                loop.call_soon_threadsafe(flight.land)
+            try:
+                if threading.get_ident() == loop_thread:
+                    loop.call_soon(flight.land)
+                else:
+                    loop.call_soon_threadsafe(flight.land)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits for this URB any more
 
         if self.log_transfers:
             self._log(urb, f"to the device: {len(request.data)} bytes out, {request.length if request.is_in else 0} in")

@@ -133,6 +133,12 @@ class LibusbBackend(ProxyBackend):
                 self.bos = self._read_descriptor(15, 0, None)
             except ProxyError:
                 self.bos = None
+        try:
+            product = handle.getProduct()
+        except (usb1.USBError, UnicodeDecodeError, ValueError):
+            product = None
+        if product:
+            self.description = f"bus {self.bus} device {self.address} ({vid:04x}:{pid:04x} {product.strip()})"
         self._detached: list[int] = []
         self._claimed: list[int] = []
         self._original_configuration = 0
