@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -29,12 +30,13 @@ from vusb.devices.gadget_zero import GadgetZero, Pattern, pattern_bytes
 from vusb import faults
 from vusb.cli import main as cli_main
 from vusb.client import RemoteDevice, list_devices
-from vusb.constants import Status
+from vusb.constants import Status, TransferType
 from vusb.device import Device
 from vusb.errors import ConnectionClosed, ProfileError, Stall, TransferError, TransferTimeout
 from vusb.profile import load_profile
 from vusb.protocol import IsoPacket
 from vusb.proxy import DROP, ProxyDevice, ProxyError, parse_fault_option, read_fault_rules
+from vusb.proxy_backend import DeviceGone, TransferRequest, TransferResult
 from vusb.proxy_fake import FakeBackend
 from vusb.record import record_to
 from vusb.server import Server
@@ -487,3 +489,327 @@ async def test_vusb_record_makes_a_replay_of_the_proxy_s_recording(tmp_path: Pat
         assert await host.transfer_in(BULK_IN, 64) == b"recorded"
     assert info.device_bytes == hardware.descriptor.to_bytes()
     assert info.configuration_bytes[0] == hardware.configurations[0].to_bytes()
+
+
+# ------------------------------------------------------------ the libusb backend's glue, on a stand-in for python-libusb1
+# The real library against real (QEMU-emulated) devices is in tests/kernel/test_proxy_kernel.py; here a
+# stand-in module records what the backend asks libusb, so the mapping is checked everywhere.
+
+class USBError(Exception):
+    pass
+
+
+class USBErrorNoDevice(USBError):
+    pass
+
+
+class USBErrorNotFound(USBError):
+    pass
+
+
+class USBErrorBusy(USBError):
+    pass
+
+
+class USBErrorAccess(USBError):
+    pass
+
+
+class USBErrorNotSupported(USBError):
+    pass
+
+
+class USBErrorInterrupted(USBError):
+    pass
+
+
+class StubTransfer:
+    def __init__(self, usb1: StubUsb1) -> None:
+        self.usb1 = usb1
+        self.kind = ""
+        self.args: tuple[Any, ...] = ()
+        self.callback: Callable[[StubTransfer], None] | None = None
+        self.status = 0
+        self.actual = 0
+        self.buffer = b""
+        self.packets: list[tuple[int, bytes]] = []
+
+    def setControl(self, *args: Any, callback: Any) -> None:
+        self.kind, self.args, self.callback = "control", args, callback
+
+    def setBulk(self, endpoint: int, buffer: Any, callback: Any) -> None:
+        self.kind, self.args, self.callback = "bulk", (endpoint, buffer), callback
+
+    def setInterrupt(self, endpoint: int, buffer: Any, callback: Any) -> None:
+        self.kind, self.args, self.callback = "interrupt", (endpoint, buffer), callback
+
+    def setIsochronous(self, endpoint: int, buffer: Any, callback: Any,
+                       iso_transfer_length_list: list[int]) -> None:
+        self.kind, self.args, self.callback = "iso", (endpoint, buffer, iso_transfer_length_list), callback
+
+    def submit(self) -> None:
+        if self.usb1.gone:
+            raise USBErrorNoDevice("LIBUSB_ERROR_NO_DEVICE")
+        self.usb1.submitted.append(self)
+
+    def cancel(self) -> None:
+        self.usb1.cancelled.append(self)
+
+    def finish(self, status: int, data: bytes = b"", packets: list[tuple[int, bytes]] | None = None) -> None:
+        self.status, self.buffer, self.actual, self.packets = status, data, len(data), packets or []
+        assert self.callback is not None
+        self.callback(self)
+
+    def doom(self) -> None:
+        pass
+
+    def getStatus(self) -> int:
+        return self.status
+
+    def getActualLength(self) -> int:
+        return self.actual
+
+    def getBuffer(self) -> bytes:
+        return self.buffer
+
+    def iterISO(self) -> list[tuple[int, bytes]]:
+        return self.packets
+
+
+KEYBOARD_CONFIG = bytes.fromhex("0902220001010080320904000001030101000921110100012234000705810308000a")
+
+
+class StubHandle:
+    def __init__(self, usb1: StubUsb1) -> None:
+        self.usb1 = usb1
+        self.configuration = 1
+        self.drivers = {0: True}
+        self.calls: list[tuple[Any, ...]] = []
+
+    def controlRead(self, request_type: int, request: int, value: int, index: int, length: int,
+                    timeout: int) -> bytes:
+        if value >> 8 == 1:
+            return bytes.fromhex("12010002000000082706010000000102000101")[:length]
+        return KEYBOARD_CONFIG[:length]
+
+    def getProduct(self) -> str:
+        return "Stub Keyboard"
+
+    def getConfiguration(self) -> int:
+        if self.usb1.gone:
+            raise USBErrorNoDevice("LIBUSB_ERROR_NO_DEVICE")
+        return self.configuration
+
+    def kernelDriverActive(self, number: int) -> bool:
+        return self.drivers.get(number, False)
+
+    def detachKernelDriver(self, number: int) -> None:
+        self.drivers[number] = False
+        self.calls.append(("detach", number))
+
+    def attachKernelDriver(self, number: int) -> None:
+        self.drivers[number] = True
+        self.calls.append(("attach", number))
+
+    def claimInterface(self, number: int) -> None:
+        self.calls.append(("claim", number))
+
+    def releaseInterface(self, number: int) -> None:
+        self.calls.append(("release", number))
+
+    def setConfiguration(self, value: int) -> None:
+        self.configuration = value
+        self.calls.append(("set_configuration", value))
+
+    def setInterfaceAltSetting(self, number: int, alternate: int) -> None:
+        self.calls.append(("set_interface", number, alternate))
+
+    def clearHalt(self, endpoint: int) -> None:
+        self.calls.append(("clear_halt", endpoint))
+
+    def getTransfer(self, iso_packets: int, short_is_error: bool, add_zero_packet: bool) -> StubTransfer:
+        return StubTransfer(self.usb1)
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+
+
+class StubDevice:
+    def __init__(self, usb1: StubUsb1, bus: int, address: int, ids: tuple[int, int], device_class: int = 0) -> None:
+        self.usb1, self.bus, self.address, self.ids, self.device_class = usb1, bus, address, ids, device_class
+
+    def getVendorID(self) -> int:
+        return self.ids[0]
+
+    def getProductID(self) -> int:
+        return self.ids[1]
+
+    def getBusNumber(self) -> int:
+        return self.bus
+
+    def getDeviceAddress(self) -> int:
+        return self.address
+
+    def getDeviceClass(self) -> int:
+        return self.device_class
+
+    def getDeviceSpeed(self) -> int:
+        return 2
+
+    def open(self) -> StubHandle:
+        if self.usb1.denied:
+            raise USBErrorAccess("LIBUSB_ERROR_ACCESS")
+        return self.usb1.handle
+
+
+class StubContext:
+    def __init__(self, usb1: StubUsb1) -> None:
+        self.usb1 = usb1
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def getDeviceIterator(self, skip_on_error: bool) -> list[StubDevice]:
+        return self.usb1.devices
+
+    def handleEventsTimeout(self, seconds: float) -> None:
+        import time
+
+        time.sleep(0.01)
+
+    def interruptEventHandler(self) -> None:
+        pass
+
+
+class StubUsb1:
+    """What the backend uses of python-libusb1."""
+
+    TRANSFER_COMPLETED, TRANSFER_ERROR, TRANSFER_TIMED_OUT, TRANSFER_CANCELLED = 0, 1, 2, 3
+    TRANSFER_STALL, TRANSFER_NO_DEVICE, TRANSFER_OVERFLOW = 4, 5, 6
+    SPEED_LOW, SPEED_FULL, SPEED_HIGH, SPEED_SUPER = 1, 2, 3, 4
+    USBError, USBErrorNoDevice, USBErrorNotFound, USBErrorBusy = USBError, USBErrorNoDevice, USBErrorNotFound, USBErrorBusy
+    USBErrorAccess, USBErrorNotSupported, USBErrorInterrupted = USBErrorAccess, USBErrorNotSupported, USBErrorInterrupted
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.denied = False
+        self.handle = StubHandle(self)
+        self.devices = [StubDevice(self, 1, 4, (0x0627, 0x0001)), StubDevice(self, 1, 1, (0x1D6B, 0x0002), 9)]
+        self.submitted: list[StubTransfer] = []
+        self.cancelled: list[StubTransfer] = []
+
+    def USBContext(self) -> StubContext:
+        return StubContext(self)
+
+
+@pytest.fixture
+def usb1(monkeypatch: pytest.MonkeyPatch) -> StubUsb1:
+    stub = StubUsb1()
+    monkeypatch.setitem(sys.modules, "usb1", stub)
+    return stub
+
+
+FIND_ERRORS = {
+    "no match": ({"vid_pid": "dead:beef"}, None, "no USB device matches --vid-pid dead:beef; devices here "
+                                                 "(BUS.ADDR VID:PID): 1.4 0627:0001, 1.1 1d6b:0002"),
+    "two matches": ({"vid_pid": "0627:0001"}, "twice", "2 devices match --vid-pid 0627:0001 (at 1.4, 1.5); "
+                                                      "pick one with --device BUS.ADDR"),
+    "a hub": ({"device": "1.1"}, None, "--device 1.1 is a hub; USB/IP cannot export hubs"),
+    "no permission": ({"device": "1.4"}, "denied", "no permission to open /dev/bus/usb/001/004"),
+    "neither": ({}, None, "name the device to proxy with --vid-pid VVVV:PPPP or --device BUS.ADDR"),
+}
+
+
+@pytest.mark.parametrize(("which", "setup", "message"), FIND_ERRORS.values(), ids=FIND_ERRORS.keys())
+def test_finding_the_device_fails_with_what_is_there(usb1: StubUsb1, which: dict[str, str], setup: str | None,
+                                                     message: str) -> None:
+    from vusb.proxy_libusb import LibusbBackend
+
+    if setup == "twice":
+        usb1.devices.append(StubDevice(usb1, 1, 5, (0x0627, 0x0001)))
+    usb1.denied = setup == "denied"
+    with pytest.raises(ProxyError, match=re.escape(message)):
+        LibusbBackend.find(**which)
+
+
+async def test_the_libusb_backend_takes_the_device_and_gives_it_back(usb1: StubUsb1) -> None:
+    from vusb.proxy_libusb import LibusbBackend
+
+    backend = LibusbBackend.find(device="1.4")
+    assert backend.description == "bus 1 device 4 (0627:0001 Stub Keyboard)"
+    assert backend.configurations == [KEYBOARD_CONFIG]
+    backend.open()
+    await backend.set_configuration(1)          # the configuration in use: alternate settings only
+    await backend.set_interface(0, 0)
+    await backend.clear_halt(0x81)
+    backend.close()
+    assert usb1.handle.calls == [("detach", 0), ("claim", 0), ("set_interface", 0, 0), ("set_interface", 0, 0),
+                                 ("clear_halt", 0x81), ("release", 0), ("attach", 0), ("close",)]
+
+
+async def test_the_libusb_backend_re_claims_after_another_configuration_and_restores_the_first(
+        usb1: StubUsb1) -> None:
+    from vusb.proxy_libusb import LibusbBackend
+
+    backend = LibusbBackend.find(device="1.4")
+    backend.open()
+    await backend.set_configuration(0)
+    backend.close()
+    assert usb1.handle.calls == [("detach", 0), ("claim", 0), ("release", 0), ("set_configuration", 0),
+                                 ("set_configuration", 1), ("attach", 0), ("close",)]
+
+
+TRANSFER_RESULTS = {
+    "bulk in": (TransferRequest(0x81, TransferType.BULK, 64), "bulk", (0, b"abc"),
+                TransferResult(0, b"abc", 3)),
+    "interrupt stall": (TransferRequest(0x81, TransferType.INTERRUPT, 8), "interrupt", (4, b""),
+                        TransferResult(Status.EPIPE, b"", 0)),
+    "control in": (TransferRequest(0x80, TransferType.CONTROL, 18, setup=SetupPacket(0x80, 6, 0x100, 0, 18)),
+                   "control", (0, b"\x12\x01"), TransferResult(0, b"\x12\x01", 2)),
+    "bulk out gone": (TransferRequest(0x02, TransferType.BULK, 4, b"data"), "bulk", (5, b""),
+                      TransferResult(Status.ENODEV, b"", 0)),
+    "cancelled": (TransferRequest(0x81, TransferType.BULK, 64), "bulk", (3, b""),
+                  TransferResult(Status.ECONNRESET, b"", 0)),
+}
+
+
+@pytest.mark.parametrize(("request_", "kind", "finish", "expected"), TRANSFER_RESULTS.values(),
+                         ids=TRANSFER_RESULTS.keys())
+def test_each_libusb_status_becomes_the_linux_status_the_host_expects(
+        usb1: StubUsb1, request_: TransferRequest, kind: str, finish: tuple[int, bytes],
+        expected: TransferResult) -> None:
+    from vusb.proxy_libusb import LibusbBackend
+
+    backend = LibusbBackend.find(device="1.4")
+    results: list[TransferResult] = []
+    pending = backend.submit(request_, results.append)
+    (transfer,) = usb1.submitted
+    assert transfer.kind == kind
+    transfer.finish(*finish)
+    assert results == [expected]
+    pending.cancel()
+    assert usb1.cancelled == [transfer]
+
+
+def test_isochronous_packets_keep_their_own_lengths_and_statuses(usb1: StubUsb1) -> None:
+    from vusb.proxy_libusb import LibusbBackend
+
+    backend = LibusbBackend.find(device="1.4")
+    results: list[TransferResult] = []
+    backend.submit(TransferRequest(0x83, TransferType.ISOCHRONOUS, 300, iso_lengths=(100, 100, 100)), results.append)
+    (transfer,) = usb1.submitted
+    assert transfer.args == (0x83, 300, [100, 100, 100])
+    transfer.finish(0, packets=[(0, b"a" * 100), (1, b""), (0, b"c" * 40)])
+    assert results == [TransferResult(0, b"a" * 100 + b"c" * 40, 140, ((100, 0), (0, Status.EPROTO), (40, 0)))]
+
+
+def test_a_transfer_to_an_unplugged_device_raises_device_gone(usb1: StubUsb1) -> None:
+    from vusb.proxy_libusb import LibusbBackend
+
+    backend = LibusbBackend.find(device="1.4")
+    usb1.gone = True
+    with pytest.raises(DeviceGone):
+        backend.submit(TransferRequest(0x81, TransferType.BULK, 64), lambda result: None)

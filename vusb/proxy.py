@@ -125,9 +125,11 @@ class ProxyEndpoint(Endpoint):
         flight = self.flights.get(id(urb))
         if flight is not None:
             flight.land()  # a result already in: the URB gets it (RET_SUBMIT, then RET_UNLINK 0)
-        if urb in self._iso:
-            return self._unlink_iso(urb)
-        return super().unlink(urb)
+        cancelled = self._unlink_iso(urb) if urb in self._iso else super().unlink(urb)
+        if self.proxy.log_transfers:
+            self.proxy._log(urb, "unlinked by the host: " + (
+                "its transfer was cancelled" if cancelled else "it had its answer already"))
+        return cancelled
 
     # ------------------------------------------------------------ isochronous: pipelined
     def submit(self, urb: Urb) -> None:
@@ -256,8 +258,7 @@ class ProxyDevice(Device):
         self._endpoints = endpoints
 
     def describe(self) -> str:
-        d = self.descriptor
-        return f"{d.vendor_id:04x}:{d.product_id:04x} ({self.backend.description})"
+        return self.backend.description
 
     # ------------------------------------------------------------ the physical device
     def open(self) -> ProxyDevice:
@@ -318,7 +319,7 @@ class ProxyDevice(Device):
         setup = urb.setup
         if urb.ep == 0:
             assert setup is not None
-            data = b"" if setup.is_in else bytes(urb.data)
+            data = b"" if setup.is_in else bytes(urb.data[:setup.length])  # wLength is the host's, never longer
             return TransferRequest(0x80 if setup.is_in else 0, TransferType.CONTROL,
                                    setup.length if setup.is_in else len(data), data, setup)
         address = urb.address
@@ -393,10 +394,13 @@ class ProxyDevice(Device):
 
         def done(result: TransferResult) -> None:  # any thread
             flight.arrived = result
-            if threading.get_ident() == loop_thread:
-                loop.call_soon(flight.land)
-            else:
-                loop.call_soon_threadsafe(flight.land)
+            try:
+                if threading.get_ident() == loop_thread:
+                    loop.call_soon(flight.land)
+                else:
+                    loop.call_soon_threadsafe(flight.land)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits for this URB any more
 
         if self.log_transfers:
             self._log(urb, f"to the device: {len(request.data)} bytes out, {request.length if request.is_in else 0} in")

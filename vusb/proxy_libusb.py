@@ -133,6 +133,12 @@ class LibusbBackend(ProxyBackend):
                 self.bos = self._read_descriptor(15, 0, None)
             except ProxyError:
                 self.bos = None
+        try:
+            product = handle.getProduct()
+        except (usb1.USBError, UnicodeDecodeError, ValueError):
+            product = None
+        if product:
+            self.description = f"bus {self.bus} device {self.address} ({vid:04x}:{pid:04x} {product.strip()})"
         self._detached: list[int] = []
         self._claimed: list[int] = []
         self._original_configuration = 0
@@ -305,6 +311,11 @@ class LibusbBackend(ProxyBackend):
             try:
                 self.handle.attachKernelDriver(number)
                 log.info("%s: kernel driver of interface %d re-attached", self.description, number)
+            except usb1.USBErrorBusy:
+                # A driver bound to an earlier interface claimed this one too (snd-usb-audio takes
+                # its streaming interfaces with the control one): it is back already.
+                log.info("%s: interface %d is bound again (its driver took it with another interface)",
+                         self.description, number)
             except usb1.USBError as exc:
                 log.warning("%s: could not re-attach the kernel driver of interface %d: %s", self.description,
                             number, exc)
