@@ -147,7 +147,7 @@ def test_validate_is_an_alias_of_check() -> None:
     assert vusb("validate", "profiles/keyboard.yaml").stdout == vusb("check", "profiles/keyboard.yaml").stdout
 
 
-HELP_COMMANDS = ["serve", "list", "probe", "host", "schema", "bench", "check", "clone"]
+HELP_COMMANDS = ["serve", "list", "probe", "host", "schema", "bench", "check", "clone", "record"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in HELP_COMMANDS]], ids=["vusb", *HELP_COMMANDS])

@@ -95,6 +95,16 @@ def to_ethernet(pcap: bytes) -> bytes:
     return _pcap(1, [(h, frame + d) for h, d in _records(pcap)])
 
 
+def to_link(linktype: int, header: bytes) -> Callable[[bytes], bytes]:
+    """The raw IP packets of a capture behind another link layer header."""
+    return lambda pcap: _pcap(linktype, [(h, header + d) for h, d in _records(pcap)])
+
+
+SLL = struct.pack("!HHH8sH", 0, 772, 6, bytes(8), 0x0800)  # Linux cooked (tcpdump -i any), loopback device
+SLL2 = struct.pack("!HHIHBB8s", 0x0800, 0, 1, 772, 0, 6, bytes(8))  # Linux cooked v2
+NULL = struct.pack("<I", 2)  # BSD loopback: AF_INET in host order
+
+
 def tcp_capture_of(client: bytes, server: bytes) -> bytes:
     """A loopback USB/IP connection as Wireshark records it on Ethernet: handshake, then data segments."""
     packets: list[tuple[bytes, bytes]] = []
@@ -132,6 +142,9 @@ FORMS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
     "usbmon-220-pcapng": ("usbmon", to_pcapng),
     "usbip-raw-ip": ("usbip", lambda b: b),
     "usbip-ethernet-pcapng": ("usbip", lambda b: to_pcapng(to_ethernet(b))),
+    "usbip-linux-cooked": ("usbip", to_link(113, SLL)),
+    "usbip-linux-cooked-v2": ("usbip", to_link(276, SLL2)),
+    "usbip-bsd-loopback": ("usbip", to_link(0, NULL)),
 }
 
 

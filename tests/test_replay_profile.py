@@ -407,3 +407,24 @@ async def test_a_trigger_the_host_never_sends_does_not_starve_the_endpoint(monke
         assert await host.transfer_in(0x81, 64, timeout=5) == b"ZZ"
     assert [d.action for d in function.divergences] == ["served anyway"]
     assert "which the host has not sent" in function.divergences[0].recorded
+
+
+async def test_a_replayed_disk_takes_a_bulk_only_reset_and_answers_get_max_lun(recorded_disk: Path) -> None:
+    device = load_device(recorded_disk)
+    async with LocalHost(device) as host:
+        await host.enumerate()
+        await host.transfer_out(0x01, cbw(1, 36, True, INQUIRY))  # the host gives up before the data phase
+        await host.control(SetupPacket(0x21, 0xFF, 0, 0, 0))  # Bulk-Only Mass Storage Reset
+        assert await host.control(SetupPacket(0xA1, 0xFE, 0, 0, 1)) == b"\x00"
+        data, csw = await scsi(host, 2, 512, READ_LBA_2)  # nothing stale is left in the pipe
+        assert data == bytes(range(256)) * 2 and csw[4:8] == struct.pack("<I", 2)
+
+
+async def test_a_cdc_replay_joins_a_write_the_host_sends_in_pieces() -> None:
+    device, function = replay_device("    class: cdc\n" + CONVERSATION)
+    async with LocalHost(device) as host:  # type: ignore[arg-type]
+        await host.enumerate()
+        for piece in (b"A", b"T", b"I\r"):  # a tty may write "ATI\r" as the program does, a byte at a time
+            assert await host.transfer_out(0x01, piece) == len(piece)
+        assert await host.transfer_in(0x81, 64) == b"vusb\r\n"
+    assert [d.action.split(",")[0] for d in function.divergences] == ["resynchronised at the same write"]

@@ -235,7 +235,7 @@ def usbmon_transfers(file: str, packets: Iterable[Packet]) -> Reading:
         urb_id = struct.unpack_from(o + "Q", raw, 0)[0]
         kind, xfer, epnum, devnum = raw[8], raw[9], raw[10], raw[11]
         busnum = struct.unpack_from(o + "H", raw, 12)[0]
-        flag_setup = raw[14]
+        flag_setup, flag_data = raw[14], raw[15]
         sec, usec, status, length, len_cap = struct.unpack_from(o + "qiiII", raw, 16)
         when = sec + usec * 1e-6
         ndesc = 0
@@ -256,7 +256,7 @@ def usbmon_transfers(file: str, packets: Iterable[Packet]) -> Reading:
             if xfer == XFER_CONTROL and flag_setup == 0:
                 t.setup = raw[40:48]
             if not epnum & 0x80:
-                if len(payload) < length and payload is not None and len_cap < length and length:
+                if len_cap < length and xfer != XFER_ISO and flag_data == 0:
                     reading.warnings.append(f"packet {n}: only {len_cap} of {length} OUT bytes captured "
                                             "(snap length too small?)")
                 t.out = payload
@@ -317,7 +317,7 @@ def _tcp(ip: bytes) -> tuple[tuple[bytes, int, bytes, int], int, int, bytes] | N
     if version == 4 and len(ip) >= 20:
         ihl = (ip[0] & 0x0F) * 4
         total = struct.unpack_from("!H", ip, 2)[0]
-        if ip[9] != 6 or struct.unpack_from("!H", ip, 6)[0] & 0x3FFF & ~0x4000:  # not TCP, or a fragment
+        if ip[9] != 6 or struct.unpack_from("!H", ip, 6)[0] & 0x3FFF:  # not TCP, or a fragment (MF or an offset)
             return None
         src, dst, seg = ip[12:16], ip[16:20], ip[ihl:total or len(ip)]
     elif version == 6 and len(ip) >= 40:

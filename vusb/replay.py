@@ -188,6 +188,7 @@ class ReplayFunction(AttachedFunction):
         self._in_cursor: dict[int, int] = {ep: 0 for ep in self._ins}
         self._released: dict[int, int] = {ep: 0 for ep in self._ins}
         self._remainder: dict[int, bytes] = {}
+        self._partial: dict[int, bytes] = {}  # cdc: the start of a write the host sent in pieces
         self._last_progress = time.monotonic()
         self._exhausted: set[int] = set()
         self._iso_next: dict[int, int] = {}
@@ -327,30 +328,39 @@ class ReplayFunction(AttachedFunction):
     def _take_out(self, urb: Urb, address: int) -> Completion:
         data = bytes(urb.data)
         self._last_progress = time.monotonic()
+        taken = len(data)
+        if self.device_class == "cdc":
+            # A serial line is a byte stream: the host may cut a recorded write in pieces (a tty writes as
+            # the program does). The pieces are taken and joined until they make a recorded write.
+            data = self._partial.pop(address, b"") + data
+            if self._find_out(address, lambda t: t.data == data) is None and \
+                    self._find_out(address, lambda t: len(t.data) > len(data) and t.data.startswith(data)) is not None:
+                self._partial[address] = data
+                return Completion(0, b"", taken)
         expected = self._outs[self._out_cursor] if self._out_cursor < len(self._outs) else None
         if expected is not None and expected.endpoint == address and expected.data == data:
-            return self._consume_out(self._out_cursor, data)
+            return self._consume_out(self._out_cursor, data, taken)
         what = f"OUT ep 0x{address:02x} {_preview(data)}"
         recorded = expected.describe() if expected is not None else "nothing (the recorded OUT transfers are used up)"
         match = self._find_out(address, lambda t: t.data == data)
         if match is not None:
             self.diverged(what, recorded, f"resynchronised at the same write, {self._outs[match].describe()}")
-            return self._consume_out(match, data)
+            return self._consume_out(match, data, taken)
         if self.device_class == "hid" and self._is_interrupt(address):
             self.diverged(what, recorded, "accepted (a HID output report)")
-            return Completion(0, b"", len(data))
+            return Completion(0, b"", taken)
         if self.policy == "nearest":
             near = self._find_out(address, lambda t: True, score=lambda t: _common_prefix(t.data, data))
             if near is not None:
                 self.diverged(what, recorded, f"resynchronised at the nearest write, {self._outs[near].describe()}")
-                return self._consume_out(near, data)
+                return self._consume_out(near, data, taken)
         if self.policy == "handler" and self.handler is not None:
             self.diverged(what, recorded, f"passed to the handler {getattr(self.handler, '__name__', '?')}")
             try:
                 self.handler((address, data), recorded)
             except Stall:
                 return Completion(Status.EPIPE)
-            return Completion(0, b"", len(data))
+            return Completion(0, b"", taken)
         self.diverged(what, recorded, "stalled")
         return Completion(Status.EPIPE)
 
@@ -376,7 +386,7 @@ class ReplayFunction(AttachedFunction):
                 best = (s, k)
         return best[1] if best is not None else None
 
-    def _consume_out(self, ordinal: int, data: bytes) -> Completion:
+    def _consume_out(self, ordinal: int, data: bytes, taken: int | None = None) -> Completion:
         entry = self._outs[ordinal]
         if ordinal != self._out_cursor:  # resynchronised: the IN endpoints continue after this write
             for ep, entries in self._ins.items():
@@ -389,7 +399,8 @@ class ReplayFunction(AttachedFunction):
         self._notify()
         if entry.status:
             return Completion(entry.status)
-        return Completion(0, b"", min(entry.actual, len(data)) if entry.actual != len(entry.data) else len(data))
+        last = len(data) if taken is None else taken  # this URB's part of the write
+        return Completion(0, b"", min(entry.actual, last) if entry.actual != len(entry.data) else last)
 
     def _ready(self, address: int) -> RecordedTransfer | None:
         entries = self._ins.get(address, [])

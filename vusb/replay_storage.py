@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 
 from vusb.constants import Status
 from vusb.errors import Stall
+from vusb.function import ControlResult
 from vusb.replay import RecordedControl, RecordedTransfer, ReplayFunction, _preview
-from vusb.urb import Completion, Urb
+from vusb.urb import Completion, SetupPacket, Urb
 
 CBW_SIGNATURE = b"USBC"
 CSW_SIGNATURE = b"USBS"
@@ -158,6 +159,20 @@ class StorageReplay(ReplayFunction):
                             self.in_address = ep.address
                         else:
                             self.out_address = ep.address
+
+    def control(self, setup: SetupPacket, data: bytes) -> ControlResult | Awaitable[ControlResult]:
+        """Bulk-Only's two class requests are answered as the class says when the recording lacks them:
+        the reset (0xFF) clears the command in progress, GET MAX LUN (0xFE) says one unit."""
+        if setup.request_type == 0x21 and setup.request == 0xFF:
+            self._reply = []
+            self._writing = None
+            self._sense.clear()
+            if not any(e.key == (0x21, 0xFF, setup.value, setup.index) for e in self.control_entries):
+                return None
+        if setup.request_type == 0xA1 and setup.request == 0xFE and \
+                not any(e.key[:2] == (0xA1, 0xFE) for e in self.control_entries):
+            return b"\x00"
+        return super().control(setup, data)
 
     # ------------------------------------------------------------ the endpoints
     def _bulk(self, urb: Urb) -> Completion | Awaitable[Completion]:

@@ -21,6 +21,7 @@ from vusb.harness.events import EV_KEY, keys_to_text, parse_events
 from vusb.profile import load_device
 from vusb.record import record_to
 from vusb.replay import ReplayFunction
+from vusb.replay_storage import StorageReplay
 from vusb.server import Server
 
 pytestmark = pytest.mark.kernel
@@ -52,20 +53,19 @@ async def read_disk(guest: Guest, devdir: str, blocks: int) -> bytes:
     return got.stdout_bytes
 
 
-@pytest.mark.parametrize("form", ["usbmon", "usbip"])
-async def test_a_recorded_disk_replays_the_same_blocks_to_usb_storage(clean_guest: Guest, tmp_path: Path,
-                                                                      form: str) -> None:
+async def disk_round_trip(guest: Guest, tmp_path: Path, form: str) -> None:
+    """Record the guest reading a disk (capture ``form``), replay it to the guest, read and write it again."""
     image = random.Random(16).randbytes(2 * 1024 * 1024)
     (tmp_path / "disk.img").write_bytes(image)
     (tmp_path / "disk.yaml").write_text(DISK_PROFILE)
     original = load_device(tmp_path / "disk.yaml")
     capture = tmp_path / "disk.pcap"  # as usbmon records it, or the USB/IP session in TCP as Wireshark does
     async with Server([original], port=0, capture=str(capture), capture_format=form) as server:
-        port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
-        devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
-        assert await driver_of(clean_guest, devdir) == "usb-storage"
-        first = await read_disk(clean_guest, devdir, 64)
-        await clean_guest.detach(port)
+        port = await guest.attach(guest.host_address, server.port, "1-1")
+        devdir = await guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
+        assert await driver_of(guest, devdir) == "usb-storage"
+        first = await read_disk(guest, devdir, 64)
+        await guest.detach(port)
     await original.aclose()
     assert first == image[:64 * 4096]
 
@@ -73,33 +73,51 @@ async def test_a_recorded_disk_replays_the_same_blocks_to_usb_storage(clean_gues
     assert rec.device_class == "storage" and written[1].name == "replay.bin"
     replay = load_device(tmp_path / "replay.yaml")
     function = replay.functions[0]
-    assert isinstance(function, ReplayFunction)
+    assert isinstance(function, StorageReplay)
     async with Server([replay], port=0) as server:
-        port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
-        devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
-        assert await driver_of(clean_guest, devdir) == "usb-storage"
-        product = (await clean_guest.run(f"cat {devdir}/product", check=True)).stdout.strip()
+        port = await guest.attach(guest.host_address, server.port, "1-1")
+        devdir = await guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
+        assert await driver_of(guest, devdir) == "usb-storage"
+        product = (await guest.run(f"cat {devdir}/product", check=True)).stdout.strip()
         assert product == "Recorded Disk"
-        again = await read_disk(clean_guest, devdir, 64)
-        await clean_guest.detach(port)
+        again = await read_disk(guest, devdir, 64)
+        sd = await guest.wait_for_disk(devdir, timeout=60)
+        await guest.write_file("/tmp/new.bin", bytes([0xA5]) * 8192)
+        await guest.run(f"dd if=/tmp/new.bin of=/dev/{sd} bs=4096 seek=256 oflag=direct 2>/dev/null",
+                              timeout=60, check=True)
+        written = await guest.run(f"dd if=/dev/{sd} bs=4096 skip=256 count=2 iflag=direct 2>/dev/null",
+                                        timeout=60, check=True)
+        await guest.detach(port)
     assert again == first  # the replayed disk returns the recorded blocks, by LBA, to a fresh attach
+    assert written.stdout_bytes == bytes([0xA5]) * 8192  # what the guest wrote is kept in the overlay
+    assert len(function.overlay) == 16  # 8 KiB of 512-byte blocks
     assert function.served > 0
     missing = [d for d in function.divergences if "never read" in d.recorded]
     assert not missing, [str(d) for d in missing]
 
 
-async def test_a_recorded_keyboard_replays_its_key_events_on_demand(clean_guest: Guest, tmp_path: Path) -> None:
+async def test_a_disk_recorded_by_each_kernel_replays_the_same_blocks_to_its_usb_storage(
+        any_guest: Guest, tmp_path: Path) -> None:
+    await disk_round_trip(any_guest, tmp_path, "usbmon")
+
+
+async def test_a_disk_recorded_as_a_usbip_tcp_stream_replays_too(clean_guest: Guest, tmp_path: Path) -> None:
+    await disk_round_trip(clean_guest, tmp_path, "usbip")
+
+
+async def test_a_keyboard_recorded_by_each_kernel_replays_its_key_events_on_demand(any_guest: Guest,
+                                                                                   tmp_path: Path) -> None:
     (tmp_path / "kbd.yaml").write_text(KEYBOARD_PROFILE)
     original = load_device(tmp_path / "kbd.yaml")
     keyboard = original.functions[0]
     capture = tmp_path / "kbd.pcap"
     text = "replay me 42\n"
     async with Server([original], port=0, capture=str(capture), capture_format="usbmon") as server:
-        port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
-        devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0001, timeout=60)
-        node = await clean_guest.wait_for_input_device("vusb Recorded Keyboard", timeout=30)
-        recorded = await read_events(clean_guest, node, keyboard.type(text, timeout=30))  # type: ignore[attr-defined]
-        await clean_guest.detach(port)
+        port = await any_guest.attach(any_guest.host_address, server.port, "1-1")
+        devdir = await any_guest.wait_for_usb_device(0x1209, 0x0001, timeout=60)
+        node = await any_guest.wait_for_input_device("vusb Recorded Keyboard", timeout=30)
+        recorded = await read_events(any_guest, node, keyboard.type(text, timeout=30))  # type: ignore[attr-defined]
+        await any_guest.detach(port)
     assert keys_to_text(recorded) == text  # type: ignore[arg-type]
 
     rec, _ = record_to(capture, tmp_path / "replay.yaml")
@@ -110,10 +128,10 @@ async def test_a_recorded_keyboard_replays_its_key_events_on_demand(clean_guest:
     function = replay.functions[0]
     assert isinstance(function, ReplayFunction)
     async with Server([replay], port=0) as server:
-        port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
-        devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0001, timeout=60)
-        assert await driver_of(clean_guest, devdir) == "usbhid"
-        node = await clean_guest.wait_for_input_device("vusb Recorded Keyboard", timeout=30)
+        port = await any_guest.attach(any_guest.host_address, server.port, "1-1")
+        devdir = await any_guest.wait_for_usb_device(0x1209, 0x0001, timeout=60)
+        assert await driver_of(any_guest, devdir) == "usbhid"
+        node = await any_guest.wait_for_input_device("vusb Recorded Keyboard", timeout=30)
 
         async def release_all() -> None:
             function.release(count=1000)
@@ -122,8 +140,8 @@ async def test_a_recorded_keyboard_replays_its_key_events_on_demand(clean_guest:
                     break
                 await asyncio.sleep(0.1)
 
-        replayed = await read_events(clean_guest, node, release_all())
-        await clean_guest.detach(port)
+        replayed = await read_events(any_guest, node, release_all())
+        await any_guest.detach(port)
     keys = [(e.code, e.value) for e in replayed if e.type == EV_KEY]  # type: ignore[attr-defined]
     assert keys == [(e.code, e.value) for e in recorded if e.type == EV_KEY]  # type: ignore[attr-defined]
     assert keys_to_text(replayed) == text  # type: ignore[arg-type]
