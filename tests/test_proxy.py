@@ -155,6 +155,17 @@ async def test_loopback_data_goes_to_the_hardware_and_back_in_order() -> None:
         assert [await rig.remote.transfer_in(BULK_IN, 4096) for _ in chunks] == chunks
 
 
+def test_descriptors_that_break_a_rule_are_proxied_as_the_hardware_has_them(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeBackend(GadgetZero(speed="full"))
+    config = bytearray(fake.configurations[0])
+    at = config.index(bytes([7, 5, BULK_IN]))
+    config[at + 4:at + 6] = (1000).to_bytes(2, "little")   # a full-speed bulk endpoint of 1000 bytes
+    fake.configurations[0] = bytes(config)
+    proxy = ProxyDevice(fake)
+    assert proxy.configurations[0].interfaces[0].endpoints[0].max_packet_size == 1000
+    assert "proxied as they are" in caplog.text and "0x81" in caplog.text
+
+
 # ------------------------------------------------------------ state changes go through the backend's calls
 async def test_standard_requests_that_change_state_use_the_backend_calls_not_raw_control_transfers() -> None:
     hardware = GadgetZero()
