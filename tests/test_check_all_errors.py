@@ -37,7 +37,7 @@ EXPECTED = [
     ("2:3", "identity.product_id", "required field 'product_id' is missing"),
     ("5:11", "functions[0].kind", "unknown kind 'keybaord'; expected one of: audio, cdc-acm, ch340, cp210x, dfu, "
                                   "ecm, ftdi, gadget-zero, hid, keyboard, mass-storage, midi, mouse, ncm, pl2303, "
-                                  "printer, rndis, uvc; "
+                                  "printer, replay, rndis, uvc; "
                                   "did you mean 'keyboard'?"),
     ("7:5", "functions[1].type_dealy", "unknown field 'type_dealy'; expected one of: interface_name, type_delay, "
                                        "type_on_attach; did you mean 'type_delay'?"),

@@ -90,6 +90,7 @@ class ScriptEntry:
     wait: float
     config: int
     iso: list[tuple[int, int, int]] = field(default_factory=list)
+    after_control: int | None = None
 
 
 @dataclass
@@ -166,9 +167,12 @@ class Recording:
                 fields.append(f"actual: {s.actual}")
             if s.endpoint & 0x80 and s.wait >= 0.005:
                 fields.append(f"wait: {s.wait:.6f}")
+            if s.after_control is not None:
+                fields.append(f'after: "control[{s.after_control}]"')
             if s.xfer == XFER_ISO:
-                fields.append("iso: [" + ", ".join(f"{ln}" for _, _, ln in s.iso) + "]")
-            xfers.append(f"      - {{{', '.join(fields)}}}")
+                fields.append("iso: [" + ", ".join(f"[{off}, {ln}]" for _, off, ln in s.iso) + "]")
+            note = _bot_note(s.data) if self.device_class == "storage" else ""
+            xfers.append(f"      - {{{', '.join(fields)}}}" + (f"  # {note}" if note else ""))
         if len(xfers) == 1:
             xfers[0] += " []"
         if blob:
@@ -186,6 +190,29 @@ class Recording:
             written.append(path.parent / data_name)
         path.write_text(text, encoding="utf-8")
         return written
+
+
+_SCSI = {0x00: "TEST UNIT READY", 0x03: "REQUEST SENSE", 0x12: "INQUIRY", 0x1A: "MODE SENSE(6)", 0x1B: "START STOP UNIT",
+         0x1E: "PREVENT ALLOW MEDIUM REMOVAL", 0x23: "READ FORMAT CAPACITIES", 0x25: "READ CAPACITY(10)",
+         0x35: "SYNCHRONIZE CACHE(10)", 0x5A: "MODE SENSE(10)", 0x9E: "READ CAPACITY(16)", 0xA0: "REPORT LUNS",
+         0x08: "READ(6)", 0x28: "READ(10)", 0xA8: "READ(12)", 0x88: "READ(16)", 0x0A: "WRITE(6)", 0x2A: "WRITE(10)",
+         0xAA: "WRITE(12)", 0x8A: "WRITE(16)"}
+
+
+def _bot_note(data: bytes) -> str:
+    """A Bulk-Only wrapper in words, for the reader of a storage recording."""
+    if len(data) == 31 and data[:4] == b"USBC" and data[14] & 0x1F:
+        tag = struct.unpack_from("<I", data, 4)[0]
+        cdb = data[15:15 + (data[14] & 0x1F)]
+        name = _SCSI.get(cdb[0], f"operation 0x{cdb[0]:02x}")
+        extra = ""
+        if cdb[0] in (0x28, 0x2A) and len(cdb) >= 10:
+            extra = f" LBA {struct.unpack_from('>I', cdb, 2)[0]}, {struct.unpack_from('>H', cdb, 7)[0]} block(s)"
+        return f"CBW tag {tag}: LUN {data[13] & 0x0F} {name}{extra}"
+    if len(data) == 13 and data[:4] == b"USBS":
+        tag, residue, status = struct.unpack_from("<IIB", data, 4)
+        return f"CSW tag {tag}: status {status}" + (f", residue {residue}" if residue else "")
+    return ""
 
 
 # ================================================================== reading
@@ -286,6 +313,34 @@ def _class_of(configs: list[ConfigurationDescriptor]) -> str:
     return "none"
 
 
+def speed_from_intervals(transfers: list[Transfer], configurations: list[bytes]) -> Speed | None:
+    """The speed the interrupt URBs' intervals say the device ran at, or None if they cannot tell.
+
+    Linux keeps an interrupt URB's interval in the bus's unit, rounded down to a power of
+    two: at high speed 2**(bInterval-1) microframes, at full and low speed bInterval frames.
+    Where the two differ (bInterval 3, 4 and up), the interval in the capture tells the speed.
+    """
+    intervals: dict[int, int] = {}
+    for raw in configurations:
+        for itf in ConfigurationDescriptor.parse(raw).interfaces:
+            for ep in itf.endpoints:
+                if int(ep.transfer_type) == 3 and ep.interval:
+                    intervals.setdefault(ep.address, ep.interval)
+    for t in transfers:
+        b = intervals.get(t.endpoint)
+        if t.xfer != XFER_INTERRUPT or not t.interval or b is None:
+            continue
+        high = 1 << min(b - 1, 15)
+        full = 1 << (b.bit_length() - 1)
+        if high == full:
+            continue
+        if t.interval == high:
+            return Speed.HIGH
+        if t.interval == full:
+            return Speed.FULL
+    return None
+
+
 def record(path: str | Path, *, vid_pid: str | None = None, device: str | None = None,
            speed: str | None = None) -> Recording:
     """Read ``path`` and record the device the options pick (see :func:`choose`)."""
@@ -303,6 +358,11 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
         clone.speed, clone.speed_note = Speed.parse(speed), ""
     elif key in reading.speeds:
         clone.speed, clone.speed_note = Speed(reading.speeds[key]), "from the USB/IP import reply"
+    else:
+        seen = speed_from_intervals(transfers, clone.configurations)
+        if seen is not None and not (seen == Speed.FULL and clone.speed == Speed.LOW):
+            clone.speed = seen
+            clone.speed_note = "from the interrupt URBs' intervals in the capture (give --speed if wrong)"
     configs = [ConfigurationDescriptor.parse(raw) for raw in clone.configurations]
     types: dict[tuple[int, int], int] = {}  # (configuration value, endpoint address) -> usbmon transfer type
     usbmon_type = {0: XFER_CONTROL, 1: XFER_ISO, 2: XFER_BULK, 3: XFER_INTERRUPT}
@@ -317,6 +377,7 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
     config = 0
     alts: dict[int, int] = {}
     last_done = start
+    last_control: int | None = None  # the control entry recorded since the last OUT transfer, if any
     for t in transfers:
         assert t.completed is not None
         if t.endpoint & 0x7F == 0:
@@ -335,15 +396,19 @@ def record(path: str | Path, *, vid_pid: str | None = None, device: str | None =
             rec.control.append(ControlEntry(t.setup, config, alt, t.data if setup.is_in else None, t.out, t.status,
                                             t.completed - start))
             last_done = t.completed
+            if (setup.request_type >> 5) & 3 and not setup.is_in:  # a class or vendor command: it may start data
+                last_control = len(rec.control) - 1
             continue
         xfer = t.xfer
         if reading.kind == "usbip":
             xfer = types.get((config, t.endpoint), types.get((0, t.endpoint), XFER_BULK))
         wait = max(0.0, t.completed - max(t.submitted, last_done)) if t.is_in else 0.0
         rec.transfers.append(ScriptEntry(t.endpoint, xfer, t.completed - start, t.data if t.is_in else t.out,
-                                         t.status, t.actual, t.length, wait, config, list(t.iso_packets)))
+                                         t.status, t.actual, t.length, wait, config, list(t.iso_packets),
+                                         last_control if t.is_in and xfer != XFER_ISO else None))
         if not t.is_in:
             last_done = t.completed
+            last_control = None
     never = reading.incomplete.get(key, [])
     if never:
         eps = sorted({t.endpoint for t in never})

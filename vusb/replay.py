@@ -34,9 +34,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vusb.constants import Status
+from vusb.constants import Speed, Status, TransferType
 from vusb.errors import Stall, UsageError
 from vusb.function import NOT_HANDLED, AttachedFunction, ControlResult
+from vusb.protocol import IsoPacket
 from vusb.urb import Completion, SetupPacket, Urb
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vusb.replay")
 
 POLICIES = ("stall", "nearest", "handler")
+TRIGGER_GRACE = 1.0
+"""Seconds an IN transfer waits, beyond its recorded wait, for the control request recorded before it."""
 TIMINGS = ("recorded", "asap", "on-demand")
 CLASSES = ("none", "storage", "hid", "cdc")
 STATUS_NAMES = {"stall": Status.EPIPE, "error": -71, "overflow": -75, "shutdown": Status.ESHUTDOWN,
@@ -85,6 +88,8 @@ class RecordedTransfer:
     wait: float
     index: int  # position in the recording's transfer list
     outs_before: int  # OUT transfers recorded before it (what triggers an IN)
+    iso: tuple[tuple[int, int], ...] | None = None  # isochronous: (offset, length) of each packet in data
+    after_control: int | None = None  # IN: the control request recorded just before it (what triggered it)
 
     @property
     def is_in(self) -> bool:
@@ -138,7 +143,8 @@ class ReplayFunction(AttachedFunction):
     """Answers the host as a recorded device did (see the module's docstring)."""
 
     def __init__(self, control: Sequence[RecordedControl], transfers: Sequence[RecordedTransfer], *,
-                 policy: str = "stall", handler: Handler | None = None, timing: str = "recorded") -> None:
+                 policy: str = "stall", handler: Handler | None = None, timing: str = "recorded",
+                 device_class: str = "none") -> None:
         super().__init__()
         if policy not in POLICIES:
             raise UsageError(f"unrecorded policy {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -151,6 +157,8 @@ class ReplayFunction(AttachedFunction):
         self.policy = policy
         self.handler = handler
         self.timing = timing
+        self.device_class = device_class
+        """The class-aware replay in use (``class:`` of the profile): none, storage, hid or cdc."""
         self.divergences: list[Divergence] = []
         """Every divergence from the recording, in order (also logged on ``vusb.replay``)."""
         self.served = 0
@@ -158,10 +166,14 @@ class ReplayFunction(AttachedFunction):
         self._by_key: dict[tuple[int, int, int, int], list[RecordedControl]] = {}
         for entry in self.control_entries:
             self._by_key.setdefault(entry.key, []).append(entry)
-        self._outs = [t for t in self.transfer_entries if not t.is_in]
+        self._outs = [t for t in self.transfer_entries if not t.is_in and t.iso is None]
         self._ins: dict[int, list[RecordedTransfer]] = {}
+        self._iso_packets: dict[int, list[bytes]] = {}  # IN endpoint -> recorded packet payloads, in order
         for t in self.transfer_entries:
-            if t.is_in:
+            if t.iso is not None:
+                if t.is_in:
+                    self._iso_packets.setdefault(t.endpoint, []).extend(t.data[o:o + n] for o, n in t.iso)
+            elif t.is_in:
                 self._ins.setdefault(t.endpoint, []).append(t)
         self._progress: asyncio.Event | None = None
         self.reset_conversation()
@@ -171,12 +183,14 @@ class ReplayFunction(AttachedFunction):
         """Start the recording over (a reset or a new configuration)."""
         self._asked: dict[tuple[tuple[int, int, int, int], int, int | None], int] = {}
         self._control_cursor = -1
+        self._control_answered = -1  # the highest recorded control entry answered so far
         self._out_cursor = 0  # OUT transfers matched so far (ordinal among OUTs)
         self._in_cursor: dict[int, int] = {ep: 0 for ep in self._ins}
         self._released: dict[int, int] = {ep: 0 for ep in self._ins}
         self._remainder: dict[int, bytes] = {}
         self._last_progress = time.monotonic()
         self._exhausted: set[int] = set()
+        self._iso_next: dict[int, int] = {}
         self._notify()
 
     def on_reset(self) -> None:
@@ -261,6 +275,9 @@ class ReplayFunction(AttachedFunction):
             self._asked[state_key] = n + 1
             entry = same[min(n, len(same) - 1)]
             self._control_cursor = entry.index
+            if entry.index > self._control_answered:
+                self._control_answered = entry.index
+                self._notify()
             if not setup.is_in and entry.out and data != entry.out:
                 self.diverged(f"{setup.describe()} with data {_preview(data)}",
                               f"{entry.describe()} with data {_preview(entry.out)}", "answered as recorded")
@@ -301,6 +318,8 @@ class ReplayFunction(AttachedFunction):
     # ------------------------------------------------------------ other endpoints
     def _handle(self, urb: Urb) -> Completion | Awaitable[Completion]:
         address = urb.address
+        if urb.iso_packets is not None:
+            return self._iso(urb, address)
         if urb.is_in:
             return self._take_in(urb, address)
         return self._take_out(urb, address)
@@ -317,6 +336,9 @@ class ReplayFunction(AttachedFunction):
         if match is not None:
             self.diverged(what, recorded, f"resynchronised at the same write, {self._outs[match].describe()}")
             return self._consume_out(match, data)
+        if self.device_class == "hid" and self._is_interrupt(address):
+            self.diverged(what, recorded, "accepted (a HID output report)")
+            return Completion(0, b"", len(data))
         if self.policy == "nearest":
             near = self._find_out(address, lambda t: True, score=lambda t: _common_prefix(t.data, data))
             if near is not None:
@@ -331,6 +353,11 @@ class ReplayFunction(AttachedFunction):
             return Completion(0, b"", len(data))
         self.diverged(what, recorded, "stalled")
         return Completion(Status.EPIPE)
+
+    def _is_interrupt(self, address: int) -> bool:
+        device = self.device
+        endpoint = device.endpoints.get(address) if device is not None else None
+        return endpoint is not None and endpoint.transfer_type == TransferType.INTERRUPT
 
     def _find_out(self, address: int, accept: Callable[[RecordedTransfer], bool],
                   score: Callable[[RecordedTransfer], int] | None = None) -> int | None:
@@ -377,9 +404,13 @@ class ReplayFunction(AttachedFunction):
             return self._deliver(address, rest, urb.length)
         entry = self._ready(address)
         if entry is not None and entry.outs_before <= self._out_cursor and self._may_go(address) and (
-                self.timing != "recorded" or entry.wait <= 0.0):
+                self.timing != "recorded" or entry.wait <= 0.0) and self._triggered(entry):
             return self._serve(address, entry, urb.length)
         return self._wait_in(urb, address)
+
+    def _triggered(self, entry: RecordedTransfer) -> bool:
+        """Whether the control request recorded just before ``entry`` (if any) has been answered."""
+        return entry.after_control is None or self._control_answered >= entry.after_control
 
     def _may_go(self, address: int) -> bool:
         return self.timing != "on-demand" or self._in_cursor[address] < self._released[address]
@@ -398,6 +429,25 @@ class ReplayFunction(AttachedFunction):
             if entry.outs_before > self._out_cursor or not self._may_go(address):
                 await self._changed()
                 continue
+            if not self._triggered(entry):
+                # The request that came before it in the recording (a vendor "start", say) has not come. A host
+                # that never sends it must not starve: after the recorded wait and a second more, it goes anyway.
+                limit = arrived + entry.wait + TRIGGER_GRACE
+                now = time.monotonic()
+                if now < limit:
+                    waiter = asyncio.ensure_future(self._changed())
+                    try:
+                        await asyncio.wait_for(asyncio.shield(waiter), limit - now)
+                    except TimeoutError:
+                        pass
+                    finally:
+                        waiter.cancel()
+                    continue
+                assert entry.after_control is not None
+                self.diverged(f"IN ep 0x{address:02x}", f"{entry.describe()} after "
+                              f"{self.control_entries[entry.after_control].describe()}, which the host has not sent",
+                              "served anyway")
+                self._control_answered = max(self._control_answered, entry.after_control)
             if self.timing == "recorded" and entry.wait > 0:
                 due = max(arrived, self._last_progress) + entry.wait
                 now = time.monotonic()
@@ -429,6 +479,32 @@ class ReplayFunction(AttachedFunction):
             self._remainder[address] = data[length:]
             data = data[:length]
         return Completion(0, data)
+
+
+    async def _iso(self, urb: Urb, address: int) -> Completion:
+        """An isochronous URB, answered after the frames it spans: OUT data is taken; IN packets come from the
+        recorded packets of that endpoint in order, starting over when they are used up (a stream repeats)."""
+        packets = urb.iso_packets or ()
+        device = self.device
+        frame = 0.001 if device is None or device.speed <= Speed.FULL else 0.000125
+        if self.timing != "asap":
+            await asyncio.sleep(len(packets) * frame)
+        if not urb.is_in:
+            total = sum(p.length for p in packets)
+            return Completion(0, b"", total, iso_packets=tuple(IsoPacket(p.offset, p.length, p.length, 0)
+                                                                 for p in packets))
+        recorded = self._iso_packets.get(address, [])
+        out: list[IsoPacket] = []
+        pieces: list[bytes] = []
+        for p in packets:
+            chunk = b""
+            if recorded:
+                k = self._iso_next.get(address, 0)
+                chunk = recorded[k % len(recorded)][:p.length]
+                self._iso_next[address] = k + 1
+            pieces.append(chunk)
+            out.append(IsoPacket(p.offset, p.length, len(chunk), 0))
+        return Completion(0, b"".join(pieces), iso_packets=tuple(out))
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:

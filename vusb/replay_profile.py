@@ -63,7 +63,8 @@ TRANSFER_ENTRY: dict[str, Field] = {
     "status": Field("str", False, None, help="stall (or another failure)"),
     "actual": Field("int", False, None, 0, help="OUT: bytes the device took, when not all"),
     "wait": Field("float", False, 0.0, 0.0, help="IN: seconds the device held the URB before answering"),
-    "iso": Field("list", False, None, help="isochronous packet lengths (recorded, not replayed)"),
+    "iso": Field("list", False, None, help="isochronous packets: [offset, length] of each in the data"),
+    "after": Field("str", False, None, help="IN: control[N], the control request recorded just before it"),
 }
 
 
@@ -149,7 +150,40 @@ def read_control(ctx: ProfileContext, node: Node | None, payloads: _Payloads, pa
     return out
 
 
-def read_transfers(ctx: ProfileContext, node: Node | None, payloads: _Payloads, path: str) -> list[RecordedTransfer]:
+def _iso(ctx: ProfileContext, loc: Located, data: bytes) -> tuple[tuple[int, int], ...]:
+    packets: list[tuple[int, int]] = []
+    offset = 0
+    for k, item in enumerate(_items(loc.value)):
+        where = f"{loc.path}[{k}]"
+        try:
+            value = yaml.safe_load(yaml.serialize(item))
+            if isinstance(value, int) and not isinstance(value, bool):
+                pair = (offset, value)
+            elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+                pair = (value[0], value[1])
+            else:
+                raise ValueError
+        except (ValueError, yaml.YAMLError):
+            raise ctx.error(item, where, "expected a packet length or [offset, length]") from None
+        if pair[0] < 0 or pair[1] < 0:
+            raise ctx.error(item, where, "offsets and lengths are not negative")
+        packets.append(pair)
+        offset = pair[0] + pair[1]
+    return tuple(packets)
+
+
+def _after(ctx: ProfileContext, loc: Located, controls: int) -> int:
+    text = str(loc.value).strip()
+    if not (text.startswith("control[") and text.endswith("]") and text[8:-1].isdigit()):
+        raise ctx.error(loc.node, loc.path, f"{text!r}: expected control[N], an entry of the control list")
+    index = int(text[8:-1])
+    if index >= controls:
+        raise ctx.error(loc.node, loc.path, f"{text}: the control list has {controls} entries")
+    return index
+
+
+def read_transfers(ctx: ProfileContext, node: Node | None, payloads: _Payloads, path: str,
+                   controls: int = 0) -> list[RecordedTransfer]:
     out = []
     outs = 0
     for i, item in enumerate(_items(node)):
@@ -165,8 +199,12 @@ def read_transfers(ctx: ProfileContext, node: Node | None, payloads: _Payloads, 
         data = payloads.read(o[key]) if o[key].value is not None else b""
         status = _status(ctx, o["status"])
         actual = o["actual"].value if o["actual"].value is not None else len(data)
-        out.append(RecordedTransfer(ep, data, status, actual, o["wait"].value, i, outs))
-        if not is_in:
+        iso = _iso(ctx, o["iso"], data) if o["iso"].value is not None else None
+        after = _after(ctx, o["after"], controls) if o["after"].value is not None else None
+        if after is not None and not is_in:
+            raise ctx.error(o["after"].node, o["after"].path, "after: is for IN transfers (what triggered them)")
+        out.append(RecordedTransfer(ep, data, status, actual, o["wait"].value, i, outs, iso, after))
+        if not is_in and iso is None:
             outs += 1
     return out
 
@@ -175,7 +213,7 @@ def build(ctx: ProfileContext, o: dict[str, Located]) -> ReplayFunction:
     payloads = _Payloads(ctx, o["data_file"])
     path = o["control"].path.rsplit(".", 1)[0]
     control = read_control(ctx, o["control"].value, payloads, f"{path}.control")
-    transfers = read_transfers(ctx, o["transfers"].value, payloads, f"{path}.transfers")
+    transfers = read_transfers(ctx, o["transfers"].value, payloads, f"{path}.transfers", len(control))
     handler = None
     if o["handler"].value is not None:
         try:
@@ -185,7 +223,8 @@ def build(ctx: ProfileContext, o: dict[str, Located]) -> ReplayFunction:
     elif o["unrecorded"].value == "handler":
         raise ctx.error(o["unrecorded"].node, o["unrecorded"].path, "unrecorded: handler needs handler: "
                         "module:function")
-    options: dict[str, Any] = {"policy": o["unrecorded"].value, "handler": handler, "timing": o["timing"].value}
+    options: dict[str, Any] = {"policy": o["unrecorded"].value, "handler": handler, "timing": o["timing"].value,
+                               "device_class": o["class"].value}
     try:
         if o["class"].value == "storage":
             from vusb.replay_storage import StorageReplay

@@ -43,8 +43,10 @@ from vusb.devices.video.spec import (
     FrameSize,
     PayloadHeader,
     PixelFormat,
+    StillControl,
     StreamingControl,
     VideoFormat,
+    control_spec,
 )
 
 from vusb.constants import Speed
@@ -64,6 +66,9 @@ class Webcam(Device):
         source: Any = None,
         transport: str = "iso",
         controls: Sequence[str | ControlSpec] = DEFAULT_CONTROLS,
+        camera_controls: Sequence[str | ControlSpec] = (),
+        still_method: int = 0,
+        still_source: Any = None,
         speed: Speed | str = Speed.HIGH,
         vendor_id: int = VENDOR_ID,
         product_id: int = PRODUCT_ID,
@@ -73,7 +78,8 @@ class Webcam(Device):
         queued_frames: int = 3,
     ) -> None:
         self.camera = UvcFunction(formats, source=source, transport=transport, controls=controls,
-                                  queued_frames=queued_frames)
+                                  camera_controls=camera_controls, queued_frames=queued_frames,
+                                  still_method=still_method, still_source=still_source)
         super().__init__(self.camera, vendor_id=vendor_id, product_id=product_id, manufacturer=manufacturer,
                          product=product, serial_number=serial_number, speed=speed, max_power_ma=200)
 
@@ -85,10 +91,14 @@ class Webcam(Device):
         """Show something else from the next frame on: a source, an image path, a PIL image, a callback..."""
         self.camera.show(value)
 
+    async def still(self, picture: Any = None, *, timeout: float | None = None) -> bytes:
+        """Wait for the host to take a still image (showing ``picture``, if given) and return its bytes."""
+        return await self.camera.still(picture, timeout=timeout)
+
 
 __all__ = [
     "ALT_SETTINGS", "DEFAULT_FORMATS", "CallbackSource", "ColourBars", "ControlSpec", "FrameSize", "ImageSequence",
-    "IteratorSource", "PayloadHeader", "PixelFormat", "StillImage", "StreamingControl", "UvcFunction", "VideoFormat",
-    "VideoSource", "VideoSourceError", "VideoStats", "Webcam", "bandwidth_problems", "controls_from", "frame_counter",
-    "load_image",
+    "IteratorSource", "PayloadHeader", "PixelFormat", "StillControl", "StillImage", "StreamingControl", "UvcFunction", "VideoFormat",
+    "VideoSource", "VideoSourceError", "VideoStats", "Webcam", "bandwidth_problems", "control_spec", "controls_from",
+    "frame_counter", "load_image",
 ]

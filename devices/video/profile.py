@@ -16,6 +16,12 @@
         controls:                 # processing-unit controls offered, with ranges of your own
           brightness: {min: -64, max: 64, step: 1, default: 0}
           contrast: {}
+        camera_controls:          # camera-terminal controls offered (none by default)
+          auto_exposure_mode: {modes: [manual, aperture_priority], default: aperture_priority}
+          exposure_time_absolute: {min: 3, max: 2047, step: 1, default: 250}
+          pan_absolute: {min: -36000, max: 36000, step: 3600}
+        still_method: 2           # 0 (none), 2 (a still in the video stream), 3 (a bulk still endpoint)
+        still_image: photo.png    # what stills show (default: the video source)
 """
 
 from __future__ import annotations
@@ -25,7 +31,16 @@ from typing import Any
 import yaml
 from vusb.devices.video.function import DEFAULT_CONTROLS, DEFAULT_FORMATS, UvcFunction, bandwidth_problems
 from vusb.devices.video.sources import ColourBars, ImageSequence, StillImage, VideoSource, VideoSourceError
-from vusb.devices.video.spec import CONTROL_NAMES, FrameSize, PixelFormat, VideoFormat, control_spec
+from vusb.devices.video.spec import (
+    AE_MODES,
+    CAMERA_CONTROL_NAMES,
+    CONTROL_NAMES,
+    ControlSpec,
+    FrameSize,
+    PixelFormat,
+    VideoFormat,
+    control_spec,
+)
 
 from vusb.device import Function
 from vusb.errors import DeviceDefinitionError
@@ -44,6 +59,13 @@ FIELDS: dict[str, Field] = {
                                                 "default YUYV and MJPEG at 640x480 and 320x240, 30 and 15 fps"),
     "controls": Field("map", False, None, help="processing-unit controls offered: name -> {min, max, step, default} "
                                                 f"(names: {', '.join(CONTROL_NAMES)})"),
+    "camera_controls": Field("map", False, None, help="camera-terminal controls offered: name -> {min, max, step, "
+                                                      "default}, auto_exposure_mode -> {modes, default} "
+                                                      f"(names: {', '.join(CAMERA_CONTROL_NAMES)}); none by default"),
+    "still_method": Field("int", False, 0, 0, 3, help="still image capture: 0 none, 2 a still frame in the video "
+                                                      "stream, 3 a dedicated bulk still endpoint"),
+    "still_image": Field("str", False, None, help="what still images show (a picture file; default: the video "
+                                                  "source)"),
     "interface_name": Field("str", False, "Video Control", help="iInterface string of the VideoControl interface"),
     "queued_frames": Field("int", False, 3, 1, 1024,
                            help="frames kept for a host that is late; one more drops the oldest (default 3)"),
@@ -52,6 +74,9 @@ FIELDS: dict[str, Field] = {
 FORMAT_FIELDS: dict[str, Field] = {
     "format": Field("choice", True, choices=tuple(p.value for p in PixelFormat), help="yuyv or mjpeg"),
     "frames": Field("list", True, help="frame sizes, each {width, height, fps}"),
+    "still_sizes": Field("list", False, None, help="still image sizes, each {width, height} (default: the frame "
+                                                   "sizes)"),
+    "still_compressions": Field("list", False, None, help="MJPEG only: the still compressions offered (1..255)"),
 }
 
 FRAME_FIELDS: dict[str, Field] = {
@@ -60,6 +85,11 @@ FRAME_FIELDS: dict[str, Field] = {
     "fps": Field("list", False, None, help="frame rates (a number or a list; default 30)"),
 }
 FRAME_SIZE_FIELDS = {k: v for k, v in FRAME_FIELDS.items() if k != "fps"}  # fps is a number or a list: read apart
+
+AE_FIELDS: dict[str, Field] = {
+    "modes": Field("list", False, None, help=f"the modes offered, of: {', '.join(AE_MODES)}"),
+    "default": Field("choice", False, None, choices=tuple(AE_MODES)),
+}
 
 CONTROL_FIELDS: dict[str, Field] = {
     "min": Field("int", False, None), "max": Field("int", False, None), "step": Field("int", False, None, 1),
@@ -108,7 +138,28 @@ def _formats(ctx: ProfileContext, loc: Located) -> tuple[tuple[VideoFormat, ...]
                 raise ctx.error(size["width"].node, size["width"].path, f"width {size['width'].value} must be even (YUYV pairs pixels)")
             frames.append(FrameSize(size["width"].value, size["height"].value, fps))
             frame_nodes.append(fr)
-        formats.append(VideoFormat(PixelFormat(f["format"].value), tuple(frames)))
+        stills: list[tuple[int, int]] = []
+        if f["still_sizes"].value is not None:
+            for j, item in enumerate(f["still_sizes"].value.value):
+                spath = f"{f['still_sizes'].path}[{j}]"
+                size = read_mapping(ctx, item, spath, FRAME_SIZE_FIELDS)
+                if size["width"].value % 2:
+                    raise ctx.error(size["width"].node, size["width"].path, f"width {size['width'].value} must be even")
+                stills.append((size["width"].value, size["height"].value))
+        compressions: list[int] = []
+        if f["still_compressions"].value is not None:
+            loc = f["still_compressions"]
+            if f["format"].value != PixelFormat.MJPEG.value:
+                raise ctx.error(loc.node, loc.path, "only MJPEG stills have compressions to choose")
+            for j, item in enumerate(loc.value.value):
+                try:
+                    value = int(str(item.value), 0)
+                except (ValueError, AttributeError):
+                    value = 0
+                if not 1 <= value <= 255:
+                    raise ctx.error(item, f"{loc.path}[{j}]", f"a still compression is 1..255, not {getattr(item, 'value', item)!r}")
+                compressions.append(value)
+        formats.append(VideoFormat(PixelFormat(f["format"].value), tuple(frames), tuple(stills), tuple(compressions)))
         nodes.append(frame_nodes)
         paths.append(f["frames"].path)
     return tuple(formats), nodes, paths
@@ -169,9 +220,56 @@ def build(ctx: ProfileContext, o: dict[str, Located]) -> Function:
             if problem:
                 raise ctx.error(value_node, path, problem)
             controls.append(cs)
+    camera_controls = _camera_controls(ctx, o["camera_controls"]) if o["camera_controls"].value is not None else []
     source = _source(ctx, o)
+    method = o["still_method"]
+    if method.value == 1:
+        raise ctx.error(method.node, method.path, "still method 1 needs nothing from the device (the host keeps a "
+                                                  "video frame): use 0, 2 or 3")
+    still_source = None
+    if o["still_image"].value is not None:
+        if not method.value:
+            raise ctx.error(o["still_image"].node, o["still_image"].path, "still_image needs still_method 2 or 3")
+        try:
+            still_source = StillImage(ctx.resolve(o["still_image"].value, o["still_image"]))
+        except VideoSourceError as exc:
+            raise ctx.error(o["still_image"].node, o["still_image"].path, str(exc)) from None
     try:
         return UvcFunction(formats, source=source, transport=o["transport"].value, controls=controls,
-                           interface_name=o["interface_name"].value, queued_frames=o["queued_frames"].value)
+                           camera_controls=camera_controls, interface_name=o["interface_name"].value,
+                           queued_frames=o["queued_frames"].value, still_method=method.value,
+                           still_source=still_source)
     except DeviceDefinitionError as exc:
         raise ctx.error(o["formats"].node, o["formats"].path, str(exc)) from None
+
+
+def _camera_controls(ctx: ProfileContext, loc: Located) -> list[ControlSpec]:
+    out: list[ControlSpec] = []
+    for key_node, value_node in loc.value.value:
+        name = str(key_node.value)
+        path = f"{loc.path}.{name}"
+        if name not in CAMERA_CONTROL_NAMES:
+            raise ctx.error(key_node, path, f"no camera control {name!r}; known: {', '.join(CAMERA_CONTROL_NAMES)}")
+        empty = isinstance(value_node, yaml.ScalarNode) and value_node.value in ("", "~", "null")
+        if name == "auto_exposure_mode":
+            r = {} if empty else read_mapping(ctx, value_node, path, AE_FIELDS)
+            mask = None
+            if "modes" in r and r["modes"].value is not None:
+                mask = 0
+                for i, item in enumerate(r["modes"].value.value):
+                    mode = str(getattr(item, "value", ""))
+                    if mode not in AE_MODES:
+                        raise ctx.error(item, f"{path}.modes[{i}]", f"{mode!r} is not one of: {', '.join(AE_MODES)}")
+                    mask |= AE_MODES[mode]
+            default = AE_MODES[r["default"].value] if "default" in r and r["default"].value is not None else None
+            cs = control_spec(name, step=mask, default=default)
+        else:
+            r = {} if empty else read_mapping(ctx, value_node, path, CONTROL_FIELDS)
+            cs = control_spec(name, **{k: r[f].value for k, f in (("minimum", "min"), ("maximum", "max"),
+                                                                 ("step", "step"), ("default", "default"))
+                                       if f in r and r[f].value is not None})
+        problem = cs.check()
+        if problem:
+            raise ctx.error(value_node, path, problem)
+        out.append(cs)
+    return out

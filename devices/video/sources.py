@@ -171,23 +171,34 @@ class ColourBars(VideoSource):
                 row += bytes((y, u, y, v))
             base = bytes(row) * height
             self._yuyv[(width, height)] = base
-        frame = bytearray(base)
+        # The frame is the bars with the counter's rows and the stamp put in: one join of views of the bars
+        # and the new rows, so the 2 bytes a pixel are allocated and copied once.
         scale, x0, y0 = _digit_layout(width, height)
-        rows = counter_rows(index, scale)
         pitch = width * 2
-        for r, dots in enumerate(rows):
-            line = bytearray()
-            for on in dots:
-                line += (b"\xeb\x80" if on else b"\x10\x80") * scale
+        on, off = b"\xeb\x80" * scale, b"\x10\x80" * scale
+        view = memoryview(base)
+        pieces: list[bytes | memoryview] = []
+        pos = 0
+        stamp = bytearray(16)
+        stamp_yuyv(stamp, index)
+        if len(base) >= 16:
+            pieces.append(bytes(stamp))
+            pos = 16
+        for r, dots in enumerate(counter_rows(index, scale)):
+            line = b"".join(on if d else off for d in dots)
             for dy in range(scale):
                 y = y0 + r * scale + dy
                 if y >= height:
                     break
-                start = y * pitch + x0 * 2
-                end = min(start + len(line), (y + 1) * pitch)
-                frame[start:end] = line[: end - start]
-        stamp_yuyv(frame, index)
-        return bytes(frame)
+                start = max(y * pitch + x0 * 2, pos)
+                end = min(y * pitch + x0 * 2 + len(line), (y + 1) * pitch)
+                if end <= start:
+                    continue
+                pieces.append(view[pos:start])
+                pieces.append(line[start - (y * pitch + x0 * 2):end - (y * pitch + x0 * 2)])
+                pos = end
+        pieces.append(view[pos:])
+        return b"".join(pieces)
 
     def rgb(self, index: int, width: int, height: int) -> Image.Image:
         image_mod = require_pillow("MJPEG colour bars")

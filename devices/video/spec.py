@@ -31,6 +31,7 @@ VC_OUTPUT_TERMINAL: Final = 0x03
 VC_PROCESSING_UNIT: Final = 0x05
 # VideoStreaming descriptor subtypes
 VS_INPUT_HEADER: Final = 0x01
+VS_STILL_IMAGE_FRAME: Final = 0x03
 VS_FORMAT_UNCOMPRESSED: Final = 0x04
 VS_FRAME_UNCOMPRESSED: Final = 0x05
 VS_FORMAT_MJPEG: Final = 0x06
@@ -60,9 +61,24 @@ REQUEST_NAMES: Final = {SET_CUR: "SET_CUR", GET_CUR: "GET_CUR", GET_MIN: "GET_MI
 VC_REQUEST_ERROR_CODE_CONTROL: Final = 0x02
 VS_PROBE_CONTROL: Final = 0x01
 VS_COMMIT_CONTROL: Final = 0x02
+VS_STILL_PROBE_CONTROL: Final = 0x03
+VS_STILL_COMMIT_CONTROL: Final = 0x04
+VS_STILL_IMAGE_TRIGGER_CONTROL: Final = 0x05
+
+# bTrigger of VS_STILL_IMAGE_TRIGGER_CONTROL (UVC 1.1 section 4.3.1.4)
+TRIGGER_NORMAL: Final = 0
+TRIGGER_STILL: Final = 1
+"""Send a still image (method 2: in the video stream; method 3: on the still endpoint)."""
+TRIGGER_STILL_BULK: Final = 2
+"""Send a still image on the dedicated bulk still endpoint (method 3)."""
+TRIGGER_ABORT: Final = 3
 
 INFO_GET_SET: Final = 0x03
 """GET_INFO answer: the control supports GET and SET requests."""
+INFO_DISABLED_BY_AUTO: Final = 0x04
+"""GET_INFO bit D2: the control is under device control (an automatic mode is on)."""
+INFO_AUTOUPDATE: Final = 0x08
+"""GET_INFO bit D3: the device may change the value by itself (an automatic mode)."""
 
 
 class RequestError(enum.IntEnum):
@@ -85,22 +101,28 @@ HEADER_FID: Final = 0x01
 HEADER_EOF: Final = 0x02
 HEADER_PTS: Final = 0x04
 HEADER_SCR: Final = 0x08
+HEADER_STI: Final = 0x20
+"""Still image: the payload belongs to a still image frame (capture methods 2 and 3)."""
 HEADER_ERR: Final = 0x40
 HEADER_EOH: Final = 0x80
 HEADER_LENGTH: Final = 12
 """Every payload carries the full header: bHeaderLength, bmHeaderInfo, PTS (4), SCR (6)."""
 
-_HEADER = struct.Struct("<BBIIH")
+HEADER_STRUCT: Final = struct.Struct("<BBIIH")
+"""bHeaderLength, bmHeaderInfo, PTS, SCR (STC and the 11-bit (micro)frame number)."""
 
 
-def payload_header(fid: int, *, eof: bool, pts: int, stc: int, sof: int, error: bool = False) -> bytes:
+def payload_header(fid: int, *, eof: bool, pts: int, stc: int, sof: int, error: bool = False,
+                   still: bool = False) -> bytes:
     """A 12-byte payload header with PTS and SCR (UVC 1.1 section 2.4.3.3)."""
     info = HEADER_EOH | HEADER_PTS | HEADER_SCR | (fid & HEADER_FID)
     if eof:
         info |= HEADER_EOF
     if error:
         info |= HEADER_ERR
-    return _HEADER.pack(HEADER_LENGTH, info, pts & 0xFFFFFFFF, stc & 0xFFFFFFFF, sof & 0x7FF)
+    if still:
+        info |= HEADER_STI
+    return HEADER_STRUCT.pack(HEADER_LENGTH, info, pts & 0xFFFFFFFF, stc & 0xFFFFFFFF, sof & 0x7FF)
 
 
 @dataclass(frozen=True)
@@ -113,6 +135,7 @@ class PayloadHeader:
     error: bool
     pts: int | None
     scr: tuple[int, int] | None
+    still: bool = False
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> PayloadHeader:
@@ -126,7 +149,8 @@ class PayloadHeader:
             pos += 4
         if info & HEADER_SCR:
             scr = (int.from_bytes(data[pos:pos + 4], "little"), int.from_bytes(data[pos + 4:pos + 6], "little") & 0x7FF)
-        return cls(data[0], info & HEADER_FID, bool(info & HEADER_EOF), bool(info & HEADER_ERR), pts, scr)
+        return cls(data[0], info & HEADER_FID, bool(info & HEADER_EOF), bool(info & HEADER_ERR), pts, scr,
+                   bool(info & HEADER_STI))
 
 
 # ------------------------------------------------------------------ formats
@@ -174,10 +198,26 @@ class VideoFormat:
 
     format: PixelFormat
     frames: tuple[FrameSize, ...]
+    still_sizes: tuple[tuple[int, int], ...] = ()
+    """Still image sizes (width, height) for still capture methods 2 and 3; empty: the frame sizes."""
+    still_compressions: tuple[int, ...] = ()
+    """bCompression values of the Still Image Frame descriptor (MJPEG only; empty: one, 1)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", PixelFormat(self.format))
         object.__setattr__(self, "frames", tuple(self.frames))
+        object.__setattr__(self, "still_sizes", tuple((int(w), int(h)) for w, h in self.still_sizes))
+        object.__setattr__(self, "still_compressions", tuple(self.still_compressions))
+
+    def stills(self) -> tuple[tuple[int, int], ...]:
+        """The still image sizes offered: those declared, or else the frame sizes."""
+        return self.still_sizes or tuple((f.width, f.height) for f in self.frames)
+
+    def compressions(self) -> tuple[int, ...]:
+        """The still compressions offered: none for uncompressed formats, those declared (or 1) for MJPEG."""
+        if not self.format.compressed:
+            return ()
+        return self.still_compressions or (1,)
 
 
 # ------------------------------------------------------------------ bandwidth
@@ -277,10 +317,10 @@ def vc_header(total_length: int, streaming_interfaces: tuple[int, ...]) -> bytes
                        n) + bytes(streaming_interfaces)
 
 
-def camera_terminal() -> bytes:
-    # No camera controls (bmControls all zero): exposure, focus... are not modelled.
+def camera_terminal(bm_controls: int = 0) -> bytes:
+    """The camera terminal; ``bm_controls`` has a bit for each camera control offered (bControlSize 3: D0-D18)."""
     return struct.pack("<BBBBHBBHHHB3s", 18, CS_INTERFACE, VC_INPUT_TERMINAL, CAMERA_TERMINAL_ID, ITT_CAMERA, 0, 0,
-                       0, 0, 0, 3, b"\x00\x00\x00")
+                       0, 0, 0, 3, bm_controls.to_bytes(3, "little"))
 
 
 def processing_unit(bm_controls: int) -> bytes:
@@ -293,9 +333,51 @@ def output_terminal() -> bytes:
                        PROCESSING_UNIT_ID, 0)
 
 
-def vs_input_header(num_formats: int, total_length: int, endpoint: int) -> bytes:
+def vs_input_header(num_formats: int, total_length: int, endpoint: int, still_method: int = 0) -> bytes:
+    """bStillCaptureMethod ``still_method`` (0: none, 2 or 3); no hardware trigger (it needs a status endpoint)."""
     return struct.pack("<BBBBHBBBBBBB", 13 + num_formats, CS_INTERFACE, VS_INPUT_HEADER, num_formats, total_length,
-                       endpoint, 0, OUTPUT_TERMINAL_ID, 0, 0, 0, 1) + bytes(num_formats)
+                       endpoint, 0, OUTPUT_TERMINAL_ID, still_method, 0, 0, 1) + bytes(num_formats)
+
+
+def still_frame_descriptor(endpoint: int, sizes: tuple[tuple[int, int], ...], compressions: tuple[int, ...]) -> bytes:
+    """A Still Image Frame descriptor (UVC 1.1 table 3-18): the still sizes and compressions of one format.
+
+    ``endpoint`` is the bulk still endpoint's address for method 3, 0 for method 2.
+    """
+    n, m = len(sizes), len(compressions)
+    body = b"".join(struct.pack("<HH", w, h) for w, h in sizes)
+    return (struct.pack("<BBBBB", 6 + 4 * n + m, CS_INTERFACE, VS_STILL_IMAGE_FRAME, endpoint, n) + body
+            + bytes((m, *compressions)))
+
+
+_STILL = struct.Struct("<BBBII")
+STILL_PROBE_LENGTH: Final = _STILL.size  # 11
+
+
+@dataclass(frozen=True)
+class StillControl:
+    """The still image probe and commit control (UVC 1.1 table 4-49)."""
+
+    bFormatIndex: int = 0
+    bFrameIndex: int = 0
+    bCompressionIndex: int = 0
+    dwMaxVideoFrameSize: int = 0
+    dwMaxPayloadTransferSize: int = 0
+
+    def to_bytes(self) -> bytes:
+        return _STILL.pack(self.bFormatIndex, self.bFrameIndex, self.bCompressionIndex, self.dwMaxVideoFrameSize,
+                           self.dwMaxPayloadTransferSize)
+
+    @classmethod
+    def parse(cls, data: bytes) -> StillControl:
+        if len(data) != STILL_PROBE_LENGTH:
+            raise ValueError(f"a still probe/commit control is {STILL_PROBE_LENGTH} bytes, not {len(data)}")
+        return cls(*_STILL.unpack(data))
+
+
+STILL_METHODS: Final = (0, 2, 3)
+"""Still image capture methods a webcam can declare: 0 (none), 2 (in the video stream), 3 (bulk still endpoint).
+Method 1 needs nothing from the device: the host keeps a video frame."""
 
 
 def format_descriptor(index: int, fmt: VideoFormat) -> bytes:
@@ -337,6 +419,13 @@ class ControlSpec:
     maximum: int
     resolution: int
     default: int
+    entity: int = PROCESSING_UNIT_ID
+    """The unit or terminal that has the control (processing unit 2, camera terminal 1)."""
+    offset: int = 0
+    """Where this value sits in the control's data: pan is bytes 0-3 and tilt bytes 4-7 of one control."""
+    kind: str = "range"
+    """``range`` (GET_MIN/MAX/RES/DEF), ``boolean`` (GET_CUR and GET_DEF only) or ``bitmap``
+    (auto-exposure mode: GET_RES is the mask of the modes offered, a value is one of its bits)."""
 
     def encode(self, value: int) -> bytes:
         return value.to_bytes(self.size, "little", signed=self.signed)
@@ -344,8 +433,30 @@ class ControlSpec:
     def decode(self, data: bytes) -> int:
         return int.from_bytes(data, "little", signed=self.signed)
 
+    def refusal(self, value: int) -> tuple[RequestError, str] | None:
+        """Why SET_CUR of ``value`` is refused (the error code and a sentence), or None."""
+        if self.kind == "bitmap":
+            if value == 0 or value & (value - 1) or not value & self.resolution:
+                return (RequestError.OUT_OF_RANGE,
+                        f"{self.name} 0x{value:02x} is not one of the modes offered (mask 0x{self.resolution:02x})")
+            return None
+        if not self.minimum <= value <= self.maximum:
+            return RequestError.OUT_OF_RANGE, f"{self.name} {value} is outside {self.minimum}..{self.maximum}"
+        if (value - self.minimum) % self.resolution:
+            return (RequestError.INVALID_VALUE_WITHIN_RANGE,
+                    f"{self.name} {value} is not {self.minimum} plus a multiple of {self.resolution}")
+        return None
+
     def check(self) -> str | None:
         """Why the declared range is impossible, or None."""
+        if self.kind == "bitmap":
+            if not 0 < self.resolution < 1 << (8 * self.size):
+                return f"the modes offered (mask 0x{self.resolution:x}) must be at least one of the {8 * self.size} bits"
+            if self.default == 0 or self.default & (self.default - 1) or not self.default & self.resolution:
+                return f"default 0x{self.default:x} must be one of the modes offered (mask 0x{self.resolution:x})"
+            return None
+        if self.kind == "boolean" and (self.minimum, self.maximum, self.resolution) != (0, 1, 1):
+            return f"{self.name} is on or off (0 or 1): it has no range of its own"
         lo, hi = (-(1 << (8 * self.size - 1)), (1 << (8 * self.size - 1)) - 1) if self.signed else (0, (1 << (8 * self.size)) - 1)
         for what, v in (("min", self.minimum), ("max", self.maximum), ("default", self.default)):
             if not lo <= v <= hi:
@@ -378,8 +489,45 @@ CONTROL_NAMES: Final = tuple(_PU)
 
 def control_spec(name: str, *, minimum: int | None = None, maximum: int | None = None, step: int | None = None,
                  default: int | None = None) -> ControlSpec:
-    """The processing unit control ``name`` with its usual range, changed where given."""
+    """The processing unit or camera terminal control ``name`` with its usual range, changed where given."""
+    if name in _CT:
+        sel, bit, size, signed, kind, lo, hi, res, dflt, offset = _CT[name]
+        return ControlSpec(name, sel, bit, size, signed, lo if minimum is None else minimum,
+                           hi if maximum is None else maximum, res if step is None else step,
+                           dflt if default is None else default, CAMERA_TERMINAL_ID, offset, kind)
     sel, bit, size, signed, lo, hi, res, dflt = _PU[name]
     return ControlSpec(name, sel, bit, size, signed, lo if minimum is None else minimum,
                        hi if maximum is None else maximum, res if step is None else step,
                        dflt if default is None else default)
+
+
+# ------------------------------------------------------------------ camera terminal controls
+AE_MODES: Final = {"manual": 0x01, "auto": 0x02, "shutter_priority": 0x04, "aperture_priority": 0x08}
+"""bAutoExposureMode bits (UVC 1.1 section 4.2.2.1.2)."""
+
+# name: (selector, bmControls bit, size, signed, kind, min, max, step, default, offset)  (UVC 1.1 section 4.2.2.1)
+# Units: exposure time in 100 us, focus in mm, iris in f-stop x 100, zoom in the device's own steps,
+# pan and tilt in arc seconds, roll in degrees.
+_CT: Final = {
+    "scanning_mode": (0x01, 0, 1, False, "boolean", 0, 1, 1, 1, 0),  # 0 interlaced, 1 progressive
+    "auto_exposure_mode": (0x02, 1, 1, False, "bitmap", 0, 0, 0x09, 0x08, 0),  # manual and aperture priority
+    "auto_exposure_priority": (0x03, 2, 1, False, "boolean", 0, 1, 1, 0, 0),
+    "exposure_time_absolute": (0x04, 3, 4, False, "range", 3, 2047, 1, 250, 0),
+    "focus_absolute": (0x06, 5, 2, False, "range", 0, 250, 5, 0, 0),
+    "iris_absolute": (0x09, 7, 2, False, "range", 100, 1600, 10, 200, 0),
+    "zoom_absolute": (0x0B, 9, 2, False, "range", 100, 500, 1, 100, 0),
+    "pan_absolute": (0x0D, 11, 4, True, "range", -36000, 36000, 3600, 0, 0),
+    "tilt_absolute": (0x0D, 11, 4, True, "range", -36000, 36000, 3600, 0, 4),
+    "roll_absolute": (0x0F, 13, 2, True, "range", -180, 180, 1, 0, 0),
+    "focus_auto": (0x08, 17, 1, False, "boolean", 0, 1, 1, 1, 0),
+    "privacy": (0x11, 18, 1, False, "boolean", 0, 1, 1, 0, 0),
+}
+CAMERA_CONTROL_NAMES: Final = tuple(_CT)
+
+DEPENDENCIES: Final = {
+    # control: (the control whose value puts it under device control, values that do)  (UVC 1.1 4.2.2.1.4-4.2.2.1.9)
+    "exposure_time_absolute": ("auto_exposure_mode", (AE_MODES["auto"], AE_MODES["aperture_priority"])),
+    "iris_absolute": ("auto_exposure_mode", (AE_MODES["auto"], AE_MODES["shutter_priority"])),
+    "focus_absolute": ("focus_auto", (1,)),
+}
+"""SET_CUR of these while their automatic mode is on stalls with 'wrong state', as the specification asks."""

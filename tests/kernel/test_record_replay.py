@@ -1,7 +1,8 @@
 """Record a device as a real kernel drives it, replay the recording to the kernel, and get the same.
 
 Each test serves a vusb device with a usbmon-form capture (what ``tcpdump -i usbmonN``
-writes on a machine with the hardware) while the guest's own drivers use it, turns
+writes on a machine with the hardware; the disk also with the USB/IP form, the TCP stream
+Wireshark records) while the guest's own drivers use it, turns
 the capture into a replay profile with ``vusb record`` (the function the command
 calls), and attaches the replay to the guest: the same driver binds, and the data the
 guest reads is what the original device gave.
@@ -51,13 +52,15 @@ async def read_disk(guest: Guest, devdir: str, blocks: int) -> bytes:
     return got.stdout_bytes
 
 
-async def test_a_recorded_disk_replays_the_same_blocks_to_usb_storage(clean_guest: Guest, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["usbmon", "usbip"])
+async def test_a_recorded_disk_replays_the_same_blocks_to_usb_storage(clean_guest: Guest, tmp_path: Path,
+                                                                      form: str) -> None:
     image = random.Random(16).randbytes(2 * 1024 * 1024)
     (tmp_path / "disk.img").write_bytes(image)
     (tmp_path / "disk.yaml").write_text(DISK_PROFILE)
     original = load_device(tmp_path / "disk.yaml")
-    capture = tmp_path / "disk.pcap"
-    async with Server([original], port=0, capture=str(capture), capture_format="usbmon") as server:
+    capture = tmp_path / "disk.pcap"  # as usbmon records it, or the USB/IP session in TCP as Wireshark does
+    async with Server([original], port=0, capture=str(capture), capture_format=form) as server:
         port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
         devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0005, timeout=60)
         assert await driver_of(clean_guest, devdir) == "usb-storage"
@@ -124,6 +127,68 @@ async def test_a_recorded_keyboard_replays_its_key_events_on_demand(clean_guest:
     keys = [(e.code, e.value) for e in replayed if e.type == EV_KEY]  # type: ignore[attr-defined]
     assert keys == [(e.code, e.value) for e in recorded if e.type == EV_KEY]  # type: ignore[attr-defined]
     assert keys_to_text(replayed) == text  # type: ignore[arg-type]
+
+
+MODEM_PROFILE = """\
+identity: {vendor_id: 0x1209, product_id: 0x0007, manufacturer: vusb, product: Recorded Modem, speed: full}
+functions:
+  - kind: cdc-acm
+    backend: none
+"""
+ANSWERS = {b"AT\n": b"OK\n", b"ATI\n": b"vusb modem 1.0\n"}
+
+
+def talk(tty: str, lines: list[bytes]) -> str:
+    """A guest script: write each line to the serial port and print what came back after it."""
+    steps = []
+    for line in lines:
+        expected = len(ANSWERS[line])
+        text = line.decode().replace("\n", "\\n")
+        steps.append(f"""
+: > /tmp/answer; head -c {expected} <&3 > /tmp/answer & reader=$!
+printf '{text}' >&3
+i=0; while [ "$(wc -c < /tmp/answer)" -lt {expected} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+kill $reader 2>/dev/null; cat /tmp/answer""")
+    return f"stty -F {tty} raw -echo 115200\nexec 3<>{tty}\n" + "".join(steps)
+
+
+async def test_a_recorded_modem_answers_matching_writes_in_any_order(clean_guest: Guest, tmp_path: Path) -> None:
+    (tmp_path / "modem.yaml").write_text(MODEM_PROFILE)
+    original = load_device(tmp_path / "modem.yaml")
+    serial = original.functions[0]
+
+    async def answer() -> None:
+        while True:
+            line = await serial.readline()  # type: ignore[attr-defined]
+            await serial.write(ANSWERS[line])  # type: ignore[attr-defined]
+
+    capture = tmp_path / "modem.pcap"
+    async with Server([original], port=0, capture=str(capture), capture_format="usbmon") as server:
+        responder = asyncio.ensure_future(answer())
+        port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
+        devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0007, timeout=60)
+        assert await driver_of(clean_guest, devdir) == "cdc_acm"
+        tty = await clean_guest.wait_for_tty()
+        said = await clean_guest.run(talk(tty, [b"AT\n", b"ATI\n"]), timeout=60, check=True)
+        await clean_guest.detach(port)
+        responder.cancel()
+    await original.aclose()
+    assert said.stdout == "OK\nvusb modem 1.0\n"
+
+    rec, _ = record_to(capture, tmp_path / "replay.yaml")
+    assert rec.device_class == "cdc"
+    replay = load_device(tmp_path / "replay.yaml")
+    function = replay.functions[0]
+    assert isinstance(function, ReplayFunction)
+    async with Server([replay], port=0) as server:
+        port = await clean_guest.attach(clean_guest.host_address, server.port, "1-1")
+        devdir = await clean_guest.wait_for_usb_device(0x1209, 0x0007, timeout=60)
+        assert await driver_of(clean_guest, devdir) == "cdc_acm"
+        tty = await clean_guest.wait_for_tty()
+        again = await clean_guest.run(talk(tty, [b"ATI\n", b"AT\n"]), timeout=60, check=True)  # the other order
+        await clean_guest.detach(port)
+    assert again.stdout == "vusb modem 1.0\nOK\n"  # each answer follows its own write
+    assert any("resynchronised at the same write" in d.action for d in function.divergences)
 
 
 async def read_events(guest: Guest, node: str, action: object, settle: float = 1.0) -> list[object]:

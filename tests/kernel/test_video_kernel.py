@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 from vusb.devices.video import ColourBars, UvcFunction, Webcam, frame_counter
-from vusb.devices.video.spec import FrameSize, PixelFormat, VideoFormat
+from vusb.devices.video.spec import CAMERA_CONTROL_NAMES, FrameSize, PixelFormat, RequestError, VideoFormat
 
 from vusb.device import Device
 from vusb.harness import Guest
@@ -158,6 +158,18 @@ async def test_uvcvideo_binds_and_lists_the_profile_formats(guest: Guest, camera
     assert driver == "uvcvideo"
     listing = (await guest.run(f"v4l2-ctl -d {camera.node} --list-formats-ext", check=True)).stdout
     assert listed_formats(listing) == expected_formats(camera.function), listing
+    # The profile offers still images (method 2): uvcvideo skips the Still Image Frame descriptors without a word.
+    assert camera.function.still_method == 2
+    assert_no_uvc_complaint((await guest.run("dmesg", check=True)).stdout)
+
+
+def assert_no_uvc_complaint(dmesg: str) -> None:
+    found = [line for line in dmesg.splitlines() if "Found UVC" in line]
+    assert found, dmesg
+    bad = [line for line in dmesg.splitlines()
+           if re.search(r"uvcvideo.*(error|invalid|Failed to|not supported|Unknown)|UVC non compliance", line, re.I)
+           and "Failed to query (SET_CUR) UVC control" not in line]
+    assert not bad, "\n".join(bad)
 
 
 async def test_processing_unit_controls_from_their_declared_ranges(guest: Guest, camera: Camera) -> None:
@@ -169,6 +181,71 @@ async def test_processing_unit_controls_from_their_declared_ranges(guest: Guest,
     assert camera.function.control_value("saturation") == 80
     got = (await guest.run(f"v4l2-ctl -d {camera.node} --get-ctrl=brightness", check=True)).stdout
     assert got.strip() == "brightness: -20"
+
+
+V4L2_NAMES = {
+    # the device's camera control -> v4l2-ctl's name on 6.1 (uvcvideo maps neither scanning_mode nor, before
+    # 6.7, roll_absolute)
+    "auto_exposure_mode": "auto_exposure", "auto_exposure_priority": "exposure_dynamic_framerate",
+    "exposure_time_absolute": "exposure_time_absolute", "iris_absolute": "iris_absolute",
+    "focus_absolute": "focus_absolute", "focus_auto": "focus_automatic_continuous", "zoom_absolute": "zoom_absolute",
+    "pan_absolute": "pan_absolute", "tilt_absolute": "tilt_absolute", "privacy": "privacy",
+}
+AE_MENU = {0x01: 1, 0x02: 0, 0x04: 2, 0x08: 3}
+"""UVC auto-exposure mode bit -> v4l2's menu index (manual 1, auto 0, shutter priority 2, aperture priority 3)."""
+
+
+async def test_camera_controls_are_listed_with_their_declared_ranges(guest: Guest, camera: Camera) -> None:
+    listing = (await guest.run(f"v4l2-ctl -d {camera.node} -L", check=True)).stdout
+    declared = [cs for parts in camera.function.controls.values() for cs in parts if cs.entity == 1]
+    assert {cs.name for cs in declared} == set(V4L2_NAMES)
+    for cs in declared:
+        name = V4L2_NAMES[cs.name]
+        if cs.kind == "range":
+            wanted = rf"\b{name} 0x\w+ \(int\)\s*: min={cs.minimum} max={cs.maximum} step={cs.resolution} default={cs.default}"
+        elif cs.kind == "boolean":
+            wanted = rf"\b{name} 0x\w+ \(bool\)\s*: default={cs.default}"
+        else:  # the menu lists exactly the modes the device offers (its GET_RES mask)
+            wanted = rf"\b{name} 0x\w+ \(menu\)\s*: min=0 max=3 default={AE_MENU[cs.default]}"
+            offered = sorted(AE_MENU[bit] for bit in AE_MENU if bit & cs.resolution)
+            menu = re.search(rf"\b{name} .*\n((?:\t+\d+: .*\n)+)", listing)
+            assert menu is not None and [int(i) for i in re.findall(r"\t(\d+):", menu.group(1))] == offered, listing
+        assert re.search(wanted, listing), f"{wanted}\n{listing}"
+
+
+async def test_camera_control_sets_reach_the_device(guest: Guest, camera: Camera) -> None:
+    f, node = camera.function, camera.node
+
+    async def ctl(assignment: str) -> str:
+        r = await guest.run(f"v4l2-ctl -d {node} -c {assignment}")
+        return "ok" if r.returncode == 0 else (r.stdout + r.stderr).strip()
+
+    # Manual exposure, then an exposure time: the device holds what was set.
+    assert await ctl("auto_exposure=1") == "ok" and f.control_value("auto_exposure_mode") == 0x01
+    assert await ctl("exposure_time_absolute=500") == "ok" and f.control_value("exposure_time_absolute") == 500
+    got = (await guest.run(f"v4l2-ctl -d {node} --get-ctrl=exposure_time_absolute", check=True)).stdout
+    assert got.strip() == "exposure_time_absolute: 500"
+    # Beyond the range: uvcvideo clamps to the device's GET_MAX before sending.
+    assert await ctl("exposure_time_absolute=99999") == "ok" and f.control_value("exposure_time_absolute") == 2047
+    # A mode the device does not offer (auto, bit 0x02): uvcvideo refuses it from the GET_RES mask.
+    assert "Invalid argument" in await ctl("auto_exposure=0")
+    assert f.control_value("auto_exposure_mode") == 0x01
+    # Pan and tilt are one 8-byte control: setting pan leaves tilt as it was.
+    assert await ctl("pan_absolute=7200") == "ok"
+    assert (f.control_value("pan_absolute"), f.control_value("tilt_absolute")) == (7200, 0)
+    assert await ctl("focus_automatic_continuous=0") == "ok" and await ctl("focus_absolute=35") == "ok"
+    assert f.control_value("focus_absolute") == 35
+    # The iris under shutter priority is the device's to set: SET_CUR reaches it (uvcvideo has no rule for the
+    # iris), the device stalls, uvcvideo reads the request error code (2, wrong state) and turns it into EILSEQ
+    # (6.1; later kernels answer EACCES), which only that error code gives.
+    assert await ctl("auto_exposure=2") == "ok" and f.control_value("auto_exposure_mode") == 0x04
+    refused = await ctl("iris_absolute=400")
+    assert "Invalid or incomplete multibyte or wide character" in refused or "Permission denied" in refused, refused
+    assert f.control_value("iris_absolute") == 200 and f.request_error == RequestError.WRONG_STATE
+    dmesg = (await guest.run("dmesg | grep 'UVC control 9 on unit 1'")).stdout
+    assert "Failed to query (SET_CUR) UVC control 9 on unit 1" in dmesg, dmesg
+    assert await ctl("auto_exposure=3") == "ok" and await ctl("iris_absolute=400") == "ok"
+    assert f.control_value("iris_absolute") == 400
 
 
 async def test_yuyv_640x480_at_30_fps_every_frame_complete_and_in_order(guest: Guest, camera: Camera) -> None:
@@ -206,14 +283,20 @@ async def test_mjpeg_frames_decode(guest: Guest, camera: Camera, width: int, hei
 
 
 async def test_bulk_webcam_streams_too(guest: Guest, camera: Camera) -> None:
-    cam = Webcam([VideoFormat(PixelFormat.YUYV, (FrameSize(320, 240, (30,)),))], transport="bulk", serial_number="bulk",
-                 queued_frames=DEEP_BUFFER)
+    """A bulk webcam with still method 3: its bulk still endpoint sits beside the video one, and uvcvideo streams
+    from the endpoint the input header names."""
+    cam = Webcam([VideoFormat(PixelFormat.YUYV, (FrameSize(320, 240, (30,)),), still_sizes=((640, 480),))],
+                 transport="bulk", serial_number="bulk", queued_frames=DEEP_BUFFER, still_method=3)
     async with Server([], port=0) as server:
         attached = await attach_camera(guest, server, cam)
         try:
+            endpoints = (await guest.run(f"ls -d /sys/class/video4linux/{attached.node[5:]}/device/../*:1.1/ep_*",
+                                         check=True)).stdout.split()
             cap = await capture(guest, attached, "YUYV", 320, 240, 30, BULK_FRAMES, whole=False)
+            assert_no_uvc_complaint((await guest.run("dmesg", check=True)).stdout)
         finally:
             await guest.detach(attached.port)
+    assert sorted(e.rsplit("_", 1)[1] for e in endpoints) == ["81", "82"], endpoints
     counters = [frame_counter(h) for h in cap.frames]
     assert len(counters) == BULK_FRAMES and consecutive(counters), counters
 
@@ -222,10 +305,19 @@ async def test_bulk_webcam_streams_too(guest: Guest, camera: Camera) -> None:
 @pytest.mark.parametrize("any_guest", [pytest.param("5.10", marks=full_only), "6.1", pytest.param("6.12", marks=full_only)],
                          indirect=True, ids=["linux-5.10", "linux-6.1", "linux-6.12"])
 async def test_binds_and_lists_formats_on_every_kernel(any_guest: Guest) -> None:
+    """Every camera control and a method 3 still endpoint with its descriptors: each kernel binds, lists the
+    formats and says nothing about them; the controls it maps are listed with their ranges."""
+    webcam = Webcam(serial_number=f"k{any_guest.kernel_release}"[:30], still_method=3,
+                    camera_controls=CAMERA_CONTROL_NAMES)
     async with Server([], port=0) as server:
-        cam = await attach_camera(any_guest, server, Webcam(serial_number=f"k{any_guest.kernel_release}"[:30]))
+        cam = await attach_camera(any_guest, server, webcam)
         try:
             listing = (await any_guest.run(f"v4l2-ctl -d {cam.node} --list-formats-ext", check=True)).stdout
+            controls = (await any_guest.run(f"v4l2-ctl -d {cam.node} -l", check=True)).stdout
+            dmesg = (await any_guest.run("dmesg", check=True)).stdout
         finally:
             await any_guest.detach(cam.port)
     assert listed_formats(listing) == expected_formats(cam.function), f"{any_guest.kernel_release}:\n{listing}"
+    assert_no_uvc_complaint(dmesg)
+    assert re.search(r"zoom_absolute .*min=100 max=500 step=1 default=100", controls), controls
+    assert re.search(r"pan_absolute .*min=-36000 max=36000 step=3600", controls), controls
