@@ -31,6 +31,8 @@ from vusb import faults
 from vusb.cli import main as cli_main
 from vusb.client import RemoteDevice, list_devices
 from vusb.constants import Status, TransferType
+from vusb.control import ControlServer
+from vusb.control_client import ControlClient
 from vusb.device import Device
 from vusb.errors import ConnectionClosed, ProfileError, Stall, TransferError, TransferTimeout
 from vusb.profile import load_profile
@@ -153,6 +155,17 @@ async def test_loopback_data_goes_to_the_hardware_and_back_in_order() -> None:
         for chunk in chunks:
             await rig.remote.transfer_out(BULK_OUT, chunk)
         assert [await rig.remote.transfer_in(BULK_IN, 4096) for _ in chunks] == chunks
+
+
+def test_descriptors_that_break_a_rule_are_proxied_as_the_hardware_has_them(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeBackend(GadgetZero(speed="full"))
+    config = bytearray(fake.configurations[0])
+    at = config.index(bytes([7, 5, BULK_IN]))
+    config[at + 4:at + 6] = (1000).to_bytes(2, "little")   # a full-speed bulk endpoint of 1000 bytes
+    fake.configurations[0] = bytes(config)
+    proxy = ProxyDevice(fake)
+    assert proxy.configurations[0].interfaces[0].endpoints[0].max_packet_size == 1000
+    assert "proxied as they are" in caplog.text and "0x81" in caplog.text
 
 
 # ------------------------------------------------------------ state changes go through the backend's calls
@@ -302,6 +315,25 @@ async def test_a_filter_between_host_and_device(filt: Filter) -> None:
             assert (took >= 0.29) == (kind == "late")
         if kind in ("stall", "timeout"):  # the data the filter kept from the host is still in the device
             assert await rig.remote.transfer_in(BULK_IN, 64) == b"ping pong"
+
+
+async def test_fault_rules_can_be_added_while_proxying_through_the_control_socket(tmp_path: Path) -> None:
+    async with proxied(loopback()) as rig:
+        control = ControlServer(rig.server, str(tmp_path / "ctl.sock"))
+        await control.start()
+        try:
+            def add_stall() -> dict[str, Any]:
+                with ControlClient(control.path) as client:
+                    return client.request({"cmd": "fault-add", "busid": "1-1",
+                                           "fault": {"kind": "stall", "endpoint": BULK_IN, "count": 1}})
+
+            reply = await asyncio.to_thread(add_stall)
+            assert reply.get("ok", True) and "StallRule" in str(reply), reply
+            await rig.remote.enumerate()
+            with pytest.raises(Stall):
+                await rig.remote.transfer_in(BULK_IN, 64)
+        finally:
+            await control.close()
 
 
 async def test_a_descriptor_fault_changes_what_the_device_answered() -> None:

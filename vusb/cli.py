@@ -152,6 +152,7 @@ def _proxy(args: argparse.Namespace) -> int:
                 print(f"vusb: {device.describe()} is back, exported as 1-1", flush=True)
                 return
 
+        control = None
         try:
             proxy.open()
             for rule in rules:
@@ -159,12 +160,19 @@ def _proxy(args: argparse.Namespace) -> int:
             proxy.on_gone.append(gone)
             server.add(proxy, "1-1")
             await server.start()
+            if args.control:
+                from vusb.control import ControlServer
+
+                control = ControlServer(server, args.control)
+                await control.start()
             client_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost", "::1") else "<this-host>"
             port_opt = f" --tcp-port {server.port}" if server.port != USBIP_PORT else ""
             print(f"vusb: proxying {proxy.describe()} on {args.host}:{server.port}", flush=True)
             print(f"  1-1  attach: usbip{port_opt} attach -r {client_host} -b 1-1", flush=True)
             if args.record:
                 print(f"  recording the session to {args.record} (usbmon form; vusb record reads it)", flush=True)
+            if control is not None:
+                print(f"  control: {control.path}  (vusb ctl --socket {control.path} fault-add ...)", flush=True)
             await stop.wait()
             if unplugged:
                 print(f"vusb: stopping: --device {args.device} was unplugged (a replugged device gets a new address)",
@@ -174,6 +182,8 @@ def _proxy(args: argparse.Namespace) -> int:
         finally:
             for task in tasks:
                 task.cancel()
+            if control is not None:
+                await control.close()
             await server.close()
             current[0].close()
         return 1 if unplugged else 0
@@ -427,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one fault rule, e.g. stall,endpoint=0x81,count=1 or delay,endpoint=0x02,seconds=0.5 "
                    "(repeatable)")
     p.add_argument("--log-transfers", action="store_true", help="log every transfer and its answer")
+    p.add_argument("--control", metavar="PATH",
+                   help="open a control socket here, for `vusb ctl --socket PATH` (fault-add, fault-list, unplug...)")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     p.set_defaults(func=_proxy)
 

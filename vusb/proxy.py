@@ -227,6 +227,7 @@ class ProxyDevice(Device):
     """
 
     def __init__(self, backend: ProxyBackend, *, log_transfers: bool = False) -> None:
+        self.backend = backend
         descriptor, configs, bos = _parse(backend)
         if bos is None and descriptor.usb_version >= 0x0201:
             bos = BosDescriptor(())  # the host reads the device's own BOS through the proxy
@@ -235,7 +236,6 @@ class ProxyDevice(Device):
         except DeviceDefinitionError as exc:
             raise ProxyError(f"{backend.description}: its descriptors do not make a device vusb can serve: {exc}") \
                 from None
-        self.backend = backend
         self.log_transfers = log_transfers
         self.hooks: list[Hook] = []
         self.gone = False
@@ -259,6 +259,15 @@ class ProxyDevice(Device):
 
     def describe(self) -> str:
         return self.backend.description
+
+    def _validate(self) -> None:
+        """The descriptors are the hardware's and reach the host as they are: a rule vusb enforces on the
+        devices it defines (a wMaxPacketSize the speed does not allow, say) is only reported."""
+        try:
+            super()._validate()
+        except DeviceDefinitionError as exc:
+            log.warning("%s: its descriptors break a rule of the USB specification (%s); proxied as they are",
+                        self.backend.description, exc)
 
     # ------------------------------------------------------------ the physical device
     def open(self) -> ProxyDevice:

@@ -45,7 +45,7 @@ _EXTRA_HINT = ("vusb proxy needs python-libusb1 and the libusb-1.0 library: pip 
 def _usb1() -> Any:
     try:
         import usb1
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:  # OSError: the binding is there, the libusb-1.0 library is not
         raise ProxyError(f"{_EXTRA_HINT} ({exc})") from None
     return usb1
 
