@@ -137,7 +137,8 @@ def test_help_lists_each_command_once() -> None:
     # one line per command, indented by 4; longer help texts continue on lines indented further
     commands = [line.split()[0] for line in result.stdout.splitlines()
                 if line.startswith("    ") and not line.startswith("     ")]
-    assert commands == ["serve", "ctl", "list", "probe", "host", "schema", "bench", "check", "profiles", "clone", "record"], result.stdout
+    assert commands == ["serve", "proxy", "ctl", "list", "probe", "host", "schema", "bench", "check", "profiles", "clone",
+                        "record"], result.stdout
     assert "check (validate)" in result.stdout  # the alias is shown beside its command, not as one more
     assert "validate" not in result.stdout.replace("check (validate)", "")
 

@@ -7,8 +7,11 @@ them are in tests/kernel/test_emulated_replay.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ def test_the_manifest_names_the_device_and_its_drivers(device: Any) -> None:
     assert (fact["vendor_id"], fact["product_id"], fact["product"]) == (
         f"{device.vendor_id:04x}", f"{device.product_id:04x}", device.product)
     assert tuple(i["driver"] for i in fact["interfaces"]) == device.drivers
+    assert hashlib.sha256((RECORDINGS / fact["file"]).read_bytes()).hexdigest() == fact["pcap_sha256"]
 
 
 def test_the_storage_recording_holds_every_block_of_the_disk() -> None:
@@ -82,3 +86,14 @@ def test_input_events_drops_syn_and_msc() -> None:
 def test_splitting_refuses_what_is_not_a_usbmon_pcap(data: bytes, message: str) -> None:
     with pytest.raises(HarnessError, match=message):
         split_usbmon_pcap(data, {"kbd": (17, 2)})
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (apt-get install tshark)")
+@pytest.mark.parametrize("device", EMULATED_DEVICES, ids=lambda d: d.name)
+def test_tshark_decodes_each_recording_without_malformed_packets(device: Any) -> None:
+    out = subprocess.run(["tshark", "-r", str(RECORDINGS / f"{device.name}.pcap"), "-T", "fields",
+                          "-e", "_ws.col.Protocol", "-e", "_ws.expert.message"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "USB" in out.stdout
+    assert "malformed" not in out.stdout.lower(), out.stdout

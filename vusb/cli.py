@@ -78,6 +78,120 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proxy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vusb.faults import Fault
+    from vusb.proxy import ProxyDevice, open_physical, parse_fault_option, read_fault_rules
+    from vusb.server import Server, run
+
+    def make_rules() -> list[Fault]:  # fresh rules (a rule belongs to one device)
+        rules = []
+        for path in args.faults or ():
+            rules += read_fault_rules(Path(path).read_text(encoding="utf-8"), path)
+        for spec in args.fault or ():
+            rules += parse_fault_option(spec)
+        return rules
+
+    rules = make_rules()  # wrong rules fail here, before the device is taken
+    server = Server(host=args.host, port=args.port, allow_remote=args.allow_remote,
+                    allowed_clients=args.allow_client or None, capture=args.record, capture_format="usbmon")
+    try:
+        backend = open_physical(vid_pid=args.vid_pid, device=args.device)
+        try:
+            proxy = ProxyDevice(backend, log_transfers=args.log_transfers)
+        except BaseException:
+            backend.close()
+            raise
+    except BaseException:
+        if server.capture is not None:
+            server.capture.close()
+        raise
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        current = [proxy]
+        unplugged: list[ProxyDevice] = []
+        tasks: set[asyncio.Task[None]] = set()
+
+        def gone(device: ProxyDevice) -> None:
+            if device.busid is not None:
+                server.remove(device)
+            print(f"vusb: {device.describe()} was unplugged; it is no longer exported", flush=True)
+            if args.vid_pid is not None:
+                print(f"vusb: waiting for a device {args.vid_pid} to come back (Ctrl-C to stop)", flush=True)
+                task = loop.create_task(comeback())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            else:
+                unplugged.append(device)
+                stop.set()
+
+        async def comeback() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(1.0)
+                try:
+                    again = await asyncio.to_thread(open_physical, args.vid_pid, None)
+                except VusbError:
+                    continue
+                try:
+                    device = ProxyDevice(again, log_transfers=args.log_transfers)
+                    device.open()
+                except VusbError as exc:
+                    again.close()
+                    print(f"vusb: {args.vid_pid} is back but cannot be proxied: {exc}", flush=True)
+                    continue
+                for rule in make_rules():
+                    device.faults.add(rule)
+                device.on_gone.append(gone)
+                server.add(device, "1-1")
+                current[0] = device
+                print(f"vusb: {device.describe()} is back, exported as 1-1", flush=True)
+                return
+
+        control = None
+        try:
+            proxy.open()
+            for rule in rules:
+                proxy.faults.add(rule)
+            proxy.on_gone.append(gone)
+            server.add(proxy, "1-1")
+            await server.start()
+            if args.control:
+                from vusb.control import ControlServer
+
+                control = ControlServer(server, args.control)
+                await control.start()
+            client_host = "127.0.0.1" if args.host in ("127.0.0.1", "localhost", "::1") else "<this-host>"
+            port_opt = f" --tcp-port {server.port}" if server.port != USBIP_PORT else ""
+            print(f"vusb: proxying {proxy.describe()} on {args.host}:{server.port}", flush=True)
+            print(f"  1-1  attach: usbip{port_opt} attach -r {client_host} -b 1-1", flush=True)
+            if args.record:
+                print(f"  recording the session to {args.record} (usbmon form; vusb record reads it)", flush=True)
+            if control is not None:
+                print(f"  control: {control.path}  (vusb ctl --socket {control.path} fault-add ...)", flush=True)
+            await stop.wait()
+            if unplugged:
+                print(f"vusb: stopping: --device {args.device} was unplugged (a replugged device gets a new address)",
+                      file=sys.stderr, flush=True)
+            else:
+                print("vusb: shutting down; giving the device back", flush=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if control is not None:
+                await control.close()
+            await server.close()
+            current[0].close()
+        return 1 if unplugged else 0
+
+    result: int = run(main(), use_uvloop=not args.no_uvloop)
+    return result
+
+
 def _ctl(args: argparse.Namespace) -> int:
     from vusb.control import ctl_main
 
@@ -298,6 +412,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-control", action="store_true", help="do not open the control socket")
     p.set_defaults(func=_serve)
 
+    p = sub.add_parser("proxy", help="export a USB device plugged into this machine (through libusb; "
+                       "pip install 'vusb[proxy]')",
+                       description="Export a physical USB device plugged into this machine over USB/IP, from user "
+                       "space: its kernel drivers are detached while it is exported and re-attached after. Each "
+                       "URB becomes one libusb transfer; an UNLINK cancels it. Needs the proxy extra "
+                       "(python-libusb1) and the libusb-1.0 library.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--vid-pid", metavar="VVVV:PPPP", help="the device with these ids (hexadecimal, as lsusb)")
+    which.add_argument("--device", metavar="BUS.ADDR", help="the device at this bus number and address (lsusb's "
+                       "'Bus 001 Device 004' is 1.4)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --host (USB/IP has no authentication)")
+    p.add_argument("--allow-client", action="append", metavar="ADDR[/PREFIX]",
+                   help="only accept clients from these addresses or networks (repeatable)")
+    p.add_argument("--record", metavar="FILE.pcap",
+                   help="write the session as a usbmon capture (what tcpdump -i usbmonN writes; vusb record reads it)")
+    p.add_argument("--faults", action="append", metavar="FILE.yaml",
+                   help="fault rules between host and device: a YAML list of entries as in a profile's faults: "
+                   "(repeatable)")
+    p.add_argument("--fault", action="append", metavar="KIND,FIELD=VALUE,...",
+                   help="one fault rule, e.g. stall,endpoint=0x81,count=1 or delay,endpoint=0x02,seconds=0.5 "
+                   "(repeatable)")
+    p.add_argument("--log-transfers", action="store_true", help="log every transfer and its answer")
+    p.add_argument("--control", metavar="PATH",
+                   help="open a control socket here, for `vusb ctl --socket PATH` (fault-add, fault-list, unplug...)")
+    p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
+    p.set_defaults(func=_proxy)
+
     p = sub.add_parser("ctl", help="drive the devices of a running `vusb serve` (type, move, eject, unplug...)",
                        description="Send one command to the control socket of a running `vusb serve`. "
                        "`vusb ctl` alone lists the commands (the device classes add their own); "
@@ -382,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.bench_args = raw[raw.index("bench") + 1:]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    level = logging.WARNING - 10 * min(args.verbose + (1 if args.command == "serve" else 0), 2)
+    level = logging.WARNING - 10 * min(args.verbose + (1 if args.command in ("serve", "proxy") else 0), 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         result: int = args.func(args)

@@ -16,6 +16,8 @@
     ├── CloneError                       a device could not be cloned (vusb.clone)
     ├── CaptureReadError                 a capture cannot be read: cut short, another link type (vusb.capture_read)
     │   └── RecordError                  no device in a capture matches, or it makes no replay profile (vusb.record)
+    ├── ProxyError                       a physical device cannot be proxied: not found, no access, no libusb1 (vusb.proxy)
+    │   └── DeviceGone                   the proxied physical device was unplugged (vusb.proxy)
     ├── ControlError                     a control-channel command failed (vusb.control)
     ├── ProtocolError                    bytes from the wire break the USB/IP protocol
     │   └── LimitExceeded                a peer asked for more than the configured bounds

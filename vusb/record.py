@@ -341,13 +341,23 @@ def speed_from_intervals(transfers: list[Transfer], configurations: list[bytes])
     return None
 
 
+def _device_saw_it(t: Transfer) -> float:
+    """When the device acted on a transfer: a bulk or interrupt OUT's data reaches it after
+    the submission, and it may answer on an IN before the OUT's completion is reported
+    (QEMU's usb-net answers an ARP request on bulk IN between the request's S and C), so
+    OUTs are placed by submission; everything else by completion."""
+    if t.endpoint & 0x80 or t.endpoint & 0x7F == 0 or t.xfer == XFER_ISO:
+        return t.completed if t.completed is not None else t.submitted
+    return float(t.submitted)
+
+
 def record(path: str | Path, *, vid_pid: str | None = None, device: str | None = None,
            speed: str | None = None) -> Recording:
     """Read ``path`` and record the device the options pick (see :func:`choose`)."""
     file = str(path)
     reading = read_capture(path)
     key = choose(reading, vid_pid, device)
-    transfers = reading.transfers[key]
+    transfers = sorted(reading.transfers[key], key=_device_saw_it)
     where = f"{file} (bus {key[0]} address {key[1]})"
     try:
         clone = clone_from_seen(file, where, _seen(transfers))

@@ -7,6 +7,9 @@
     read commands line by line from stdin when no -c is given.
 ``python -m vusb.harness list``
     show the cached images.
+``python -m vusb.harness record-emulated --out DIR [--kernel 6.1] [--device usb-kbd ...]``
+    boot a guest with QEMU's own USB devices, record each with usbmon inside it and
+    write one pcap per device plus recordings.json (vusb.harness.emulated).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
+from .emulated import EMULATED_DEVICES, record_emulated
 from .guest import Guest, GuestError
 from .image import (
     DEFAULT_KERNEL,
@@ -99,6 +104,18 @@ async def _shell(args: argparse.Namespace) -> int:
         return status
 
 
+def _record_emulated(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    manifest = asyncio.run(record_emulated(out, args.kernel, args.device))
+    for dev in manifest["devices"]:
+        size = (out / dev["file"]).stat().st_size
+        drivers = ", ".join(i["driver"] for i in dev["interfaces"])
+        print(f"{dev['file']}: {dev['vendor_id']}:{dev['product_id']} {dev.get('product', '')!r}, "
+              f"{size} bytes, drivers {drivers}")
+    print(f"{out / 'recordings.json'}: what the guest saw")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vusb.harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_shell.add_argument("--console", action="store_true", help="print the console log at the end")
     p_list = sub.add_parser("list", help="list cached images")
     p_list.add_argument("--cache-dir", default=None)
+    p_rec = sub.add_parser("record-emulated",
+                           help="record QEMU's emulated USB devices with usbmon in a guest, one pcap per device")
+    p_rec.add_argument("--out", required=True, help="folder for the pcaps and recordings.json")
+    p_rec.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel series (default {DEFAULT_KERNEL})")
+    p_rec.add_argument("--device", action="append", choices=[d.name for d in EMULATED_DEVICES],
+                       help="record only this device (repeatable; default: all)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -133,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _build(args)
         if args.what == "list":
             return _list(args)
+        if args.what == "record-emulated":
+            return _record_emulated(args)
         return asyncio.run(_shell(args))
     except (HarnessError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -12,7 +12,7 @@ it on a machine with the hardware), with a manifest (``recordings.json``) of wha
 guest saw: ids, strings, the driver bound to each interface, and the data each exercise
 produced (the disk blocks' sha256, the input events, the serial bytes)::
 
-    python -m vusb.harness.emulated record --out tests/data/recordings
+    python -m vusb.harness record-emulated --out tests/data/recordings
 
 Keyboard and tablet input comes from QEMU's monitor (QMP ``input-send-event`` on a unix
 socket), which works with ``-display none``; serial data goes through a unix-socket chardev
@@ -24,7 +24,6 @@ other tests (e.g. a guest that proxies its own keyboard and disk).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -35,7 +34,6 @@ import shlex
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -52,6 +50,7 @@ __all__ = [
     "EMULATED_DEVICES",
     "EmulatedDevice",
     "QmpClient",
+    "audio_pattern",
     "disk_pattern",
     "emulated_qemu_args",
     "input_events",
@@ -319,7 +318,8 @@ async def _describe(guest: Guest, bus: int) -> dict[int, dict[str, Any]]:
     return found
 
 
-def _audio_pattern() -> bytes:
+def audio_pattern() -> bytes:
+    """What the recorder plays on usb-audio: :data:`AUDIO_FRAMES` frames of a ramp (left) and its negation."""
     frames = bytearray()
     for i in range(AUDIO_FRAMES):
         left = (i * 37) % 65536 - 32768
@@ -354,7 +354,7 @@ async def record_emulated(out: Path, kernel: str = DEFAULT_KERNEL,
     qemu_version = subprocess.run([find_qemu(), "--version"], capture_output=True, text=True,
                                   check=False).stdout.splitlines()[0]
     manifest = {"kernel": guest.kernel_release, "qemu": qemu_version,
-                "command": "python -m vusb.harness.emulated record --out DIR", **manifest}
+                "command": "python -m vusb.harness record-emulated --out DIR", **manifest}
     (out / "recordings.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
 
@@ -483,7 +483,7 @@ async def _exercise_net(guest: Guest, rig: _Rig, sysfs: str) -> dict[str, Any]:
 
 async def _exercise_audio(guest: Guest, rig: _Rig, sysfs: str) -> dict[str, Any]:
     card = (await guest.wait_for_path(f"{sysfs}:1.*/sound/card*"))[0].rsplit("card", 1)[1]
-    pattern = _audio_pattern()
+    pattern = audio_pattern()
     await guest.write_file("/tmp/pattern.raw", pattern)
     r = await guest.run(f"aplay -q -D hw:{card},0 -t raw -f S16_LE -r 48000 -c 2 /tmp/pattern.raw",
                         timeout=60)
@@ -499,26 +499,3 @@ _EXERCISES = {
     "usb-net": _exercise_net,
     "usb-audio": _exercise_audio,
 }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vusb.harness.emulated",
-                                     description="Record QEMU's emulated USB devices with usbmon in a guest.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    rec = sub.add_parser("record", help="boot a guest, record every device, write one pcap per device")
-    rec.add_argument("--out", required=True, type=Path, help="folder for the pcaps and recordings.json")
-    rec.add_argument("--kernel", default=DEFAULT_KERNEL)
-    rec.add_argument("--device", action="append", choices=[d.name for d in EMULATED_DEVICES],
-                     help="record only this device (repeatable; default: all)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    manifest = asyncio.run(record_emulated(args.out, args.kernel, args.device))
-    for dev in manifest["devices"]:
-        size = (args.out / dev["file"]).stat().st_size
-        print(f"{dev['file']}: {dev['vendor_id']}:{dev['product_id']} {dev.get('product', '')!r} "
-              f"{size} bytes, drivers {[i['driver'] for i in dev['interfaces']]}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
