@@ -358,6 +358,16 @@ def _bench(args: argparse.Namespace) -> int:
 _PROFILE_HELP = "a profile file (.yaml), or the name of a built-in profile (`vusb profiles` lists them)"
 
 
+def _listen_options(p: argparse.ArgumentParser) -> None:
+    """Where a server listens and whom it accepts (serve and proxy)."""
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --host (USB/IP has no authentication)")
+    p.add_argument("--allow-client", action="append", metavar="ADDR[/PREFIX]",
+                   help="only accept clients from these addresses or networks (repeatable)")
+
+
 def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder for the files profiles name (disk images, pty links); default: a profile file's "
@@ -387,12 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve profiles as USB/IP devices")
     p.add_argument("profiles", nargs="+", metavar="PROFILE", help=_PROFILE_HELP)
     _data_options(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow a non-loopback --host (USB/IP has no authentication)")
-    p.add_argument("--allow-client", action="append", metavar="ADDR[/PREFIX]",
-                   help="only accept clients from these addresses or networks (repeatable)")
+    _listen_options(p)
     p.add_argument("--max-connections", type=int, default=256, help="connections at once (default 256)")
     p.add_argument("--max-transfer", type=int, default=64 * 1024 * 1024, metavar="BYTES",
                    help="largest transfer a client may ask for (default 64 MiB)")
@@ -422,12 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--vid-pid", metavar="VVVV:PPPP", help="the device with these ids (hexadecimal, as lsusb)")
     which.add_argument("--device", metavar="BUS.ADDR", help="the device at this bus number and address (lsusb's "
                        "'Bus 001 Device 004' is 1.4)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=parse_port, default=USBIP_PORT, help=f"TCP port (default {USBIP_PORT})")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow a non-loopback --host (USB/IP has no authentication)")
-    p.add_argument("--allow-client", action="append", metavar="ADDR[/PREFIX]",
-                   help="only accept clients from these addresses or networks (repeatable)")
+    _listen_options(p)
     p.add_argument("--record", metavar="FILE.pcap",
                    help="write the session as a usbmon capture (what tcpdump -i usbmonN writes; vusb record reads it)")
     p.add_argument("--faults", action="append", metavar="FILE.yaml",

@@ -283,6 +283,21 @@ class _Seen:
     bos: bytes = b""
     qualifier: bytes = b""
 
+    def note(self, setup: bytes, reply: bytes) -> None:
+        """Keep `reply` to the GET_DESCRIPTOR `setup` if it is the longest of its kind so far."""
+        dtype, index = setup[3], setup[2]
+        lang = int.from_bytes(setup[4:6], "little")
+        if dtype == 0x01 and len(reply) > len(self.device):
+            self.device = reply
+        elif dtype == 0x02 and len(reply) > len(self.configurations.get(index, b"")):
+            self.configurations[index] = reply
+        elif dtype == 0x03 and len(reply) > len(self.strings.get((index, lang), b"")):
+            self.strings[(index, lang)] = reply
+        elif dtype == 0x0F and len(reply) > len(self.bos):
+            self.bos = reply
+        elif dtype == 0x06 and len(reply) > len(self.qualifier):
+            self.qualifier = reply
+
 
 def from_pcap(path: str | Path, address: str | int | None = None) -> Clone:
     """The descriptors one device returned in a usbmon capture (pcap or pcapng)."""
@@ -323,19 +338,7 @@ def from_pcap(path: str | Path, address: str | int | None = None) -> Clone:
             continue
         setup = setup_or_none
         reply = pkt[hlen:hlen + len_cap]
-        seen = devices.setdefault((busnum, devnum), _Seen())
-        dtype, index = setup[3], setup[2]
-        lang = int.from_bytes(setup[4:6], "little")
-        if dtype == 0x01 and len(reply) > len(seen.device):
-            seen.device = reply
-        elif dtype == 0x02 and len(reply) > len(seen.configurations.get(index, b"")):
-            seen.configurations[index] = reply
-        elif dtype == 0x03 and len(reply) > len(seen.strings.get((index, lang), b"")):
-            seen.strings[(index, lang)] = reply
-        elif dtype == 0x0F and len(reply) > len(seen.bos):
-            seen.bos = reply
-        elif dtype == 0x06 and len(reply) > len(seen.qualifier):
-            seen.qualifier = reply
+        devices.setdefault((busnum, devnum), _Seen()).note(setup, reply)
     complete = {k: v for k, v in devices.items() if len(v.device) >= 18 and k[1] != 0}
     names = ", ".join(f"{b}:{d}" for b, d in sorted(complete)) or "none"
     if address is None:

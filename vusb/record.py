@@ -286,19 +286,7 @@ def _seen(transfers: list[Transfer]) -> _Seen:
         s = t.setup
         if s is None or t.status or s[0] != 0x80 or s[1] != 0x06:
             continue
-        reply = t.data
-        dtype, index = s[3], s[2]
-        lang = int.from_bytes(s[4:6], "little")
-        if dtype == 0x01 and len(reply) > len(seen.device):
-            seen.device = reply
-        elif dtype == 0x02 and len(reply) > len(seen.configurations.get(index, b"")):
-            seen.configurations[index] = reply
-        elif dtype == 0x03 and len(reply) > len(seen.strings.get((index, lang), b"")):
-            seen.strings[(index, lang)] = reply
-        elif dtype == 0x0F and len(reply) > len(seen.bos):
-            seen.bos = reply
-        elif dtype == 0x06 and len(reply) > len(seen.qualifier):
-            seen.qualifier = reply
+        seen.note(s, t.data)
     return seen
 
 
