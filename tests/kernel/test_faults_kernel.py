@@ -36,16 +36,16 @@ def server(vusb_server: Server) -> Server:
 class Dmesg:
     """The kernel messages logged since it was made."""
 
-    def __init__(self, guest: Guest, seen: int) -> None:
+    def __init__(self, guest: Guest, mark: float) -> None:
         self.guest = guest
-        self.seen = seen
+        self.mark = mark
 
     @classmethod
     async def mark(cls, guest: Guest) -> Dmesg:
-        return cls(guest, len((await guest.dmesg()).splitlines()))
+        return cls(guest, await guest.dmesg_mark())
 
     async def new(self) -> str:
-        return "\n".join((await self.guest.dmesg()).splitlines()[self.seen:])
+        return await self.guest.dmesg_since(self.mark)
 
     async def wait_for(self, text: str, timeout: float = 60) -> str:
         for _ in range(int(timeout * 4)):

@@ -154,11 +154,11 @@ async def test_device_removed_on_the_server_disappears_without_kernel_errors(cle
     server.add(mouse)
     await attach(clean_guest, server, "1-1")
     await clean_guest.wait_for_input_device("vusb Virtual Mouse", timeout=30)
-    before = len((await clean_guest.dmesg()).splitlines())
+    before = await clean_guest.dmesg_mark()
     server.remove(mouse)
     await clean_guest.wait_for("! grep -q 'vusb Virtual Mouse' /proc/bus/input/devices", timeout=30)
     await clean_guest.wait_for("[ -z \"$(usbip port 2>/dev/null | grep '^Port')\" ]", timeout=30)
-    new = (await clean_guest.dmesg()).splitlines()[before:]
+    new = (await clean_guest.dmesg_since(before)).splitlines()
     assert not [line for line in new if "BUG" in line or "Oops" in line or "WARNING" in line or "Call Trace" in line], new
 
 

@@ -45,14 +45,14 @@ async def test_platform_capabilities_enumerate_cleanly(any_guest: Guest) -> None
                              webusb=WebUsb("https://example.com/app", vendor_code=0x21))
     assert device.bos is not None
     total = len(device.bos.to_bytes())
-    before = len((await any_guest.dmesg()).splitlines())
+    before = await any_guest.dmesg_mark()
     async with Server([device], port=0) as server:
         port = await any_guest.attach(None, server.port, "1-1")
         try:
             devdir = await any_guest.wait_for_usb_device(0x1209, 0x0021, timeout=60, serial="WINUSB1")
             await any_guest.wait_for(f"[ -e {devdir}:1.0/driver ]", timeout=30, description="usbhid to bind")
             assert (await any_guest.run(f"cat {devdir}/version", check=True)).stdout.strip() == "2.10"
-            new = (await any_guest.dmesg()).splitlines()[before:]
+            new = (await any_guest.dmesg_since(before)).splitlines()
         finally:
             await any_guest.detach(port)
     assert device.bos_reads[:2] == [5, total], device.bos_reads  # header, then the whole BOS

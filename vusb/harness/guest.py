@@ -347,6 +347,28 @@ class Guest(UsbTarget):
         """The guest kernel's message buffer."""
         return (await self.run("dmesg", timeout=60, check=True)).stdout
 
+    async def dmesg_mark(self) -> float:
+        """A mark for :meth:`dmesg_since`: the time stamp of the kernel's latest message."""
+        stamps = [t for t in map(_kernel_stamp, (await self.dmesg()).splitlines()) if t is not None]
+        return stamps[-1] if stamps else 0.0
+
+    async def dmesg_since(self, mark: float) -> str:
+        """The kernel messages logged after `mark` (from :meth:`dmesg_mark`).
+
+        Messages are told apart by their time stamps, not counted: once the kernel's
+        ring buffer is full it drops its oldest lines, and a count taken earlier would
+        then skip new ones.
+        """
+        lines: list[str] = []
+        keep = False
+        for line in (await self.dmesg()).splitlines():
+            stamp = _kernel_stamp(line)
+            if stamp is not None:
+                keep = stamp > mark
+            if keep:
+                lines.append(line)
+        return "\n".join(lines)
+
     async def stop(self) -> None:
         """Power the guest off (QEMU is killed if it does not exit)."""
         if self._stopped:
@@ -460,3 +482,14 @@ class SyncGuest:
 
     def stop(self) -> None:
         self.guest.stop_sync()
+
+
+def _kernel_stamp(line: str) -> float | None:
+    """The time stamp of a ``dmesg`` line (``[  12.345678] text``), or None for a line without one."""
+    if not line.startswith("["):
+        return None
+    end = line.find("]")
+    try:
+        return float(line[1:end])
+    except ValueError:
+        return None
