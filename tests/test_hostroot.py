@@ -14,7 +14,7 @@ def test_the_command_chroots_with_a_clean_environment_and_quotes_every_argument(
     command = host_root_command(["echo", "two words", "$HOME;rm"], env={"A": "b c"}, cwd="/some dir")
     words = shlex.split(command)
     assert words[:5] == ["exec", "chroot", HOST_ROOT, "/usr/bin/env", "-i"]
-    assert {"HOME=/tmp", "PYTHONDONTWRITEBYTECODE=1", "A=b c"} <= set(words)
+    assert {"HOME=/run/scratch", "TMPDIR=/run/scratch", "PYTHONDONTWRITEBYTECODE=1", "A=b c"} <= set(words)
     inner = shlex.split(words[-1])  # what sh -c runs inside the chroot
     assert words[-3:-1] == ["/bin/sh", "-c"]
     assert inner[:2] == ["cd", "/some dir"]

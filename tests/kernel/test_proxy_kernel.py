@@ -30,7 +30,14 @@ from serve_subprocess import ServeProcesses
 
 from vusb.harness import BackgroundJob, Guest, GuestTimeoutError, HarnessError
 from vusb.harness.emulated import DISK_BLOCKS, QmpClient, disk_pattern, emulated_qemu_args, input_events
-from vusb.harness.hostroot import HOST_ROOT, HOST_ROOT_QEMU_ARGS, host_python, run_on_host_root, start_on_host_root
+from vusb.harness.hostroot import (
+    HOST_ROOT,
+    HOST_ROOT_QEMU_ARGS,
+    HOST_SCRATCH,
+    host_python,
+    run_on_host_root,
+    start_on_host_root,
+)
 from vusb.pytest_plugin import harness_unavailable
 
 pytestmark = pytest.mark.kernel
@@ -193,7 +200,7 @@ async def test_a_proxied_keyboard_binds_usbhid_over_vhci_and_its_recording_repla
         rig: Rig, serve_processes: ServeProcesses, tmp_path: Path) -> None:
     guest = rig.guest
     original = await find_device(guest, KEYBOARD, "xhci")
-    async with proxied(guest, KEYBOARD, 3300, record="/tmp/kbd-proxy.pcap"):
+    async with proxied(guest, KEYBOARD, 3300, record=f"{HOST_SCRATCH}/kbd-proxy.pcap"):
         # libusb took the interface from usbhid (usbfs holds it) while it is exported.
         assert await driver_of(guest, f"{original}:1.0") == "usbfs"
         port = await guest.attach("127.0.0.1", 3300, "1-1")
@@ -210,7 +217,7 @@ async def test_a_proxied_keyboard_binds_usbhid_over_vhci_and_its_recording_repla
     assert await driver_of(guest, f"{original}:1.0") == "usbhid"
 
     capture = tmp_path / "kbd-proxy.pcap"
-    capture.write_bytes(await guest.read_file(f"{HOST_ROOT}/tmp/kbd-proxy.pcap"))
+    capture.write_bytes(await guest.read_file(f"{HOST_ROOT}{HOST_SCRATCH}/kbd-proxy.pcap"))
     port = await serve_recording(guest, serve_processes, capture, tmp_path)
     try:
         replay = await find_device(guest, KEYBOARD, "vhci")
@@ -231,7 +238,7 @@ async def test_a_proxied_disk_reads_back_the_same_blocks_and_its_recording_repla
     guest = rig.guest
     original = await find_device(guest, DISK, "xhci")
     assert await region_hashes(guest, await guest.wait_for_disk(original)) == expected_hashes()
-    async with proxied(guest, DISK, 3301, record="/tmp/disk-proxy.pcap"):
+    async with proxied(guest, DISK, 3301, record=f"{HOST_SCRATCH}/disk-proxy.pcap"):
         port = await guest.attach("127.0.0.1", 3301, "1-1")
         try:
             copy = await find_device(guest, DISK, "vhci")
@@ -243,7 +250,7 @@ async def test_a_proxied_disk_reads_back_the_same_blocks_and_its_recording_repla
     assert await region_hashes(guest, await guest.wait_for_disk(original)) == expected_hashes()
 
     capture = tmp_path / "disk-proxy.pcap"
-    capture.write_bytes(await guest.read_file(f"{HOST_ROOT}/tmp/disk-proxy.pcap"))
+    capture.write_bytes(await guest.read_file(f"{HOST_ROOT}{HOST_SCRATCH}/disk-proxy.pcap"))
     port = await serve_recording(guest, serve_processes, capture, tmp_path)
     try:
         replay = await find_device(guest, DISK, "vhci")

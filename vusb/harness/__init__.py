@@ -41,7 +41,14 @@ from .guest import (
     UsbTarget,
     parse_usbip_port,
 )
-from .hostroot import HOST_ROOT_QEMU_ARGS, host_python, mount_host_root, run_on_host_root, start_on_host_root
+from .hostroot import (
+    HOST_ROOT_QEMU_ARGS,
+    HOST_SCRATCH,
+    host_python,
+    mount_host_root,
+    run_on_host_root,
+    start_on_host_root,
+)
 from .image import (
     DEFAULT_KERNEL,
     FORMAT_VERSION,
@@ -63,6 +70,7 @@ __all__ = [
     "GUEST_ADDRESS",
     "HOST_FROM_GUEST",
     "HOST_ROOT_QEMU_ARGS",
+    "HOST_SCRATCH",
     "KERNELS",
     "BackgroundJob",
     "CommandResult",

@@ -2,8 +2,8 @@
 
 A guest started with :data:`HOST_ROOT_QEMU_ARGS` sees the host's ``/`` as the 9p share
 ``hostroot``. :func:`mount_host_root` mounts it at ``/host`` in the guest, binds the
-guest's ``/dev``, ``/proc`` and ``/sys`` into it and puts a tmpfs on its ``/tmp`` (and
-``/run``); :func:`run_on_host_root` then ``chroot``\\ s there to run a host command, so the
+guest's ``/dev``, ``/proc`` and ``/sys`` into it and puts a tmpfs on its ``/run``;
+:func:`run_on_host_root` then ``chroot``\\ s there to run a host command, so the
 host's Python (``sys.executable``), its packages (vusb itself, installed editable or not)
 and its shared libraries (libusb) run against the *guest's* kernel, devices and network,
 without copying anything into the image::
@@ -11,8 +11,11 @@ without copying anything into the image::
     guest = await Guest.start("6.1", qemu_args=[*HOST_ROOT_QEMU_ARGS, ...])
     result = await run_on_host_root(guest, host_python("-c", "import vusb; print(vusb.__file__)"))
 
-Needs the 9p modules in the guest image (format 5 and later). The share is read-only;
-``/tmp`` inside is the guest's own tmpfs (visible from the guest as ``/host/tmp``).
+Needs the 9p modules in the guest image (format 5 and later). The share is read-only,
+and the host's ``/tmp`` stays visible (a checkout or virtual environment there keeps
+working); :data:`HOST_SCRATCH` (``/run/scratch``) is the writable place inside, the
+guest's own tmpfs, seen from the guest as ``/host/run/scratch``. Programs get it as
+``HOME`` and ``TMPDIR``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .target import BackgroundJob, UsbTarget
 __all__ = [
     "HOST_ROOT",
     "HOST_ROOT_QEMU_ARGS",
+    "HOST_SCRATCH",
     "host_python",
     "host_root_command",
     "mount_host_root",
@@ -37,6 +41,9 @@ __all__ = [
 
 #: Where the host's root is mounted in the guest.
 HOST_ROOT = "/host"
+
+#: The writable folder inside the host's root (a tmpfs of the guest's), as a chrooted program sees it.
+HOST_SCRATCH = "/run/scratch"
 
 #: QEMU arguments that share the host's root read-only with the guest (mount tag ``hostroot``).
 HOST_ROOT_QEMU_ARGS: tuple[str, ...] = (
@@ -51,8 +58,8 @@ if ! grep -q " $r 9p " /proc/mounts; then
   mkdir -p $r
   mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot $r
   for d in dev proc sys; do mount --bind /$d $r/$d; done
-  mount -t tmpfs tmpfs $r/tmp
-  if [ -d $r/run ]; then mount -t tmpfs tmpfs $r/run; fi
+  mount -t tmpfs tmpfs $r/run
+  mkdir -p $r{HOST_SCRATCH}
 fi
 """
 
@@ -72,16 +79,18 @@ def host_root_command(argv: Sequence[str], env: Mapping[str, str] | None = None,
                       cwd: str | None = None) -> str:
     """The guest shell command that runs `argv` chrooted in the host's root.
 
-    The environment is cleared but for PATH, HOME=/tmp, PYTHONDONTWRITEBYTECODE=1 (the
-    share is read-only), the host's VIRTUAL_ENV if set, and `env`. `cwd` defaults to
+    The environment is cleared but for PATH, HOME and TMPDIR (both :data:`HOST_SCRATCH`),
+    PYTHONDONTWRITEBYTECODE=1 (the share is read-only), the host's VIRTUAL_ENV if set,
+    and `env`. `cwd` defaults to
     the host's current directory.
     """
     variables = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
-                 "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+                 "HOME": HOST_SCRATCH, "TMPDIR": HOST_SCRATCH, "PYTHONDONTWRITEBYTECODE": "1",
+                 "LANG": "C.UTF-8"}
     if "VIRTUAL_ENV" in os.environ:
         variables["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
     variables.update(env or {})
-    # A folder hidden in the guest (the host's /tmp is the guest's tmpfs there) falls back to /.
+    # A folder the guest cannot see (under the host's /run, hidden by the guest's tmpfs) falls back to /.
     inner = f"cd {shlex.quote(cwd or os.getcwd())} 2>/dev/null || cd /; exec " + shlex.join(argv)
     return (f"exec chroot {HOST_ROOT} /usr/bin/env -i "
             + " ".join(shlex.quote(f"{k}={v}") for k, v in variables.items())
