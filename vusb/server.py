@@ -301,18 +301,17 @@ class Connection(asyncio.BufferedProtocol):
         if result.iso_packets is None and self._capture is None and self._usbmon is None:
             # The common shapes (no iso descriptors, nothing captured): header and data, no message object.
             batch = self._batch
+            parts: tuple[bytes | memoryview, ...]
+            data = result.data
             if urb.direction == 1:
-                data = result.data
-                kind = type(data)
                 actual = len(data)
-                if not actual:
-                    parts: tuple[bytes | memoryview, ...] = (
-                        _RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, 0, 0, 0, result.error_count, _ZERO8),)
-                elif kind is bytes or kind is memoryview:
-                    parts = (_RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, actual, 0, 0, result.error_count,
-                                              _ZERO8), data)  # type: ignore[assignment]
+                kind = type(data)
+                if actual and kind is not bytes and kind is not memoryview:
+                    parts = self._in_parts(urb, result, data, actual)  # a Gather, or a bytearray to copy
                 else:
-                    parts = self._in_parts(urb, result, data, actual)
+                    header = _RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, actual, 0, 0,
+                                              result.error_count, _ZERO8)
+                    parts = (header, data) if actual else (header,)  # type: ignore[assignment]
             else:
                 actual = urb.length if result.actual_length is None else result.actual_length
                 parts = (_RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, actual, 0, 0, result.error_count,
