@@ -27,7 +27,7 @@ from vusb.harness.events import (
     REL_Y,
     encode_event,
     keys_to_text,
-    parse_events,
+    read_input_events,
 )
 from vusb.profile import load_device
 from vusb.server import Server
@@ -78,23 +78,13 @@ async def test_profiles_enumerate_with_their_ids_and_strings_and_bind_hid_generi
             await any_guest.detach(port)
 
 
-async def read_events(guest: Guest, node: str, action: object, settle: float = 1.0) -> list[object]:
-    job = await guest.start_background(f"cat {node}")
-    await asyncio.sleep(0.5)  # let cat open the device before events arrive
-    await action  # type: ignore[misc]
-    await asyncio.sleep(settle)
-    data = await job.read_stdout()
-    await job.stop()
-    return parse_events(data)  # type: ignore[return-value]
-
-
 async def test_typed_text_arrives_as_key_events_and_caps_lock_reaches_the_leds(clean_guest: Guest, server: Server) -> None:
     keyboard = Keyboard()
     server.add(keyboard)
     await attach(clean_guest, server, "1-1")
     node = await clean_guest.wait_for_input_device("vusb Virtual Keyboard", timeout=30)
     text = "Hello, World! 1+1=2 ~user/path_[ok]?\n"
-    events = await read_events(clean_guest, node, keyboard.type(text, timeout=30))
+    events = await read_input_events(clean_guest, node, keyboard.type(text, timeout=30))
     assert keys_to_text(events) == text  # type: ignore[arg-type]
     assert all(e.type in (EV_KEY, EV_SYN, 4) for e in events)  # type: ignore[attr-defined]
     # Caps Lock set from the guest: an EV_LED written to the event device becomes SET_REPORT(output).
@@ -119,7 +109,7 @@ async def test_mouse_motion_buttons_and_wheel(clean_guest: Guest, server: Server
         await mouse.release(Button.RIGHT, timeout=10)
         await mouse.scroll(-2, timeout=10)
 
-    events = await read_events(clean_guest, node, act())
+    events = await read_input_events(clean_guest, node, act())
     rel = [(e.code, e.value) for e in events if e.type == EV_REL]  # type: ignore[attr-defined]
     keys = [(e.code, e.value) for e in events if e.type == EV_KEY]  # type: ignore[attr-defined]
     assert (REL_X, 15) in rel and (REL_Y, -7) in rel
@@ -145,7 +135,7 @@ async def test_detach_reattach_and_two_devices_at_once(clean_guest: Guest, serve
     assert not keyboard.attached and keyboard.configuration_value == 0
     await attach(clean_guest, server, "1-1")
     node = await clean_guest.wait_for_input_device("vusb Virtual Keyboard", timeout=30)
-    events = await read_events(clean_guest, node, keyboard.type("again", timeout=30))
+    events = await read_input_events(clean_guest, node, keyboard.type("again", timeout=30))
     assert keys_to_text(events) == "again"  # type: ignore[arg-type]
 
 

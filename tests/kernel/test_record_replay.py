@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from vusb.harness import Guest
-from vusb.harness.events import EV_KEY, keys_to_text, parse_events
+from vusb.harness.events import EV_KEY, keys_to_text, read_input_events
 from vusb.profile import load_device
 from vusb.record import record_to
 from vusb.replay import ReplayFunction
@@ -116,7 +116,7 @@ async def test_a_keyboard_recorded_by_each_kernel_replays_its_key_events_on_dema
         port = await any_guest.attach(any_guest.host_address, server.port, "1-1")
         devdir = await any_guest.wait_for_usb_device(0x1209, 0x0001, timeout=60)
         node = await any_guest.wait_for_input_device("vusb Recorded Keyboard", timeout=30)
-        recorded = await read_events(any_guest, node, keyboard.type(text, timeout=30))  # type: ignore[attr-defined]
+        recorded = await read_input_events(any_guest, node, keyboard.type(text, timeout=30))  # type: ignore[attr-defined]
         await any_guest.detach(port)
     assert keys_to_text(recorded) == text  # type: ignore[arg-type]
 
@@ -140,7 +140,7 @@ async def test_a_keyboard_recorded_by_each_kernel_replays_its_key_events_on_dema
                     break
                 await asyncio.sleep(0.1)
 
-        replayed = await read_events(any_guest, node, release_all())
+        replayed = await read_input_events(any_guest, node, release_all())
         await any_guest.detach(port)
     keys = [(e.code, e.value) for e in replayed if e.type == EV_KEY]  # type: ignore[attr-defined]
     assert keys == [(e.code, e.value) for e in recorded if e.type == EV_KEY]  # type: ignore[attr-defined]
@@ -209,11 +209,3 @@ async def test_a_recorded_modem_answers_matching_writes_in_any_order(clean_guest
     assert any("resynchronised at the same write" in d.action for d in function.divergences)
 
 
-async def read_events(guest: Guest, node: str, action: object, settle: float = 1.0) -> list[object]:
-    job = await guest.start_background(f"cat {node}")
-    await asyncio.sleep(0.5)  # let cat open the device before events arrive
-    await action  # type: ignore[misc]
-    await asyncio.sleep(settle)
-    data = await job.read_stdout()
-    await job.stop()
-    return parse_events(data)  # type: ignore[return-value]

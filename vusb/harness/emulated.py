@@ -40,8 +40,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from vusb.capture_read import LINKTYPE_USB_LINUX, LINKTYPE_USB_LINUX_MMAPPED
 from vusb.errors import ArgumentError
 
+from .events import EV_MSC, EV_SYN, parse_events
 from .guest import Guest
 from .image import DEFAULT_KERNEL, HarnessError, find_qemu
 
@@ -229,8 +231,6 @@ class QmpClient:
 
 _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
                b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}
-LINKTYPE_USB_LINUX = 189
-LINKTYPE_USB_LINUX_MMAPPED = 220
 
 
 def split_usbmon_pcap(data: bytes, devices: dict[str, tuple[int, int]]) -> dict[str, bytes]:
@@ -273,12 +273,7 @@ def split_usbmon_pcap(data: bytes, devices: dict[str, tuple[int, int]]) -> dict[
 def input_events(raw: bytes) -> list[tuple[int, int, int]]:
     """(type, code, value) of each 64-bit ``struct input_event`` in `raw`, without EV_SYN
     and EV_MSC (what a replay must reproduce: keys, buttons, axes)."""
-    events = []
-    for offset in range(0, len(raw) - len(raw) % 24, 24):
-        kind, code, value = struct.unpack_from("<HHi", raw, offset + 16)
-        if kind not in (0, 4):
-            events.append((kind, code, value))
-    return events
+    return [(e.type, e.code, e.value) for e in parse_events(raw) if e.type not in (EV_SYN, EV_MSC)]
 
 
 # ---------------------------------------------------------------------------

@@ -8,8 +8,14 @@ so a test can check ``keyboard.type("Hello")`` end to end.
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .target import UsbTarget
 
 EVENT = struct.Struct("<qqHHi")
 
@@ -52,6 +58,22 @@ def parse_events(data: bytes) -> list[InputEvent]:
         sec, usec, etype, code, value = EVENT.unpack_from(data, off)
         out.append(InputEvent(sec + usec / 1e6, etype, code, value))
     return out
+
+
+async def read_input_events(target: UsbTarget, node: str, action: Awaitable[object],
+                            settle: float = 1.0) -> list[InputEvent]:
+    """The events `node` (a guest's /dev/input/eventN) reports while `action` runs.
+
+    The node is opened first (half a second to let ``cat`` start), then `action` is
+    awaited, and events keep being read for `settle` seconds after it.
+    """
+    job = await target.start_background(f"cat {node}")
+    await asyncio.sleep(0.5)
+    await action
+    await asyncio.sleep(settle)
+    data = await job.read_stdout()
+    await job.stop()
+    return parse_events(data)
 
 
 def encode_event(etype: int, code: int, value: int) -> bytes:
