@@ -143,3 +143,12 @@ def test_module_entry_point() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "control round trip" in result.stdout and "mass storage" in result.stdout
+
+
+def test_hotpath_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The in-memory hot-path figures: every operation completes (nothing asserted about speed)."""
+    from benchmarks import bench_hotpath
+
+    assert bench_hotpath.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "control GET_DESCRIPTOR" in out and "READ(10) 120 KiB" in out
