@@ -8,10 +8,10 @@ arriving and the reply being handed to the transport: the codec, the device mode
 handler and the reply's header.  No system call, no wake-up, so the figure is steady on a
 shared machine, and it is the part of the server's CPU a compiled hot path can change.
 
-    python -m benchmarks.bench_hotpath [--seconds 2] [--rounds 5]
+    python -m benchmarks.bench_hotpath [--seconds 1] [--rounds 5]
 
-It prints CPU microseconds per operation (best and median of the rounds) and which build of
-the hot modules ran (pure Python or compiled).
+It prints CPU microseconds per operation (best and median of the rounds) and the file
+``vusb.protocol`` came from (a ``.py`` file, or an extension module when compiled).
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vusb.protocol import ImportRequest
+import vusb.protocol
+from benchmarks.bench_server import GET_DEVICE_DESCRIPTOR
+from benchmarks.bench_storage import CBW, CBW_SIGNATURE
+from benchmarks.common import SUBMIT_HEADER, USBIP_DIR_IN
+from vusb.protocol import ClientCodec, ImportRequest
 from vusb.server import Connection, Server
 
-_SUBMIT = struct.Struct(">IIIIIIiiii8s")
-_CBW = struct.Struct("<IIIBBB16s")
-USBIP_DIR_IN = 0x200
-GET_DEVICE_DESCRIPTOR = bytes([0x80, 6, 0, 1, 0, 0, 18, 0])
+SET_CONFIGURATION_1 = bytes([0, 9, 1, 0, 0, 0, 0, 0])
 
 
 class _CountingTransport(asyncio.Transport):
@@ -73,14 +74,9 @@ def _connect(device: Any) -> Connection:
     server = Server([device])
     conn = Connection(server)
     conn.connection_made(_CountingTransport())
-    _feed(conn, b"".join(_import_bytes(server.exports[0].busid)))
+    _feed(conn, ClientCodec().send(ImportRequest(server.exports[0].busid)))
+    _feed(conn, _submit(1, 0, 0, 0, SET_CONFIGURATION_1))
     return conn
-
-
-def _import_bytes(busid: str) -> list[bytes]:
-    from vusb.protocol import ClientCodec
-
-    return [ClientCodec().send(ImportRequest(busid))]
 
 
 def _feed(conn: Connection, data: bytes) -> None:
@@ -96,19 +92,19 @@ def _feed(conn: Connection, data: bytes) -> None:
 def _submit(seqnum: int, ep: int, direction: int, length: int, setup: bytes = bytes(8),
             data: bytes = b"") -> bytes:
     flags = USBIP_DIR_IN if direction else 0
-    return _SUBMIT.pack(1, seqnum, 0, direction, ep, flags, length, 0, 0, 0, setup) + data
+    return SUBMIT_HEADER.pack(1, seqnum, 0, direction, ep, flags, length, 0, 0, 0, setup) + data
 
 
 def control_ops() -> tuple[str, Callable[[], Connection], Callable[[int], Sequence[bytes]]]:
     from vusb.devices import Keyboard
 
     def make() -> Connection:
-        conn = _connect(Keyboard(speed="high"))
-        _feed(conn, _submit(1, 0, 0, 0, bytes([0, 9, 1, 0, 0, 0, 0, 0])))  # SET_CONFIGURATION 1
-        return conn
+        return _connect(Keyboard(speed="high"))
+
+    setup = GET_DEVICE_DESCRIPTOR.to_bytes()
 
     def op(seq: int) -> Sequence[bytes]:
-        return (_submit(seq, 0, 1, 18, GET_DEVICE_DESCRIPTOR),)
+        return (_submit(seq, 0, 1, 18, setup),)
 
     return "control GET_DESCRIPTOR(DEVICE, 18)", make, op
 
@@ -120,14 +116,12 @@ def storage_ops(kib: int) -> tuple[str, Callable[[], Connection], Callable[[int]
     blocks = length // 512
 
     def make() -> Connection:
-        conn = _connect(MassStorage(memory=True, size=64 * 1024 * 1024, speed="high"))
-        _feed(conn, _submit(1, 0, 0, 0, bytes([0, 9, 1, 0, 0, 0, 0, 0])))
-        return conn
+        return _connect(MassStorage(memory=True, size=64 * 1024 * 1024, speed="high"))
 
     def op(seq: int) -> Sequence[bytes]:
         lba = (seq * blocks) % (64 * 1024 * 1024 // 512 - blocks)
         cdb = struct.pack(">BBIBHB", 0x28, 0, lba, 0, blocks, 0)
-        cbw = _CBW.pack(0x43425355, seq & 0xFFFFFFFF, length, 0x80, 0, len(cdb), cdb)
+        cbw = CBW.pack(CBW_SIGNATURE, seq & 0xFFFFFFFF, length, 0x80, 0, len(cdb), cdb)
         return (_submit(seq * 3, 1, 0, 31, data=cbw),   # CBW on bulk OUT 1
                 _submit(seq * 3 + 1, 1, 1, length),      # data on bulk IN 1
                 _submit(seq * 3 + 2, 1, 1, 13))          # CSW
@@ -171,7 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds = 0.05, 1
-    import vusb.protocol
     print(f"vusb.protocol from {vusb.protocol.__file__}")
     print(f"{'operation':44} {'best µs':>9} {'median µs':>10}")
     for name, make, op in (control_ops(), storage_ops(120), storage_ops(1024)):
