@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import struct
 import subprocess
@@ -90,9 +91,10 @@ CBW = struct.Struct("<IIIBBB16s")
 READS = ((0, 8), (8, 240), (248, 256))
 
 
-async def disk_session(path: Path, capture_format: str) -> tuple[int, list[bytes]]:
-    """Attach a high-speed disk, enumerate it and read it three times; returns the port and the data read."""
-    disk = MassStorage(memory=True, size=4 << 20, speed="high")
+async def disk_session(path: Path, capture_format: str, image: Path | None = None) -> tuple[int, list[bytes]]:
+    """Attach a high-speed disk (in memory, or the ``image`` file), enumerate it and read it three times;
+    returns the port and the data read."""
+    disk = MassStorage(memory=True, size=4 << 20, speed="high") if image is None else MassStorage(image, speed="high")
     async with Server([disk], port=0, capture=str(path), capture_format=capture_format) as server:
         async with await RemoteDevice.open(HOST, "1-1", server.port) as dev:
             info = await dev.enumerate()
@@ -145,11 +147,19 @@ async def test_tshark_decodes_a_disk_session_in_either_form(tmp_path: Path, capt
     assert "GET DESCRIPTOR Response DEVICE" in out.stdout
 
 
-async def test_usbmon_capture_pairs_each_submission_with_its_completion(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backing", ["memory", "image file"])
+async def test_usbmon_capture_pairs_each_submission_with_its_completion(tmp_path: Path, backing: str) -> None:
     """The usbmon form is what Linux writes (USB_LINUX_MMAPPED): a 64-byte header per event, IN data on
-    the completion, OUT data on the submission; vusb clone reads the device back out of it."""
+    the completion, OUT data on the submission; vusb clone reads the device back out of it.  An image
+    file's long reads, which leave by sendfile(2) when nothing is captured, are captured byte for byte."""
     path = tmp_path / "disk-usbmon.pcap"
-    _, reads = await disk_session(path, "usbmon")
+    image = None
+    if backing == "image file":
+        image = tmp_path / "disk.img"
+        image.write_bytes(os.urandom(4 << 20))
+    _, reads = await disk_session(path, "usbmon", image)
+    if image is not None:
+        assert reads == [image.read_bytes()[lba * 512:(lba + n) * 512] for lba, n in READS]
     events = [(*USBMON_HEADER.unpack_from(p), p[USBMON_HEADER.size:]) for p in read_pcap(path, 220)]
     submitted = {e[0]: e for e in events if e[1] == ord("S")}
     completed = {e[0]: e for e in events if e[1] == ord("C")}

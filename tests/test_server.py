@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import struct
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import cast
 
 import pytest
+from file_sources import FdSource  # tests/file_sources.py
 from vusb.devices import Keyboard, Mouse
 
 import vusb.server
@@ -19,7 +23,7 @@ from vusb.device import BuildContext, Device, Function
 from vusb.errors import ConnectionClosed, DeviceBusy, NoSuchDevice, Stall, UsageError
 from vusb.protocol import ClientCodec, ExportedDevice, IsoPacket, Phase, SubmitReply, UnlinkReply
 from vusb.server import Server, ServerLimits
-from vusb.urb import Completion, Gather, SetupPacket, Urb
+from vusb.urb import Completion, FileData, Gather, SetupPacket, Urb
 
 HOST = "127.0.0.1"
 
@@ -531,6 +535,60 @@ async def test_gathered_in_data_crosses_the_server_in_order(case: str, length: i
         reply = await asyncio.wait_for(fut, 5)
     expected = b"".join(pieces)[:length]
     assert (reply.status, reply.actual_length, bytes(reply.data)) == (status, len(expected), expected)
+
+
+class FileSource(Function):
+    """A bulk IN endpoint whose data is FileData, as an image file's READ."""
+
+    def __init__(self, source: FdSource, length: int) -> None:
+        super().__init__()
+        self.source, self.length = source, length
+
+    def build(self, ctx: BuildContext) -> list[InterfaceDescriptor]:
+        self.in_ep = ctx.endpoint(True, TransferType.BULK)
+        return [InterfaceDescriptor(ctx.interface_number(), 0, 0xFF, endpoints=(self.in_ep,))]
+
+    def bind(self, device: Device) -> None:
+        device.endpoint(self.in_ep.address).handler = lambda urb: Completion(0, FileData(self.source, 0, self.length))
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
+    content = bytes(range(256)) * 1024 + b"tail"
+    (tmp_path / "data").write_bytes(content)
+    fd = os.open(tmp_path / "data", os.O_RDONLY)
+    yield fd, content
+    os.close(fd)
+
+
+@pytest.mark.parametrize(("case", "length", "status"), GATHER_TRANSFERS, ids=[c[0] for c in GATHER_TRANSFERS])
+async def test_file_data_crosses_the_server_by_sendfile(data_file: tuple[int, bytes], case: str, length: int,
+                                                        status: int) -> None:
+    fd, content = data_file
+    source = FileSource(FdSource(fd), 3 * 65536 + 100)
+    dev = Device(source, vendor_id=1, product_id=2, speed="high")
+    async with Server([dev], port=0) as server, await RemoteDevice.open(HOST, "1-1", server.port) as client:
+        await client.enumerate()
+        _, fut = client.submit(source.in_ep.address & 0x0F, 1, length)
+        reply = await asyncio.wait_for(fut, 5)
+    expected = content[: 3 * 65536 + 100][:length]
+    assert (reply.status, reply.actual_length, bytes(reply.data)) == (status, len(expected), expected)
+
+
+async def test_an_unreadable_file_closes_the_connection_instead_of_sending_other_bytes(
+        data_file: tuple[int, bytes], caplog: pytest.LogCaptureFixture) -> None:
+    """The RET_SUBMIT header promises the bytes: when the file fails at send time the connection closes,
+    with a log line naming the file, and the server goes on serving."""
+    source = FileSource(FdSource(data_file[0], errno.EIO), 65536)
+    dev = Device(source, vendor_id=1, product_id=2, speed="high")
+    async with Server([dev], port=0) as server:
+        for _ in range(2):  # and again: the server still serves after the first connection closed
+            async with await RemoteDevice.open(HOST, "1-1", server.port) as client:
+                await client.enumerate()
+                _, fut = client.submit(source.in_ep.address & 0x0F, 1, 65536)
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(fut, 5)
+    assert "reading the test's file for a 65536-byte reply failed" in caplog.text
 
 
 # ------------------------------------------------------------ busy polling

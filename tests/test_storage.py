@@ -7,11 +7,13 @@ import errno
 import hashlib
 import itertools
 import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from file_sources import FdSource  # tests/file_sources.py
 from vusb.devices.storage import (
     BackingStore,
     CommandBlockWrapper,
@@ -26,7 +28,7 @@ from vusb.devices.storage import (
     parse_size,
     register_profile_kinds,
 )
-from vusb.devices.storage.backing import Buffer
+from vusb.devices.storage.backing import SENDFILE_MIN, Buffer, MediumError
 from vusb.devices.storage.scsi import ReadBlocks, cdb_extent
 
 from vusb.client import RemoteDevice
@@ -35,9 +37,10 @@ from vusb.device import Device
 from vusb.errors import ProfileError, Stall, UsageError
 from vusb.host import UsbHost
 from vusb.profile import parse_profile
+from vusb.protocol import NEED_DATA, ClientCodec, ImportReply, ImportRequest, SubmitCommand, SubmitReply
 from vusb.server import Server
 from vusb.testing import LocalHost
-from vusb.urb import Gather, SetupPacket
+from vusb.urb import FileData, Gather, SetupPacket
 
 MiB = 1 << 20
 
@@ -778,10 +781,13 @@ def test_read_and_read_pieces_agree_on_every_store(tmp_path: Path, case: str, of
         data = store.read(offset, length)
         assert isinstance(data, bytes) and data == expected, name  # bytes: a later write cannot change it
         pieces = store.read_pieces(offset, length)  # views of memory chunks, for a vectored send
-        assert b"".join(pieces) == expected, name
+        assert b"".join(bytes(p) for p in pieces) == expected, name
+        lazy = isinstance(store, ImageFile) and length >= SENDFILE_MIN
+        assert all(isinstance(p, FileData) for p in pieces) == lazy, name  # sent from the file by sendfile(2)
         store.write(offset, b"\x01" * length)  # the bytes returned earlier stay what they were
         assert data == expected, name
-        assert b"".join(pieces) == expected, name  # a chunk still viewed was copied, not written over
+        if not lazy:  # FileData is read when it is sent, so it is not a snapshot
+            assert b"".join(bytes(p) for p in pieces) == expected, name  # a chunk still viewed was copied
         assert store.read(offset, length) == b"\x01" * length, name
         store.close()
 
@@ -1008,6 +1014,160 @@ async def test_linux_sequence_over_usbip(tmp_path: Path, speed: str, transfer: i
         await bot.reset_recovery()
         assert (await bot.command(TEST_UNIT_READY)).status == 0
     disk.close()
+
+
+# ------------------------------------------------------------------ image reads by sendfile(2)
+
+
+FILE_DATA_CASES = [
+    # (case, operation on FileData(source over bytes(range(256)) * 4, offset 16, length 1000), expected)
+    ("len", lambda d: len(d), 1000),
+    ("bytes", lambda d: bytes(d), (bytes(range(256)) * 4)[16:1016]),
+    ("slice is FileData of the part", lambda d: (type(d[10:20]).__name__, bytes(d[10:20])),
+     ("FileData", bytes(range(26, 36)))),
+    ("slice past the end is cut", lambda d: len(d[990:2000]), 10),
+    ("index", lambda d: (d[0], d[-1]), (16, (1015 % 256))),
+    ("equal to its bytes", lambda d: d == (bytes(range(256)) * 4)[16:1016], True),
+    ("past the end of the file: zeros", lambda d: bytes(FileData(d.source, 1000, 48)), bytes(range(232, 256)) + bytes(24)),
+]
+
+
+@pytest.mark.parametrize(("case", "op", "expected"), FILE_DATA_CASES, ids=[c[0] for c in FILE_DATA_CASES])
+def test_file_data_stands_for_the_bytes_of_the_file(tmp_path: Path, case: str, op: Callable[[FileData], object],
+                                                    expected: object) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(256)) * 4)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert op(FileData(FdSource(fd), 16, 1000)) == expected
+    finally:
+        os.close(fd)
+
+
+def test_file_data_of_a_closed_image_fails_instead_of_reading_another_file(tmp_path: Path) -> None:
+    store = ImageFile(tmp_path / "disk.img", size=MiB)
+    data = store.read_pieces(0, MiB)[0]
+    assert isinstance(data, FileData) and "disk.img" in repr(data)
+    store.close()
+    with pytest.raises(MediumError, match="closed"):
+        bytes(data)
+    with pytest.raises(MediumError, match="closed"):
+        store.read_pieces(0, MiB)  # the command fails now (a SCSI error), not its reply
+
+
+def test_an_image_without_zero_copy_reads_a_snapshot(tmp_path: Path) -> None:
+    store = ImageFile(tmp_path / "disk.img", size=MiB, zero_copy=False)
+    (pieces,) = store.read_pieces(0, MiB)
+    assert isinstance(pieces, bytes)
+    store.write(0, b"later")
+    assert pieces[:5] == bytes(5)
+    store.close()
+
+
+class _SendfileCount:
+    """os.sendfile, counting the bytes it moved."""
+
+    def __init__(self) -> None:
+        self.moved = 0
+        self._real = os.sendfile
+
+    def __call__(self, out: int, source: int, offset: int | None, count: int) -> int:
+        moved = self._real(out, source, offset, count)
+        self.moved += moved
+        return moved
+
+
+@dataclass
+class SentImage:
+    """A super-speed disk on a 16 MiB image of random bytes, with os.sendfile counted."""
+
+    disk: MassStorage
+    content: bytes
+    sendfile: _SendfileCount
+
+
+@pytest.fixture
+def sent_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SentImage]:
+    path = tmp_path / "disk.img"
+    content = os.urandom(16 * MiB)
+    path.write_bytes(content)
+    counted = _SendfileCount()
+    monkeypatch.setattr(os, "sendfile", counted)
+    disk = MassStorage(path, speed="super")
+    yield SentImage(disk, content, counted)
+    disk.close()
+
+
+@pytest.mark.parametrize("size", [SENDFILE_MIN, 120 * 1024, MiB, 4 * MiB])
+async def test_image_reads_leave_by_sendfile_and_arrive_intact(sent_image: SentImage, size: int) -> None:
+    disk, content = sent_image.disk, sent_image.content
+    async with Server([disk], port=0) as server, \
+            await RemoteDevice.open("127.0.0.1", "1-1", server.port) as remote:
+        await remote.enumerate()
+        bot = BotHost(remote, disk.storage)
+        for lba in (0, 3, len(content) // 512 - size // 512):
+            read = await bot.command(rw10(0x28, lba, size // 512), size)
+            assert (read.status, read.residue) == (0, 0)
+            assert read.data == content[lba * 512 : lba * 512 + size]
+    assert sent_image.sendfile.moved > 0
+
+
+async def _raw_connection(port: int, busid: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ClientCodec]:
+    """A client that reads only when told to: a small receive buffer, so the server's replies back up."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=16 * MiB)
+    codec = ClientCodec()
+    writer.write(codec.send(ImportRequest(busid)))
+    while (event := codec.next_event()) is NEED_DATA:
+        codec.receive_data(await reader.read(65536))
+    assert isinstance(event, ImportReply) and event.status == 0
+    return reader, writer, codec
+
+
+async def _replies(reader: asyncio.StreamReader, codec: ClientCodec, count: int) -> list[SubmitReply]:
+    replies: list[SubmitReply] = []
+    while len(replies) < count:
+        event = codec.next_event()
+        if event is NEED_DATA:
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 10)
+            assert chunk, "the server closed the connection"
+            codec.receive_data(chunk)
+        else:
+            assert isinstance(event, SubmitReply)
+            replies.append(event)
+    return replies
+
+
+async def test_reads_queued_behind_a_backlog_are_read_and_stay_in_order(sent_image: SentImage) -> None:
+    """Replies waiting in the transport: the next image read cannot go around them by sendfile, so it is
+    read and queued behind them; the host gets every byte in order."""
+    disk, content = sent_image.disk, sent_image.content
+    commands = 12
+    async with Server([disk], port=0) as server:
+        reader, writer, codec = await _raw_connection(server.port, "1-1")
+        writer.write(codec.send(SubmitCommand(1, 0, 0, 0, 0, 0, setup=bytes((0, 9, 1, 0, 0, 0, 0, 0)))))
+        assert (await _replies(reader, codec, 1))[0].status == 0
+        seq = itertools.count(2)
+        cin, cout = disk.storage.in_address & 0x0F, disk.storage.out_address
+        for n in range(commands):  # every URB of every command at once, none of the replies read yet
+            cbw = CommandBlockWrapper(n, MiB, True, 0, rw10(0x28, n * 2048, 2048)).to_bytes()
+            writer.write(codec.send(SubmitCommand(next(seq), 0, 0, cout, 0, len(cbw), data=cbw)))
+            writer.write(codec.send(SubmitCommand(next(seq), 0, 1, cin, 0, MiB)))
+            writer.write(codec.send(SubmitCommand(next(seq), 0, 1, cin, 0, 13)))
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the server answers what it can; the rest backs up
+        replies = await _replies(reader, codec, 3 * commands)
+        writer.close()
+    assert [r.seqnum for r in replies] == list(range(2, 2 + 3 * commands))
+    for n in range(commands):
+        cbw, data, csw = replies[3 * n : 3 * n + 3]
+        assert (cbw.status, data.status, csw.status) == (0, 0, 0)
+        assert bytes(data.data) == content[n * MiB : (n + 1) * MiB], f"command {n}"
+        assert bytes(csw.data)[4:8] == n.to_bytes(4, "little") and bytes(csw.data)[12] == 0
+    assert 0 < sent_image.sendfile.moved < commands * MiB  # some by sendfile, the rest read behind the backlog
 
 
 # ------------------------------------------------------------------ profiles

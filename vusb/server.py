@@ -10,8 +10,10 @@ loopback address unless told otherwise, and says so loudly when it is.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -41,10 +43,12 @@ from vusb.protocol import (
     UnlinkReply,
     ret_submit_header,
 )
-from vusb.urb import Completion, Gather, SetupPacket, Urb
+from vusb.urb import Completion, FileData, Gather, SetupPacket, Urb
 
 _RET_SUBMIT = layouts.RET_SUBMIT_FAST
 _ZERO8 = bytes(8)
+_NO_SENDFILE = frozenset((errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP))  # the file, not the socket, says no
+_GONE = frozenset((errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN))  # the client closed
 
 log = logging.getLogger("vusb.server")
 
@@ -137,6 +141,9 @@ class Connection(asyncio.BufferedProtocol):
         self._max_urbs = server.limits.max_urbs_in_flight
         self._sink = self._complete  # one bound method for every URB, not one per URB
         self._writable, self._commit = self.codec.receive_buffer()  # the codec's get_buffer/buffer_updated
+        # The connection's socket, for sendfile(2) of FileData: a socket object on a duplicate of the
+        # transport's descriptor (made on first use), or False when the transport has no socket.
+        self._direct: socket.socket | bool | None = None
 
     # ------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -207,6 +214,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if isinstance(self._direct, socket.socket):
+            self._direct.close()  # our duplicate of the descriptor; the transport closes its own
+        self._direct = False
         for _, timer in self._unlinked_ahead.values():
             timer.cancel()
         self._unlinked_ahead.clear()
@@ -306,6 +316,9 @@ class Connection(asyncio.BufferedProtocol):
             if urb.direction == 1:
                 actual = len(data)
                 kind = type(data)
+                if kind is FileData:
+                    self._send_file(urb, result, data)  # type: ignore[arg-type]
+                    return
                 if actual and kind is not bytes and kind is not memoryview:
                     parts = self._in_parts(urb, result, data, actual)  # a Gather, or a bytearray to copy
                 else:
@@ -323,7 +336,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._complete_general(urb, result)
 
-    def _in_parts(self, urb: Urb, result: Completion, data: bytes | bytearray | memoryview | Gather,
+    def _in_parts(self, urb: Urb, result: Completion, data: bytes | bytearray | memoryview | Gather | FileData,
                   actual: int) -> tuple[bytes | memoryview, ...]:
         """The RET_SUBMIT of IN data in a Gather, or in a bytearray (copied: the device may change it)."""
         header = ret_submit_header(urb.seqnum, result.status, actual, result.error_count)
@@ -335,11 +348,92 @@ class Connection(asyncio.BufferedProtocol):
             return (header, *pieces)  # type: ignore[arg-type]
         return (header, bytes(data))
 
+    def _send_file(self, urb: Urb, result: Completion, data: FileData) -> None:
+        """A RET_SUBMIT whose IN data is a file's: the header, then sendfile(2) from the page cache.
+
+        The data goes straight into the socket only while the transport holds nothing back
+        (the replies before it are sent first, so the order stays); what the socket does not
+        take at once is read and left to the transport.  A file that cannot be read closes
+        the connection: the header promised the bytes, and the host must not get others.
+        """
+        transport = self.transport
+        assert transport is not None
+        header = _RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, data.length, 0, 0, result.error_count,
+                                  _ZERO8)
+        batch = self._batch
+        if batch:
+            self._send(batch)  # the replies this read made before this one leave first
+            batch.clear()
+        sock = self._direct
+        if sock is None:
+            sock = self._direct = self._duplicate_socket()
+        try:
+            if sock is False or transport.get_write_buffer_size():
+                self._send((header, bytes(data)))
+                return
+            assert isinstance(sock, socket.socket)
+            try:
+                sent = sock.send(header, socket.MSG_MORE)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent < len(header):
+                self._send((header[sent:], bytes(data)))
+                return
+            out, source = sock.fileno(), data.source.fileno()
+            offset, left = data.offset, data.length
+            while left:
+                try:
+                    moved = os.sendfile(out, source, offset, left)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    if exc.errno not in _NO_SENDFILE:
+                        raise
+                    break  # a file sendfile cannot read (some file systems): read the rest
+                if moved == 0:
+                    break  # the file ends early: the rest reads as zeros
+                offset += moved
+                left -= moved
+            if left:
+                self._send((bytes(FileData(data.source, offset, left)),))
+            elif self.server.busy_poll:
+                self.server._keep_polling()
+        except OSError as exc:
+            if exc.errno in _GONE:
+                log.debug("client %s went away during a reply: %s", self.peer, exc)
+                self.close()
+            else:
+                self._unreadable(data, exc)
+
+    def _unreadable(self, data: FileData, exc: OSError) -> None:
+        log.error("client %s: reading %s for a %d-byte reply failed (%s); closing the connection so that the host "
+                  "gets no wrong data", self.peer, data.source.describe(), data.length, exc)
+        self.close()
+
+    def _duplicate_socket(self) -> socket.socket | bool:
+        """A socket object on a duplicate of the transport's stream socket (``MSG_MORE`` and sendfile need
+        one), or False when there is none (a test transport, a pipe)."""
+        assert self.transport is not None
+        sock = self.transport.get_extra_info("socket")
+        try:
+            if sock is None or sock.type != socket.SOCK_STREAM:
+                return False
+            return socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno()))
+        except (OSError, AttributeError, ValueError):
+            return False
+
     def _complete_general(self, urb: Urb, result: Completion) -> None:
         """Any completion: iso descriptors, and the capture of each message."""
         data: bytes | memoryview | Gather
         if urb.direction == 1:
-            data = result.data if not isinstance(result.data, bytearray) else bytes(result.data)
+            raw = result.data
+            if isinstance(raw, FileData):
+                try:
+                    raw = bytes(raw)
+                except OSError as exc:
+                    self._unreadable(result.data, exc)  # type: ignore[arg-type]
+                    return
+            data = raw if not isinstance(raw, bytearray) else bytes(raw)
             actual = len(data)
         else:
             data = b""

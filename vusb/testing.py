@@ -14,12 +14,13 @@ offers the same request API as the USB/IP client (``enumerate``, ``control``,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 
 from vusb.device import Device
 from vusb.host import DEFAULT_TIMEOUT, TransferResult, UsbHost
 from vusb.protocol import IsoPacket
-from vusb.urb import Completion, SetupPacket, Urb
+from vusb.urb import Completion, FileData, SetupPacket, Urb
 
 
 class LocalHost(UsbHost):
@@ -52,6 +53,8 @@ class LocalHost(UsbHost):
             self.device.detach()
 
     def _sink(self, urb: Urb, result: Completion) -> None:
+        if isinstance(result.data, FileData):  # read now, as a server sends it now: the file may change or close
+            result = dataclasses.replace(result, data=bytes(result.data))
         self.completions.append((urb, result))
         entry = self._pending.pop(urb.seqnum, None)
         if entry is not None and not entry[1].done():

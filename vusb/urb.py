@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Final, Union, overload
+from typing import TYPE_CHECKING, Callable, Final, Protocol, Union, overload
 
 from vusb import layouts
 from vusb.constants import URB_SHORT_NOT_OK, DescriptorType, Feature, Recipient, Request, RequestType, Status
@@ -121,7 +122,28 @@ _CANCELLED: Final = UrbState.CANCELLED
 _Piece = Union[bytes, bytearray, memoryview]
 
 
-class Gather:
+class _StandsForBytes:
+    """What :class:`Gather` and :class:`FileData` share: they iterate and compare as the bytes they stand for."""
+
+    __slots__ = ()
+
+    def __bytes__(self) -> bytes:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(bytes(self))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _StandsForBytes):
+            return bytes(self) == bytes(other)
+        if isinstance(other, (bytes, bytearray, memoryview)):
+            return bytes(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Gather(_StandsForBytes):
     """IN data in several pieces (scatter-gather), e.g. the 64 KiB chunks of a memory disk.
 
     The server sends the pieces after the RET_SUBMIT header with one vectored write,
@@ -158,18 +180,6 @@ class Gather:
     def __bytes__(self) -> bytes:
         return b"".join(self.pieces)
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(bytes(self))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Gather):
-            return bytes(self) == bytes(other)
-        if isinstance(other, (bytes, bytearray, memoryview)):
-            return bytes(self) == other
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
     @overload
     def __getitem__(self, index: int) -> int: ...
     @overload
@@ -205,15 +215,95 @@ class Gather:
         return f"<Gather {self._length} bytes in {len(self.pieces)} pieces>"
 
 
+class FileSource(Protocol):
+    """What :class:`FileData` reads from: an open file (a disk image) that knows its descriptor."""
+
+    def fileno(self) -> int:
+        """The open file's descriptor; raises (never returns a stale number) once the file is closed."""
+        ...  # pragma: no cover
+
+    def describe(self) -> str:
+        """The file, for error messages."""
+        ...  # pragma: no cover
+
+
+class FileData(_StandsForBytes):
+    """IN data that is ``length`` bytes of an open file at ``offset``, not yet read.
+
+    The server sends it from the page cache with ``sendfile(2)`` after the RET_SUBMIT
+    header, so the bytes never pass through Python; where it cannot (a capture is
+    running, the socket has a backlog, the transport is not a socket) it reads them at
+    once.  Everything else may treat it as the bytes it stands for: ``len`` is the
+    length, ``bytes()`` reads them (zeros past the end of a file that shrank), a slice
+    is a :class:`FileData` of the part, an index gives one byte.
+
+    The bytes are the file's when they are sent: a write to the same range of the file
+    from elsewhere while the reply is on its way may show in it, as in any file served
+    by ``sendfile``.  Writes by the same host cannot race with it (the host reads the
+    reply before it can see the command end).
+    """
+
+    __slots__ = ("length", "offset", "source")
+
+    def __init__(self, source: FileSource, offset: int, length: int) -> None:
+        if offset < 0 or length < 0:
+            raise ArgumentTypeError(f"FileData offset and length must be >= 0, not {offset} and {length}")
+        self.source = source
+        self.offset = offset
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __bytes__(self) -> bytes:
+        fd = self.source.fileno()
+        data = os.pread(fd, self.length, self.offset)
+        if len(data) == self.length:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < self.length:
+            more = os.pread(fd, self.length - got, self.offset + got)
+            if not more:  # the file is shorter than it was: zeros past its end, as a sparse file reads
+                parts.append(bytes(self.length - got))
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> FileData | bytes: ...
+
+    def __getitem__(self, index: int | slice) -> int | FileData | bytes:
+        if isinstance(index, int):
+            if index < 0:
+                index += self.length
+            if not 0 <= index < self.length:
+                raise IndexError(f"FileData index {index} out of range for {self.length} bytes")
+            return bytes(FileData(self.source, self.offset + index, 1))[0]
+        if not isinstance(index, slice):
+            raise ArgumentTypeError(f"FileData indices are int or slice, not {type(index).__name__}")
+        start, stop, step = index.indices(self.length)
+        if step != 1:
+            return bytes(self)[index]
+        return FileData(self.source, self.offset + start, max(stop - start, 0))
+
+    def __repr__(self) -> str:
+        return f"<FileData {self.length} bytes at {self.offset} of {self.source.describe()}>"
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     """How a URB ended: status, IN data, and for OUT the bytes consumed.
 
-    IN data may be a :class:`Gather` of pieces, which the server sends without joining them.
+    IN data may be a :class:`Gather` of pieces, which the server sends without joining them,
+    or :class:`FileData`, which it sends from the file without reading it into Python.
     """
 
     status: int = 0
-    data: bytes | bytearray | memoryview | Gather = b""
+    data: bytes | bytearray | memoryview | Gather | FileData = b""
     actual_length: int | None = None  # OUT: bytes consumed (defaults to all); IN: len(data)
     iso_packets: tuple[IsoPacket, ...] | None = None
     error_count: int = 0

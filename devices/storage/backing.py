@@ -29,11 +29,12 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Union
 
 from vusb.errors import UsageError, VusbError
+from vusb.urb import FileData
 
 
 class MediumError(VusbError, OSError):
@@ -49,6 +50,11 @@ StrPath = Union[str, "os.PathLike[str]"]
 
 CHUNK_SIZE = 64 * 1024
 """Granularity of memory disks and copy-on-write overlays."""
+
+SENDFILE_MIN = 32 * 1024
+"""Reads of an image file at least this long are answered as :class:`~vusb.urb.FileData`: the server
+sends them from the page cache with sendfile(2).  Shorter ones are read (a copy costs less than a
+system call)."""
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -103,13 +109,14 @@ class BackingStore(abc.ABC):
     def write(self, offset: int, data: Buffer) -> None:
         """Store ``data`` at ``offset`` (all of it, or raise :class:`OSError`)."""
 
-    def read_pieces(self, offset: int, length: int) -> list[Buffer]:
+    def read_pieces(self, offset: int, length: int) -> Sequence[Buffer | FileData]:
         """The bytes of :meth:`read` as consecutive pieces, for a vectored send with no join.
 
         Stores that hold their bytes in pieces (memory disks, overlays) return views of
         them; the pieces never change afterwards (a later write copies a chunk that is
-        still viewed).  The default is the one piece :meth:`read` gives, and a subclass
-        that overrides :meth:`read` is read through it.
+        still viewed).  An image file gives a long read as one :class:`~vusb.urb.FileData`,
+        which the server sends from the file.  The default is the one piece :meth:`read`
+        gives, and a subclass that overrides :meth:`read` is read through it.
         """
         return [self.read(offset, length)]
 
@@ -144,12 +151,19 @@ class ImageFile(BackingStore):
     Writes are ``pwrite`` calls on the file descriptor and are in the file when
     :meth:`write` returns; :meth:`flush` calls ``fsync`` if anything was written
     since the last one.
+
+    Reads of :data:`SENDFILE_MIN` bytes or more leave as :class:`~vusb.urb.FileData`:
+    the server sends them from the page cache with ``sendfile(2)``, so they are
+    never copied into Python.  Such a read takes the file's bytes when it is sent;
+    ``zero_copy=False`` reads every READ's data when the command asks for it (a
+    snapshot), for an image that something else writes while it is served.
     """
 
     def __init__(self, path: StrPath, size: int | str | None = None, *, read_only: bool = False,
-                 create: bool = True) -> None:
+                 create: bool = True, zero_copy: bool = True) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.zero_copy = zero_copy
         self._dirty = False
         self._lock = threading.Lock()
         self.created = False
@@ -192,21 +206,19 @@ class ImageFile(BackingStore):
     def closed(self) -> bool:
         return self._fd is None
 
+    def fileno(self) -> int:
+        """The image's descriptor (:class:`~vusb.urb.FileData` reads through it); :class:`MediumError` once closed."""
+        return self.fd
+
+    def read_pieces(self, offset: int, length: int) -> list[Buffer | FileData]:
+        """A long read is one :class:`~vusb.urb.FileData`, sent from the page cache without a copy."""
+        if length >= SENDFILE_MIN and self.zero_copy and type(self).read is ImageFile.read:
+            self.fd  # noqa: B018 - a closed image fails the command now, not its reply
+            return [FileData(self, offset, length)]
+        return [self.read(offset, length)]
+
     def read(self, offset: int, length: int) -> bytes:
-        fd = self.fd
-        data = os.pread(fd, length, offset)
-        if len(data) == length:
-            return data
-        parts = [data]
-        got = len(data)
-        while got < length:
-            more = os.pread(fd, length - got, offset + got)
-            if not more:  # the file is shorter than it was: read zeros past its end
-                parts.append(bytes(length - got))
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
+        return bytes(FileData(self, offset, length))  # pread until done; zeros past the end of a shrunk file
 
     def write(self, offset: int, data: Buffer) -> None:
         view = memoryview(data).cast("B")

@@ -46,7 +46,7 @@ from vusb.devices.storage.backing import BackingStore, Buffer
 
 from vusb.constants import SenseKey as SenseKey  # defined there for vusb.faults; part of this module's API
 from vusb.errors import UsageError, VusbError
-from vusb.urb import Gather
+from vusb.urb import FileData, Gather
 
 log = logging.getLogger("vusb.storage")
 
@@ -202,7 +202,7 @@ class Command:
     length: int = 0
     sense: Sense | None = None
 
-    def read(self, offset: int, size: int) -> Buffer | Gather:
+    def read(self, offset: int, size: int) -> Buffer | Gather | FileData:
         raise CheckCondition(INTERNAL_TARGET_FAILURE)
 
     def write(self, offset: int, data: memoryview) -> None:
@@ -253,16 +253,18 @@ class ReadBlocks(Command):
         self.start = start
         self.length = length
 
-    def read(self, offset: int, size: int) -> Buffer | Gather:
+    def read(self, offset: int, size: int) -> Buffer | Gather | FileData:
         """The medium's bytes; a store held in pieces (a memory disk's chunks) gives them as a
-        :class:`~vusb.urb.Gather`, sent to the host without being joined."""
+        :class:`~vusb.urb.Gather`, sent to the host without being joined, and an image file a long
+        read as :class:`~vusb.urb.FileData`, sent from the file."""
         try:
             pieces = self.store.read_pieces(self.start + offset, size)
+            data: Buffer | Gather | FileData = pieces[0] if len(pieces) == 1 else Gather(
+                bytes(p) if isinstance(p, FileData) else p for p in pieces)
         except OSError as exc:
             log.warning("read of %d bytes at %d from %s failed: %s", size, self.start + offset,
                         self.store.describe(), exc)
             raise CheckCondition(UNRECOVERED_READ_ERROR) from exc
-        data: Buffer | Gather = pieces[0] if len(pieces) == 1 else Gather(pieces)
         if len(data) != size:
             log.error("%s returned %d bytes for a %d-byte read", self.store.describe(), len(data), size)
             raise CheckCondition(UNRECOVERED_READ_ERROR)
