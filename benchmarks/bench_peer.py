@@ -22,8 +22,13 @@ ratio, the issue's target for it and whether the ratio meets it.
 - with ``--guest KERNEL``: both disks through that guest kernel's usb-storage driver (the
   vhci-hcd client Linux itself uses), dd O_DIRECT read and write at 120 KiB and 1 MiB per
   command.
+- with ``--floor``: another server measured in the same rounds (not through the guest),
+  one reduced to what the wire needs: canned replies and a bare Bulk-Only disk from
+  blocking sockets, no device model, no event loop (:data:`FLOOR_SERVER`).  What it
+  spends is what the kernel's loopback TCP and the wake-ups cost any server, so
+  ``floor/peer`` is the lowest ratio a Python server can reach on the machine.
 
-    python -m benchmarks.bench_peer [--rounds 3] [--seconds 1.5] [--quick] [--guest 6.1]
+    python -m benchmarks.bench_peer [--rounds 3] [--seconds 1.5] [--quick] [--guest 6.1] [--floor]
 """
 
 from __future__ import annotations
@@ -108,6 +113,78 @@ BASELINE_SERVER = textwrap.dedent('''
     run(main(int(sys.argv[1]), int(sys.argv[2])))
 ''')
 
+#: The floor: a USB/IP server reduced to what the wire needs (standard library only, one thread per
+#: connection, blocking sockets, canned descriptors).  Busid 1-2 is a 64 MiB disk that knows four SCSI
+#: commands (TEST UNIT READY, READ CAPACITY(10), READ(10), WRITE(10)) over Bulk-Only Transport, its data
+#: sent from and received into one bytearray with no copy; any other busid is a device that answers
+#: every control IN with its device descriptor.  No checks, no device model, no event loop: it is what
+#: the kernel's loopback TCP and the wake-ups cost any server written in Python.
+FLOOR_SERVER = textwrap.dedent('''
+    import socket, struct, sys, threading
+    HEAD = struct.Struct(">7I")
+    RET = struct.Struct(">10I8x")
+    CBW = struct.Struct("<IIIBBB16s")
+    DEVICE = bytes((18, 1, 0, 2, 0, 0, 0, 64, 0x09, 0x12, 0x99, 0x99, 0, 1, 0, 0, 0, 1))
+    CONFIG = bytes((9, 2, 32, 0, 1, 1, 0, 0x80, 50, 9, 4, 0, 0, 2, 8, 6, 0x50, 0,
+                    7, 5, 0x81, 2, 0, 2, 0, 7, 5, 0x02, 2, 0, 2, 0))
+
+    def serve(conn, size):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = bytearray(48)
+        view = memoryview(head)
+        if conn.recv_into(view, 40, socket.MSG_WAITALL) < 40:
+            return
+        busid = bytes(head[8:40])
+        disk = memoryview(bytearray(size)) if busid.rstrip(b"\\0") == b"1-2" else None
+        record = (b"/floor".ljust(256, b"\\0") + busid
+                  + struct.pack(">3I3H6B", 1, 1, 3, 0x1209, 0x9999, 0x100, 0, 0, 0, 1, 1, 1))
+        conn.sendall(struct.pack(">HHI", 0x0111, 0x0003, 0) + record)
+        recv, send, unpack, pack = conn.recv_into, conn.send, HEAD.unpack_from, RET.pack
+        tag = 0
+        data_in = None  # a READ's or READ CAPACITY's data, due on the next bulk IN
+        data_out = None  # where a WRITE's data goes, on the next bulk OUT
+        while recv(view, 48, socket.MSG_WAITALL) == 48:
+            command, seqnum, _, direction, ep, _, length = unpack(head)
+            if command == 2:
+                send(pack(4, seqnum, 0, 0, 0, 0, 0, 0, 0, 0))
+            elif ep == 0 and direction:
+                data = (CONFIG if head[43] == 2 else DEVICE)[:length]
+                send(pack(3, seqnum, 0, 0, 0, 0, len(data), 0, 0, 0) + data)
+            elif ep == 0:
+                send(pack(3, seqnum, 0, 0, 0, 0, 0, 0, 0, 0))
+            elif direction:  # bulk IN: the data stage, else the CSW
+                if data_in is not None:
+                    conn.sendmsg((pack(3, seqnum, 0, 0, 0, 0, len(data_in), 0, 0, 0), data_in))
+                    data_in = None
+                else:
+                    send(pack(3, seqnum, 0, 0, 0, 0, 13, 0, 0, 0) + struct.pack("<IIIB", 0x53425355, tag, 0, 0))
+            elif data_out is not None:  # bulk OUT: a WRITE's data, else a CBW
+                recv(data_out, length, socket.MSG_WAITALL)
+                data_out = None
+                send(pack(3, seqnum, 0, 0, 0, 0, length, 0, 0, 0))
+            else:
+                cbw = bytearray(length)
+                recv(cbw, length, socket.MSG_WAITALL)
+                _, tag, _, _, _, _, cdb = CBW.unpack_from(cbw)
+                lba, blocks = struct.unpack_from(">IxH", cdb, 2)
+                if cdb[0] == 0x25:
+                    data_in = struct.pack(">II", len(disk) // 512 - 1, 512)
+                elif cdb[0] == 0x28:
+                    data_in = disk[lba * 512:(lba + blocks) * 512]
+                elif cdb[0] == 0x2A:
+                    data_out = disk[lba * 512:(lba + blocks) * 512]
+                send(pack(3, seqnum, 0, 0, 0, 0, length, 0, 0, 0))
+        conn.close()
+
+    port, size = int(sys.argv[1]), int(sys.argv[2])
+    listener = socket.create_server(("127.0.0.1", port))
+    threading.Thread(target=lambda: [threading.Thread(target=serve, args=(listener.accept()[0], size),
+                                                      daemon=True).start() for _ in iter(int, 1)],
+                     daemon=True).start()
+    print("ready", flush=True)
+    sys.stdin.read()
+''')
+
 # ------------------------------------------------------------------ the servers
 
 
@@ -157,6 +234,13 @@ def peer_server(python: Path) -> Iterator[Served]:
 def baseline_server(python: Path) -> Iterator[Served]:
     """vusb as installed for ``python`` (say the version before a change), serving vusb's two devices."""
     with script_server(python, BASELINE_SERVER, "vusb before") as served:
+        yield served
+
+
+@contextlib.contextmanager
+def floor_server() -> Iterator[Served]:
+    """The floor (:data:`FLOOR_SERVER`), run by this interpreter."""
+    with script_server(Path(sys.executable), FLOOR_SERVER, "floor") as served:
         yield served
 
 
@@ -372,10 +456,10 @@ TARGETS: dict[str, tuple[bool, float | None]] = {
 
 
 def table(ours: Figures, theirs: Figures, names: tuple[str, str], *, verdicts: bool,
-          before: Figures | None = None) -> str:
-    """The figures side by side; with ``before`` (vusb before a change, measured in the same rounds) two more
-    columns: its figures and its own ratio to the peer."""
-    extra = ("vusb before", "before/peer") if before is not None else ()
+          more: Sequence[tuple[str, Figures]] = ()) -> str:
+    """The figures side by side; each of ``more`` (a label and the figures of another server measured in the same
+    rounds: vusb before a change, the floor) adds two columns, its figures and its own ratio to the peer."""
+    extra = tuple(cell for label, _ in more for cell in (label, f"{label}/peer"))
     headers = ("figure (median of rounds)", names[0], names[1], "vusb/peer", "target", "", *extra)
     rows: list[tuple[str, ...]] = []
     for name, (higher, target) in TARGETS.items():
@@ -388,9 +472,9 @@ def table(ours: Figures, theirs: Figures, names: tuple[str, str], *, verdicts: b
         if verdicts and target is not None:
             verdict = "PASS" if (ratio >= target if higher else ratio <= target) else "MISS"
         cells: tuple[str, ...] = ()
-        if before is not None:
-            c = before.median(name)
-            cells = (f"{c:,.1f}", f"{c / b:.2f}" if b else "nan")
+        for _, figures in more:
+            c = figures.median(name)
+            cells += ("", "") if c != c else (f"{c:,.1f}", f"{c / b:.2f}" if b else "nan")
         rows.append((name, f"{a:,.1f}", f"{b:,.1f}", f"{ratio:.2f}", target_text, verdict, *cells))
     widths = [max(len(r[i]) for r in (headers, *rows)) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (headers, *rows)]
@@ -413,6 +497,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline-python", type=Path, help="an interpreter with another vusb installed (say the "
                         "version before a change): measured in the same rounds as a third server, its figures "
                         "printed beside")
+    parser.add_argument("--floor", action="store_true", help="also measure a server reduced to canned replies and a "
+                        "bare disk: the lowest CPU and latency a Python server reaches here (not through the guest)")
     return parser.parse_args(argv)
 
 
@@ -429,14 +515,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench_peer: starting the {args.guest} guest", file=sys.stderr)
         guest = Guest.shared(args.guest).sync
     before = Figures() if args.baseline_python else None
+    floor = Figures() if args.floor else None
     with contextlib.ExitStack() as stack:
         vusb_served = stack.enter_context(vusb_server())
         peer_served = stack.enter_context(peer_server(python))
         names = (vusb_served.name, peer_served.name)
-        servers = [(vusb_served, ours, VUSB_DISK_ID), (peer_served, theirs, PEER_DISK_ID)]
+        servers: list[tuple[Served, Figures, tuple[int, int] | None]] = [
+            (vusb_served, ours, VUSB_DISK_ID), (peer_served, theirs, PEER_DISK_ID)]
         if args.baseline_python:
             assert before is not None
             servers.insert(1, (stack.enter_context(baseline_server(args.baseline_python)), before, VUSB_DISK_ID))
+        if floor is not None:
+            servers.append((stack.enter_context(floor_server()), floor, None))
         for round_number in range(args.rounds):
             order = list(servers)
             if round_number % 2:
@@ -446,11 +536,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measure_control(served, args.iterations, figures)
                 if not args.no_storage:
                     measure_storage(served, args.seconds, figures)
-                if guest is not None:
+                if guest is not None and usb_id is not None:  # the floor is not measured through the guest
                     measure_guest(served, guest, usb_id, args.guest_mib, figures)
     print(f"vusb beside PyPI {PEER_REQUIREMENT}: one raw client, {args.rounds} alternating round(s)")
     print(machine_description())
-    print(table(ours, theirs, names, verdicts=not args.quick, before=before))
+    more = [(label, figures) for label, figures in (("vusb before", before), ("floor", floor)) if figures is not None]
+    print(table(ours, theirs, names, verdicts=not args.quick, more=more))
     return 0
 
 

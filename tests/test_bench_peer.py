@@ -45,6 +45,21 @@ def test_baseline_python_adds_vusb_before_as_a_third_server() -> None:
     assert vusb > 0 and peer > 0 and before > 0, row
 
 
+def test_floor_adds_a_server_reduced_to_canned_replies_and_a_bare_disk() -> None:
+    """--floor: a server with no device model (canned replies, a bare Bulk-Only disk) is measured in the same
+    rounds, its figures and its ratio to the peer printed beside: the lowest ratio any server reaches."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_peer", "--quick", "--floor"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("figure"))
+    assert header.split()[-2:] == ["floor", "floor/peer"], header
+    for figure in ("control p50 µs", "control server CPU µs", "read 120 KiB MB/s", "write 1024 KiB MB/s"):
+        row = next(line for line in lines if line.startswith(figure))
+        floor, ratio = (float(cell.replace(",", "")) for cell in row.split()[-2:])
+        assert floor > 0 and ratio > 0, row
+
+
 def test_soak_benchmark_runs_and_reports_no_errors() -> None:
     """benchmarks/bench_soak.py (issue 17's load test), a few seconds with few devices."""
     result = subprocess.run([sys.executable, "-m", "benchmarks.bench_soak", "--seconds", "3", "--devices", "6",
