@@ -48,6 +48,7 @@ from vusb.urb import Completion, FileData, Gather, SetupPacket, Urb
 _RET_SUBMIT = layouts.RET_SUBMIT_FAST
 _ZERO8 = bytes(8)
 _NO_SENDFILE = frozenset((errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP))  # the file, not the socket, says no
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux: hold the header back for the sendfile data behind it
 _GONE = frozenset((errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN))  # the client closed
 
 log = logging.getLogger("vusb.server")
@@ -373,7 +374,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             assert isinstance(sock, socket.socket)
             try:
-                sent = sock.send(header, socket.MSG_MORE)
+                sent = sock.send(header, _MSG_MORE)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             if sent < len(header):
@@ -416,7 +417,7 @@ class Connection(asyncio.BufferedProtocol):
         assert self.transport is not None
         sock = self.transport.get_extra_info("socket")
         try:
-            if sock is None or sock.type != socket.SOCK_STREAM:
+            if sock is None or sock.type != socket.SOCK_STREAM or not hasattr(os, "sendfile"):
                 return False
             return socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno()))
         except (OSError, AttributeError, ValueError):
