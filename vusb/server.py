@@ -359,8 +359,7 @@ class Connection(asyncio.BufferedProtocol):
         """
         transport = self.transport
         assert transport is not None
-        header = _RET_SUBMIT.pack(3, urb.seqnum, 0, 0, 0, result.status, data.length, 0, 0, result.error_count,
-                                  _ZERO8)
+        header = ret_submit_header(urb.seqnum, result.status, data.length, result.error_count)
         batch = self._batch
         if batch:
             self._send(batch)  # the replies this read made before this one leave first
